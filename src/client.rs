@@ -1,0 +1,679 @@
+//! Exchange clients: a factory bound to one exchange, and clients bound to
+//! one mailbox each (`HttpExchangeFactory`, `UserExchangeClient` and
+//! `AgentExchangeClient` of academy-py).
+//!
+//! Every client runs two background tasks on the shared runtime:
+//! - a listener that keeps one `GET /mailbox/listen` stream open (falling
+//!   back to long-poll `GET /message` on servers without it) and routes
+//!   each message: a response that a pending [`Client::request`] waits for
+//!   goes to that call, anything else to the inbox that
+//!   [`Client::recv`] takes from. The stream stays open across receives
+//!   that time out, so academy-py's exchange never writes a message to a
+//!   stream nobody reads (it loses such a message).
+//! - a heartbeat that keeps the mailbox ACTIVE for Python peers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::agent::ServeControl;
+use crate::error::{Error, Result, Status};
+use crate::ids::{EntityId, Role};
+use crate::message::{self, ErrorCode, Message, MessageKind};
+use crate::options::FactoryOptions;
+use crate::runtime::{self, ProcessBound};
+use crate::sse::SseParser;
+pub use crate::transport::MailboxStatus;
+use crate::transport::Transport;
+
+/// A heartbeat older than this many intervals makes a mailbox INACTIVE
+/// (academy-py's `stale_heartbeat_threshold`).
+const STALE_HEARTBEATS: f64 = 3.0;
+/// Wait before reconnecting after a failure, unless the server said
+/// otherwise with `retry:` (academy-py's default).
+const DEFAULT_RETRY: Duration = Duration::from_millis(1000);
+/// The longest wait between reconnect attempts while the exchange is down.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+/// Extra silence tolerated on a listen stream beyond its timeout before it
+/// is considered dead (servers send keep-alives every 15 s).
+const STREAM_GRACE: Duration = Duration::from_secs(30);
+/// Longest SSE line accepted (a message is one line; limits are MiBs).
+const MAX_EVENT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Builds clients of one exchange. Cheap to share between threads.
+#[derive(Debug, Clone)]
+pub struct Factory {
+    transport: Arc<Transport>,
+    bound: ProcessBound,
+}
+
+impl Factory {
+    /// A factory for the exchange at `url` with the given options.
+    pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
+        Ok(Factory {
+            transport: Arc::new(Transport::new(url, options)?),
+            bound: ProcessBound::default(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.transport.url()
+    }
+
+    pub fn options(&self) -> &FactoryOptions {
+        self.transport.options()
+    }
+
+    pub fn check_process(&self) -> Result<()> {
+        self.bound.check("factory")
+    }
+
+    /// Registers a new user mailbox and returns its client.
+    pub async fn create_user_client(&self, name: Option<&str>) -> Result<Client> {
+        self.check_process()?;
+        let id = EntityId::new_user(name);
+        self.transport.create_mailbox(&id, None).await?;
+        Client::start(self.transport.clone(), id).await
+    }
+
+    /// A client for an agent mailbox registered before (by
+    /// [`Client::register_agent`], here or in Python).
+    pub async fn create_agent_client(&self, registration_json: &str) -> Result<Client> {
+        self.check_process()?;
+        let id = parse_registration(registration_json)?;
+        match self.transport.mailbox_status(&id).await? {
+            MailboxStatus::Missing => {
+                return Err(Error::new(Status::BadEntityId, format!("agent {id} is not registered on the exchange")))
+            }
+            MailboxStatus::Terminated => {
+                return Err(Error::new(Status::MailboxTerminated, format!("the mailbox of agent {id} was terminated")))
+            }
+            MailboxStatus::Active | MailboxStatus::Inactive => {}
+        }
+        Client::start(self.transport.clone(), id).await
+    }
+}
+
+/// The agent id in a registration `{"agent_id": {...}, "exchange_type": "http"}`.
+pub fn parse_registration(text: &str) -> Result<EntityId> {
+    let value = message::parse_json("registration_json", text)?;
+    if let Some(kind) = value.get("exchange_type") {
+        if kind != "http" {
+            return Err(Error::invalid(format!("registration is for a {kind} exchange, not an http one")));
+        }
+    }
+    let id = value
+        .get("agent_id")
+        .ok_or_else(|| Error::invalid("registration_json has no agent_id"))
+        .and_then(EntityId::from_value)?;
+    if id.role != Role::Agent {
+        return Err(Error::invalid("registration agent_id must have role \"agent\""));
+    }
+    Ok(id)
+}
+
+/// What a waiting request gets: the response, or why none will come.
+type Reply = Result<Message>;
+
+/// Why the listener stopped for good, or is failing for now.
+#[derive(Debug, Clone)]
+enum ListenerState {
+    Running,
+    /// Reconnecting after this error (the exchange may come back).
+    Failing(Error),
+    /// Stopped for good (mailbox terminated, unknown, or not allowed).
+    Ended(Error),
+}
+
+#[derive(Debug)]
+struct Inner {
+    transport: Arc<Transport>,
+    id: EntityId,
+    /// The label of this client's requests (a Python handle's `handle_id`).
+    label: Uuid,
+    bound: ProcessBound,
+    inbox: Mutex<VecDeque<String>>,
+    /// Wakes receivers: a message arrived or the state changed.
+    changed: Notify,
+    pending: Mutex<HashMap<Uuid, Option<oneshot::Sender<Reply>>>>,
+    state: Mutex<ListenerState>,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set while [`crate::agent::serve`] runs on this client.
+    serving: Mutex<Option<Arc<ServeControl>>>,
+}
+
+/// A client bound to one mailbox. Clones share the client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    async fn start(transport: Arc<Transport>, id: EntityId) -> Result<Client> {
+        let inner = Arc::new(Inner {
+            transport,
+            id,
+            label: Uuid::new_v4(),
+            bound: ProcessBound::default(),
+            inbox: Mutex::new(VecDeque::new()),
+            changed: Notify::new(),
+            pending: Mutex::new(HashMap::new()),
+            state: Mutex::new(ListenerState::Running),
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+            serving: Mutex::new(None),
+        });
+        // The first heartbeat before returning, so peers see ACTIVE at once.
+        match inner.transport.heartbeat(&inner.id).await {
+            Ok(()) => {}
+            Err(e) if is_missing_endpoint(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let handle = runtime::handle()?;
+        let listener = handle.spawn(listen_loop(Arc::downgrade(&inner)));
+        let heartbeat = handle.spawn(heartbeat_loop(Arc::downgrade(&inner)));
+        inner.tasks.lock().unwrap().extend([listener, heartbeat]);
+        Ok(Client { inner })
+    }
+
+    /// The id of this client's mailbox.
+    pub fn mailbox_id(&self) -> &EntityId {
+        &self.inner.id
+    }
+
+    pub fn options(&self) -> &FactoryOptions {
+        self.inner.transport.options()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.inner.bound.check("client")?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed(format!("the client of {} was closed", self.inner.id)));
+        }
+        Ok(())
+    }
+
+    /// Whether this process made the client (false in a forked child).
+    pub fn in_this_process(&self) -> bool {
+        self.inner.bound.check("client").is_ok()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn transport(&self) -> Result<&Transport> {
+        self.check()?;
+        Ok(&self.inner.transport)
+    }
+
+    /// Registers a new agent mailbox. `agent_types` is the comma-joined
+    /// class MRO, most derived first. Returns the registration JSON.
+    pub async fn register_agent(&self, agent_types: &str, name: Option<&str>) -> Result<String> {
+        let types: Vec<&str> = agent_types.split(',').map(str::trim).collect();
+        if types.iter().any(|t| t.is_empty()) {
+            return Err(Error::invalid(
+                "agent_types must be a comma-joined list of class names, most derived first (e.g. \"mymod.Calc\")",
+            ));
+        }
+        let id = EntityId::new_agent(name);
+        self.transport()?.create_mailbox(&id, Some(&types.join(","))).await?;
+        Ok(json!({"agent_id": id, "exchange_type": "http"}).to_string())
+    }
+
+    /// Sends a message (its JSON, checked first, goes out as given).
+    pub async fn send(&self, message_json: &str) -> Result<()> {
+        Message::from_json(message_json)?;
+        self.transport()?.send(message_json).await
+    }
+
+    async fn send_message(&self, message: &Message) -> Result<()> {
+        self.transport()?.send(&message.to_json()).await
+    }
+
+    /// The next message for this mailbox that no call is waiting for.
+    /// `None` waits forever; a zero timeout only takes what has arrived.
+    pub async fn recv(&self, timeout: Option<Duration>) -> Result<String> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.check()?;
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(message) = self.inner.inbox.lock().unwrap().pop_front() {
+                return Ok(message);
+            }
+            let state = self.inner.state.lock().unwrap().clone();
+            if let ListenerState::Ended(e) = state {
+                return Err(e);
+            }
+            match deadline {
+                None => notified.await,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline || tokio::time::timeout(deadline - now, notified).await.is_err() {
+                        // One last look: a message may have come in just now.
+                        if let Some(message) = self.inner.inbox.lock().unwrap().pop_front() {
+                            return Ok(message);
+                        }
+                        return Err(match self.inner.state.lock().unwrap().clone() {
+                            ListenerState::Failing(e) | ListenerState::Ended(e) => e,
+                            ListenerState::Running => Error::timeout(format!(
+                                "no message for {} within {:.3} s",
+                                self.inner.id,
+                                timeout.unwrap_or_default().as_secs_f64()
+                            )),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response (matched by tag and
+    /// label). Many requests may be in flight at once from many threads.
+    pub async fn request(&self, dest: EntityId, body: Value, timeout: Option<Duration>) -> Result<Message> {
+        self.check()?;
+        let message = Message::create(self.inner.id.clone(), dest, body, Some(self.inner.label))?;
+        if message.header.kind != MessageKind::Request {
+            return Err(Error::invalid(format!("a {:?} body is not a request", message.kind())));
+        }
+        let (tx, rx) = oneshot::channel();
+        let tag = message.header.tag;
+        self.inner.pending.lock().unwrap().insert(tag, Some(tx));
+        let guard = PendingGuard { inner: &self.inner, tag };
+        self.send_message(&message).await?;
+        let outcome = match timeout {
+            None => rx.await,
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Error::timeout(format!(
+                        "no response from {} within {:.3} s",
+                        message.header.dest,
+                        t.as_secs_f64()
+                    )))
+                }
+            },
+        };
+        drop(guard);
+        match outcome {
+            Ok(reply) => reply,
+            Err(_) => Err(Error::closed(format!("the client of {} was closed", self.inner.id))),
+        }
+    }
+
+    /// Sends a request whose response nobody waits for (it is dropped when
+    /// it arrives instead of reaching [`recv`](Self::recv)).
+    pub async fn request_no_wait(&self, dest: EntityId, body: Value) -> Result<()> {
+        self.check()?;
+        let message = Message::create(self.inner.id.clone(), dest, body, Some(self.inner.label))?;
+        self.inner.pending.lock().unwrap().insert(message.header.tag, None);
+        let sent = self.send_message(&message).await;
+        if sent.is_err() {
+            self.inner.pending.lock().unwrap().remove(&message.header.tag);
+        }
+        sent
+    }
+
+    /// Calls an action with JSON serialization; returns the result JSON.
+    pub async fn action(&self, agent: EntityId, action: &str, args: &Value, kwargs: &Value, timeout: Option<Duration>) -> Result<Value> {
+        let body = message::action_request_body(action, args, kwargs)?;
+        let response = self.request(agent, body, timeout).await?;
+        message::response_result(&response)
+    }
+
+    /// Pings an agent; returns the round-trip time.
+    pub async fn ping(&self, agent: EntityId, timeout: Option<Duration>) -> Result<Duration> {
+        let start = Instant::now();
+        let response = self.request(agent, json!({"kind": "ping-request"}), timeout).await?;
+        message::response_result(&response)?;
+        Ok(start.elapsed())
+    }
+
+    /// Asks an agent to shut down (`terminate`: `None` lets the agent
+    /// decide, as academy-py's default). Does not wait for the agent.
+    pub async fn shutdown_agent(&self, agent: EntityId, terminate: Option<bool>) -> Result<()> {
+        self.request_no_wait(agent, json!({"terminate": terminate, "kind": "shutdown-request"})).await
+    }
+
+    /// The status of a mailbox as academy-py's client derives it: from the
+    /// heartbeat age (ACTIVE while younger than 3 intervals), or from
+    /// `GET /mailbox` on servers without heartbeats.
+    pub async fn status(&self, id: &EntityId) -> Result<MailboxStatus> {
+        let transport = self.transport()?;
+        let stale = transport.options().heartbeat_interval.as_secs_f64() * STALE_HEARTBEATS;
+        match transport.heartbeat_status(id).await {
+            Ok(Some(age)) if age < stale => Ok(MailboxStatus::Active),
+            Ok(_) => Ok(MailboxStatus::Inactive),
+            Err(e) if e.status == Status::BadEntityId => Ok(MailboxStatus::Missing),
+            Err(e) if e.status == Status::MailboxTerminated => Ok(MailboxStatus::Terminated),
+            Err(e) if is_missing_endpoint(&e) => transport.mailbox_status(id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Terminates a mailbox (a no-op for unknown or terminated ones).
+    pub async fn terminate(&self, id: &EntityId) -> Result<()> {
+        self.transport()?.terminate(id).await
+    }
+
+    /// Agents of a class (or, with `allow_subclasses`, of its subclasses).
+    pub async fn discover(&self, agent_type: &str, allow_subclasses: bool) -> Result<Vec<EntityId>> {
+        let uids = self.transport()?.discover(agent_type, allow_subclasses).await?;
+        Ok(uids.into_iter().map(EntityId::agent_from_uid).collect())
+    }
+
+    /// Sends a heartbeat for this client's mailbox now.
+    pub async fn heartbeat(&self) -> Result<()> {
+        self.transport()?.heartbeat(&self.inner.id).await
+    }
+
+    /// Seconds since a mailbox's last heartbeat (`None`: never).
+    pub async fn heartbeat_status(&self, id: &EntityId) -> Result<Option<f64>> {
+        self.transport()?.heartbeat_status(id).await
+    }
+
+    /// The exchange's counters for an agent, as a JSON object.
+    pub async fn agent_stats(&self, id: &EntityId) -> Result<Value> {
+        self.transport()?.agent_stats(id).await
+    }
+
+    pub async fn share_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        self.transport()?.share_mailbox(id, group_id).await
+    }
+
+    pub async fn shared_groups(&self, id: &EntityId) -> Result<Vec<String>> {
+        self.transport()?.shared_groups(id).await
+    }
+
+    pub async fn unshare_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        self.transport()?.unshare_mailbox(id, group_id).await
+    }
+
+    /// Marks the client as serving; one serve at a time.
+    pub(crate) fn begin_serving(&self) -> Result<Arc<ServeControl>> {
+        self.check()?;
+        let mut serving = self.inner.serving.lock().unwrap();
+        if serving.is_some() {
+            return Err(Error::invalid(format!("{} is already being served", self.inner.id)));
+        }
+        let control = ServeControl::new();
+        *serving = Some(control.clone());
+        Ok(control)
+    }
+
+    pub(crate) fn end_serving(&self) {
+        self.inner.serving.lock().unwrap().take();
+    }
+
+    /// Ends a [`crate::agent::serve`] running on this client (from any
+    /// thread). Returns whether one was running.
+    pub fn stop_serving(&self) -> Result<bool> {
+        self.inner.bound.check("client")?;
+        let control = self.inner.serving.lock().unwrap().clone();
+        Ok(control.map(|c| c.stop()).is_some())
+    }
+
+    /// Stops the background tasks; a user client also terminates its own
+    /// mailbox (an agent's mailbox stays, so the agent can come back).
+    /// Closing twice is a no-op.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.bound.check("client")?;
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Terminate first: the server then ends the listen stream itself.
+        let terminated = if self.inner.id.role == Role::User {
+            self.inner.transport.terminate(&self.inner.id).await
+        } else {
+            Ok(())
+        };
+        if let Some(control) = self.inner.serving.lock().unwrap().clone() {
+            control.stop();
+        }
+        self.inner.shutdown();
+        terminated
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Inner {
+    /// Stops the tasks and wakes everyone waiting.
+    fn shutdown(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        self.pending.lock().unwrap().clear();
+        self.changed.notify_waiters();
+    }
+
+    fn set_state(&self, state: ListenerState) {
+        *self.state.lock().unwrap() = state;
+        self.changed.notify_waiters();
+    }
+
+    /// Routes one message from the exchange.
+    async fn deliver(&self, raw: String) {
+        if let Ok(message) = Message::from_json(&raw) {
+            if message.header.kind == MessageKind::Response {
+                let waiter = self.pending.lock().unwrap().remove(&message.header.tag);
+                match waiter {
+                    Some(Some(tx)) => {
+                        let _ = tx.send(Ok(message));
+                        return;
+                    }
+                    Some(None) => return, // a response nobody waits for
+                    None => {}
+                }
+            } else if self.id.role == Role::User {
+                // A user cannot serve requests: answer as academy-py's
+                // UserExchangeClient does.
+                let code = if message.header.compatible() {
+                    ErrorCode::InvalidClient
+                } else {
+                    ErrorCode::IncompatibleProtocol
+                };
+                if let Ok(response) = message.response(message::academy_error_body(code, Some(&self.id))) {
+                    let _ = self.transport.send(&response.to_json()).await;
+                }
+                return;
+            }
+        }
+        self.inbox.lock().unwrap().push_back(raw);
+        self.changed.notify_waiters();
+    }
+
+    /// Fails every waiting request with `err`.
+    fn fail_pending(&self, err: &Error) {
+        for (_, waiter) in self.pending.lock().unwrap().drain() {
+            if let Some(tx) = waiter {
+                let _ = tx.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// Removes a pending entry when its request ends in any way.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    tag: Uuid,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.lock().unwrap().remove(&self.tag);
+    }
+}
+
+pub(crate) fn is_missing_endpoint(err: &Error) -> bool {
+    err.status == Status::Protocol && matches!(err.http_status(), Some(404) | Some(405))
+}
+
+/// Errors after which listening again cannot help.
+fn is_final(err: &Error) -> bool {
+    matches!(
+        err.status,
+        Status::MailboxTerminated | Status::BadEntityId | Status::Unauthorized | Status::Forbidden
+    )
+}
+
+/// The server's maximum listen timeout, from its 400 answer
+/// ("Invalid timeout (must be less than 60 and greater than 0)").
+fn server_max_timeout(err: &Error) -> Option<Duration> {
+    if err.status != Status::BadRequest {
+        return None;
+    }
+    let rest = err.message.split("must be less than ").nth(1)?;
+    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let secs: f64 = number.parse().ok()?;
+    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+enum Mode {
+    Stream,
+    Poll,
+}
+
+async fn listen_loop(weak: std::sync::Weak<Inner>) {
+    let mut mode = Mode::Stream;
+    let mut timeout = match weak.upgrade() {
+        Some(inner) => inner.transport.options().request_timeout,
+        None => return,
+    };
+    let mut retry = DEFAULT_RETRY;
+    let mut failures: u32 = 0;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let outcome = match mode {
+            Mode::Stream => stream_once(&inner, timeout, &mut retry).await,
+            Mode::Poll => poll_once(&inner, timeout).await,
+        };
+        match outcome {
+            Ok(()) => {
+                failures = 0;
+                continue;
+            }
+            Err(e) if is_missing_endpoint(&e) && matches!(mode, Mode::Stream) => {
+                mode = Mode::Poll;
+                continue;
+            }
+            Err(e) if server_max_timeout(&e).is_some_and(|max| max < timeout) => {
+                timeout = server_max_timeout(&e).unwrap_or(timeout);
+                continue;
+            }
+            Err(e) if is_final(&e) => {
+                inner.fail_pending(&e);
+                inner.set_state(ListenerState::Ended(e));
+                return;
+            }
+            Err(e) => {
+                inner.set_state(ListenerState::Failing(e));
+                failures = failures.saturating_add(1);
+            }
+        }
+        drop(inner);
+        let wait = retry.saturating_mul(1 << failures.saturating_sub(1).min(4)).min(MAX_RETRY.max(retry));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One listen stream, read until the server ends it (`Ok`) or it fails.
+async fn stream_once(inner: &Inner, timeout: Duration, retry: &mut Duration) -> Result<()> {
+    let mut response = inner.transport.listen(&inner.id, timeout).await?;
+    inner.set_state(ListenerState::Running);
+    let mut parser = SseParser::new().with_max_line(MAX_EVENT_BYTES);
+    loop {
+        let chunk = match tokio::time::timeout(timeout + STREAM_GRACE, response.chunk()).await {
+            Err(_) => return Err(Error::new(Status::Connection, "the listen stream went silent; reconnecting")),
+            Ok(Err(e)) => return Err(Error::new(Status::Connection, format!("the listen stream broke: {e}"))),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        let events = parser
+            .feed(&chunk)
+            .map_err(|e| Error::protocol(format!("the listen stream is not valid SSE: {}", e.0)))?;
+        if let Some(ms) = parser.retry_ms() {
+            *retry = Duration::from_millis(ms);
+        }
+        for event in events {
+            inner.deliver(event.data).await;
+        }
+    }
+}
+
+/// One long poll of `GET /message` (servers without SSE).
+async fn poll_once(inner: &Inner, timeout: Duration) -> Result<()> {
+    let message = inner.transport.poll_message(&inner.id, timeout).await?;
+    inner.set_state(ListenerState::Running);
+    if let Some(raw) = message {
+        inner.deliver(raw).await;
+    }
+    Ok(())
+}
+
+async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
+    loop {
+        let interval = match weak.upgrade() {
+            Some(inner) => inner.transport.options().heartbeat_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        match inner.transport.heartbeat(&inner.id).await {
+            Err(e) if is_final(&e) || is_missing_endpoint(&e) => return,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_server_maximum_timeout() {
+        let err = Error::new(
+            Status::BadRequest,
+            "GET /mailbox/listen: HTTP 400: Invalid timeout (must be less than 60 and greater than 0)",
+        );
+        assert_eq!(server_max_timeout(&err), Some(Duration::from_secs(60)));
+        assert_eq!(server_max_timeout(&Error::new(Status::BadRequest, "other")), None);
+    }
+
+    #[test]
+    fn parses_registrations() {
+        let id = EntityId::new_agent(Some("a"));
+        let reg = json!({"agent_id": id, "exchange_type": "http"}).to_string();
+        assert_eq!(parse_registration(&reg).unwrap(), id);
+        for bad in [
+            "{}",
+            "nope",
+            r#"{"agent_id": {"uid": "80b78938-3bd9-4a0e-85ec-e2cb02f3a507", "name": null, "role": "user"}}"#,
+            r#"{"agent_id": {"uid": "80b78938-3bd9-4a0e-85ec-e2cb02f3a507", "name": null, "role": "agent"}, "exchange_type": "redis"}"#,
+        ] {
+            assert_eq!(parse_registration(bad).unwrap_err().status, Status::InvalidArgument, "{bad}");
+        }
+    }
+}

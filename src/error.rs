@@ -1,0 +1,137 @@
+//! The one error type of the crate, and its mapping to the C status codes.
+
+use std::fmt;
+
+/// Status codes of the C API. The numbers are part of the ABI and never change.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The call succeeded.
+    Ok = 0,
+    /// A NULL pointer, invalid UTF-8, malformed JSON or an unknown option.
+    InvalidArgument = 1,
+    /// Nothing arrived in time (a receive, a call or the server said 408).
+    Timeout = 2,
+    /// The mailbox does not exist on the exchange (404).
+    BadEntityId = 3,
+    /// The mailbox was terminated (419).
+    MailboxTerminated = 4,
+    /// The exchange needs credentials that were not given (401).
+    Unauthorized = 5,
+    /// The credentials do not allow this (403).
+    Forbidden = 6,
+    /// The message is larger than the exchange accepts (413).
+    MessageTooLarge = 7,
+    /// The exchange rejected the request as malformed (400).
+    BadRequest = 8,
+    /// The exchange could not be reached.
+    Connection = 9,
+    /// Any other HTTP status.
+    Http = 10,
+    /// An answer not understood, an incompatible protocol or serialization.
+    Protocol = 11,
+    /// The handle was closed (or was made before a `fork()`).
+    Closed = 12,
+    /// The remote agent answered with an error.
+    Remote = 13,
+    /// A bug in the library (a panic was caught).
+    Internal = 99,
+}
+
+impl Status {
+    /// A static, human-readable name for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::InvalidArgument => "invalid argument",
+            Status::Timeout => "timeout",
+            Status::BadEntityId => "unknown mailbox id",
+            Status::MailboxTerminated => "mailbox terminated",
+            Status::Unauthorized => "unauthorized",
+            Status::Forbidden => "forbidden",
+            Status::MessageTooLarge => "message too large",
+            Status::BadRequest => "bad request",
+            Status::Connection => "connection error",
+            Status::Http => "unexpected HTTP status",
+            Status::Protocol => "protocol error",
+            Status::Closed => "handle closed",
+            Status::Remote => "remote error",
+            Status::Internal => "internal error",
+        }
+    }
+
+    /// The status for an HTTP error answer of the exchange, as academy-py's
+    /// `_raise_for_status` maps it.
+    pub fn from_http(code: u16) -> Status {
+        match code {
+            400 => Status::BadRequest,
+            401 => Status::Unauthorized,
+            403 => Status::Forbidden,
+            404 => Status::BadEntityId,
+            408 => Status::Timeout,
+            413 => Status::MessageTooLarge,
+            419 => Status::MailboxTerminated,
+            _ => Status::Http,
+        }
+    }
+}
+
+/// An error: a status code and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    pub message: String,
+    /// The HTTP status of the exchange's answer, when it came from one.
+    http_status: Option<u16>,
+}
+
+impl Error {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Error {
+            status,
+            message: message.into(),
+            http_status: None,
+        }
+    }
+
+    /// Records the HTTP status the error came from.
+    pub fn with_http_status(mut self, code: u16) -> Self {
+        self.http_status = Some(code);
+        self
+    }
+
+    /// The HTTP status the error came from, if any.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(Status::InvalidArgument, message)
+    }
+
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Error::new(Status::Protocol, message)
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Error::new(Status::Timeout, message)
+    }
+
+    pub fn closed(message: impl Into<String>) -> Self {
+        Error::new(Status::Closed, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(Status::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,473 @@
+//! `academy_client`: a client bound to one mailbox, and the calls made
+//! through it.
+
+use std::ffi::{c_char, c_int};
+use std::future::Future;
+
+use serde_json::Value;
+
+use super::factory::academy_factory;
+use super::{
+    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, check_out, write_out,
+    write_string,
+};
+use crate::client::{Client, MailboxStatus};
+use crate::error::{Error, Result};
+use crate::ids::EntityId;
+use crate::message::parse_json;
+use crate::runtime;
+
+/// A client bound to one mailbox (opaque). Thread-safe.
+pub struct academy_client {
+    pub(crate) client: Client,
+}
+
+/// The status of a mailbox.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum academy_mailbox_status {
+    /// The exchange does not know the mailbox.
+    ACADEMY_MAILBOX_MISSING = 0,
+    /// The mailbox exists and its owner sent a heartbeat recently.
+    ACADEMY_MAILBOX_ACTIVE = 1,
+    /// The mailbox exists but its heartbeats stopped (or never came).
+    ACADEMY_MAILBOX_INACTIVE = 2,
+    /// The mailbox was terminated.
+    ACADEMY_MAILBOX_TERMINATED = 3,
+}
+
+impl From<MailboxStatus> for academy_mailbox_status {
+    fn from(s: MailboxStatus) -> Self {
+        match s {
+            MailboxStatus::Missing => academy_mailbox_status::ACADEMY_MAILBOX_MISSING,
+            MailboxStatus::Active => academy_mailbox_status::ACADEMY_MAILBOX_ACTIVE,
+            MailboxStatus::Inactive => academy_mailbox_status::ACADEMY_MAILBOX_INACTIVE,
+            MailboxStatus::Terminated => academy_mailbox_status::ACADEMY_MAILBOX_TERMINATED,
+        }
+    }
+}
+
+/// Runs a blocking call on the shared runtime from the caller's thread.
+pub(crate) fn block<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    runtime::block_on(future)?
+}
+
+unsafe fn client_arg<'a>(client: *const academy_client) -> Result<&'a Client> {
+    Ok(&arg_ref(client, "client")?.client)
+}
+
+unsafe fn id_arg(ptr: *const c_char, name: &str) -> Result<EntityId> {
+    EntityId::from_json(arg_str(ptr, name)?)
+}
+
+unsafe fn new_client(out: *mut *mut academy_client, make: impl FnOnce() -> Result<Client>) -> Result<()> {
+    check_out(out, "out")?;
+    let client = make()?;
+    write_out(out, Box::into_raw(Box::new(academy_client { client })));
+    Ok(())
+}
+
+/// Registers a new user mailbox on the exchange and makes its client.
+/// `name` (nullable) is a display name. Blocks for one round trip.
+///
+/// The client listens to its mailbox and sends heartbeats in the
+/// background; requests that reach a user mailbox are answered with an
+/// academy error (INVALID_CLIENT), as academy-py's user client does.
+/// On success `*out` gets a client that the caller closes with
+/// `academy_client_close` and frees with `academy_client_free`.
+/// Returns INVALID_ARGUMENT, CONNECTION, TIMEOUT, UNAUTHORIZED, FORBIDDEN,
+/// HTTP, CLOSED (a factory made before fork()).
+#[no_mangle]
+pub unsafe extern "C" fn academy_user_client_new(
+    factory: *const academy_factory,
+    name: *const c_char,
+    out: *mut *mut academy_client,
+) -> academy_status {
+    boundary(|| {
+        let factory = &arg_ref(factory, "factory")?.factory;
+        let name = arg_opt_str(name, "name")?;
+        new_client(out, || block(factory.create_user_client(name)))
+    })
+}
+
+/// Makes the client of an agent registered before (here with
+/// `academy_client_register_agent`, or by Python). `registration_json` is
+/// `{"agent_id": {...}, "exchange_type": "http"}`. Blocks for two round
+/// trips. The client listens and sends heartbeats in the background; it
+/// answers nothing by itself: `academy_client_recv` returns every message,
+/// or `academy_agent_serve` serves them.
+///
+/// Returns BAD_ENTITY_ID if the mailbox does not exist, MAILBOX_TERMINATED
+/// if it was terminated, INVALID_ARGUMENT for a malformed registration,
+/// and the transport errors.
+#[no_mangle]
+pub unsafe extern "C" fn academy_agent_client_new(
+    factory: *const academy_factory,
+    registration_json: *const c_char,
+    out: *mut *mut academy_client,
+) -> academy_status {
+    boundary(|| {
+        let factory = &arg_ref(factory, "factory")?.factory;
+        let registration = arg_str(registration_json, "registration_json")?;
+        new_client(out, || block(factory.create_agent_client(registration)))
+    })
+}
+
+/// Registers a new agent mailbox. `agent_types` is the comma-joined class
+/// MRO of the agent, most derived first (e.g. "mymod.Calc,mymod.Base");
+/// `discover` finds the agent by these names. `name` is nullable. On
+/// success `*out_registration_json` gets `{"agent_id": {...},
+/// "exchange_type": "http"}` (free with `academy_string_free`). Blocks.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_register_agent(
+    client: *mut academy_client,
+    agent_types: *const c_char,
+    name: *const c_char,
+    out_registration_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_registration_json, "out_registration_json")?;
+        let client = client_arg(client)?;
+        let types = arg_str(agent_types, "agent_types")?;
+        let name = arg_opt_str(name, "name")?;
+        let registration = block(client.register_agent(types, name))?;
+        write_string(out_registration_json, registration)
+    })
+}
+
+/// The id of the client's mailbox as JSON (`{"uid": ..., "name": ...,
+/// "role": ...}`); free with `academy_string_free`. Does not block.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_mailbox_id(
+    client: *const academy_client,
+    out_id_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_id_json, "out_id_json")?;
+        let client = client_arg(client)?;
+        write_string(out_id_json, client.mailbox_id().to_json())
+    })
+}
+
+/// Sends a message (the JSON of an Academy message; see
+/// `academy_message_new`). The JSON is checked, then sent as given.
+/// Blocks for one round trip. Returns BAD_ENTITY_ID (unknown destination),
+/// MAILBOX_TERMINATED, MESSAGE_TOO_LARGE, INVALID_ARGUMENT (not a message),
+/// CLOSED, and the transport errors.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_send(client: *mut academy_client, message_json: *const c_char) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let message = arg_str(message_json, "message_json")?;
+        block(client.send(message))
+    })
+}
+
+/// Takes the next message that arrived for this mailbox (and that no
+/// `academy_client_request` waits for). Blocks up to `timeout_s` seconds
+/// (< 0: forever; 0: only what has already arrived). Each message goes to
+/// exactly one caller, also with many threads receiving. A receive that
+/// times out leaves the listen stream open, so nothing is lost.
+///
+/// On success `*out_message_json` gets the message JSON exactly as the
+/// exchange delivered it (free with `academy_string_free`). Returns TIMEOUT
+/// when nothing came in time (CONNECTION instead while the exchange cannot
+/// be reached), MAILBOX_TERMINATED once the mailbox is terminated,
+/// BAD_ENTITY_ID if it vanished, CLOSED after `academy_client_close`.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_recv(
+    client: *mut academy_client,
+    timeout_s: f64,
+    out_message_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_message_json, "out_message_json")?;
+        let client = client_arg(client)?;
+        let timeout = arg_timeout(timeout_s)?;
+        let message = block(client.recv(timeout))?;
+        write_string(out_message_json, message)
+    })
+}
+
+/// The status of the mailbox `id_json`, as academy-py's client derives it:
+/// ACTIVE while its heartbeat is younger than 3 heartbeat intervals,
+/// INACTIVE after, MISSING or TERMINATED. Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_status(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    out: *mut academy_mailbox_status,
+) -> academy_status {
+    boundary(|| {
+        check_out(out, "out")?;
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let status = block(client.status(&id))?;
+        write_out(out, status.into());
+        Ok(())
+    })
+}
+
+/// Terminates the mailbox `id_json`: it takes no more messages, and
+/// requests still queued in it are answered with an error. Terminating an
+/// unknown or terminated mailbox succeeds. Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_terminate(client: *mut academy_client, id_json: *const c_char) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        block(client.terminate(&id))
+    })
+}
+
+/// Finds the agents registered with `agent_type` as their class (with
+/// `allow_subclasses`, anywhere in their MRO), not terminated. On success
+/// `*out_ids_json` gets a JSON array of agent ids (free with
+/// `academy_string_free`). Python agents register their MRO without
+/// `academy.agent.Agent`. Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_discover(
+    client: *mut academy_client,
+    agent_type: *const c_char,
+    allow_subclasses: bool,
+    out_ids_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_ids_json, "out_ids_json")?;
+        let client = client_arg(client)?;
+        let agent_type = arg_str(agent_type, "agent_type")?;
+        let ids = block(client.discover(agent_type, allow_subclasses))?;
+        write_string(out_ids_json, serde_json::to_string(&ids).map_err(|e| Error::internal(e.to_string()))?)
+    })
+}
+
+/// Sends a heartbeat for the client's mailbox now (the client also sends
+/// one every `heartbeat_interval_s` by itself). Blocks for one round trip.
+/// Returns PROTOCOL against an exchange without heartbeats (academy-py < 0.6).
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_heartbeat(client: *mut academy_client) -> academy_status {
+    boundary(|| block(client_arg(client)?.heartbeat()))
+}
+
+/// Seconds since the last heartbeat of the mailbox `id_json`, as the
+/// exchange reports it, or NaN if it never sent one. Blocks for one round
+/// trip. Returns BAD_ENTITY_ID, MAILBOX_TERMINATED, PROTOCOL (an exchange
+/// without heartbeats) and the transport errors.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_heartbeat_status(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    out_age_s: *mut f64,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_age_s, "out_age_s")?;
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let age = block(client.heartbeat_status(&id))?;
+        write_out(out_age_s, age.unwrap_or(f64::NAN));
+        Ok(())
+    })
+}
+
+/// The exchange's counters for the agent `id_json` as a JSON object
+/// (`incoming`, `outgoing`, `completed`, `in_progress`, `queued`); free
+/// with `academy_string_free`. Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_agent_stats(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    out_stats_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_stats_json, "out_stats_json")?;
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let stats = block(client.agent_stats(&id))?;
+        write_string(out_stats_json, stats.to_string())
+    })
+}
+
+/// Shares the mailbox `id_json` with a group (exchanges with
+/// authentication; the owner must belong to the group, else FORBIDDEN).
+/// Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_share_mailbox(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    group_id: *const c_char,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let group = arg_str(group_id, "group_id")?;
+        block(client.share_mailbox(&id, group))
+    })
+}
+
+/// The groups the mailbox `id_json` is shared with, as a JSON array of
+/// strings (free with `academy_string_free`). Blocks for one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_shared_groups(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    out_group_ids_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_group_ids_json, "out_group_ids_json")?;
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let groups = block(client.shared_groups(&id))?;
+        write_string(out_group_ids_json, Value::from(groups).to_string())
+    })
+}
+
+/// Stops sharing the mailbox `id_json` with a group. Blocks for one round
+/// trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_unshare_mailbox(
+    client: *mut academy_client,
+    id_json: *const c_char,
+    group_id: *const c_char,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let id = id_arg(id_json, "id_json")?;
+        let group = arg_str(group_id, "group_id")?;
+        block(client.unshare_mailbox(&id, group))
+    })
+}
+
+/// Closes the client: stops its listener and heartbeat, ends a running
+/// `academy_agent_serve`, and fails calls waiting on it with CLOSED. A
+/// user client also terminates its own mailbox (an agent's mailbox stays,
+/// so the agent can come back). Later calls on the client return CLOSED;
+/// closing twice is a no-op. Blocks for one round trip (user clients).
+/// The memory stays until `academy_client_free`.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_close(client: *mut academy_client) -> academy_status {
+    boundary(|| block(client_arg(client)?.close()))
+}
+
+/// Frees a client, closing it first if needed (see `academy_client_close`).
+/// In a child process after fork(), a client made by the parent is only
+/// forgotten, never touched. Freeing NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
+    boundary_void(|| {
+        if client.is_null() {
+            return;
+        }
+        let owned = Box::from_raw(client);
+        if !owned.client.in_this_process() {
+            // Made before fork(): the parent's runtime threads do not exist
+            // here, so its tasks must not be touched.
+            std::mem::forget(owned);
+            return;
+        }
+        let _ = block(owned.client.close());
+        drop(owned);
+    })
+}
+
+/// Sends a request (`body_json` is a request body, e.g.
+/// `{"kind": "ping-request"}`) to `dest_json` and waits up to `timeout_s`
+/// (< 0: forever) for its response, matched by tag and label. Many
+/// requests may be in flight at once from many threads. On success
+/// `*out_response_json` gets the whole response message (free with
+/// `academy_string_free`). Returns TIMEOUT, CLOSED, INVALID_ARGUMENT and
+/// the transport errors; the response itself is not interpreted.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_request(
+    client: *mut academy_client,
+    dest_json: *const c_char,
+    body_json: *const c_char,
+    timeout_s: f64,
+    out_response_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_response_json, "out_response_json")?;
+        let client = client_arg(client)?;
+        let dest = id_arg(dest_json, "dest_json")?;
+        let body = parse_json("body_json", arg_str(body_json, "body_json")?)?;
+        let timeout = arg_timeout(timeout_s)?;
+        let response = block(client.request(dest, body, timeout))?;
+        write_string(out_response_json, response.to_json())
+    })
+}
+
+/// Calls the action `action` of the agent `agent_id_json` with JSON
+/// serialization and waits up to `timeout_s` (< 0: forever). `args_json`
+/// (a JSON array, NULL = []) and `kwargs_json` (a JSON object, NULL = {})
+/// are the arguments. On success `*out_result_json` gets the result as JSON
+/// (free with `academy_string_free`). Returns REMOTE when the action raised
+/// (the remote traceback is in `academy_last_error`), TIMEOUT,
+/// MAILBOX_TERMINATED (the agent is gone), PROTOCOL (the agent cannot read
+/// JSON or speaks another protocol), and the transport errors.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_action(
+    client: *mut academy_client,
+    agent_id_json: *const c_char,
+    action: *const c_char,
+    args_json: *const c_char,
+    kwargs_json: *const c_char,
+    timeout_s: f64,
+    out_result_json: *mut *mut c_char,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_result_json, "out_result_json")?;
+        let client = client_arg(client)?;
+        let agent = id_arg(agent_id_json, "agent_id_json")?;
+        let action = arg_str(action, "action")?;
+        let args = super::messages::args_arg(args_json)?;
+        let kwargs = super::messages::kwargs_arg(kwargs_json)?;
+        let timeout = arg_timeout(timeout_s)?;
+        let result = block(client.action(agent, action, &args, &kwargs, timeout))?;
+        write_string(out_result_json, result.to_string())
+    })
+}
+
+/// Pings the agent `agent_id_json` and waits up to `timeout_s` (< 0:
+/// forever) for its answer; `*out_rtt_s` gets the round-trip time in
+/// seconds. Returns TIMEOUT, MAILBOX_TERMINATED, REMOTE and the transport
+/// errors.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_ping(
+    client: *mut academy_client,
+    agent_id_json: *const c_char,
+    timeout_s: f64,
+    out_rtt_s: *mut f64,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_rtt_s, "out_rtt_s")?;
+        let client = client_arg(client)?;
+        let agent = id_arg(agent_id_json, "agent_id_json")?;
+        let timeout = arg_timeout(timeout_s)?;
+        let rtt = block(client.ping(agent, timeout))?;
+        write_out(out_rtt_s, rtt.as_secs_f64());
+        Ok(())
+    })
+}
+
+/// Asks the agent `agent_id_json` to shut down. `terminate`: -1 lets the
+/// agent decide (academy-py agents then terminate their mailbox), 0 keeps
+/// the mailbox, 1 terminates it. Sends the request and returns without
+/// waiting for the agent (as academy-py's `Handle.shutdown`). Blocks for
+/// one round trip.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_shutdown_agent(
+    client: *mut academy_client,
+    agent_id_json: *const c_char,
+    terminate: c_int,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let agent = id_arg(agent_id_json, "agent_id_json")?;
+        let terminate = match terminate {
+            -1 => None,
+            0 => Some(false),
+            1 => Some(true),
+            other => return Err(Error::invalid(format!("terminate must be -1, 0 or 1, not {other}"))),
+        };
+        block(client.shutdown_agent(agent, terminate))
+    })
+}

@@ -1,0 +1,1 @@
+//! `academy_exchange`: the embedded exchange server.

@@ -1,0 +1,51 @@
+//! `academy_factory`: the connection settings of one exchange.
+
+use std::ffi::c_char;
+
+use super::{arg_opt_str, arg_str, boundary, boundary_void, check_out, write_out, academy_status};
+use crate::client::Factory;
+use crate::options::FactoryOptions;
+
+/// An exchange to make clients of (opaque).
+pub struct academy_factory {
+    pub(crate) factory: Factory,
+}
+
+/// Makes a factory for the HTTP exchange at `url` (`http://host:port` or
+/// `https://...`). `options_json` (nullable) is a JSON object with any of
+/// `auth_method` (null | "globus"), `additional_headers` (object of
+/// strings), `ssl_verify` (null = verify for https), `ca_file` (PEM path),
+/// `request_timeout_s` (60), `connect_timeout_s` (30), `retries` (1),
+/// `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30) and
+/// `max_concurrency` (1, for serving). The options are copied. Does not
+/// contact the exchange and does not block.
+///
+/// On success `*out` gets a factory that the caller frees with
+/// `academy_factory_free` (clients made from it stay valid after that).
+/// Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `url` or `out`, a bad
+/// URL, malformed options JSON, unknown keys or values of the wrong type.
+#[no_mangle]
+pub unsafe extern "C" fn academy_http_factory_new(
+    url: *const c_char,
+    options_json: *const c_char,
+    out: *mut *mut academy_factory,
+) -> academy_status {
+    boundary(|| {
+        check_out(out, "out")?;
+        let url = arg_str(url, "url")?;
+        let options = FactoryOptions::from_json(arg_opt_str(options_json, "options_json")?)?;
+        let factory = Factory::new(url, options)?;
+        write_out(out, Box::into_raw(Box::new(academy_factory { factory })));
+        Ok(())
+    })
+}
+
+/// Frees a factory. Freeing NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn academy_factory_free(factory: *mut academy_factory) {
+    boundary_void(|| {
+        if !factory.is_null() {
+            drop(Box::from_raw(factory));
+        }
+    })
+}

@@ -1,0 +1,146 @@
+//! Identifiers of users and agents (`academy.identifier` in academy-py).
+//!
+//! On the wire an id is `{"uid": "<uuid>", "name": <str|null>, "role":
+//! "user"|"agent"}`, in that key order; pydantic forbids other keys.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Whether a mailbox belongs to a user or to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Agent,
+}
+
+/// The id of a mailbox on an exchange. Two ids are equal when role and uid
+/// are, whatever their names (as in academy-py).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityId {
+    pub uid: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+impl PartialEq for EntityId {
+    fn eq(&self, other: &Self) -> bool {
+        self.uid == other.uid && self.role == other.role
+    }
+}
+
+impl Eq for EntityId {}
+
+impl std::hash::Hash for EntityId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.uid.hash(state);
+        self.role.hash(state);
+    }
+}
+
+impl EntityId {
+    /// A fresh user id (random uuid4).
+    pub fn new_user(name: Option<&str>) -> Self {
+        EntityId {
+            uid: Uuid::new_v4(),
+            name: name.map(str::to_owned),
+            role: Role::User,
+        }
+    }
+
+    /// A fresh agent id (random uuid4).
+    pub fn new_agent(name: Option<&str>) -> Self {
+        EntityId {
+            uid: Uuid::new_v4(),
+            name: name.map(str::to_owned),
+            role: Role::Agent,
+        }
+    }
+
+    /// An agent id known only by its uid (what `GET /discover` returns).
+    pub fn agent_from_uid(uid: Uuid) -> Self {
+        EntityId {
+            uid,
+            name: None,
+            role: Role::Agent,
+        }
+    }
+
+    /// Parses the JSON of an id, as C callers pass it.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::invalid(format!(
+                "not an Academy id (expected {{\"uid\": \"<uuid>\", \"name\": <string or null>, \"role\": \"user\"|\"agent\"}}): {e}"
+            ))
+        })
+    }
+
+    /// Parses an id from a JSON value.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| Error::invalid(format!("not an Academy id: {e}")))
+    }
+
+    /// The compact JSON of the id, byte for byte as pydantic writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("ids always serialize")
+    }
+
+    pub fn is_agent(&self) -> bool {
+        self.role == Role::Agent
+    }
+}
+
+impl std::fmt::Display for EntityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.role {
+            Role::User => "UserId",
+            Role::Agent => "AgentId",
+        };
+        match &self.name {
+            Some(name) => write!(f, "{kind}<{name}>"),
+            None => write!(f, "{kind}<{}>", &self.uid.to_string()[..8]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_pydantic_key_order() {
+        let text = r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":"ref-standin","role":"user"}"#;
+        let id = EntityId::from_json(text).unwrap();
+        assert_eq!(id.to_json(), text);
+        assert_eq!(id.role, Role::User);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        for bad in [
+            "{}",
+            r#"{"uid":"nope","role":"user"}"#,
+            r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","role":"robot"}"#,
+            r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","role":"user","x":1}"#,
+            "[1]",
+            "",
+        ] {
+            let err = EntityId::from_json(bad).unwrap_err();
+            assert_eq!(err.status, crate::error::Status::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn equality_ignores_name() {
+        let a = EntityId::new_agent(Some("a"));
+        let mut b = a.clone();
+        b.name = None;
+        assert_eq!(a, b);
+        assert_ne!(a, EntityId::new_agent(Some("a")));
+    }
+}

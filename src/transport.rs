@@ -1,0 +1,428 @@
+//! The HTTP transport to an Academy exchange (`HttpExchangeTransport` of
+//! academy-py): one request path that every endpoint goes through, with
+//! retries and exponential back-off on transient failures, one refresh of
+//! the auth headers on 403, and one mapping of HTTP statuses to errors.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth;
+use crate::error::{Error, Result, Status};
+use crate::ids::EntityId;
+use crate::message::ACADEMY_COMPAT_VERSION;
+use crate::options::{AuthMethod, FactoryOptions};
+
+/// Statuses academy-py retries (`TRANSIENT_STATUSES`).
+const TRANSIENT: [u16; 5] = [429, 500, 502, 503, 504];
+/// How much of a server's error text goes into an error message.
+const MAX_ERROR_TEXT: usize = 400;
+
+/// What `GET /mailbox` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub enum MailboxStatus {
+    Missing = 0,
+    Active = 1,
+    Inactive = 2,
+    Terminated = 3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// How long one request may take.
+#[derive(Debug, Clone, Copy)]
+pub enum Deadline {
+    /// The factory's `request_timeout_s`.
+    Default,
+    /// The factory's timeout plus this much server-side waiting (long poll).
+    Plus(Duration),
+    /// No bound on the whole exchange (a listen stream).
+    Stream,
+}
+
+/// A connection to one exchange, shared by the clients of one factory.
+#[derive(Debug)]
+pub struct Transport {
+    http: reqwest::Client,
+    base: String,
+    options: FactoryOptions,
+    /// Authorization headers; replaced when they are refreshed on a 403.
+    auth_headers: RwLock<HeaderMap>,
+}
+
+fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| Error::invalid(format!("invalid header name {k:?}")))?;
+        let value = HeaderValue::from_str(v).map_err(|_| Error::invalid(format!("invalid value for header {k:?}")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The error chain of a reqwest error, in one line (never headers).
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Transport {
+    /// A transport to the exchange at `url` (`http://` or `https://`).
+    pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
+        let base = url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| Error::invalid(format!("bad exchange URL {url:?}: {e}")))?;
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(Error::invalid(format!("exchange URL scheme must be http or https, not {other:?}"))),
+        };
+        let mut defaults = HeaderMap::new();
+        defaults.insert("academy_version", HeaderValue::from_static(ACADEMY_COMPAT_VERSION));
+        let additional = header_map(&options.additional_headers)?;
+        defaults.extend(additional);
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(defaults)
+            .connect_timeout(options.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90));
+        let verify = options.ssl_verify.unwrap_or(https);
+        if !verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read ca_file {path:?}: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::invalid(format!("ca_file {path:?} holds no PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::invalid(format!("ca_file {path:?} holds no PEM certificates")));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e))))?;
+        let auth_headers = if options.auth_method == AuthMethod::Globus && !options.additional_headers.contains_key("Authorization") {
+            auth::globus_headers(&options)?
+        } else {
+            HeaderMap::new()
+        };
+        Ok(Transport {
+            http,
+            base,
+            options,
+            auth_headers: RwLock::new(auth_headers),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn options(&self) -> &FactoryOptions {
+        &self.options
+    }
+
+    /// The one request path: sends `body` as JSON, retries transient
+    /// failures with exponential back-off, refreshes auth once on 403, and
+    /// maps any non-2xx answer to an [`Error`].
+    pub async fn call(&self, method: Method, path: &str, body: &Value, deadline: Deadline, accept_sse: bool) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        let payload = serde_json::to_vec(body).expect("JSON values serialize");
+        let mut attempts_left = self.options.retries;
+        let mut backoff = self.options.initial_retry_backoff;
+        let mut may_refresh = self.options.auth_method != AuthMethod::None;
+        loop {
+            let mut request = self
+                .http
+                .request(method.as_reqwest(), &url)
+                .header(CONTENT_TYPE, "application/json")
+                .headers(self.auth_headers.read().unwrap_or_else(|p| p.into_inner()).clone())
+                .body(payload.clone());
+            if accept_sse {
+                request = request.header(ACCEPT, "text/event-stream").header(CACHE_CONTROL, "no-cache");
+            }
+            request = match deadline {
+                Deadline::Default => request.timeout(self.options.request_timeout),
+                Deadline::Plus(extra) => request.timeout(self.options.request_timeout + extra),
+                Deadline::Stream => request,
+            };
+            let outcome = request.send().await;
+            let transient = match &outcome {
+                Ok(r) => TRANSIENT.contains(&r.status().as_u16()),
+                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            };
+            if transient && attempts_left > 0 {
+                attempts_left -= 1;
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                continue;
+            }
+            let response = match outcome {
+                Ok(r) => r,
+                Err(e) => return Err(self.connection_error(method, path, &e)),
+            };
+            let code = response.status().as_u16();
+            if code == 403 && may_refresh {
+                may_refresh = false;
+                if self.refresh_auth().await? {
+                    continue;
+                }
+            }
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let text = response.text().await.unwrap_or_default();
+            return Err(http_error(method, path, code, &text));
+        }
+    }
+
+    /// [`call`](Self::call) and read the answer as JSON.
+    pub async fn call_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        let response = self.call(method, path, body, Deadline::Default, false).await?;
+        read_json(method, path, response).await
+    }
+
+    fn connection_error(&self, method: Method, path: &str, err: &reqwest::Error) -> Error {
+        let status = if err.is_timeout() { Status::Timeout } else { Status::Connection };
+        let what = if err.is_timeout() { "did not answer in time" } else { "could not be reached" };
+        Error::new(status, format!("{} {}{}: the exchange {what}: {}", method.as_str(), self.base, path, describe(err)))
+    }
+
+    async fn refresh_auth(&self) -> Result<bool> {
+        if self.options.auth_method != AuthMethod::Globus {
+            return Ok(false);
+        }
+        let options = self.options.clone();
+        let headers = tokio::task::spawn_blocking(move || auth::globus_headers(&options))
+            .await
+            .map_err(|e| Error::internal(format!("auth refresh task failed: {e}")))??;
+        *self.auth_headers.write().unwrap_or_else(|p| p.into_inner()) = headers;
+        Ok(true)
+    }
+
+    // ---- endpoints: one line each on top of `call` ----
+
+    /// `POST /mailbox`: register a user or (with its class MRO) an agent.
+    pub async fn create_mailbox(&self, id: &EntityId, agent_mro: Option<&str>) -> Result<()> {
+        let mut body = json!({"mailbox": id.to_json()});
+        if let Some(mro) = agent_mro {
+            body["agent"] = Value::String(mro.to_owned());
+        }
+        self.call(Method::Post, "/mailbox", &body, Deadline::Default, false).await.map(drop)
+    }
+
+    /// `GET /mailbox`: MISSING, ACTIVE or TERMINATED as the server stores it.
+    pub async fn mailbox_status(&self, id: &EntityId) -> Result<MailboxStatus> {
+        let answer = self.call_json(Method::Get, "/mailbox", &mailbox_body(id)).await?;
+        match answer.get("status").and_then(Value::as_str) {
+            Some("MISSING") => Ok(MailboxStatus::Missing),
+            Some("ACTIVE") => Ok(MailboxStatus::Active),
+            Some("INACTIVE") => Ok(MailboxStatus::Inactive),
+            Some("TERMINATED") => Ok(MailboxStatus::Terminated),
+            _ => Err(Error::protocol(format!("GET /mailbox answered {answer}"))),
+        }
+    }
+
+    /// `DELETE /mailbox` (a no-op for unknown or terminated mailboxes).
+    pub async fn terminate(&self, id: &EntityId) -> Result<()> {
+        self.call(Method::Delete, "/mailbox", &mailbox_body(id), Deadline::Default, false).await.map(drop)
+    }
+
+    /// `PUT /message` with the message JSON as given.
+    pub async fn send(&self, message_json: &str) -> Result<()> {
+        let body = json!({"message": message_json});
+        self.call(Method::Put, "/message", &body, Deadline::Default, false).await.map(drop)
+    }
+
+    /// `GET /message`: long poll; `None` when the server says 408.
+    pub async fn poll_message(&self, id: &EntityId, timeout: Duration) -> Result<Option<String>> {
+        let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
+        let response = match self.call(Method::Get, "/message", &body, Deadline::Plus(timeout), false).await {
+            Err(e) if e.status == Status::Timeout && e.http_status() == Some(408) => return Ok(None),
+            other => other?,
+        };
+        let answer = read_json(Method::Get, "/message", response).await?;
+        match answer.get("message").and_then(Value::as_str) {
+            Some(m) => Ok(Some(m.to_owned())),
+            None => Err(Error::protocol(format!("GET /message answered without a message: {answer}"))),
+        }
+    }
+
+    /// `GET /mailbox/listen`: opens the event stream.
+    pub async fn listen(&self, id: &EntityId, timeout: Duration) -> Result<reqwest::Response> {
+        let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
+        self.call(Method::Get, "/mailbox/listen", &body, Deadline::Stream, true).await
+    }
+
+    /// `GET /discover`: uids of the agents of a class.
+    pub async fn discover(&self, agent: &str, allow_subclasses: bool) -> Result<Vec<Uuid>> {
+        let body = json!({"agent": agent, "allow_subclasses": allow_subclasses});
+        let answer = self.call_json(Method::Get, "/discover", &body).await?;
+        let ids = answer
+            .get("agent_ids")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::protocol(format!("GET /discover answered {answer}")))?;
+        ids.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| Uuid::parse_str(s).map_err(|e| Error::protocol(format!("GET /discover returned a bad uid {s:?}: {e}"))))
+            .collect()
+    }
+
+    /// `POST /mailbox/heartbeat`.
+    pub async fn heartbeat(&self, id: &EntityId) -> Result<()> {
+        self.call(Method::Post, "/mailbox/heartbeat", &mailbox_body(id), Deadline::Default, false)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /mailbox/heartbeat`: seconds since the last heartbeat, if any.
+    pub async fn heartbeat_status(&self, id: &EntityId) -> Result<Option<f64>> {
+        let answer = self.call_json(Method::Get, "/mailbox/heartbeat", &mailbox_body(id)).await?;
+        match answer.get("heartbeat") {
+            Some(Value::Null) => Ok(None),
+            Some(v) if v.is_number() => Ok(v.as_f64()),
+            _ => Err(Error::protocol(format!("GET /mailbox/heartbeat answered {answer}"))),
+        }
+    }
+
+    /// `GET /mailbox/stats`: the exchange's counters for an agent.
+    pub async fn agent_stats(&self, id: &EntityId) -> Result<Value> {
+        let answer = self.call_json(Method::Get, "/mailbox/stats", &mailbox_body(id)).await?;
+        if !answer.is_object() {
+            return Err(Error::protocol(format!("GET /mailbox/stats answered {answer}")));
+        }
+        Ok(answer)
+    }
+
+    /// `POST /mailbox/share`.
+    pub async fn share_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        let body = json!({"mailbox": id.to_json(), "group_id": group_id});
+        self.call(Method::Post, "/mailbox/share", &body, Deadline::Default, false).await.map(drop)
+    }
+
+    /// `GET /mailbox/share`: the groups a mailbox is shared with.
+    pub async fn shared_groups(&self, id: &EntityId) -> Result<Vec<String>> {
+        let answer = self.call_json(Method::Get, "/mailbox/share", &mailbox_body(id)).await?;
+        serde_json::from_value(answer.get("group_ids").cloned().unwrap_or(Value::Null))
+            .map_err(|_| Error::protocol(format!("GET /mailbox/share answered {answer}")))
+    }
+
+    /// `DELETE /mailbox/share`.
+    pub async fn unshare_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        let body = json!({"mailbox": id.to_json(), "group_id": group_id});
+        self.call(Method::Delete, "/mailbox/share", &body, Deadline::Default, false).await.map(drop)
+    }
+}
+
+fn mailbox_body(id: &EntityId) -> Value {
+    json!({"mailbox": id.to_json()})
+}
+
+async fn read_json(method: Method, path: &str, response: reqwest::Response) -> Result<Value> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::new(Status::Connection, format!("{} {path}: reading the answer failed: {}", method.as_str(), describe(&e))))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::protocol(format!("{} {path} answered something that is not JSON: {e}", method.as_str())))
+}
+
+/// The error for a non-2xx answer. A 404 or 405 that is not the exchange's
+/// "Unknown mailbox ID" means the server lacks the endpoint (academy-py
+/// 0.3 to 0.5 have no listen, heartbeat or stats routes).
+fn http_error(method: Method, path: &str, code: u16, text: &str) -> Error {
+    let mut text = text.trim().to_owned();
+    if text.len() > MAX_ERROR_TEXT {
+        let mut cut = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    let missing_endpoint = (code == 404 && text != "Unknown mailbox ID") || code == 405;
+    let status = if missing_endpoint { Status::Protocol } else { Status::from_http(code) };
+    let detail = if missing_endpoint {
+        format!(
+            "{} {path}: the exchange does not implement this endpoint (HTTP {code}: {text}); it may be an older academy-py server",
+            method.as_str()
+        )
+    } else {
+        format!("{} {path}: HTTP {code}: {text}", method.as_str())
+    };
+    Error::new(status, detail).with_http_status(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_statuses_like_academy_py() {
+        for (code, text, status) in [
+            (400, "Missing or invalid field", Status::BadRequest),
+            (401, "Missing required headers.", Status::Unauthorized),
+            (403, "Incorrect permissions", Status::Forbidden),
+            (404, "Unknown mailbox ID", Status::BadEntityId),
+            (404, "404: Not Found", Status::Protocol),
+            (405, "405: Method Not Allowed", Status::Protocol),
+            (408, "Request timeout", Status::Timeout),
+            (413, "Message of size 2 larger than limit 1.", Status::MessageTooLarge),
+            (419, "Mailbox was closed", Status::MailboxTerminated),
+            (500, "oops", Status::Http),
+        ] {
+            let err = http_error(Method::Get, "/x", code, text);
+            assert_eq!(err.status, status, "{code} {text}");
+            assert!(err.message.contains(text), "{}", err.message);
+            assert_eq!(err.http_status(), Some(code));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for url in ["", "ftp://x", "not a url"] {
+            assert_eq!(Transport::new(url, FactoryOptions::default()).unwrap_err().status, Status::InvalidArgument);
+        }
+    }
+}
