@@ -106,7 +106,10 @@ impl Session {
         if state.done.swap(true, Ordering::AcqRel) {
             return Err(Error::invalid("this request was already answered"));
         }
-        self.outstanding.lock().unwrap().remove(&state.request.header.tag);
+        self.outstanding
+            .lock()
+            .unwrap()
+            .remove(&state.request.header.tag);
         state.permit.lock().unwrap().take();
         respond(&self.client, &state.request, body)
     }
@@ -115,7 +118,10 @@ impl Session {
     fn cancel_all(&self) {
         let states: Vec<_> = self.outstanding.lock().unwrap().values().cloned().collect();
         for state in states {
-            let _ = self.answer(&state, message::academy_error_body(ErrorCode::ActionCancelled, None));
+            let _ = self.answer(
+                &state,
+                message::academy_error_body(ErrorCode::ActionCancelled, None),
+            );
         }
     }
 }
@@ -203,7 +209,12 @@ where
 }
 
 /// The receive loop of [`serve`].
-fn dispatch(session: &Arc<Session>, control: &Arc<ServeControl>, permits: &Arc<Semaphore>, jobs: &mpsc::Sender<Job>) -> Result<()> {
+fn dispatch(
+    session: &Arc<Session>,
+    control: &Arc<ServeControl>,
+    permits: &Arc<Semaphore>,
+    jobs: &mpsc::Sender<Job>,
+) -> Result<()> {
     let client = &session.client;
     loop {
         if control.is_stopped() {
@@ -222,12 +233,17 @@ fn dispatch(session: &Arc<Session>, control: &Arc<ServeControl>, permits: &Arc<S
             Some(Err(e)) if e.status == Status::Connection => continue, // the listener reconnects
             Some(Err(e)) => return Err(e),
         };
-        let Ok(request) = Message::from_json(&raw) else { continue };
+        let Ok(request) = Message::from_json(&raw) else {
+            continue;
+        };
         if !request.is_request() {
             continue; // a stray response: academy-py logs and drops it
         }
         if !request.header.compatible() {
-            let body = message::academy_error_body(ErrorCode::IncompatibleProtocol, Some(client.mailbox_id()));
+            let body = message::academy_error_body(
+                ErrorCode::IncompatibleProtocol,
+                Some(client.mailbox_id()),
+            );
             respond(client, &request, body)?;
             continue;
         }
@@ -236,7 +252,11 @@ fn dispatch(session: &Arc<Session>, control: &Arc<ServeControl>, permits: &Arc<S
             "shutdown-request" => {
                 respond(client, &request, message::success_body())?;
                 // terminate: null means academy-py's default, terminate_on_success.
-                let terminate = request.body.get("terminate").and_then(Value::as_bool).unwrap_or(true);
+                let terminate = request
+                    .body
+                    .get("terminate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
                 if terminate {
                     runtime::block_on(client.terminate(client.mailbox_id()))??;
                 }
@@ -254,7 +274,11 @@ fn dispatch(session: &Arc<Session>, control: &Arc<ServeControl>, permits: &Arc<S
                     })?;
                     let Some(permit) = permit else {
                         // Stopped while waiting: this one is answered too.
-                        respond(client, &request, message::academy_error_body(ErrorCode::ActionCancelled, None))?;
+                        respond(
+                            client,
+                            &request,
+                            message::academy_error_body(ErrorCode::ActionCancelled, None),
+                        )?;
                         return Ok(());
                     };
                     let state = Arc::new(ReplyState {
@@ -262,7 +286,11 @@ fn dispatch(session: &Arc<Session>, control: &Arc<ServeControl>, permits: &Arc<S
                         done: AtomicBool::new(false),
                         permit: Mutex::new(Some(permit)),
                     });
-                    session.outstanding.lock().unwrap().insert(state.request.header.tag, state.clone());
+                    session
+                        .outstanding
+                        .lock()
+                        .unwrap()
+                        .insert(state.request.header.tag, state.clone());
                     let reply = Reply {
                         session: session.clone(),
                         state,
@@ -292,7 +320,10 @@ fn cancel(session: &Arc<Session>, request: &Message) -> Result<()> {
     let state = target.and_then(|t| session.outstanding.lock().unwrap().get(&t).cloned());
     let body = match state {
         Some(state) => {
-            let cancelled = session.answer(&state, message::academy_error_body(ErrorCode::ActionCancelled, None));
+            let cancelled = session.answer(
+                &state,
+                message::academy_error_body(ErrorCode::ActionCancelled, None),
+            );
             match cancelled {
                 Ok(()) => message::success_body(),
                 Err(_) => message::academy_error_body(ErrorCode::ActionInvalidState, None),

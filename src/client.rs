@@ -89,10 +89,16 @@ impl Factory {
         let id = parse_registration(registration_json)?;
         match self.transport.mailbox_status(&id).await? {
             MailboxStatus::Missing => {
-                return Err(Error::new(Status::BadEntityId, format!("agent {id} is not registered on the exchange")))
+                return Err(Error::new(
+                    Status::BadEntityId,
+                    format!("agent {id} is not registered on the exchange"),
+                ))
             }
             MailboxStatus::Terminated => {
-                return Err(Error::new(Status::MailboxTerminated, format!("the mailbox of agent {id} was terminated")))
+                return Err(Error::new(
+                    Status::MailboxTerminated,
+                    format!("the mailbox of agent {id} was terminated"),
+                ))
             }
             MailboxStatus::Active | MailboxStatus::Inactive => {}
         }
@@ -105,7 +111,9 @@ pub fn parse_registration(text: &str) -> Result<EntityId> {
     let value = message::parse_json("registration_json", text)?;
     if let Some(kind) = value.get("exchange_type") {
         if kind != "http" {
-            return Err(Error::invalid(format!("registration is for a {kind} exchange, not an http one")));
+            return Err(Error::invalid(format!(
+                "registration is for a {kind} exchange, not an http one"
+            )));
         }
     }
     let id = value
@@ -113,7 +121,9 @@ pub fn parse_registration(text: &str) -> Result<EntityId> {
         .ok_or_else(|| Error::invalid("registration_json has no agent_id"))
         .and_then(EntityId::from_value)?;
     if id.role != Role::Agent {
-        return Err(Error::invalid("registration agent_id must have role \"agent\""));
+        return Err(Error::invalid(
+            "registration agent_id must have role \"agent\"",
+        ));
     }
     Ok(id)
 }
@@ -195,7 +205,10 @@ impl Client {
     fn check(&self) -> Result<()> {
         self.inner.bound.check("client")?;
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::closed(format!("the client of {} was closed", self.inner.id)));
+            return Err(Error::closed(format!(
+                "the client of {} was closed",
+                self.inner.id
+            )));
         }
         Ok(())
     }
@@ -225,7 +238,9 @@ impl Client {
             ));
         }
         let id = EntityId::new_agent(name);
-        self.transport()?.create_mailbox(&id, Some(&types.join(","))).await?;
+        self.transport()?
+            .create_mailbox(&id, Some(&types.join(",")))
+            .await?;
         Ok(json!({"agent_id": id, "exchange_type": "http"}).to_string())
     }
 
@@ -259,7 +274,11 @@ impl Client {
                 None => notified.await,
                 Some(deadline) => {
                     let now = Instant::now();
-                    if now >= deadline || tokio::time::timeout(deadline - now, notified).await.is_err() {
+                    if now >= deadline
+                        || tokio::time::timeout(deadline - now, notified)
+                            .await
+                            .is_err()
+                    {
                         // One last look: a message may have come in just now.
                         if let Some(message) = self.inner.inbox.lock().unwrap().pop_front() {
                             return Ok(message);
@@ -280,16 +299,27 @@ impl Client {
 
     /// Sends a request and waits for its response (matched by tag and
     /// label). Many requests may be in flight at once from many threads.
-    pub async fn request(&self, dest: EntityId, body: Value, timeout: Option<Duration>) -> Result<Message> {
+    pub async fn request(
+        &self,
+        dest: EntityId,
+        body: Value,
+        timeout: Option<Duration>,
+    ) -> Result<Message> {
         self.check()?;
         let message = Message::create(self.inner.id.clone(), dest, body, Some(self.inner.label))?;
         if message.header.kind != MessageKind::Request {
-            return Err(Error::invalid(format!("a {:?} body is not a request", message.kind())));
+            return Err(Error::invalid(format!(
+                "a {:?} body is not a request",
+                message.kind()
+            )));
         }
         let (tx, rx) = oneshot::channel();
         let tag = message.header.tag;
         self.inner.pending.lock().unwrap().insert(tag, Some(tx));
-        let guard = PendingGuard { inner: &self.inner, tag };
+        let guard = PendingGuard {
+            inner: &self.inner,
+            tag,
+        };
         self.send_message(&message).await?;
         let outcome = match timeout {
             None => rx.await,
@@ -307,7 +337,10 @@ impl Client {
         drop(guard);
         match outcome {
             Ok(reply) => reply,
-            Err(_) => Err(Error::closed(format!("the client of {} was closed", self.inner.id))),
+            Err(_) => Err(Error::closed(format!(
+                "the client of {} was closed",
+                self.inner.id
+            ))),
         }
     }
 
@@ -316,16 +349,31 @@ impl Client {
     pub async fn request_no_wait(&self, dest: EntityId, body: Value) -> Result<()> {
         self.check()?;
         let message = Message::create(self.inner.id.clone(), dest, body, Some(self.inner.label))?;
-        self.inner.pending.lock().unwrap().insert(message.header.tag, None);
+        self.inner
+            .pending
+            .lock()
+            .unwrap()
+            .insert(message.header.tag, None);
         let sent = self.send_message(&message).await;
         if sent.is_err() {
-            self.inner.pending.lock().unwrap().remove(&message.header.tag);
+            self.inner
+                .pending
+                .lock()
+                .unwrap()
+                .remove(&message.header.tag);
         }
         sent
     }
 
     /// Calls an action with JSON serialization; returns the result JSON.
-    pub async fn action(&self, agent: EntityId, action: &str, args: &Value, kwargs: &Value, timeout: Option<Duration>) -> Result<Value> {
+    pub async fn action(
+        &self,
+        agent: EntityId,
+        action: &str,
+        args: &Value,
+        kwargs: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
         let body = message::action_request_body(action, args, kwargs)?;
         let response = self.request(agent, body, timeout).await?;
         message::response_result(&response)
@@ -334,7 +382,9 @@ impl Client {
     /// Pings an agent; returns the round-trip time.
     pub async fn ping(&self, agent: EntityId, timeout: Option<Duration>) -> Result<Duration> {
         let start = Instant::now();
-        let response = self.request(agent, json!({"kind": "ping-request"}), timeout).await?;
+        let response = self
+            .request(agent, json!({"kind": "ping-request"}), timeout)
+            .await?;
         message::response_result(&response)?;
         Ok(start.elapsed())
     }
@@ -342,7 +392,11 @@ impl Client {
     /// Asks an agent to shut down (`terminate`: `None` lets the agent
     /// decide, as academy-py's default). Does not wait for the agent.
     pub async fn shutdown_agent(&self, agent: EntityId, terminate: Option<bool>) -> Result<()> {
-        self.request_no_wait(agent, json!({"terminate": terminate, "kind": "shutdown-request"})).await
+        self.request_no_wait(
+            agent,
+            json!({"terminate": terminate, "kind": "shutdown-request"}),
+        )
+        .await
     }
 
     /// The status of a mailbox as academy-py's client derives it: from the
@@ -367,8 +421,15 @@ impl Client {
     }
 
     /// Agents of a class (or, with `allow_subclasses`, of its subclasses).
-    pub async fn discover(&self, agent_type: &str, allow_subclasses: bool) -> Result<Vec<EntityId>> {
-        let uids = self.transport()?.discover(agent_type, allow_subclasses).await?;
+    pub async fn discover(
+        &self,
+        agent_type: &str,
+        allow_subclasses: bool,
+    ) -> Result<Vec<EntityId>> {
+        let uids = self
+            .transport()?
+            .discover(agent_type, allow_subclasses)
+            .await?;
         Ok(uids.into_iter().map(EntityId::agent_from_uid).collect())
     }
 
@@ -404,7 +465,10 @@ impl Client {
         self.check()?;
         let mut serving = self.inner.serving.lock().unwrap();
         if serving.is_some() {
-            return Err(Error::invalid(format!("{} is already being served", self.inner.id)));
+            return Err(Error::invalid(format!(
+                "{} is already being served",
+                self.inner.id
+            )));
         }
         let control = ServeControl::new();
         *serving = Some(control.clone());
@@ -489,7 +553,9 @@ impl Inner {
                 } else {
                     ErrorCode::IncompatibleProtocol
                 };
-                if let Ok(response) = message.response(message::academy_error_body(code, Some(&self.id))) {
+                if let Ok(response) =
+                    message.response(message::academy_error_body(code, Some(&self.id)))
+                {
                     let _ = self.transport.send(&response.to_json()).await;
                 }
                 return;
@@ -540,7 +606,10 @@ fn server_max_timeout(err: &Error) -> Option<Duration> {
         return None;
     }
     let rest = err.message.split("must be less than ").nth(1)?;
-    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     let secs: f64 = number.parse().ok()?;
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
@@ -591,7 +660,9 @@ async fn listen_loop(weak: std::sync::Weak<Inner>) {
             }
         }
         drop(inner);
-        let wait = retry.saturating_mul(1 << failures.saturating_sub(1).min(4)).min(MAX_RETRY.max(retry));
+        let wait = retry
+            .saturating_mul(1 << failures.saturating_sub(1).min(4))
+            .min(MAX_RETRY.max(retry));
         tokio::time::sleep(wait).await;
     }
 }
@@ -603,8 +674,18 @@ async fn stream_once(inner: &Inner, timeout: Duration, retry: &mut Duration) -> 
     let mut parser = SseParser::new().with_max_line(MAX_EVENT_BYTES);
     loop {
         let chunk = match tokio::time::timeout(timeout + STREAM_GRACE, response.chunk()).await {
-            Err(_) => return Err(Error::new(Status::Connection, "the listen stream went silent; reconnecting")),
-            Ok(Err(e)) => return Err(Error::new(Status::Connection, format!("the listen stream broke: {e}"))),
+            Err(_) => {
+                return Err(Error::new(
+                    Status::Connection,
+                    "the listen stream went silent; reconnecting",
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    Status::Connection,
+                    format!("the listen stream broke: {e}"),
+                ))
+            }
             Ok(Ok(None)) => return Ok(()),
             Ok(Ok(Some(chunk))) => chunk,
         };
@@ -659,7 +740,10 @@ mod tests {
             "GET /mailbox/listen: HTTP 400: Invalid timeout (must be less than 60 and greater than 0)",
         );
         assert_eq!(server_max_timeout(&err), Some(Duration::from_secs(60)));
-        assert_eq!(server_max_timeout(&Error::new(Status::BadRequest, "other")), None);
+        assert_eq!(
+            server_max_timeout(&Error::new(Status::BadRequest, "other")),
+            None
+        );
     }
 
     #[test]
@@ -673,7 +757,11 @@ mod tests {
             r#"{"agent_id": {"uid": "80b78938-3bd9-4a0e-85ec-e2cb02f3a507", "name": null, "role": "user"}}"#,
             r#"{"agent_id": {"uid": "80b78938-3bd9-4a0e-85ec-e2cb02f3a507", "name": null, "role": "agent"}, "exchange_type": "redis"}"#,
         ] {
-            assert_eq!(parse_registration(bad).unwrap_err().status, Status::InvalidArgument, "{bad}");
+            assert_eq!(
+                parse_registration(bad).unwrap_err().status,
+                Status::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 }

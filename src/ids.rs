@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn round_trips_in_pydantic_key_order() {
-        let text = r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":"ref-standin","role":"user"}"#;
+        let text =
+            r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":"ref-standin","role":"user"}"#;
         let id = EntityId::from_json(text).unwrap();
         assert_eq!(id.to_json(), text);
         assert_eq!(id.role, Role::User);

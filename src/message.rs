@@ -93,9 +93,9 @@ impl Header {
     /// Whether the sender speaks a protocol this library understands (same
     /// major version and local tag, as `academy.message.check_version`).
     pub fn compatible(&self) -> bool {
-        self.protocol_version
-            .as_deref()
-            .is_some_and(|v| protocol_major_and_local(v) == protocol_major_and_local(PROTOCOL_VERSION))
+        self.protocol_version.as_deref().is_some_and(|v| {
+            protocol_major_and_local(v) == protocol_major_and_local(PROTOCOL_VERSION)
+        })
     }
 }
 
@@ -128,7 +128,9 @@ impl Message {
         } else if RESPONSE_KINDS.contains(&kind) {
             MessageKind::Response
         } else {
-            return Err(Error::invalid(format!("unknown message body kind {kind:?}")));
+            return Err(Error::invalid(format!(
+                "unknown message body kind {kind:?}"
+            )));
         };
         Ok(Message {
             header: Header {
@@ -185,7 +187,9 @@ pub fn body_kind(body: &Value) -> Result<&str> {
     body.as_object()
         .and_then(|o| o.get("kind"))
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::invalid("a message body must be a JSON object with a string \"kind\""))
+        .ok_or_else(|| {
+            Error::invalid("a message body must be a JSON object with a string \"kind\"")
+        })
 }
 
 /// Parses JSON text given by a caller, with a clear error.
@@ -201,7 +205,9 @@ pub fn action_request_body(action: &str, args: &Value, kwargs: &Value) -> Result
         return Err(Error::invalid("action arguments must be a JSON array"));
     }
     if !kwargs.is_object() {
-        return Err(Error::invalid("action keyword arguments must be a JSON object"));
+        return Err(Error::invalid(
+            "action keyword arguments must be a JSON object",
+        ));
     }
     Ok(json!({
         "action": action,
@@ -229,7 +235,8 @@ pub struct ActionCall {
 /// Decodes an action request body; only JSON serialization can be read.
 pub fn decode_action_request(body: &Value) -> Result<ActionCall> {
     let field = |name: &str| body.get(name).and_then(Value::as_str);
-    let action = field("action").ok_or_else(|| Error::protocol("action request without an action name"))?;
+    let action =
+        field("action").ok_or_else(|| Error::protocol("action request without an action name"))?;
     let serialization = field("serialization").unwrap_or("");
     if serialization != "json" {
         return Err(Error::protocol(format!(
@@ -239,7 +246,9 @@ pub fn decode_action_request(body: &Value) -> Result<ActionCall> {
     let args = decode_json_field(body.get("pargs"), Value::Array(vec![]))?;
     let kwargs = decode_json_field(body.get("kargs"), Value::Object(Map::new()))?;
     if !args.is_array() || !kwargs.is_object() {
-        return Err(Error::protocol("action request arguments are not an array and an object"));
+        return Err(Error::protocol(
+            "action request arguments are not an array and an object",
+        ));
     }
     let result_serialization = field("result_serialization")
         .filter(|s| !s.is_empty())
@@ -303,10 +312,15 @@ pub fn response_result(message: &Message) -> Result<Value> {
     let body = &message.body;
     match message.kind() {
         "action-response" => {
-            let serialization = body.get("serialization").and_then(Value::as_str).unwrap_or("");
+            let serialization = body
+                .get("serialization")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let result = body.get("result").cloned().unwrap_or(Value::Null);
             let data = match result {
-                Value::Array(ref items) if items.len() == 2 && items[0] == "__serialized__" => items[1].clone(),
+                Value::Array(ref items) if items.len() == 2 && items[0] == "__serialized__" => {
+                    items[1].clone()
+                }
                 other => return Ok(other),
             };
             if serialization != "json" {
@@ -315,20 +329,26 @@ pub fn response_result(message: &Message) -> Result<Value> {
                 )));
             }
             match data {
-                Value::String(text) => serde_json::from_str(&text)
-                    .map_err(|e| Error::protocol(format!("the action result is not valid JSON: {e}"))),
+                Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+                    Error::protocol(format!("the action result is not valid JSON: {e}"))
+                }),
                 other => Ok(other),
             }
         }
         "success-response" => Ok(Value::Null),
         "user-error-response" => Err(remote_exception(body)),
         "academy-error-response" => Err(academy_error(body)),
-        kind => Err(Error::protocol(format!("expected a response body, got kind {kind:?}"))),
+        kind => Err(Error::protocol(format!(
+            "expected a response body, got kind {kind:?}"
+        ))),
     }
 }
 
 fn remote_exception(body: &Value) -> Error {
-    let serialization = body.get("serialization").and_then(Value::as_str).unwrap_or("");
+    let serialization = body
+        .get("serialization")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let exception = body.get("exception");
     if serialization == "json" {
         if let Some(Value::String(text)) = exception {
@@ -351,7 +371,10 @@ fn remote_exception(body: &Value) -> Error {
 }
 
 fn academy_error(body: &Value) -> Error {
-    let code = body.get("error_code").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let code = body
+        .get("error_code")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
     let mailbox = body
         .get("mailbox_id")
         .and_then(|m| EntityId::from_value(m).ok())
@@ -384,10 +407,20 @@ mod tests {
 
     #[test]
     fn reserializes_python_messages_byte_for_byte() {
-        for name in ["action_add", "action_echo_kwargs", "action_fail", "ping", "shutdown"] {
+        for name in [
+            "action_add",
+            "action_echo_kwargs",
+            "action_fail",
+            "ping",
+            "shutdown",
+        ] {
             for field in ["request_wire", "response_wire"] {
                 let wire = sample(name, field);
-                assert_eq!(Message::from_json(&wire).unwrap().to_json(), wire, "{name}.{field}");
+                assert_eq!(
+                    Message::from_json(&wire).unwrap().to_json(),
+                    wire,
+                    "{name}.{field}"
+                );
             }
         }
     }
@@ -395,7 +428,9 @@ mod tests {
     #[test]
     fn builds_action_bodies_like_a_python_handle() {
         let wire = Message::from_json(&sample("action_echo_kwargs", "request_wire")).unwrap();
-        let kwargs: Value = serde_json::from_str(r#"{"x": {"k": [1, 2], "s": "hé", "n": null, "f": 1.5}}"#).unwrap();
+        let kwargs: Value =
+            serde_json::from_str(r#"{"x": {"k": [1, 2], "s": "hé", "n": null, "f": 1.5}}"#)
+                .unwrap();
         let body = action_request_body("echo", &json!([]), &kwargs).unwrap();
         assert_eq!(body, wire.body);
     }
@@ -408,10 +443,21 @@ mod tests {
         let err = response_result(&fail).unwrap_err();
         assert_eq!(err.status, Status::Remote);
         assert!(err.message.ends_with("ValueError: boom"), "{}", err.message);
-        let pickle = Message::from_json(&sample("pickle_request_to_json_only_python_agent", "response_wire")).unwrap();
+        let pickle = Message::from_json(&sample(
+            "pickle_request_to_json_only_python_agent",
+            "response_wire",
+        ))
+        .unwrap();
         assert_eq!(response_result(&pickle).unwrap_err().status, Status::Remote);
-        let proto = Message::from_json(&sample("protocol_2_0_ping_to_python_agent", "response_wire")).unwrap();
-        assert_eq!(response_result(&proto).unwrap_err().status, Status::Protocol);
+        let proto = Message::from_json(&sample(
+            "protocol_2_0_ping_to_python_agent",
+            "response_wire",
+        ))
+        .unwrap();
+        assert_eq!(
+            response_result(&proto).unwrap_err().status,
+            Status::Protocol
+        );
     }
 
     #[test]
@@ -426,7 +472,12 @@ mod tests {
     fn checks_protocol_versions() {
         let mut req = Message::from_json(&sample("ping", "request_wire")).unwrap();
         assert!(req.header.compatible());
-        for (v, ok) in [("1.0", true), ("1.7", true), ("2.0", false), ("1.1+fork", false)] {
+        for (v, ok) in [
+            ("1.0", true),
+            ("1.7", true),
+            ("2.0", false),
+            ("1.1+fork", false),
+        ] {
             req.header.protocol_version = Some(v.to_owned());
             assert_eq!(req.header.compatible(), ok, "{v}");
         }
@@ -442,7 +493,14 @@ mod tests {
         assert_eq!(call.args_json, "[]");
         let kwargs: Value = serde_json::from_str(&call.kwargs_json).unwrap();
         assert_eq!(kwargs["x"]["s"], "hé");
-        let pickle = Message::from_json(&sample("pickle_request_to_json_only_python_agent", "request_wire")).unwrap();
-        assert_eq!(decode_action_request(&pickle.body).unwrap_err().status, Status::Protocol);
+        let pickle = Message::from_json(&sample(
+            "pickle_request_to_json_only_python_agent",
+            "request_wire",
+        ))
+        .unwrap();
+        assert_eq!(
+            decode_action_request(&pickle.body).unwrap_err().status,
+            Status::Protocol
+        );
     }
 }

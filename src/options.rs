@@ -82,11 +82,20 @@ struct RawOptions {
     max_concurrency: Option<usize>,
 }
 
-fn seconds(name: &str, value: Option<f64>, default: Duration, allow_zero: bool) -> Result<Duration> {
+fn seconds(
+    name: &str,
+    value: Option<f64>,
+    default: Duration,
+    allow_zero: bool,
+) -> Result<Duration> {
     match value {
         None => Ok(default),
-        Some(s) if s.is_finite() && (s > 0.0 || (allow_zero && s == 0.0)) && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        Some(s) => Err(Error::invalid(format!("option {name} must be a positive number of seconds, got {s}"))),
+        Some(s) if s.is_finite() && (s > 0.0 || (allow_zero && s == 0.0)) && s < 1e9 => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        Some(s) => Err(Error::invalid(format!(
+            "option {name} must be a positive number of seconds, got {s}"
+        ))),
     }
 }
 
@@ -101,8 +110,8 @@ impl FactoryOptions {
         if !value.is_object() {
             return Err(Error::invalid("options_json must be a JSON object"));
         }
-        let raw: RawOptions =
-            serde_json::from_value(value).map_err(|e| Error::invalid(format!("bad factory option: {e}")))?;
+        let raw: RawOptions = serde_json::from_value(value)
+            .map_err(|e| Error::invalid(format!("bad factory option: {e}")))?;
         let d = Self::default();
         let auth_method = match raw.auth_method.as_deref() {
             None => AuthMethod::None,
@@ -115,13 +124,17 @@ impl FactoryOptions {
         };
         let max_concurrency = raw.max_concurrency.unwrap_or(d.max_concurrency);
         if max_concurrency == 0 || max_concurrency > 4096 {
-            return Err(Error::invalid("option max_concurrency must be between 1 and 4096"));
+            return Err(Error::invalid(
+                "option max_concurrency must be between 1 and 4096",
+            ));
         }
         for (k, v) in raw.additional_headers.iter().flatten() {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(v).is_err()
             {
-                return Err(Error::invalid(format!("additional_headers has an invalid header {k:?}")));
+                return Err(Error::invalid(format!(
+                    "additional_headers has an invalid header {k:?}"
+                )));
             }
         }
         Ok(FactoryOptions {
@@ -129,8 +142,18 @@ impl FactoryOptions {
             additional_headers: raw.additional_headers.unwrap_or_default(),
             ssl_verify: raw.ssl_verify,
             ca_file: raw.ca_file,
-            request_timeout: seconds("request_timeout_s", raw.request_timeout_s, d.request_timeout, false)?,
-            connect_timeout: seconds("connect_timeout_s", raw.connect_timeout_s, d.connect_timeout, false)?,
+            request_timeout: seconds(
+                "request_timeout_s",
+                raw.request_timeout_s,
+                d.request_timeout,
+                false,
+            )?,
+            connect_timeout: seconds(
+                "connect_timeout_s",
+                raw.connect_timeout_s,
+                d.connect_timeout,
+                false,
+            )?,
             retries: raw.retries.unwrap_or(d.retries),
             initial_retry_backoff: seconds(
                 "initial_retry_backoff_s",
@@ -138,7 +161,12 @@ impl FactoryOptions {
                 d.initial_retry_backoff,
                 true,
             )?,
-            heartbeat_interval: seconds("heartbeat_interval_s", raw.heartbeat_interval_s, d.heartbeat_interval, false)?,
+            heartbeat_interval: seconds(
+                "heartbeat_interval_s",
+                raw.heartbeat_interval_s,
+                d.heartbeat_interval,
+                false,
+            )?,
             max_concurrency,
         })
     }

@@ -13,14 +13,20 @@ use std::io::{self, Write};
 pub fn dumps(value: &Value) -> String {
     let mut out = Vec::with_capacity(64);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    value.serialize(&mut ser).expect("serializing a Value cannot fail");
+    value
+        .serialize(&mut ser)
+        .expect("serializing a Value cannot fail");
     String::from_utf8(out).expect("the formatter writes ASCII only")
 }
 
 struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -28,7 +34,11 @@ impl Formatter for PythonFormatter {
         }
     }
 
-    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -40,7 +50,11 @@ impl Formatter for PythonFormatter {
         writer.write_all(b": ")
     }
 
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let mut start = 0;
         for (i, ch) in fragment.char_indices() {
             if ch.is_ascii() {
@@ -56,7 +70,11 @@ impl Formatter for PythonFormatter {
         writer.write_all(&fragment.as_bytes()[start..])
     }
 
-    fn write_char_escape<W: ?Sized + Write>(&mut self, writer: &mut W, escape: CharEscape) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
         // Python writes control characters as \u00XX, like serde_json,
         // and the named escapes the same way; only the letters differ.
         let s: &[u8] = match escape {
@@ -81,10 +99,18 @@ mod tests {
 
     #[test]
     fn matches_python_json_dumps() {
-        let v: Value = serde_json::from_str(r#"{"x": {"k": [1, 2], "s": "hé", "n": null, "f": 1.5}}"#).unwrap();
-        assert_eq!(dumps(&v), r#"{"x": {"k": [1, 2], "s": "h\u00e9", "n": null, "f": 1.5}}"#);
+        let v: Value =
+            serde_json::from_str(r#"{"x": {"k": [1, 2], "s": "hé", "n": null, "f": 1.5}}"#)
+                .unwrap();
+        assert_eq!(
+            dumps(&v),
+            r#"{"x": {"k": [1, 2], "s": "h\u00e9", "n": null, "f": 1.5}}"#
+        );
         assert_eq!(dumps(&json!([2, 3])), "[2, 3]");
         assert_eq!(dumps(&json!({})), "{}");
-        assert_eq!(dumps(&json!("a\"\\\n\u{1}😀")), r#""a\"\\\n\u0001\ud83d\ude00""#);
+        assert_eq!(
+            dumps(&json!("a\"\\\n\u{1}😀")),
+            r#""a\"\\\n\u0001\ud83d\ude00""#
+        );
     }
 }

@@ -61,7 +61,11 @@ impl SseParser {
                     break;
                 }
                 let line = self.buffer[start..i].to_vec();
-                let next = if b == b'\r' && self.buffer[i + 1] == b'\n' { i + 2 } else { i + 1 };
+                let next = if b == b'\r' && self.buffer[i + 1] == b'\n' {
+                    i + 2
+                } else {
+                    i + 1
+                };
                 self.line(&line, &mut events)?;
                 start = next;
                 i = next;
@@ -72,7 +76,9 @@ impl SseParser {
         self.buffer.drain(..start);
         if let Some(max) = self.max_line {
             if self.buffer.len() > max || self.data.len() > max {
-                return Err(SseError(format!("event stream line longer than {max} bytes")));
+                return Err(SseError(format!(
+                    "event stream line longer than {max} bytes"
+                )));
             }
         }
         Ok(events)
@@ -93,7 +99,8 @@ impl SseParser {
             }
             return Ok(());
         }
-        let line = std::str::from_utf8(line).map_err(|_| SseError("event stream is not UTF-8".to_owned()))?;
+        let line = std::str::from_utf8(line)
+            .map_err(|_| SseError("event stream is not UTF-8".to_owned()))?;
         if line.starts_with(':') {
             return Ok(()); // a comment: the server's keep-alive
         }
@@ -125,7 +132,8 @@ mod tests {
 
     #[test]
     fn parses_events_split_anywhere() {
-        let stream = b": ping\r\n\r\nretry: 250\r\nid: 7\r\ndata: {\"a\":1}\r\n\r\ndata: x\ndata: y\n\n";
+        let stream =
+            b": ping\r\n\r\nretry: 250\r\nid: 7\r\ndata: {\"a\":1}\r\n\r\ndata: x\ndata: y\n\n";
         for split in 0..stream.len() {
             let mut p = SseParser::new();
             let mut events = p.feed(&stream[..split]).unwrap();

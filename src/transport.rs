@@ -83,8 +83,10 @@ pub struct Transport {
 fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| Error::invalid(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(v).map_err(|_| Error::invalid(format!("invalid value for header {k:?}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::invalid(format!("invalid header name {k:?}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| Error::invalid(format!("invalid value for header {k:?}")))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -109,14 +111,22 @@ impl Transport {
     /// A transport to the exchange at `url` (`http://` or `https://`).
     pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base).map_err(|e| Error::invalid(format!("bad exchange URL {url:?}: {e}")))?;
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| Error::invalid(format!("bad exchange URL {url:?}: {e}")))?;
         let https = match parsed.scheme() {
             "http" => false,
             "https" => true,
-            other => return Err(Error::invalid(format!("exchange URL scheme must be http or https, not {other:?}"))),
+            other => {
+                return Err(Error::invalid(format!(
+                    "exchange URL scheme must be http or https, not {other:?}"
+                )))
+            }
         };
         let mut defaults = HeaderMap::new();
-        defaults.insert("academy_version", HeaderValue::from_static(ACADEMY_COMPAT_VERSION));
+        defaults.insert(
+            "academy_version",
+            HeaderValue::from_static(ACADEMY_COMPAT_VERSION),
+        );
         let additional = header_map(&options.additional_headers)?;
         defaults.extend(additional);
 
@@ -130,20 +140,26 @@ impl Transport {
             builder = builder.danger_accept_invalid_certs(true);
         }
         if let Some(path) = &options.ca_file {
-            let pem = std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read ca_file {path:?}: {e}")))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::invalid(format!("ca_file {path:?} holds no PEM certificates: {e}")))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::invalid(format!("cannot read ca_file {path:?}: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid(format!("ca_file {path:?} holds no PEM certificates: {e}"))
+            })?;
             if certs.is_empty() {
-                return Err(Error::invalid(format!("ca_file {path:?} holds no PEM certificates")));
+                return Err(Error::invalid(format!(
+                    "ca_file {path:?} holds no PEM certificates"
+                )));
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e))))?;
-        let auth_headers = if options.auth_method == AuthMethod::Globus && !options.additional_headers.contains_key("Authorization") {
+        let http = builder.build().map_err(|e| {
+            Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
+        })?;
+        let auth_headers = if options.auth_method == AuthMethod::Globus
+            && !options.additional_headers.contains_key("Authorization")
+        {
             auth::globus_headers(&options)?
         } else {
             HeaderMap::new()
@@ -167,7 +183,14 @@ impl Transport {
     /// The one request path: sends `body` as JSON, retries transient
     /// failures with exponential back-off, refreshes auth once on 403, and
     /// maps any non-2xx answer to an [`Error`].
-    pub async fn call(&self, method: Method, path: &str, body: &Value, deadline: Deadline, accept_sse: bool) -> Result<reqwest::Response> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        deadline: Deadline,
+        accept_sse: bool,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
         let mut attempts_left = self.options.retries;
@@ -178,10 +201,17 @@ impl Transport {
                 .http
                 .request(method.as_reqwest(), &url)
                 .header(CONTENT_TYPE, "application/json")
-                .headers(self.auth_headers.read().unwrap_or_else(|p| p.into_inner()).clone())
+                .headers(
+                    self.auth_headers
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
+                )
                 .body(payload.clone());
             if accept_sse {
-                request = request.header(ACCEPT, "text/event-stream").header(CACHE_CONTROL, "no-cache");
+                request = request
+                    .header(ACCEPT, "text/event-stream")
+                    .header(CACHE_CONTROL, "no-cache");
             }
             request = match deadline {
                 Deadline::Default => request.timeout(self.options.request_timeout),
@@ -220,14 +250,33 @@ impl Transport {
 
     /// [`call`](Self::call) and read the answer as JSON.
     pub async fn call_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
-        let response = self.call(method, path, body, Deadline::Default, false).await?;
+        let response = self
+            .call(method, path, body, Deadline::Default, false)
+            .await?;
         read_json(method, path, response).await
     }
 
     fn connection_error(&self, method: Method, path: &str, err: &reqwest::Error) -> Error {
-        let status = if err.is_timeout() { Status::Timeout } else { Status::Connection };
-        let what = if err.is_timeout() { "did not answer in time" } else { "could not be reached" };
-        Error::new(status, format!("{} {}{}: the exchange {what}: {}", method.as_str(), self.base, path, describe(err)))
+        let status = if err.is_timeout() {
+            Status::Timeout
+        } else {
+            Status::Connection
+        };
+        let what = if err.is_timeout() {
+            "did not answer in time"
+        } else {
+            "could not be reached"
+        };
+        Error::new(
+            status,
+            format!(
+                "{} {}{}: the exchange {what}: {}",
+                method.as_str(),
+                self.base,
+                path,
+                describe(err)
+            ),
+        )
     }
 
     async fn refresh_auth(&self) -> Result<bool> {
@@ -250,12 +299,16 @@ impl Transport {
         if let Some(mro) = agent_mro {
             body["agent"] = Value::String(mro.to_owned());
         }
-        self.call(Method::Post, "/mailbox", &body, Deadline::Default, false).await.map(drop)
+        self.call(Method::Post, "/mailbox", &body, Deadline::Default, false)
+            .await
+            .map(drop)
     }
 
     /// `GET /mailbox`: MISSING, ACTIVE or TERMINATED as the server stores it.
     pub async fn mailbox_status(&self, id: &EntityId) -> Result<MailboxStatus> {
-        let answer = self.call_json(Method::Get, "/mailbox", &mailbox_body(id)).await?;
+        let answer = self
+            .call_json(Method::Get, "/mailbox", &mailbox_body(id))
+            .await?;
         match answer.get("status").and_then(Value::as_str) {
             Some("MISSING") => Ok(MailboxStatus::Missing),
             Some("ACTIVE") => Ok(MailboxStatus::Active),
@@ -267,33 +320,63 @@ impl Transport {
 
     /// `DELETE /mailbox` (a no-op for unknown or terminated mailboxes).
     pub async fn terminate(&self, id: &EntityId) -> Result<()> {
-        self.call(Method::Delete, "/mailbox", &mailbox_body(id), Deadline::Default, false).await.map(drop)
+        self.call(
+            Method::Delete,
+            "/mailbox",
+            &mailbox_body(id),
+            Deadline::Default,
+            false,
+        )
+        .await
+        .map(drop)
     }
 
     /// `PUT /message` with the message JSON as given.
     pub async fn send(&self, message_json: &str) -> Result<()> {
         let body = json!({"message": message_json});
-        self.call(Method::Put, "/message", &body, Deadline::Default, false).await.map(drop)
+        self.call(Method::Put, "/message", &body, Deadline::Default, false)
+            .await
+            .map(drop)
     }
 
     /// `GET /message`: long poll; `None` when the server says 408.
     pub async fn poll_message(&self, id: &EntityId, timeout: Duration) -> Result<Option<String>> {
         let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
-        let response = match self.call(Method::Get, "/message", &body, Deadline::Plus(timeout), false).await {
-            Err(e) if e.status == Status::Timeout && e.http_status() == Some(408) => return Ok(None),
+        let response = match self
+            .call(
+                Method::Get,
+                "/message",
+                &body,
+                Deadline::Plus(timeout),
+                false,
+            )
+            .await
+        {
+            Err(e) if e.status == Status::Timeout && e.http_status() == Some(408) => {
+                return Ok(None)
+            }
             other => other?,
         };
         let answer = read_json(Method::Get, "/message", response).await?;
         match answer.get("message").and_then(Value::as_str) {
             Some(m) => Ok(Some(m.to_owned())),
-            None => Err(Error::protocol(format!("GET /message answered without a message: {answer}"))),
+            None => Err(Error::protocol(format!(
+                "GET /message answered without a message: {answer}"
+            ))),
         }
     }
 
     /// `GET /mailbox/listen`: opens the event stream.
     pub async fn listen(&self, id: &EntityId, timeout: Duration) -> Result<reqwest::Response> {
         let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
-        self.call(Method::Get, "/mailbox/listen", &body, Deadline::Stream, true).await
+        self.call(
+            Method::Get,
+            "/mailbox/listen",
+            &body,
+            Deadline::Stream,
+            true,
+        )
+        .await
     }
 
     /// `GET /discover`: uids of the agents of a class.
@@ -306,32 +389,50 @@ impl Transport {
             .ok_or_else(|| Error::protocol(format!("GET /discover answered {answer}")))?;
         ids.split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| Uuid::parse_str(s).map_err(|e| Error::protocol(format!("GET /discover returned a bad uid {s:?}: {e}"))))
+            .map(|s| {
+                Uuid::parse_str(s).map_err(|e| {
+                    Error::protocol(format!("GET /discover returned a bad uid {s:?}: {e}"))
+                })
+            })
             .collect()
     }
 
     /// `POST /mailbox/heartbeat`.
     pub async fn heartbeat(&self, id: &EntityId) -> Result<()> {
-        self.call(Method::Post, "/mailbox/heartbeat", &mailbox_body(id), Deadline::Default, false)
-            .await
-            .map(drop)
+        self.call(
+            Method::Post,
+            "/mailbox/heartbeat",
+            &mailbox_body(id),
+            Deadline::Default,
+            false,
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET /mailbox/heartbeat`: seconds since the last heartbeat, if any.
     pub async fn heartbeat_status(&self, id: &EntityId) -> Result<Option<f64>> {
-        let answer = self.call_json(Method::Get, "/mailbox/heartbeat", &mailbox_body(id)).await?;
+        let answer = self
+            .call_json(Method::Get, "/mailbox/heartbeat", &mailbox_body(id))
+            .await?;
         match answer.get("heartbeat") {
             Some(Value::Null) => Ok(None),
             Some(v) if v.is_number() => Ok(v.as_f64()),
-            _ => Err(Error::protocol(format!("GET /mailbox/heartbeat answered {answer}"))),
+            _ => Err(Error::protocol(format!(
+                "GET /mailbox/heartbeat answered {answer}"
+            ))),
         }
     }
 
     /// `GET /mailbox/stats`: the exchange's counters for an agent.
     pub async fn agent_stats(&self, id: &EntityId) -> Result<Value> {
-        let answer = self.call_json(Method::Get, "/mailbox/stats", &mailbox_body(id)).await?;
+        let answer = self
+            .call_json(Method::Get, "/mailbox/stats", &mailbox_body(id))
+            .await?;
         if !answer.is_object() {
-            return Err(Error::protocol(format!("GET /mailbox/stats answered {answer}")));
+            return Err(Error::protocol(format!(
+                "GET /mailbox/stats answered {answer}"
+            )));
         }
         Ok(answer)
     }
@@ -339,12 +440,22 @@ impl Transport {
     /// `POST /mailbox/share`.
     pub async fn share_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
-        self.call(Method::Post, "/mailbox/share", &body, Deadline::Default, false).await.map(drop)
+        self.call(
+            Method::Post,
+            "/mailbox/share",
+            &body,
+            Deadline::Default,
+            false,
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET /mailbox/share`: the groups a mailbox is shared with.
     pub async fn shared_groups(&self, id: &EntityId) -> Result<Vec<String>> {
-        let answer = self.call_json(Method::Get, "/mailbox/share", &mailbox_body(id)).await?;
+        let answer = self
+            .call_json(Method::Get, "/mailbox/share", &mailbox_body(id))
+            .await?;
         serde_json::from_value(answer.get("group_ids").cloned().unwrap_or(Value::Null))
             .map_err(|_| Error::protocol(format!("GET /mailbox/share answered {answer}")))
     }
@@ -352,7 +463,15 @@ impl Transport {
     /// `DELETE /mailbox/share`.
     pub async fn unshare_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
-        self.call(Method::Delete, "/mailbox/share", &body, Deadline::Default, false).await.map(drop)
+        self.call(
+            Method::Delete,
+            "/mailbox/share",
+            &body,
+            Deadline::Default,
+            false,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -361,11 +480,22 @@ fn mailbox_body(id: &EntityId) -> Value {
 }
 
 async fn read_json(method: Method, path: &str, response: reqwest::Response) -> Result<Value> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Error::new(Status::Connection, format!("{} {path}: reading the answer failed: {}", method.as_str(), describe(&e))))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::protocol(format!("{} {path} answered something that is not JSON: {e}", method.as_str())))
+    let bytes = response.bytes().await.map_err(|e| {
+        Error::new(
+            Status::Connection,
+            format!(
+                "{} {path}: reading the answer failed: {}",
+                method.as_str(),
+                describe(&e)
+            ),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::protocol(format!(
+            "{} {path} answered something that is not JSON: {e}",
+            method.as_str()
+        ))
+    })
 }
 
 /// The error for a non-2xx answer. A 404 or 405 that is not the exchange's
@@ -382,7 +512,11 @@ fn http_error(method: Method, path: &str, code: u16, text: &str) -> Error {
         text.push('…');
     }
     let missing_endpoint = (code == 404 && text != "Unknown mailbox ID") || code == 405;
-    let status = if missing_endpoint { Status::Protocol } else { Status::from_http(code) };
+    let status = if missing_endpoint {
+        Status::Protocol
+    } else {
+        Status::from_http(code)
+    };
     let detail = if missing_endpoint {
         format!(
             "{} {path}: the exchange does not implement this endpoint (HTTP {code}: {text}); it may be an older academy-py server",
@@ -408,7 +542,11 @@ mod tests {
             (404, "404: Not Found", Status::Protocol),
             (405, "405: Method Not Allowed", Status::Protocol),
             (408, "Request timeout", Status::Timeout),
-            (413, "Message of size 2 larger than limit 1.", Status::MessageTooLarge),
+            (
+                413,
+                "Message of size 2 larger than limit 1.",
+                Status::MessageTooLarge,
+            ),
             (419, "Mailbox was closed", Status::MailboxTerminated),
             (500, "oops", Status::Http),
         ] {
@@ -422,7 +560,12 @@ mod tests {
     #[test]
     fn rejects_bad_urls() {
         for url in ["", "ftp://x", "not a url"] {
-            assert_eq!(Transport::new(url, FactoryOptions::default()).unwrap_err().status, Status::InvalidArgument);
+            assert_eq!(
+                Transport::new(url, FactoryOptions::default())
+                    .unwrap_err()
+                    .status,
+                Status::InvalidArgument
+            );
         }
     }
 }

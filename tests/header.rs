@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 fn generate() -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let bindings = cbindgen::Builder::new()
         .with_crate(&root)
         .with_config(config)
@@ -32,12 +33,18 @@ fn header_is_fresh() {
 
 #[test]
 fn version_macros_match_the_crate() {
-    let header = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/academy.h")).unwrap();
+    let header = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/academy.h"),
+    )
+    .unwrap();
     for (name, value) in [
         ("ACADEMY_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
         ("ACADEMY_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
         ("ACADEMY_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
     ] {
-        assert!(header.contains(&format!("#define {name} {value}\n")), "{name} must be {value} in the header");
+        assert!(
+            header.contains(&format!("#define {name} {value}\n")),
+            "{name} must be {value} in the header"
+        );
     }
 }

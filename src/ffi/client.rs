@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::factory::academy_factory;
 use super::{
-    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, check_out, write_out,
-    write_string,
+    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, check_out,
+    write_out, write_string,
 };
 use crate::client::{Client, MailboxStatus};
 use crate::error::{Error, Result};
@@ -60,7 +60,10 @@ unsafe fn id_arg(ptr: *const c_char, name: &str) -> Result<EntityId> {
     EntityId::from_json(arg_str(ptr, name)?)
 }
 
-unsafe fn new_client(out: *mut *mut academy_client, make: impl FnOnce() -> Result<Client>) -> Result<()> {
+unsafe fn new_client(
+    out: *mut *mut academy_client,
+    make: impl FnOnce() -> Result<Client>,
+) -> Result<()> {
     check_out(out, "out")?;
     let client = make()?;
     write_out(out, Box::into_raw(Box::new(academy_client { client })));
@@ -155,7 +158,10 @@ pub unsafe extern "C" fn academy_client_mailbox_id(
 /// MAILBOX_TERMINATED, MESSAGE_TOO_LARGE, INVALID_ARGUMENT (not a message),
 /// CLOSED, and the transport errors.
 #[no_mangle]
-pub unsafe extern "C" fn academy_client_send(client: *mut academy_client, message_json: *const c_char) -> academy_status {
+pub unsafe extern "C" fn academy_client_send(
+    client: *mut academy_client,
+    message_json: *const c_char,
+) -> academy_status {
     boundary(|| {
         let client = client_arg(client)?;
         let message = arg_str(message_json, "message_json")?;
@@ -212,7 +218,10 @@ pub unsafe extern "C" fn academy_client_status(
 /// requests still queued in it are answered with an error. Terminating an
 /// unknown or terminated mailbox succeeds. Blocks for one round trip.
 #[no_mangle]
-pub unsafe extern "C" fn academy_client_terminate(client: *mut academy_client, id_json: *const c_char) -> academy_status {
+pub unsafe extern "C" fn academy_client_terminate(
+    client: *mut academy_client,
+    id_json: *const c_char,
+) -> academy_status {
     boundary(|| {
         let client = client_arg(client)?;
         let id = id_arg(id_json, "id_json")?;
@@ -237,7 +246,10 @@ pub unsafe extern "C" fn academy_client_discover(
         let client = client_arg(client)?;
         let agent_type = arg_str(agent_type, "agent_type")?;
         let ids = block(client.discover(agent_type, allow_subclasses))?;
-        write_string(out_ids_json, serde_json::to_string(&ids).map_err(|e| Error::internal(e.to_string()))?)
+        write_string(
+            out_ids_json,
+            serde_json::to_string(&ids).map_err(|e| Error::internal(e.to_string()))?,
+        )
     })
 }
 
@@ -466,7 +478,11 @@ pub unsafe extern "C" fn academy_client_shutdown_agent(
             -1 => None,
             0 => Some(false),
             1 => Some(true),
-            other => return Err(Error::invalid(format!("terminate must be -1, 0 or 1, not {other}"))),
+            other => {
+                return Err(Error::invalid(format!(
+                    "terminate must be -1, 0 or 1, not {other}"
+                )))
+            }
         };
         block(client.shutdown_agent(agent, terminate))
     })

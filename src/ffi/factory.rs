@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::{arg_opt_str, arg_str, boundary, boundary_void, check_out, write_out, academy_status};
+use super::{academy_status, arg_opt_str, arg_str, boundary, boundary_void, check_out, write_out};
 use crate::client::Factory;
 use crate::options::FactoryOptions;
 

@@ -79,7 +79,8 @@ pub unsafe extern "C" fn academy_action_request_body(
     boundary(|| {
         check_out(out_body_json, "out_body_json")?;
         let action = arg_str(action, "action")?;
-        let body = message::action_request_body(action, &args_arg(args_json)?, &kwargs_arg(kwargs_json)?)?;
+        let body =
+            message::action_request_body(action, &args_arg(args_json)?, &kwargs_arg(kwargs_json)?)?;
         write_string(out_body_json, body.to_string())
     })
 }
@@ -105,7 +106,10 @@ pub unsafe extern "C" fn academy_message_result(
 /// A new user id (random uuid) with an optional `name`, as JSON. Does not
 /// block.
 #[no_mangle]
-pub unsafe extern "C" fn academy_user_id_new(name: *const c_char, out_id_json: *mut *mut c_char) -> academy_status {
+pub unsafe extern "C" fn academy_user_id_new(
+    name: *const c_char,
+    out_id_json: *mut *mut c_char,
+) -> academy_status {
     boundary(|| {
         check_out(out_id_json, "out_id_json")?;
         let name = arg_opt_str(name, "name")?;
@@ -116,7 +120,10 @@ pub unsafe extern "C" fn academy_user_id_new(name: *const c_char, out_id_json: *
 /// A new agent id (random uuid) with an optional `name`, as JSON. Does not
 /// block. (It is not registered; see `academy_client_register_agent`.)
 #[no_mangle]
-pub unsafe extern "C" fn academy_agent_id_new(name: *const c_char, out_id_json: *mut *mut c_char) -> academy_status {
+pub unsafe extern "C" fn academy_agent_id_new(
+    name: *const c_char,
+    out_id_json: *mut *mut c_char,
+) -> academy_status {
     boundary(|| {
         check_out(out_id_json, "out_id_json")?;
         let name = arg_opt_str(name, "name")?;

@@ -37,7 +37,13 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 fn call_handler(
-    handler: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *const c_char, *mut academy_reply),
+    handler: unsafe extern "C" fn(
+        *mut c_void,
+        *const c_char,
+        *const c_char,
+        *const c_char,
+        *mut academy_reply,
+    ),
     user_data: UserData,
     call: ActionCall,
     reply: Reply,
@@ -48,13 +54,22 @@ fn call_handler(
         CString::new(call.kwargs_json),
     );
     let (Ok(action), Ok(args), Ok(kwargs)) = strings else {
-        let _ = reply.error("the action name or arguments contain a NUL character, which C cannot receive");
+        let _ = reply
+            .error("the action name or arguments contain a NUL character, which C cannot receive");
         return;
     };
     let reply = Box::into_raw(Box::new(academy_reply { reply }));
     // SAFETY: the handler is the caller's C function with the documented
     // signature; the strings live until it returns.
-    unsafe { handler(user_data.0, action.as_ptr(), args.as_ptr(), kwargs.as_ptr(), reply) };
+    unsafe {
+        handler(
+            user_data.0,
+            action.as_ptr(),
+            args.as_ptr(),
+            kwargs.as_ptr(),
+            reply,
+        )
+    };
 }
 
 /// Serves the agent whose client is `client`: blocks the calling thread,
@@ -86,7 +101,9 @@ pub unsafe extern "C" fn academy_agent_serve(
         let client = &arg_ref(client, "client")?.client;
         let handler = handler.ok_or_else(|| Error::invalid("handler must not be NULL"))?;
         let user_data = UserData(user_data);
-        agent::serve(client, move |call, reply| call_handler(handler, user_data, call, reply))
+        agent::serve(client, move |call, reply| {
+            call_handler(handler, user_data, call, reply)
+        })
     })
 }
 
@@ -106,7 +123,10 @@ pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> acad
 }
 
 /// Takes ownership of a reply on every outcome but a bad argument.
-unsafe fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>) -> Result<()> {
+unsafe fn complete(
+    reply: *mut academy_reply,
+    answer: impl FnOnce(&Reply) -> Result<()>,
+) -> Result<()> {
     arg_ref(reply, "reply")?;
     let owned = Box::from_raw(reply);
     answer(&owned.reply)
@@ -118,7 +138,10 @@ unsafe fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Res
 /// caller can complete it again. Returns CLOSED if the request was already
 /// answered (cancelled, or serving ended).
 #[no_mangle]
-pub unsafe extern "C" fn academy_reply_ok(reply: *mut academy_reply, result_json: *const c_char) -> academy_status {
+pub unsafe extern "C" fn academy_reply_ok(
+    reply: *mut academy_reply,
+    result_json: *const c_char,
+) -> academy_status {
     boundary(|| {
         let result = if result_json.is_null() {
             serde_json::Value::Null
@@ -133,10 +156,12 @@ pub unsafe extern "C" fn academy_reply_ok(reply: *mut academy_reply, result_json
 /// `AcademyRemoteError(message)`. Frees `reply`, except when it returns
 /// INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
 #[no_mangle]
-pub unsafe extern "C" fn academy_reply_error(reply: *mut academy_reply, message: *const c_char) -> academy_status {
+pub unsafe extern "C" fn academy_reply_error(
+    reply: *mut academy_reply,
+    message: *const c_char,
+) -> academy_status {
     boundary(|| {
         let text = arg_str(message, "message")?;
         complete(reply, |r| r.error(text))
     })
 }
-

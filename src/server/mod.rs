@@ -1,1 +1,318 @@
-//! The embedded exchange server.
+//! The embedded exchange server: wire-compatible with academy-py 1.0.0's
+//! `python -m academy.exchange.cloud` with its in-memory `PythonBackend`.
+//!
+//! ```no_run
+//! # async fn demo() -> academy::Result<()> {
+//! use academy::server::{ExchangeServer, ServerConfig};
+//! let server = ExchangeServer::start(ServerConfig::from_json_options(None)?).await?;
+//! println!("exchange at {}", server.url());
+//! server.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Differences from academy-py, all deliberate:
+//! - a message that arrives after an SSE listener disconnected stays queued
+//!   for the next listener (academy-py takes it and loses it);
+//! - a body that is not JSON, or fields of the wrong JSON type, are 400
+//!   (academy-py answers 500 from an uncaught exception);
+//! - the responses to pending requests sent at terminate are delivered by
+//!   the server whatever the terminating client's permissions, and failures
+//!   to deliver them never fail the terminate;
+//! - at stop, open listen streams end and waiting receives answer 503.
+
+pub mod auth;
+mod backend;
+mod body;
+pub mod config;
+mod routes;
+mod tls;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use auth::{AuthError, Authenticator, ClientInfo, NullAuthenticator, TokenAuthenticator};
+pub use config::{AuthConfig, ServerConfig};
+
+use crate::error::{Error, Result, Status};
+use backend::Backend;
+use routes::App;
+
+/// How long `stop` waits for open connections to finish.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Idle keep-alive connections (and slow request heads) are closed after
+/// this long (aiohttp's keep-alive timeout is 75 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running exchange server.
+pub struct ExchangeServer {
+    addrs: Vec<SocketAddr>,
+    url: String,
+    stop_tx: watch::Sender<bool>,
+    backend: Arc<Backend>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ExchangeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeServer")
+            .field("url", &self.url)
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let mut out: Vec<SocketAddr> = Vec::new();
+    let found = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+        Error::new(
+            Status::Connection,
+            format!("cannot resolve exchange host {host:?}: {e}"),
+        )
+    })?;
+    for a in found {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    // Prefer IPv4 first: its port (when 0 was asked) is then shared.
+    out.sort_by_key(|a| !a.is_ipv4());
+    if out.is_empty() {
+        return Err(Error::new(
+            Status::Connection,
+            format!("exchange host {host:?} has no address"),
+        ));
+    }
+    Ok(out)
+}
+
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+    let what = if e.kind() == std::io::ErrorKind::AddrInUse {
+        "address already in use".to_owned()
+    } else {
+        e.to_string()
+    };
+    Error::new(
+        Status::Connection,
+        format!("exchange cannot listen on {addr}: {what}"),
+    )
+}
+
+impl ExchangeServer {
+    /// Binds and starts serving on the current tokio runtime; returns once
+    /// listening.
+    pub async fn start(config: ServerConfig) -> Result<ExchangeServer> {
+        let tls = match &config.certfile {
+            Some(cert) => Some(tls::acceptor(cert, config.keyfile.as_deref())?),
+            None => None,
+        };
+        let addrs = resolve(&config.host, config.port).await?;
+        let mut listeners = Vec::new();
+        let mut port = config.port;
+        for (i, addr) in addrs.iter().enumerate() {
+            let addr = SocketAddr::new(addr.ip(), port);
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    if port == 0 {
+                        port = l.local_addr().map_err(|e| bind_error(addr, e))?.port();
+                    }
+                    listeners.push(l);
+                }
+                // A name such as localhost may resolve to an address family
+                // the host lacks (::1 in some containers): the first counts.
+                Err(e) if i == 0 => return Err(bind_error(addr, e)),
+                Err(_) => {}
+            }
+        }
+        let bound: Vec<SocketAddr> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let first = *bound
+            .first()
+            .ok_or_else(|| Error::new(Status::Connection, "exchange bound no address"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = if config
+            .host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok()
+        {
+            match first.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            }
+        } else {
+            config.host.clone()
+        };
+        let url = format!("{scheme}://{host}:{}", first.port());
+
+        let limit_kb = config.message_size_limit_kb;
+        let backend = Arc::new(Backend::new(limit_kb));
+        let limit = backend.limit;
+        let app = Arc::new(App {
+            backend: backend.clone(),
+            auth: config.auth.authenticator(),
+            listen_timeout_s: config.listen_timeout_s,
+            // aiohttp's client_max_size is 1 MiB; allow for larger limits
+            // (a message travels JSON-escaped inside the body).
+            body_limit: (1024 * 1024).max(limit.saturating_mul(2).saturating_add(64 * 1024)),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(listeners, app, tls, stop_rx));
+        Ok(ExchangeServer {
+            addrs: bound,
+            url,
+            stop_tx,
+            backend,
+            task: tokio::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:8700`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The (first) address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// All the addresses the server listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting, ends open listen streams and waiting receives, and
+    /// waits for the server task (open connections get a few seconds to
+    /// finish). Idempotent.
+    pub async fn stop(&self) -> Result<()> {
+        let mut task = self.task.lock().await;
+        self.backend.begin_shutdown();
+        let _ = self.stop_tx.send(true);
+        if let Some(handle) = task.take() {
+            handle
+                .await
+                .map_err(|e| Error::internal(format!("exchange server task failed: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ExchangeServer {
+    fn drop(&mut self) {
+        // Without a stop, the server task still ends (in the background).
+        self.backend.begin_shutdown();
+        let _ = self.stop_tx.send(true);
+    }
+}
+
+/// Resolves once the server is told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // A closed channel means the server handle is gone: stop as well.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn run(
+    listeners: Vec<TcpListener>,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut loops = JoinSet::new();
+    for l in listeners {
+        loops.spawn(accept_loop(l, app.clone(), tls.clone(), stop.clone()));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns: JoinSet<()> = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(connection(stream, app.clone(), tls.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a bit.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve(stream, app, stop).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            if let Ok(Ok(tls_stream)) = handshake.await {
+                serve(tls_stream, app, stop).await;
+            }
+        }
+    }
+}
+
+async fn serve<I>(io: I, app: Arc<App>, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(routes::handle(&app, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(KEEP_ALIVE)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}

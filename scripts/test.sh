@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the tests need (academy-py 1.0.0 in a
+# virtual environment of its own), builds the library and the C examples,
+# and runs every test against the real Python exchange and the embedded
+# one. The exchanges and Python peers that tests start exit with them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${ACADEMY_TEST_VENV:-$PWD/.venv-test}"
+if ! "$venv/bin/python" -c 'import academy, sys; sys.exit(academy.__version__ != "1.0.0")' 2>/dev/null; then
+    echo "== installing academy-py==1.0.0 into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check academy-py==1.0.0
+fi
+export ACADEMY_TEST_PYTHON="$venv/bin/python"
+
+# Stop anything a test left behind, whatever happens.
+trap 'pkill -P $$ 2>/dev/null || true' EXIT
+
+echo "== building the library and the C examples"
+make --no-print-directory examples
+
+echo "== cargo test"
+cargo test --release --all-targets 2>&1

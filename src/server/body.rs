@@ -1,0 +1,165 @@
+//! Response bodies: a fixed buffer, or a server-sent-event stream of a
+//! mailbox (`GET /mailbox/listen`).
+//!
+//! The listen stream is a body that takes a message off the queue only when
+//! hyper asks for the next frame. hyper polls the connection's read side
+//! while it waits on the body and drops the body as soon as the client has
+//! gone (EOF or reset), so a message that arrives after a listener
+//! disconnected stays queued for the next listener. academy-py's handler
+//! instead takes it off the queue and writes it to the dead stream, which
+//! loses it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::Sleep;
+
+use crate::server::backend::{Backend, Mailbox, Pop};
+
+/// aiohttp-sse's keep-alive comment interval.
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);
+const PING: &[u8] = b": ping\r\n\r\n";
+
+pub(crate) enum ServerBody {
+    Full(Option<Bytes>),
+    Sse(Box<SseStream>),
+}
+
+impl ServerBody {
+    pub(crate) fn empty() -> Self {
+        ServerBody::Full(None)
+    }
+
+    pub(crate) fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        if data.is_empty() {
+            ServerBody::Full(None)
+        } else {
+            ServerBody::Full(Some(data))
+        }
+    }
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ServerBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ServerBody::Sse(stream) => stream.poll_next(cx).map(|o| o.map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ServerBody::Full(data) => data.is_none(),
+            ServerBody::Sse(stream) => stream.done,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ServerBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            ServerBody::Full(None) => SizeHint::with_exact(0),
+            ServerBody::Sse(_) => SizeHint::default(),
+        }
+    }
+}
+
+pub(crate) struct SseStream {
+    backend: Arc<Backend>,
+    mailbox: Arc<Mailbox>,
+    timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    ping: Pin<Box<Sleep>>,
+    notified: Option<Pin<Box<OwnedNotified>>>,
+    shutdown: Pin<Box<OwnedNotified>>,
+    done: bool,
+}
+
+impl SseStream {
+    /// A stream that ends after `timeout` without a message (academy-py
+    /// ends it when its `get` times out), when the mailbox is terminated or
+    /// when the server stops.
+    pub(crate) fn new(backend: Arc<Backend>, mailbox: Arc<Mailbox>, timeout: Duration) -> Self {
+        let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
+        shutdown.as_mut().enable();
+        SseStream {
+            backend,
+            mailbox,
+            timeout,
+            idle: Box::pin(tokio::time::sleep(timeout)),
+            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            notified: None,
+            shutdown,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) -> Poll<Option<Bytes>> {
+        self.done = true;
+        self.notified = None;
+        Poll::Ready(None)
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            // Register for a wake-up before looking at the queue, so that a
+            // message put in between is never missed.
+            let notified = self.notified.get_or_insert_with(|| {
+                let mut n = Box::pin(self.mailbox.notify.clone().notified_owned());
+                n.as_mut().enable();
+                n
+            });
+            match self.mailbox.try_pop() {
+                Pop::Message(message) => {
+                    // Dropping an unused notification passes it on to the
+                    // next waiter of the mailbox.
+                    self.notified = None;
+                    let deadline = tokio::time::Instant::now() + self.timeout;
+                    self.idle.as_mut().reset(deadline);
+                    let mut frame = Vec::with_capacity(message.len() + 10);
+                    frame.extend_from_slice(b"data: ");
+                    frame.extend_from_slice(message.as_bytes());
+                    frame.extend_from_slice(b"\r\n\r\n");
+                    return Poll::Ready(Some(Bytes::from(frame)));
+                }
+                Pop::Terminated => return self.finish(),
+                Pop::Empty => {}
+            }
+            if notified.as_mut().poll(cx).is_ready() {
+                self.notified = None;
+                continue;
+            }
+            break;
+        }
+        if self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
+            return self.finish();
+        }
+        if self.idle.as_mut().poll(cx).is_ready() {
+            return self.finish();
+        }
+        if self.ping.as_mut().poll(cx).is_ready() {
+            let next = tokio::time::Instant::now() + PING_INTERVAL;
+            self.ping.as_mut().reset(next);
+            // Register the new deadline with the waker.
+            let _ = self.ping.as_mut().poll(cx);
+            return Poll::Ready(Some(Bytes::from_static(PING)));
+        }
+        Poll::Pending
+    }
+}

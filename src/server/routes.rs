@@ -1,0 +1,494 @@
+//! The HTTP routes of academy-py 1.0.0's `academy.exchange.cloud.app`, with
+//! the same status codes, texts and JSON bodies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::ids::EntityId;
+use crate::message::Message;
+use crate::pyjson;
+use crate::server::auth::{AuthError, Authenticator, ClientInfo};
+use crate::server::backend::{Backend, BackendError, Client, MailboxStatus};
+use crate::server::body::{ServerBody, SseStream};
+
+pub(crate) struct App {
+    pub(crate) backend: Arc<Backend>,
+    pub(crate) auth: Option<Arc<dyn Authenticator>>,
+    pub(crate) listen_timeout_s: u64,
+    pub(crate) body_limit: usize,
+}
+
+type Resp = Response<ServerBody>;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn text(code: u16, body: impl Into<String>) -> Resp {
+    let mut r = Response::new(ServerBody::full(body.into()));
+    *r.status_mut() = status(code);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
+    r
+}
+
+fn ok() -> Resp {
+    Response::new(ServerBody::empty())
+}
+
+fn json(body: String) -> Resp {
+    let mut r = Response::new(ServerBody::full(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    r
+}
+
+/// An error answer (a small value; turned into a response at the end).
+pub(crate) struct Fail(u16, String);
+
+fn fail(code: u16, body: impl Into<String>) -> Fail {
+    Fail(code, body.into())
+}
+
+fn key_error(key: &str) -> Fail {
+    fail(400, format!("Missing or invalid field: '{key}'"))
+}
+
+fn py_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+fn py_value(v: &Value) -> String {
+    match v {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A pydantic `ValidationError` as academy-py's routes answer it.
+fn validation_error(model: &str, detail: &str) -> Fail {
+    fail(
+        400,
+        format!("Missing or invalid field: 1 validation error for {model}\n  {detail}"),
+    )
+}
+
+fn not_a_string(model: &str, v: &Value) -> Fail {
+    validation_error(
+        model,
+        &format!(
+            "JSON input should be string, bytes or bytearray [type=json_type, input_value={}, input_type={}]",
+            py_value(v),
+            py_type(v)
+        ),
+    )
+}
+
+fn backend_error(e: BackendError) -> Fail {
+    match e {
+        BackendError::BadEntityId => fail(404, "Unknown mailbox ID"),
+        BackendError::Forbidden => fail(403, "Incorrect permissions"),
+        BackendError::Terminated => fail(419, "Mailbox was closed"),
+        BackendError::TooLarge { size, limit } => fail(
+            413,
+            format!("Message of size {size} larger than limit {limit}."),
+        ),
+        BackendError::Timeout => fail(408, "Request timeout"),
+        BackendError::ShuttingDown => fail(503, "Exchange is shutting down"),
+        BackendError::KeyError(k) => fail(400, format!("Missing or invalid field: {k}")),
+    }
+}
+
+/// Python's `repr()` of a float, as `json.dumps` writes it.
+pub(crate) fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".to_owned();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
+    }
+    let a = f.abs();
+    if !(1e-4..1e16).contains(&a) {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        let s = format!("{f}");
+        if s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    }
+}
+
+struct Ctx<'a> {
+    app: &'a App,
+    client: Client,
+    data: Value,
+}
+
+impl Ctx<'_> {
+    fn field(&self, key: &str) -> Result<&Value, Fail> {
+        self.data.get(key).ok_or_else(|| key_error(key))
+    }
+
+    fn id(&self, key: &str) -> Result<EntityId, Fail> {
+        let v = self.field(key)?;
+        let s = v
+            .as_str()
+            .ok_or_else(|| not_a_string("union[AgentId,UserId]", v))?;
+        EntityId::from_json(s).map_err(|e| {
+            validation_error(
+                "union[AgentId,UserId]",
+                &format!("{} [input_value={}]", e.message, pyjson::dumps(v)),
+            )
+        })
+    }
+
+    fn mailbox(&self) -> Result<EntityId, Fail> {
+        self.id("mailbox")
+    }
+
+    /// The `timeout` of recv and listen: 0 < t <= listen_timeout_s.
+    fn timeout(&self) -> Result<Duration, Fail> {
+        let max = self.app.listen_timeout_s;
+        let t = match self.data.get("timeout") {
+            None => Some(max as f64),
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
+            Some(_) => None,
+        };
+        match t {
+            Some(t) if t > 0.0 && t <= max as f64 => Ok(Duration::from_secs_f64(t)),
+            _ => Err(fail(
+                400,
+                format!("Invalid timeout (must be less than {max} and greater than 0)"),
+            )),
+        }
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+const ROUTES: &[(&str, &str)] = &[
+    ("/mailbox", "DELETE,GET,HEAD,POST"),
+    ("/mailbox/share", "DELETE,GET,HEAD,POST"),
+    ("/message", "GET,HEAD,PUT"),
+    ("/discover", "GET,HEAD"),
+    ("/mailbox/listen", "GET,HEAD"),
+    ("/mailbox/heartbeat", "GET,HEAD,POST"),
+    ("/mailbox/stats", "GET,HEAD"),
+];
+
+pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
+    // Authentication first, for every request (an aiohttp middleware).
+    let info = match &app.auth {
+        None => ClientInfo::default(),
+        Some(auth) => match auth.authenticate(req.headers()) {
+            Ok(info) => info,
+            Err(AuthError::Unauthorized) => return text(401, "Missing required headers."),
+            Err(AuthError::Forbidden) => return text(403, "Token expired or revoked."),
+        },
+    };
+    let path = req.uri().path();
+    let Some(&(route, allow)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+        return text(404, "404: Not Found");
+    };
+    let method = req.method().clone();
+    let m = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let allowed = allow.split(',').any(|a| a == m.as_str());
+    if !allowed {
+        let mut r = text(405, "405: Method Not Allowed");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        return r;
+    }
+
+    // Every body is JSON, also on GET and DELETE.
+    let bytes: Bytes = match Limited::new(req.into_body(), app.body_limit)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return text(
+                    413,
+                    format!("Maximum request body size {} exceeded.", app.body_limit),
+                );
+            }
+            return text(400, format!("Could not read the request body: {e}"));
+        }
+    };
+    // academy-py answers 500 (an uncaught JSONDecodeError) here; a 400 is
+    // the honest answer and is not retried by clients.
+    let data: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return text(
+                400,
+                format!("Missing or invalid field: the body is not valid JSON ({e})"),
+            )
+        }
+    };
+    let ctx = Ctx {
+        app,
+        client: Client::from_info(&info),
+        data,
+    };
+    let result = match (route, m) {
+        ("/mailbox", Method::POST) => create(&ctx),
+        ("/mailbox", Method::GET) => check(&ctx),
+        ("/mailbox", Method::DELETE) => terminate(&ctx),
+        ("/mailbox/share", Method::POST) => share(&ctx),
+        ("/mailbox/share", Method::GET) => shares(&ctx),
+        ("/mailbox/share", Method::DELETE) => unshare(&ctx),
+        ("/message", Method::PUT) => send(&ctx),
+        ("/message", Method::GET) => recv(&ctx).await,
+        ("/discover", Method::GET) => discover(&ctx),
+        ("/mailbox/listen", Method::GET) => listen(app, &ctx),
+        ("/mailbox/heartbeat", Method::POST) => heartbeat(&ctx),
+        ("/mailbox/heartbeat", Method::GET) => heartbeat_status(&ctx),
+        ("/mailbox/stats", Method::GET) => stats(&ctx),
+        _ => Err(fail(405, "405: Method Not Allowed")),
+    };
+    result.unwrap_or_else(|Fail(code, body)| text(code, body))
+}
+
+type R = Result<Resp, Fail>;
+
+fn create(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let agent = match ctx.data.get("agent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.split(',').map(str::to_owned).collect()),
+        Some(other) => {
+            return Err(fail(
+                400,
+                format!("Missing or invalid field: agent must be a string, got {other}"),
+            ))
+        }
+    };
+    ctx.app
+        .backend
+        .create_mailbox(&ctx.client, &id, agent)
+        .map_err(backend_error)?;
+    Ok(ok())
+}
+
+fn check(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let status = ctx
+        .app
+        .backend
+        .check_mailbox(&ctx.client, &id)
+        .map_err(backend_error)?;
+    Ok(json(format!("{{\"status\": \"{}\"}}", status.as_str())))
+}
+
+fn terminate(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    ctx.app
+        .backend
+        .terminate(&ctx.client, &id)
+        .map_err(backend_error)?;
+    Ok(ok())
+}
+
+fn group_id<'c>(ctx: &'c Ctx) -> Result<Option<&'c str>, Fail> {
+    Ok(ctx.field("group_id")?.as_str())
+}
+
+fn share(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let group = group_id(ctx)?;
+    let backend = &ctx.app.backend;
+    match group {
+        Some(g) => backend.share_mailbox(&ctx.client, &id, g),
+        // Not a string: never one of the client's groups.
+        None => backend
+            .get_mailbox_shares(&ctx.client, &id)
+            .and(Err(BackendError::Forbidden)),
+    }
+    .map_err(backend_error)?;
+    Ok(ok())
+}
+
+fn shares(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let groups = ctx
+        .app
+        .backend
+        .get_mailbox_shares(&ctx.client, &id)
+        .map_err(backend_error)?;
+    let list = Value::Array(groups.into_iter().map(Value::String).collect());
+    Ok(json(format!("{{\"group_ids\": {}}}", pyjson::dumps(&list))))
+}
+
+fn unshare(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let group = group_id(ctx)?;
+    ctx.app
+        .backend
+        .remove_mailbox_shares(&ctx.client, &id, group)
+        .map_err(backend_error)?;
+    Ok(ok())
+}
+
+fn send(ctx: &Ctx) -> R {
+    let raw = ctx.data.get("message").unwrap_or(&Value::Null);
+    let Some(raw) = raw.as_str() else {
+        return Err(not_a_string("Message", raw));
+    };
+    let message = Message::from_json(raw).map_err(|e| validation_error("Message", &e.message))?;
+    ctx.app
+        .backend
+        .put(&ctx.client, &message)
+        .map_err(backend_error)?;
+    Ok(ok())
+}
+
+async fn recv(ctx: &Ctx<'_>) -> R {
+    let id = ctx.mailbox()?;
+    let timeout = ctx.timeout()?;
+    let backend = &ctx.app.backend;
+    let mb = backend
+        .receivable(&ctx.client, &id)
+        .map_err(backend_error)?;
+    let message = backend.get(&mb, timeout).await.map_err(backend_error)?;
+    let mut out = String::with_capacity(message.len() + message.len() / 4 + 16);
+    out.push_str("{\"message\": ");
+    out.push_str(&pyjson::dumps(&Value::String(message.to_string())));
+    out.push('}');
+    Ok(json(out))
+}
+
+fn discover(ctx: &Ctx) -> R {
+    let agent = ctx.field("agent")?;
+    let allow_subclasses = truthy(ctx.field("allow_subclasses")?);
+    let ids = match agent.as_str() {
+        Some(agent) => ctx
+            .app
+            .backend
+            .discover(&ctx.client, agent, allow_subclasses),
+        None => Vec::new(),
+    };
+    let joined = ids
+        .iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(json(format!("{{\"agent_ids\": \"{joined}\"}}")))
+}
+
+fn listen(app: &Arc<App>, ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let timeout = ctx.timeout()?;
+    let backend = &ctx.app.backend;
+    match backend
+        .check_mailbox(&ctx.client, &id)
+        .map_err(backend_error)?
+    {
+        MailboxStatus::Missing => return Err(fail(404, "Unknown mailbox ID")),
+        MailboxStatus::Terminated => return Err(fail(419, "Mailbox was closed")),
+        MailboxStatus::Active => {}
+    }
+    let mb = backend
+        .receivable(&ctx.client, &id)
+        .map_err(backend_error)?;
+    let stream = SseStream::new(app.backend.clone(), mb, timeout);
+    let mut r = Response::new(ServerBody::Sse(Box::new(stream)));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r)
+}
+
+fn heartbeat(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    ctx.app
+        .backend
+        .update_heartbeat(&ctx.client, &id)
+        .map_err(backend_error)?;
+    Ok(ok())
+}
+
+fn heartbeat_status(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let age = ctx
+        .app
+        .backend
+        .heartbeat_status(&ctx.client, &id)
+        .map_err(backend_error)?;
+    let age = age.map_or_else(|| "null".to_owned(), py_float);
+    Ok(json(format!("{{\"heartbeat\": {age}}}")))
+}
+
+fn stats(ctx: &Ctx) -> R {
+    let id = ctx.mailbox()?;
+    let s = ctx
+        .app
+        .backend
+        .agent_stats(&ctx.client, &id)
+        .map_err(backend_error)?;
+    Ok(json(format!(
+        "{{\"incoming\": {}, \"outgoing\": {}, \"completed\": {}, \"in_progress\": {}, \"queued\": {}}}",
+        s.incoming, s.outgoing, s.completed, s.in_progress, s.queued
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::py_float;
+
+    #[test]
+    fn floats_like_python_repr() {
+        assert_eq!(py_float(0.5), "0.5");
+        assert_eq!(py_float(2.0), "2.0");
+        assert_eq!(py_float(2.5e-5), "2.5e-05");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(0.0001), "0.0001");
+        assert_eq!(py_float(123.456), "123.456");
+    }
+}
