@@ -1488,6 +1488,11 @@ async fn zz_bench_tmp() {
         tsend.call("PUT", "/message", json!({"message": m})).await;
     }
     eprintln!("put mean {:?}", t0.elapsed() / 3000);
+    let t0 = Instant::now();
+    for _ in 0..3000 {
+        tsend.call("GET", "/nothing", json!({})).await;
+    }
+    eprintln!("404 mean {:?}", t0.elapsed() / 3000);
     // throughput: 8 senders
     let t0 = Instant::now();
     let mut hs = Vec::new();

@@ -1,0 +1,66 @@
+//! The C examples, built with `cc -Wall -Wextra -Werror` by `make examples`
+//! (scripts/test.sh runs it first), run against both exchanges.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn example(name: &str) -> PathBuf {
+    let path = repo().join("examples-c/build").join(name);
+    assert!(path.exists(), "{} is missing: build the examples with `make examples` (scripts/test.sh does)", path.display());
+    path
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run example");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// One test, so that no two examples look for the calculator on one
+/// exchange at the same time.
+#[test]
+fn examples_run() {
+    the_main_job_runs_on_the_embedded_exchange_by_default();
+    the_main_job_runs_on_any_exchange_url();
+    a_c_user_calls_a_c_agent_in_another_process();
+}
+
+fn the_main_job_runs_on_the_embedded_exchange_by_default() {
+    let out = run(Command::new(example("demo")).env_remove("ACADEMY_EXCHANGE_URL"));
+    assert!(out.contains("started the embedded exchange at http://127.0.0.1:"), "{out}");
+    assert!(out.contains("add(2, 3) = 5\n"), "{out}");
+    assert!(out.contains("divide(1, 0) -> remote error: the calculator has no action named \"divide\""), "{out}");
+    assert!(out.contains("the agent shut down"), "{out}");
+}
+
+fn the_main_job_runs_on_any_exchange_url() {
+    for (_, url) in exchanges() {
+        let out = run(Command::new(example("demo")).arg(&url));
+        assert!(!out.contains("started the embedded exchange"), "{out}");
+        assert!(out.contains("add(2, 3) = 5\n"), "{out}");
+    }
+}
+
+fn a_c_user_calls_a_c_agent_in_another_process() {
+    for (_, url) in exchanges() {
+        let mut agent = Command::new(example("calculator_agent"))
+            .arg(&url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start calculator_agent");
+        let mut line = String::new();
+        BufReader::new(agent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let id: serde_json::Value = serde_json::from_str(&line).expect("the agent prints its id");
+        assert_eq!(id["role"], "agent");
+        let out = run(Command::new(example("call_agent")).arg(&url));
+        assert_eq!(out, "add(40, 2) = 42\necho = {\"nested\":[1,2,\"three\"]}\nping ok\n");
+        let status = agent.wait().unwrap();
+        assert!(status.success(), "the agent exits 0 after the shutdown request");
+    }
+}
