@@ -37,6 +37,8 @@ pub struct FactoryOptions {
     pub heartbeat_interval: Duration,
     /// How many action requests a served agent runs at once.
     pub max_concurrency: usize,
+    /// The OAuth2 token endpoint for `auth_method: "globus"`.
+    pub globus_token_url: String,
 }
 
 impl Default for FactoryOptions {
@@ -52,6 +54,7 @@ impl Default for FactoryOptions {
             initial_retry_backoff: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(30),
             max_concurrency: 1,
+            globus_token_url: crate::auth::DEFAULT_TOKEN_URL.to_owned(),
         }
     }
 }
@@ -80,6 +83,8 @@ struct RawOptions {
     heartbeat_interval_s: Option<f64>,
     #[serde(default)]
     max_concurrency: Option<usize>,
+    #[serde(default)]
+    globus_token_url: Option<String>,
 }
 
 fn seconds(
@@ -168,6 +173,7 @@ impl FactoryOptions {
                 false,
             )?,
             max_concurrency,
+            globus_token_url: raw.globus_token_url.unwrap_or(d.globus_token_url),
         })
     }
 }

@@ -76,7 +76,8 @@ pub struct Transport {
     http: reqwest::Client,
     base: String,
     options: FactoryOptions,
-    /// Authorization headers; replaced when they are refreshed on a 403.
+    /// Authorization headers (Globus); fetched before the first request
+    /// and replaced when they are refreshed on a 403.
     auth_headers: RwLock<HeaderMap>,
 }
 
@@ -157,19 +158,16 @@ impl Transport {
         let http = builder.build().map_err(|e| {
             Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
         })?;
-        let auth_headers = if options.auth_method == AuthMethod::Globus
-            && !options.additional_headers.contains_key("Authorization")
-        {
-            auth::globus_headers(&options)?
-        } else {
-            HeaderMap::new()
-        };
-        Ok(Transport {
+        let transport = Transport {
             http,
             base,
             options,
-            auth_headers: RwLock::new(auth_headers),
-        })
+            auth_headers: RwLock::new(HeaderMap::new()),
+        };
+        if transport.uses_globus() {
+            auth::client_credentials()?; // fail at creation, not at first use
+        }
+        Ok(transport)
     }
 
     pub fn url(&self) -> &str {
@@ -195,7 +193,10 @@ impl Transport {
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
         let mut attempts_left = self.options.retries;
         let mut backoff = self.options.initial_retry_backoff;
-        let mut may_refresh = self.options.auth_method != AuthMethod::None;
+        let mut may_refresh = self.uses_globus();
+        if may_refresh && self.auth_headers.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            self.refresh_auth().await?;
+        }
         loop {
             let mut request = self
                 .http
@@ -279,14 +280,18 @@ impl Transport {
         )
     }
 
+    /// Globus auth applies unless the caller gave an Authorization header
+    /// (academy-py's factory makes the same choice).
+    fn uses_globus(&self) -> bool {
+        self.options.auth_method == AuthMethod::Globus
+            && !self.options.additional_headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"))
+    }
+
     async fn refresh_auth(&self) -> Result<bool> {
-        if self.options.auth_method != AuthMethod::Globus {
+        if !self.uses_globus() {
             return Ok(false);
         }
-        let options = self.options.clone();
-        let headers = tokio::task::spawn_blocking(move || auth::globus_headers(&options))
-            .await
-            .map_err(|e| Error::internal(format!("auth refresh task failed: {e}")))??;
+        let headers = auth::globus_headers(&self.http, &self.options.globus_token_url).await?;
         *self.auth_headers.write().unwrap_or_else(|p| p.into_inner()) = headers;
         Ok(true)
     }

@@ -1493,6 +1493,11 @@ async fn zz_bench_tmp() {
         tsend.call("GET", "/nothing", json!({})).await;
     }
     eprintln!("404 mean {:?}", t0.elapsed() / 3000);
+    let t0 = Instant::now();
+    for _ in 0..3000 {
+        tsend.call("GET", "/mailbox", json!({"mailbox": enc(&u)})).await;
+    }
+    eprintln!("status mean {:?}", t0.elapsed() / 3000);
     // throughput: 8 senders
     let t0 = Instant::now();
     let mut hs = Vec::new();
@@ -1513,4 +1518,20 @@ async fn zz_bench_tmp() {
         "put throughput {:.0}/s",
         16000.0 / t0.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+#[ignore]
+fn zz_micro_tmp() {
+    let (u, a) = (user(None), agent(None));
+    let m = request_msg(&u, &a, Uuid::new_v4(), ping());
+    let body = json!({"message": m}).to_string();
+    let t0 = Instant::now();
+    for _ in 0..10000 {
+        let v: Value = serde_json::from_slice(body.as_bytes()).unwrap();
+        let msg = academy::Message::from_json(v["message"].as_str().unwrap()).unwrap();
+        let s = msg.to_json();
+        std::hint::black_box(s);
+    }
+    eprintln!("parse+ser {:?}", t0.elapsed() / 10000);
 }
