@@ -123,6 +123,11 @@ typedef enum academy_status {
 typedef struct academy_client academy_client;
 
 /**
+ * An exchange server running inside this process (opaque).
+ */
+typedef struct academy_exchange academy_exchange;
+
+/**
  * An exchange to make clients of (opaque).
  */
 typedef struct academy_factory academy_factory;
@@ -400,6 +405,35 @@ enum academy_status academy_client_ping(struct academy_client *client,
 enum academy_status academy_client_shutdown_agent(struct academy_client *client,
                                                   const char *agent_id_json,
                                                   int terminate);
+
+/**
+ * Starts an exchange server in this process, wire-compatible with
+ * academy-py 1.0's `python -m academy.exchange.cloud`, on the library's
+ * runtime. `options_json` (nullable) is a JSON object with `host`
+ * ("127.0.0.1"), `port` (0 = any free port), `listen_timeout_s` and
+ * `message_size_limit_kb`. Returns once the server listens. On success
+ * `*out` gets the server: stop it with `academy_exchange_stop`, free it
+ * with `academy_exchange_free`. Returns INVALID_ARGUMENT for bad options
+ * and CONNECTION when the address cannot be bound.
+ */
+enum academy_status academy_exchange_spawn(const char *options_json, struct academy_exchange **out);
+
+/**
+ * The URL clients use to reach the server, e.g. "http://127.0.0.1:5463"
+ * (free with `academy_string_free`). Does not block.
+ */
+enum academy_status academy_exchange_url(const struct academy_exchange *exchange, char **out_url);
+
+/**
+ * Stops the server: it stops accepting connections and ends open listen
+ * streams. Blocks until it has stopped. Stopping twice is a no-op.
+ */
+enum academy_status academy_exchange_stop(struct academy_exchange *exchange);
+
+/**
+ * Stops (if needed) and frees the server. Freeing NULL is a no-op.
+ */
+void academy_exchange_free(struct academy_exchange *exchange);
 
 /**
  * Makes a factory for the HTTP exchange at `url` (`http://host:port` or

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth;
-use crate::error::{Error, Result, Status};
+use crate::error::{clip, Error, Result, Status};
 use crate::ids::EntityId;
 use crate::message::ACADEMY_COMPAT_VERSION;
 use crate::options::{AuthMethod, FactoryOptions};
@@ -113,13 +113,13 @@ impl Transport {
     pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| Error::invalid(format!("bad exchange URL {url:?}: {e}")))?;
+            .map_err(|e| Error::invalid(format!("bad exchange URL {}: {e}", clip(url))))?;
         let https = match parsed.scheme() {
             "http" => false,
             "https" => true,
             other => {
                 return Err(Error::invalid(format!(
-                    "exchange URL scheme must be http or https, not {other:?}"
+                    "exchange URL scheme must be http or https, not {}", clip(other)
                 )))
             }
         };
@@ -142,13 +142,14 @@ impl Transport {
         }
         if let Some(path) = &options.ca_file {
             let pem = std::fs::read(path)
-                .map_err(|e| Error::invalid(format!("cannot read ca_file {path:?}: {e}")))?;
+                .map_err(|e| Error::invalid(format!("cannot read ca_file {}: {e}", clip(path))))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid(format!("ca_file {path:?} holds no PEM certificates: {e}"))
+                Error::invalid(format!("ca_file {} holds no PEM certificates: {e}", clip(path)))
             })?;
             if certs.is_empty() {
                 return Err(Error::invalid(format!(
-                    "ca_file {path:?} holds no PEM certificates"
+                    "ca_file {} holds no PEM certificates",
+                    clip(path)
                 )));
             }
             for cert in certs {

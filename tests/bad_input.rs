@@ -142,6 +142,8 @@ fn bad_input_to_a_live_client_and_use_after_close() {
     let mut out: *mut c_char = null_mut();
     let o = &mut out as *mut *mut c_char;
     let wrong_id = s(r#"{"uid":"1","role":"agent"}"#);
+    let uid = s(&user.id());
+    let to_self = s(&message(&user.id(), &user.id(), r#"{"kind":"ping-request"}"#));
     let n = run(vec![
         case!("register NULL types", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(cl, null(), null(), o)),
         case!("register empty type", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(cl, s("a,,b"), null(), o)),
@@ -155,18 +157,18 @@ fn bad_input_to_a_live_client_and_use_after_close() {
         case!("terminate wrong-shape id", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_terminate(cl, wrong_id)),
         case!("discover NULL type", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_discover(cl, null(), true, o)),
         case!("action NULL action", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(cl, wrong_id, null(), null(), null(), 1.0, o)),
-        case!("action malformed args", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(cl, s(&user.id()), s("a"), s("[1"), null(), 1.0, o)),
-        case!("request response body", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_request(cl, s(&user.id()), s(r#"{"kind":"success-response"}"#), 1.0, o)),
-        case!("shutdown bad terminate", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_shutdown_agent(cl, s(&user.id()), 7)),
+        case!("action malformed args", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(cl, uid, s("a"), s("[1"), null(), 1.0, o)),
+        case!("request response body", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_request(cl, uid, s(r#"{"kind":"success-response"}"#), 1.0, o)),
+        case!("shutdown bad terminate", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_shutdown_agent(cl, uid, 7)),
         case!("serve NULL handler", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_serve(cl, None, null_mut())),
         case!("stop a client that is not serving", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_stop(cl)),
     ]);
     user.close().unwrap();
     let m = run(vec![
         case!("recv after close", ACADEMY_ERR_CLOSED, academy_client_recv(cl, 0.0, o)),
-        case!("send after close", ACADEMY_ERR_CLOSED, academy_client_send(cl, s(&message(&user.id(), &user.id(), r#"{"kind":"ping-request"}"#)))),
+        case!("send after close", ACADEMY_ERR_CLOSED, academy_client_send(cl, to_self)),
         case!("register after close", ACADEMY_ERR_CLOSED, academy_client_register_agent(cl, s("a.B"), null(), o)),
-        case!("request after close", ACADEMY_ERR_CLOSED, academy_client_request(cl, s(&user.id()), s(r#"{"kind":"ping-request"}"#), 1.0, o)),
+        case!("request after close", ACADEMY_ERR_CLOSED, academy_client_request(cl, uid, s(r#"{"kind":"ping-request"}"#), 1.0, o)),
         case!("serve after close", ACADEMY_ERR_CLOSED, academy_agent_serve(cl, Some(never_replies), null_mut())),
     ]);
     assert!(out.is_null());

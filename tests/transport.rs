@@ -170,7 +170,12 @@ fn messages_arrive_unchanged_and_errors_map() {
 #[test]
 fn message_over_the_size_limit_is_refused() {
     let mut python = PyExchange::start("", "message_size_limit_kb = 1");
-    for url in [python.url.clone()] {
+    let mut ours = std::ptr::null_mut();
+    let options = c(r#"{"message_size_limit_kb": 1}"#);
+    check(unsafe { academy::ffi::exchange::academy_exchange_spawn(options.as_ptr(), &mut ours) }).unwrap();
+    let mut our_url = std::ptr::null_mut();
+    check(unsafe { academy::ffi::exchange::academy_exchange_url(ours, &mut our_url) }).unwrap();
+    for url in [python.url.clone(), take_string(our_url)] {
         let factory = Factory::new(&url, None).unwrap();
         let user = factory.user(None).unwrap();
         let reg = user.register_agent("test.Big", None).unwrap();
@@ -188,6 +193,8 @@ fn message_over_the_size_limit_is_refused() {
         user.send(&small).unwrap();
     }
     python.kill();
+    check(unsafe { academy::ffi::exchange::academy_exchange_stop(ours) }).unwrap();
+    unsafe { academy::ffi::exchange::academy_exchange_free(ours) };
 }
 
 #[test]

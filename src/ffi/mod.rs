@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, Status};
 
 pub mod client;
-// TEMP pub mod exchange;
+pub mod exchange;
 pub mod factory;
 pub mod messages;
 pub mod serve;

@@ -124,8 +124,13 @@ static SHARED_OURS: Lazy<Mutex<Option<String>>> = Lazy::new(|| Mutex::new(None))
 pub fn shared_embedded_exchange() -> String {
     let mut guard = SHARED_OURS.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
-        // TEMP-EMBEDDED
-        *guard = Some(shared_python_exchange());
+        let mut ex = ptr::null_mut();
+        let status = unsafe { academy::ffi::exchange::academy_exchange_spawn(ptr::null(), &mut ex) };
+        assert_eq!(status, academy_status::ACADEMY_OK, "{}", last_error());
+        let mut url = ptr::null_mut();
+        let status = unsafe { academy::ffi::exchange::academy_exchange_url(ex, &mut url) };
+        assert_eq!(status, academy_status::ACADEMY_OK, "{}", last_error());
+        *guard = Some(take_string(url));
         // The exchange lives as long as the test process.
     }
     guard.clone().unwrap()
