@@ -25,7 +25,8 @@ pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
 
 /// The scope of the Academy exchange.
 pub fn exchange_scope() -> String {
-    let server = std::env::var(EXCHANGE_CLIENT_ID_ENV).unwrap_or_else(|_| DEFAULT_EXCHANGE_CLIENT_ID.to_owned());
+    let server = std::env::var(EXCHANGE_CLIENT_ID_ENV)
+        .unwrap_or_else(|_| DEFAULT_EXCHANGE_CLIENT_ID.to_owned());
     format!("https://auth.globus.org/scopes/{server}/academy_exchange")
 }
 
@@ -48,24 +49,47 @@ pub async fn globus_headers(http: &reqwest::Client, token_url: &str) -> Result<H
     let response = http
         .post(token_url)
         .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", scope.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope.as_str()),
+        ])
         .send()
         .await
-        .map_err(|e| Error::new(Status::Connection, format!("the Globus token endpoint {token_url} could not be reached: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                Status::Connection,
+                format!("the Globus token endpoint {token_url} could not be reached: {e}"),
+            )
+        })?;
     let code = response.status().as_u16();
     let bytes = response.bytes().await.unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !(200..300).contains(&code) {
-        let reason = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
-        let status = if code == 401 || code == 400 { Status::Unauthorized } else { Status::Http };
-        return Err(Error::new(status, format!("the Globus token endpoint refused the client credentials: HTTP {code}: {reason}")));
+        let reason = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
+        let status = if code == 401 || code == 400 {
+            Status::Unauthorized
+        } else {
+            Status::Http
+        };
+        return Err(Error::new(
+            status,
+            format!(
+                "the Globus token endpoint refused the client credentials: HTTP {code}: {reason}"
+            ),
+        ));
     }
     let token = body
         .get("access_token")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::protocol("the Globus token endpoint answered without an access_token"))?;
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| Error::protocol("the Globus token endpoint returned a token that is not a valid header"))?;
+        .ok_or_else(|| {
+            Error::protocol("the Globus token endpoint answered without an access_token")
+        })?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        Error::protocol("the Globus token endpoint returned a token that is not a valid header")
+    })?;
     value.set_sensitive(true);
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, value);

@@ -401,9 +401,12 @@ impl Client {
 
     /// The status of a mailbox as academy-py's client derives it: from the
     /// heartbeat age (ACTIVE while younger than 3 intervals), or from
-    /// `GET /mailbox` on servers without heartbeats.
+    /// `GET /mailbox` on servers that take no heartbeats.
     pub async fn status(&self, id: &EntityId) -> Result<MailboxStatus> {
         let transport = self.transport()?;
+        if transport.lacks_heartbeats() {
+            return transport.mailbox_status(id).await;
+        }
         let stale = transport.options().heartbeat_interval.as_secs_f64() * STALE_HEARTBEATS;
         match transport.heartbeat_status(id).await {
             Ok(Some(age)) if age < stale => Ok(MailboxStatus::Active),

@@ -3,6 +3,7 @@
 //! retries and exponential back-off on transient failures, one refresh of
 //! the auth headers on 403, and one mapping of HTTP statuses to errors.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub struct Transport {
     /// Authorization headers (Globus); fetched before the first request
     /// and replaced when they are refreshed on a 403.
     auth_headers: RwLock<HeaderMap>,
+    /// Set once the server turned out to have no `POST /mailbox/heartbeat`
+    /// (academy-py < 1.0): heartbeat ages then say nothing about liveness.
+    lacks_heartbeats: AtomicBool,
 }
 
 fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
@@ -119,7 +123,8 @@ impl Transport {
             "https" => true,
             other => {
                 return Err(Error::invalid(format!(
-                    "exchange URL scheme must be http or https, not {}", clip(other)
+                    "exchange URL scheme must be http or https, not {}",
+                    clip(other)
                 )))
             }
         };
@@ -144,7 +149,10 @@ impl Transport {
             let pem = std::fs::read(path)
                 .map_err(|e| Error::invalid(format!("cannot read ca_file {}: {e}", clip(path))))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid(format!("ca_file {} holds no PEM certificates: {e}", clip(path)))
+                Error::invalid(format!(
+                    "ca_file {} holds no PEM certificates: {e}",
+                    clip(path)
+                ))
             })?;
             if certs.is_empty() {
                 return Err(Error::invalid(format!(
@@ -164,11 +172,17 @@ impl Transport {
             base,
             options,
             auth_headers: RwLock::new(HeaderMap::new()),
+            lacks_heartbeats: AtomicBool::new(false),
         };
         if transport.uses_globus() {
             auth::client_credentials()?; // fail at creation, not at first use
         }
         Ok(transport)
+    }
+
+    /// Whether the server has no heartbeat endpoint (found out by use).
+    pub fn lacks_heartbeats(&self) -> bool {
+        self.lacks_heartbeats.load(Ordering::Relaxed)
     }
 
     pub fn url(&self) -> &str {
@@ -195,7 +209,13 @@ impl Transport {
         let mut attempts_left = self.options.retries;
         let mut backoff = self.options.initial_retry_backoff;
         let mut may_refresh = self.uses_globus();
-        if may_refresh && self.auth_headers.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        if may_refresh
+            && self
+                .auth_headers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
             self.refresh_auth().await?;
         }
         loop {
@@ -285,7 +305,11 @@ impl Transport {
     /// (academy-py's factory makes the same choice).
     fn uses_globus(&self) -> bool {
         self.options.auth_method == AuthMethod::Globus
-            && !self.options.additional_headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"))
+            && !self
+                .options
+                .additional_headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("authorization"))
     }
 
     async fn refresh_auth(&self) -> Result<bool> {
@@ -405,15 +429,20 @@ impl Transport {
 
     /// `POST /mailbox/heartbeat`.
     pub async fn heartbeat(&self, id: &EntityId) -> Result<()> {
-        self.call(
-            Method::Post,
-            "/mailbox/heartbeat",
-            &mailbox_body(id),
-            Deadline::Default,
-            false,
-        )
-        .await
-        .map(drop)
+        let sent = self
+            .call(
+                Method::Post,
+                "/mailbox/heartbeat",
+                &mailbox_body(id),
+                Deadline::Default,
+                false,
+            )
+            .await;
+        if matches!(&sent, Err(e) if e.status == Status::Protocol && matches!(e.http_status(), Some(404 | 405)))
+        {
+            self.lacks_heartbeats.store(true, Ordering::Relaxed);
+        }
+        sent.map(drop)
     }
 
     /// `GET /mailbox/heartbeat`: seconds since the last heartbeat, if any.

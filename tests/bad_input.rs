@@ -44,8 +44,16 @@ fn run(cases: Vec<Case>) -> usize {
         let status = (case.call)();
         let message = last_error();
         assert_eq!(status, case.expect, "{}: {message}", case.what);
-        assert!(!message.is_empty(), "{}: academy_last_error must explain", case.what);
-        assert!(message.len() < 2000, "{}: the message stays readable", case.what);
+        assert!(
+            !message.is_empty(),
+            "{}: academy_last_error must explain",
+            case.what
+        );
+        assert!(
+            message.len() < 2000,
+            "{}: the message stays readable",
+            case.what
+        );
     }
     n
 }
@@ -62,66 +70,310 @@ fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
     let deep = s(&format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
     let huge = s(&"x".repeat(8 << 20));
     let n = run(vec![
-        case!("factory NULL url", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(null(), null(), fo)),
-        case!("factory NULL out", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), null(), null_mut())),
-        case!("factory bad UTF-8 url", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(bad_utf8(), null(), fo)),
-        case!("factory bad scheme", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("ftp://x"), null(), fo)),
-        case!("factory huge url", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(huge, null(), fo)),
-        case!("factory malformed options", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), s("{"), fo)),
-        case!("factory deep options", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), deep, fo)),
-        case!("factory unknown option", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), s(r#"{"retry":1}"#), fo)),
-        case!("factory option of wrong type", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), s(r#"{"retries":"1"}"#), fo)),
-        case!("factory options not an object", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), s("[]"), fo)),
-        case!("factory missing ca_file", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("https://x"), s(r#"{"ca_file":"/nonexistent.pem"}"#), fo)),
-        case!("globus without credentials", ACADEMY_ERR_INVALID_ARGUMENT, academy_http_factory_new(s("http://x"), s(r#"{"auth_method":"globus"}"#), fo)),
-        case!("user client NULL factory", ACADEMY_ERR_INVALID_ARGUMENT, academy_user_client_new(null(), null(), &mut null_mut())),
-        case!("agent client NULL factory", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_client_new(null(), s("{}"), &mut null_mut())),
-        case!("register NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(null_mut(), s("a.B"), null(), o)),
-        case!("mailbox id NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_mailbox_id(null(), o)),
-        case!("send NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_send(null_mut(), ping)),
-        case!("recv NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_recv(null_mut(), 0.0, o)),
-        case!("status NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_status(null_mut(), id, &mut academy_mailbox_status::ACADEMY_MAILBOX_MISSING)),
-        case!("terminate NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_terminate(null_mut(), id)),
-        case!("discover NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_discover(null_mut(), s("a"), true, o)),
-        case!("heartbeat NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_heartbeat(null_mut())),
-        case!("heartbeat status NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_heartbeat_status(null_mut(), id, &mut 0.0)),
-        case!("stats NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_agent_stats(null_mut(), id, o)),
-        case!("share NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_share_mailbox(null_mut(), id, s("g"))),
-        case!("shared groups NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_shared_groups(null_mut(), id, o)),
-        case!("unshare NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_unshare_mailbox(null_mut(), id, s("g"))),
-        case!("close NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_close(null_mut())),
-        case!("request NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_request(null_mut(), id, ping, 1.0, o)),
-        case!("action NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(null_mut(), id, s("a"), null(), null(), 1.0, o)),
-        case!("ping NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_ping(null_mut(), id, 1.0, &mut 0.0)),
-        case!("shutdown NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_shutdown_agent(null_mut(), id, -1)),
-        case!("serve NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_serve(null_mut(), None, null_mut::<c_void>())),
-        case!("stop NULL client", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_stop(null_mut())),
-        case!("reply_ok NULL reply", ACADEMY_ERR_INVALID_ARGUMENT, academy_reply_ok(null_mut(), s("1"))),
-        case!("reply_error NULL reply", ACADEMY_ERR_INVALID_ARGUMENT, academy_reply_error(null_mut(), s("x"))),
-        case!("message_new NULL src", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(null(), id, ping, o)),
-        case!("message_new NULL out", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(id, id, ping, null_mut())),
-        case!("message_new id of the wrong shape", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(s(r#"{"uid":"nope","role":"user"}"#), id, ping, o)),
-        case!("message_new id with an unknown role", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(s(r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","role":"robot"}"#), id, ping, o)),
-        case!("message_new bad UTF-8 body", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(id, id, bad_utf8(), o)),
-        case!("message_new body without kind", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(id, id, s("{}"), o)),
-        case!("message_new unknown kind", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(id, id, s(r#"{"kind":"dance"}"#), o)),
-        case!("message_new deeply nested body", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_new(id, id, deep, o)),
-        case!("message_response NULL request", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_response(null(), ping, o)),
-        case!("message_response not a message", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_response(s("[]"), ping, o)),
-        case!("action body NULL action", ACADEMY_ERR_INVALID_ARGUMENT, academy_action_request_body(null(), null(), null(), o)),
-        case!("action body args not an array", ACADEMY_ERR_INVALID_ARGUMENT, academy_action_request_body(s("a"), s("{}"), null(), o)),
-        case!("action body kwargs not an object", ACADEMY_ERR_INVALID_ARGUMENT, academy_action_request_body(s("a"), null(), s("[]"), o)),
-        case!("action body malformed args", ACADEMY_ERR_INVALID_ARGUMENT, academy_action_request_body(s("a"), s("[1,"), null(), o)),
-        case!("message_result NULL", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_result(null(), o)),
-        case!("message_result huge garbage", ACADEMY_ERR_INVALID_ARGUMENT, academy_message_result(huge, o)),
-        case!("user id bad UTF-8 name", ACADEMY_ERR_INVALID_ARGUMENT, academy_user_id_new(bad_utf8(), o)),
-        case!("agent id NULL out", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_id_new(null(), null_mut())),
-        case!("exchange spawn NULL out", ACADEMY_ERR_INVALID_ARGUMENT, academy_exchange_spawn(null(), null_mut())),
-        case!("exchange spawn unknown option", ACADEMY_ERR_INVALID_ARGUMENT, academy_exchange_spawn(s(r#"{"nope":1}"#), &mut null_mut())),
-        case!("exchange url NULL", ACADEMY_ERR_INVALID_ARGUMENT, academy_exchange_url(null(), o)),
-        case!("exchange stop NULL", ACADEMY_ERR_INVALID_ARGUMENT, academy_exchange_stop(null_mut())),
+        case!(
+            "factory NULL url",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(null(), null(), fo)
+        ),
+        case!(
+            "factory NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), null(), null_mut())
+        ),
+        case!(
+            "factory bad UTF-8 url",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(bad_utf8(), null(), fo)
+        ),
+        case!(
+            "factory bad scheme",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("ftp://x"), null(), fo)
+        ),
+        case!(
+            "factory huge url",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(huge, null(), fo)
+        ),
+        case!(
+            "factory malformed options",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), s("{"), fo)
+        ),
+        case!(
+            "factory deep options",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), deep, fo)
+        ),
+        case!(
+            "factory unknown option",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), s(r#"{"retry":1}"#), fo)
+        ),
+        case!(
+            "factory option of wrong type",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), s(r#"{"retries":"1"}"#), fo)
+        ),
+        case!(
+            "factory options not an object",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), s("[]"), fo)
+        ),
+        case!(
+            "factory missing ca_file",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("https://x"), s(r#"{"ca_file":"/nonexistent.pem"}"#), fo)
+        ),
+        case!(
+            "globus without credentials",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_http_factory_new(s("http://x"), s(r#"{"auth_method":"globus"}"#), fo)
+        ),
+        case!(
+            "user client NULL factory",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_user_client_new(null(), null(), &mut null_mut())
+        ),
+        case!(
+            "agent client NULL factory",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_client_new(null(), s("{}"), &mut null_mut())
+        ),
+        case!(
+            "register NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_register_agent(null_mut(), s("a.B"), null(), o)
+        ),
+        case!(
+            "mailbox id NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_mailbox_id(null(), o)
+        ),
+        case!(
+            "send NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send(null_mut(), ping)
+        ),
+        case!(
+            "recv NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_recv(null_mut(), 0.0, o)
+        ),
+        case!(
+            "status NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_status(
+                null_mut(),
+                id,
+                &mut academy_mailbox_status::ACADEMY_MAILBOX_MISSING
+            )
+        ),
+        case!(
+            "terminate NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_terminate(null_mut(), id)
+        ),
+        case!(
+            "discover NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_discover(null_mut(), s("a"), true, o)
+        ),
+        case!(
+            "heartbeat NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_heartbeat(null_mut())
+        ),
+        case!(
+            "heartbeat status NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_heartbeat_status(null_mut(), id, &mut 0.0)
+        ),
+        case!(
+            "stats NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_agent_stats(null_mut(), id, o)
+        ),
+        case!(
+            "share NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_share_mailbox(null_mut(), id, s("g"))
+        ),
+        case!(
+            "shared groups NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_shared_groups(null_mut(), id, o)
+        ),
+        case!(
+            "unshare NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_unshare_mailbox(null_mut(), id, s("g"))
+        ),
+        case!(
+            "close NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_close(null_mut())
+        ),
+        case!(
+            "request NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_request(null_mut(), id, ping, 1.0, o)
+        ),
+        case!(
+            "action NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_action(null_mut(), id, s("a"), null(), null(), 1.0, o)
+        ),
+        case!(
+            "ping NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_ping(null_mut(), id, 1.0, &mut 0.0)
+        ),
+        case!(
+            "shutdown NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_shutdown_agent(null_mut(), id, -1)
+        ),
+        case!(
+            "serve NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_serve(null_mut(), None, null_mut::<c_void>())
+        ),
+        case!(
+            "stop NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_stop(null_mut())
+        ),
+        case!(
+            "reply_ok NULL reply",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_reply_ok(null_mut(), s("1"))
+        ),
+        case!(
+            "reply_error NULL reply",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_reply_error(null_mut(), s("x"))
+        ),
+        case!(
+            "message_new NULL src",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(null(), id, ping, o)
+        ),
+        case!(
+            "message_new NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(id, id, ping, null_mut())
+        ),
+        case!(
+            "message_new id of the wrong shape",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(s(r#"{"uid":"nope","role":"user"}"#), id, ping, o)
+        ),
+        case!(
+            "message_new id with an unknown role",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(
+                s(r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","role":"robot"}"#),
+                id,
+                ping,
+                o
+            )
+        ),
+        case!(
+            "message_new bad UTF-8 body",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(id, id, bad_utf8(), o)
+        ),
+        case!(
+            "message_new body without kind",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(id, id, s("{}"), o)
+        ),
+        case!(
+            "message_new unknown kind",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(id, id, s(r#"{"kind":"dance"}"#), o)
+        ),
+        case!(
+            "message_new deeply nested body",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_new(id, id, deep, o)
+        ),
+        case!(
+            "message_response NULL request",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_response(null(), ping, o)
+        ),
+        case!(
+            "message_response not a message",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_response(s("[]"), ping, o)
+        ),
+        case!(
+            "action body NULL action",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body(null(), null(), null(), o)
+        ),
+        case!(
+            "action body args not an array",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body(s("a"), s("{}"), null(), o)
+        ),
+        case!(
+            "action body kwargs not an object",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body(s("a"), null(), s("[]"), o)
+        ),
+        case!(
+            "action body malformed args",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body(s("a"), s("[1,"), null(), o)
+        ),
+        case!(
+            "message_result NULL",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_result(null(), o)
+        ),
+        case!(
+            "message_result huge garbage",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_message_result(huge, o)
+        ),
+        case!(
+            "user id bad UTF-8 name",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_user_id_new(bad_utf8(), o)
+        ),
+        case!(
+            "agent id NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_id_new(null(), null_mut())
+        ),
+        case!(
+            "exchange spawn NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_exchange_spawn(null(), null_mut())
+        ),
+        case!(
+            "exchange spawn unknown option",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_exchange_spawn(s(r#"{"nope":1}"#), &mut null_mut())
+        ),
+        case!(
+            "exchange url NULL",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_exchange_url(null(), o)
+        ),
+        case!(
+            "exchange stop NULL",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_exchange_stop(null_mut())
+        ),
     ]);
-    assert!(out.is_null() && f.is_null(), "outputs are written only on success");
+    assert!(
+        out.is_null() && f.is_null(),
+        "outputs are written only on success"
+    );
     eprintln!("{n} bad inputs without a network");
     // Freeing NULL is a no-op.
     unsafe {
@@ -143,36 +395,139 @@ fn bad_input_to_a_live_client_and_use_after_close() {
     let o = &mut out as *mut *mut c_char;
     let wrong_id = s(r#"{"uid":"1","role":"agent"}"#);
     let uid = s(&user.id());
-    let to_self = s(&message(&user.id(), &user.id(), r#"{"kind":"ping-request"}"#));
+    let to_self = s(&message(
+        &user.id(),
+        &user.id(),
+        r#"{"kind":"ping-request"}"#,
+    ));
     let n = run(vec![
-        case!("register NULL types", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(cl, null(), null(), o)),
-        case!("register empty type", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(cl, s("a,,b"), null(), o)),
-        case!("register bad UTF-8 name", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_register_agent(cl, s("a.B"), bad_utf8(), o)),
-        case!("agent client bad registration", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_client_new(factory.0, s(r#"{"agent_id":1}"#), &mut null_mut())),
-        case!("send malformed JSON", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_send(cl, s("{\"header\":"))),
-        case!("send NULL message", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_send(cl, null())),
-        case!("recv NaN timeout", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_recv(cl, f64::NAN, o)),
-        case!("recv NULL out", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_recv(cl, 0.0, null_mut())),
-        case!("status wrong-shape id", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_status(cl, wrong_id, &mut academy_mailbox_status::ACADEMY_MAILBOX_MISSING)),
-        case!("terminate wrong-shape id", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_terminate(cl, wrong_id)),
-        case!("discover NULL type", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_discover(cl, null(), true, o)),
-        case!("action NULL action", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(cl, wrong_id, null(), null(), null(), 1.0, o)),
-        case!("action malformed args", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_action(cl, uid, s("a"), s("[1"), null(), 1.0, o)),
-        case!("request response body", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_request(cl, uid, s(r#"{"kind":"success-response"}"#), 1.0, o)),
-        case!("shutdown bad terminate", ACADEMY_ERR_INVALID_ARGUMENT, academy_client_shutdown_agent(cl, uid, 7)),
-        case!("serve NULL handler", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_serve(cl, None, null_mut())),
-        case!("stop a client that is not serving", ACADEMY_ERR_INVALID_ARGUMENT, academy_agent_stop(cl)),
+        case!(
+            "register NULL types",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_register_agent(cl, null(), null(), o)
+        ),
+        case!(
+            "register empty type",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_register_agent(cl, s("a,,b"), null(), o)
+        ),
+        case!(
+            "register bad UTF-8 name",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_register_agent(cl, s("a.B"), bad_utf8(), o)
+        ),
+        case!(
+            "agent client bad registration",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_client_new(factory.0, s(r#"{"agent_id":1}"#), &mut null_mut())
+        ),
+        case!(
+            "send malformed JSON",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send(cl, s("{\"header\":"))
+        ),
+        case!(
+            "send NULL message",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send(cl, null())
+        ),
+        case!(
+            "recv NaN timeout",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_recv(cl, f64::NAN, o)
+        ),
+        case!(
+            "recv NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_recv(cl, 0.0, null_mut())
+        ),
+        case!(
+            "status wrong-shape id",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_status(
+                cl,
+                wrong_id,
+                &mut academy_mailbox_status::ACADEMY_MAILBOX_MISSING
+            )
+        ),
+        case!(
+            "terminate wrong-shape id",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_terminate(cl, wrong_id)
+        ),
+        case!(
+            "discover NULL type",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_discover(cl, null(), true, o)
+        ),
+        case!(
+            "action NULL action",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_action(cl, wrong_id, null(), null(), null(), 1.0, o)
+        ),
+        case!(
+            "action malformed args",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_action(cl, uid, s("a"), s("[1"), null(), 1.0, o)
+        ),
+        case!(
+            "request response body",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_request(cl, uid, s(r#"{"kind":"success-response"}"#), 1.0, o)
+        ),
+        case!(
+            "shutdown bad terminate",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_shutdown_agent(cl, uid, 7)
+        ),
+        case!(
+            "serve NULL handler",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_serve(cl, None, null_mut())
+        ),
+        case!(
+            "stop a client that is not serving",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_agent_stop(cl)
+        ),
     ]);
     user.close().unwrap();
     let m = run(vec![
-        case!("recv after close", ACADEMY_ERR_CLOSED, academy_client_recv(cl, 0.0, o)),
-        case!("send after close", ACADEMY_ERR_CLOSED, academy_client_send(cl, to_self)),
-        case!("register after close", ACADEMY_ERR_CLOSED, academy_client_register_agent(cl, s("a.B"), null(), o)),
-        case!("request after close", ACADEMY_ERR_CLOSED, academy_client_request(cl, uid, s(r#"{"kind":"ping-request"}"#), 1.0, o)),
-        case!("serve after close", ACADEMY_ERR_CLOSED, academy_agent_serve(cl, Some(never_replies), null_mut())),
+        case!(
+            "recv after close",
+            ACADEMY_ERR_CLOSED,
+            academy_client_recv(cl, 0.0, o)
+        ),
+        case!(
+            "send after close",
+            ACADEMY_ERR_CLOSED,
+            academy_client_send(cl, to_self)
+        ),
+        case!(
+            "register after close",
+            ACADEMY_ERR_CLOSED,
+            academy_client_register_agent(cl, s("a.B"), null(), o)
+        ),
+        case!(
+            "request after close",
+            ACADEMY_ERR_CLOSED,
+            academy_client_request(cl, uid, s(r#"{"kind":"ping-request"}"#), 1.0, o)
+        ),
+        case!(
+            "serve after close",
+            ACADEMY_ERR_CLOSED,
+            academy_agent_serve(cl, Some(never_replies), null_mut())
+        ),
     ]);
     assert!(out.is_null());
     eprintln!("{} bad inputs to a live client", n + m);
 }
 
-unsafe extern "C" fn never_replies(_: *mut c_void, _: *const c_char, _: *const c_char, _: *const c_char, _: *mut academy_reply) {}
+unsafe extern "C" fn never_replies(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    _: *mut academy_reply,
+) {
+}

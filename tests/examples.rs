@@ -11,14 +11,22 @@ use common::*;
 
 fn example(name: &str) -> PathBuf {
     let path = repo().join("examples-c/build").join(name);
-    assert!(path.exists(), "{} is missing: build the examples with `make examples` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples with `make examples` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -33,9 +41,15 @@ fn examples_run() {
 
 fn the_main_job_runs_on_the_embedded_exchange_by_default() {
     let out = run(Command::new(example("demo")).env_remove("ACADEMY_EXCHANGE_URL"));
-    assert!(out.contains("started the embedded exchange at http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("started the embedded exchange at http://127.0.0.1:"),
+        "{out}"
+    );
     assert!(out.contains("add(2, 3) = 5\n"), "{out}");
-    assert!(out.contains("divide(1, 0) -> remote error: the calculator has no action named \"divide\""), "{out}");
+    assert!(
+        out.contains("divide(1, 0) -> remote error: the calculator has no action named \"divide\""),
+        "{out}"
+    );
     assert!(out.contains("the agent shut down"), "{out}");
 }
 
@@ -55,12 +69,20 @@ fn a_c_user_calls_a_c_agent_in_another_process() {
             .spawn()
             .expect("start calculator_agent");
         let mut line = String::new();
-        BufReader::new(agent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(agent.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let id: serde_json::Value = serde_json::from_str(&line).expect("the agent prints its id");
         assert_eq!(id["role"], "agent");
         let out = run(Command::new(example("call_agent")).arg(&url));
-        assert_eq!(out, "add(40, 2) = 42\necho = {\"nested\":[1,2,\"three\"]}\nping ok\n");
+        assert_eq!(
+            out,
+            "add(40, 2) = 42\necho = {\"nested\":[1,2,\"three\"]}\nping ok\n"
+        );
         let status = agent.wait().unwrap();
-        assert!(status.success(), "the agent exits 0 after the shutdown request");
+        assert!(
+            status.success(),
+            "the agent exits 0 after the shutdown request"
+        );
     }
 }

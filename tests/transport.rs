@@ -172,7 +172,8 @@ fn message_over_the_size_limit_is_refused() {
     let mut python = PyExchange::start("", "message_size_limit_kb = 1");
     let mut ours = std::ptr::null_mut();
     let options = c(r#"{"message_size_limit_kb": 1}"#);
-    check(unsafe { academy::ffi::exchange::academy_exchange_spawn(options.as_ptr(), &mut ours) }).unwrap();
+    check(unsafe { academy::ffi::exchange::academy_exchange_spawn(options.as_ptr(), &mut ours) })
+        .unwrap();
     let mut our_url = std::ptr::null_mut();
     check(unsafe { academy::ffi::exchange::academy_exchange_url(ours, &mut our_url) }).unwrap();
     for url in [python.url.clone(), take_string(our_url)] {

@@ -3,7 +3,10 @@
 use std::ffi::c_char;
 
 use super::client::block;
-use super::{academy_status, arg_opt_str, arg_ref, boundary, boundary_void, check_out, write_out, write_string};
+use super::{
+    academy_status, arg_opt_str, arg_ref, boundary, boundary_void, check_out, write_out,
+    write_string,
+};
 use crate::runtime;
 use crate::server::{ExchangeServer, ServerConfig};
 
@@ -22,12 +25,20 @@ pub struct academy_exchange {
 /// with `academy_exchange_free`. Returns INVALID_ARGUMENT for bad options
 /// and CONNECTION when the address cannot be bound.
 #[no_mangle]
-pub unsafe extern "C" fn academy_exchange_spawn(options_json: *const c_char, out: *mut *mut academy_exchange) -> academy_status {
+pub unsafe extern "C" fn academy_exchange_spawn(
+    options_json: *const c_char,
+    out: *mut *mut academy_exchange,
+) -> academy_status {
     boundary(|| {
         check_out(out, "out")?;
         let config = ServerConfig::from_json_options(arg_opt_str(options_json, "options_json")?)?;
         let handle = runtime::handle()?;
-        let server = block(async move { handle.spawn(ExchangeServer::start(config)).await.map_err(join_error)? })?;
+        let server = block(async move {
+            handle
+                .spawn(ExchangeServer::start(config))
+                .await
+                .map_err(join_error)?
+        })?;
         write_out(
             out,
             Box::into_raw(Box::new(academy_exchange {
@@ -46,7 +57,10 @@ fn join_error(e: tokio::task::JoinError) -> crate::error::Error {
 /// The URL clients use to reach the server, e.g. "http://127.0.0.1:5463"
 /// (free with `academy_string_free`). Does not block.
 #[no_mangle]
-pub unsafe extern "C" fn academy_exchange_url(exchange: *const academy_exchange, out_url: *mut *mut c_char) -> academy_status {
+pub unsafe extern "C" fn academy_exchange_url(
+    exchange: *const academy_exchange,
+    out_url: *mut *mut c_char,
+) -> academy_status {
     boundary(|| {
         check_out(out_url, "out_url")?;
         let exchange = arg_ref(exchange, "exchange")?;

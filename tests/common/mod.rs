@@ -67,6 +67,15 @@ impl PyExchange {
     /// Starts `python -m academy.exchange.cloud --config FILE` on a free
     /// loopback port with the given extra TOML lines.
     pub fn start(extra_toml: &str, backend_toml: &str) -> PyExchange {
+        Self::start_with(&python(), extra_toml, backend_toml)
+    }
+
+    /// The same with another interpreter (another academy-py version).
+    pub fn start_with(
+        python: &std::path::Path,
+        extra_toml: &str,
+        backend_toml: &str,
+    ) -> PyExchange {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("academy-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -76,7 +85,7 @@ impl PyExchange {
             format!("host = \"127.0.0.1\"\nport = {port}\n{extra_toml}\n[backend]\nkind = \"python\"\n{backend_toml}\n"),
         )
         .unwrap();
-        let mut child = Command::new(python())
+        let mut child = Command::new(python)
             .arg(repo().join("tests/py/run_exchange.py"))
             .arg("--config")
             .arg(&config)
@@ -125,7 +134,8 @@ pub fn shared_embedded_exchange() -> String {
     let mut guard = SHARED_OURS.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
         let mut ex = ptr::null_mut();
-        let status = unsafe { academy::ffi::exchange::academy_exchange_spawn(ptr::null(), &mut ex) };
+        let status =
+            unsafe { academy::ffi::exchange::academy_exchange_spawn(ptr::null(), &mut ex) };
         assert_eq!(status, academy_status::ACADEMY_OK, "{}", last_error());
         let mut url = ptr::null_mut();
         let status = unsafe { academy::ffi::exchange::academy_exchange_url(ex, &mut url) };
