@@ -24,6 +24,14 @@ if ! "$venv05/bin/python" -c 'import academy, packaging, sys; sys.exit(academy._
 fi
 export ACADEMY_TEST_PYTHON_0_5="$venv05/bin/python"
 
+# Tools the tests use from Debian's packages.
+for tool in valgrind openssl; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "== installing $tool"
+        apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+    fi
+done
+
 # Stop anything a test left behind, whatever happens.
 trap 'pkill -P $$ 2>/dev/null || true' EXIT
 

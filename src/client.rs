@@ -636,8 +636,8 @@ async fn listen_loop(weak: std::sync::Weak<Inner>) {
             return;
         }
         let outcome = match mode {
-            Mode::Stream => stream_once(&inner, timeout, &mut retry).await,
-            Mode::Poll => poll_once(&inner, timeout).await,
+            Mode::Stream => stream_once(&inner, timeout, &mut retry, &mut failures).await,
+            Mode::Poll => poll_once(&inner, timeout, &mut failures).await,
         };
         match outcome {
             Ok(()) => {
@@ -671,8 +671,15 @@ async fn listen_loop(weak: std::sync::Weak<Inner>) {
 }
 
 /// One listen stream, read until the server ends it (`Ok`) or it fails.
-async fn stream_once(inner: &Inner, timeout: Duration, retry: &mut Duration) -> Result<()> {
+async fn stream_once(
+    inner: &Inner,
+    timeout: Duration,
+    retry: &mut Duration,
+    failures: &mut u32,
+) -> Result<()> {
     let mut response = inner.transport.listen(&inner.id, timeout).await?;
+    // Connected: the back-off starts over at the next failure.
+    *failures = 0;
     inner.set_state(ListenerState::Running);
     let mut parser = SseParser::new().with_max_line(MAX_EVENT_BYTES);
     loop {
@@ -705,8 +712,9 @@ async fn stream_once(inner: &Inner, timeout: Duration, retry: &mut Duration) -> 
 }
 
 /// One long poll of `GET /message` (servers without SSE).
-async fn poll_once(inner: &Inner, timeout: Duration) -> Result<()> {
+async fn poll_once(inner: &Inner, timeout: Duration, failures: &mut u32) -> Result<()> {
     let message = inner.transport.poll_message(&inner.id, timeout).await?;
+    *failures = 0;
     inner.set_state(ListenerState::Running);
     if let Some(raw) = message {
         inner.deliver(raw).await;

@@ -37,6 +37,31 @@ fn examples_run() {
     the_main_job_runs_on_the_embedded_exchange_by_default();
     the_main_job_runs_on_any_exchange_url();
     a_c_user_calls_a_c_agent_in_another_process();
+    the_main_job_is_clean_under_valgrind();
+}
+
+/// No invalid read or write, and no definite leak, in a whole run of the
+/// main job (the runtime's threads are still reachable at exit, by design).
+fn the_main_job_is_clean_under_valgrind() {
+    let out = Command::new("valgrind")
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=42",
+        ])
+        .arg(example("demo"))
+        .output()
+        .expect("valgrind must be installed (apt-get install valgrind)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valgrind found errors or leaks:\n{report}"
+    );
+    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    assert!(
+        !report.contains("LEAK SUMMARY") || report.contains("definitely lost: 0 bytes"),
+        "{report}"
+    );
 }
 
 fn the_main_job_runs_on_the_embedded_exchange_by_default() {

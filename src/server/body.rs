@@ -77,7 +77,39 @@ impl Body for ServerBody {
     }
 }
 
+/// The socket of the connection a request came on, to see whether the
+/// client is still there before a message is taken off its queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerSocket(pub(crate) std::os::fd::RawFd);
+
+impl PeerSocket {
+    /// Whether the client closed its side: a peek reads end-of-file (or the
+    /// socket is in error). A message written now would be lost, so the
+    /// stream ends and the message stays queued for the next listener.
+    fn closed(self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: the connection owns the fd and outlives its response body;
+        // MSG_PEEK leaves any data in place, MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                self.0,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n == 0 {
+            return true;
+        }
+        n < 0 && {
+            let err = std::io::Error::last_os_error().raw_os_error();
+            !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR))
+        }
+    }
+}
+
 pub(crate) struct SseStream {
+    peer: Option<PeerSocket>,
     backend: Arc<Backend>,
     mailbox: Arc<Mailbox>,
     timeout: Duration,
@@ -92,10 +124,16 @@ impl SseStream {
     /// A stream that ends after `timeout` without a message (academy-py
     /// ends it when its `get` times out), when the mailbox is terminated or
     /// when the server stops.
-    pub(crate) fn new(backend: Arc<Backend>, mailbox: Arc<Mailbox>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        backend: Arc<Backend>,
+        mailbox: Arc<Mailbox>,
+        timeout: Duration,
+        peer: Option<PeerSocket>,
+    ) -> Self {
         let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
         shutdown.as_mut().enable();
         SseStream {
+            peer,
             backend,
             mailbox,
             timeout,
@@ -125,6 +163,9 @@ impl SseStream {
                 n.as_mut().enable();
                 n
             });
+            if self.peer.is_some_and(PeerSocket::closed) {
+                return self.finish();
+            }
             match self.mailbox.try_pop() {
                 Pop::Message(message) => {
                     // Dropping an unused notification passes it on to the

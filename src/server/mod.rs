@@ -284,22 +284,24 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = body::PeerSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
     match tls {
-        None => serve(stream, app, stop).await,
+        None => serve(stream, app, stop, peer).await,
         Some(acceptor) => {
             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             if let Ok(Ok(tls_stream)) = handshake.await {
-                serve(tls_stream, app, stop).await;
+                serve(tls_stream, app, stop, peer).await;
             }
         }
     }
 }
 
-async fn serve<I>(io: I, app: Arc<App>, mut stop: watch::Receiver<bool>)
+async fn serve<I>(io: I, app: Arc<App>, mut stop: watch::Receiver<bool>, peer: body::PeerSocket)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer);
         let app = app.clone();
         async move { Ok::<_, Infallible>(routes::handle(&app, req).await) }
     });

@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::pyjson;
 use crate::server::auth::{AuthError, Authenticator, ClientInfo};
 use crate::server::backend::{Backend, BackendError, Client, MailboxStatus};
+use crate::server::body::PeerSocket;
 use crate::server::body::{ServerBody, SseStream};
 
 pub(crate) struct App {
@@ -229,6 +230,7 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     let Some(&(route, allow)) = ROUTES.iter().find(|(p, _)| *p == path) else {
         return text(404, "404: Not Found");
     };
+    let peer = req.extensions().get::<PeerSocket>().copied();
     let method = req.method().clone();
     let m = if method == Method::HEAD {
         Method::GET
@@ -285,7 +287,7 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
         ("/message", Method::PUT) => send(&ctx),
         ("/message", Method::GET) => recv(&ctx).await,
         ("/discover", Method::GET) => discover(&ctx),
-        ("/mailbox/listen", Method::GET) => listen(app, &ctx),
+        ("/mailbox/listen", Method::GET) => listen(app, &ctx, peer),
         ("/mailbox/heartbeat", Method::POST) => heartbeat(&ctx),
         ("/mailbox/heartbeat", Method::GET) => heartbeat_status(&ctx),
         ("/mailbox/stats", Method::GET) => stats(&ctx),
@@ -420,7 +422,7 @@ fn discover(ctx: &Ctx) -> R {
     Ok(json(format!("{{\"agent_ids\": \"{joined}\"}}")))
 }
 
-fn listen(app: &Arc<App>, ctx: &Ctx) -> R {
+fn listen(app: &Arc<App>, ctx: &Ctx, peer: Option<PeerSocket>) -> R {
     let id = ctx.mailbox()?;
     let timeout = ctx.timeout()?;
     let backend = &ctx.app.backend;
@@ -435,7 +437,7 @@ fn listen(app: &Arc<App>, ctx: &Ctx) -> R {
     let mb = backend
         .receivable(&ctx.client, &id)
         .map_err(backend_error)?;
-    let stream = SseStream::new(app.backend.clone(), mb, timeout);
+    let stream = SseStream::new(app.backend.clone(), mb, timeout, peer);
     let mut r = Response::new(ServerBody::Sse(Box::new(stream)));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
