@@ -11,6 +11,8 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod message;
 pub mod options;
