@@ -1,0 +1,420 @@
+//! Issue 3: calls and serving across languages, through the real exchanges
+//! (academy-py's and ours), with real academy-py peers: C calls a Python
+//! agent launched by academy's Manager; a Python user calls a C agent
+//! through academy's Handle; cancel, stop, protocol and user-client
+//! answers; message helpers validated by academy-py's pydantic models.
+
+mod common;
+
+use std::ffi::{c_char, c_void, CStr};
+use std::ptr::null_mut;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use academy::ffi::academy_status::{self, *};
+use academy::ffi::client::academy_mailbox_status::*;
+use academy::ffi::messages::*;
+use academy::ffi::serve::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+// ---- a C agent, written as the extern "C" handler a C program would have ----
+
+/// Replies the handler stores and never completes ("never" action).
+static NEVER: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+unsafe fn text(p: *const c_char) -> String {
+    CStr::from_ptr(p).to_str().unwrap().to_owned()
+}
+
+unsafe extern "C" fn calculator(
+    _: *mut c_void,
+    action: *const c_char,
+    args: *const c_char,
+    kwargs: *const c_char,
+    reply: *mut academy_reply,
+) {
+    let (action, args, kwargs) = (text(action), parse(&text(args)), parse(&text(kwargs)));
+    let arg = |i: usize, name: &str| {
+        args.get(i)
+            .or_else(|| kwargs.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ok = |v: Value| {
+        let v = c(&v.to_string());
+        assert_eq!(academy_reply_ok(reply, v.as_ptr()), ACADEMY_OK);
+    };
+    match action.as_str() {
+        "add" => ok(json!(
+            arg(0, "a").as_f64().unwrap() + arg(1, "b").as_f64().unwrap()
+        )),
+        "echo" => ok(arg(0, "x")),
+        "fail" => {
+            let why = c(arg(0, "why").as_str().unwrap_or("failed"));
+            assert_eq!(academy_reply_error(reply, why.as_ptr()), ACADEMY_OK);
+        }
+        "slow" => {
+            // Completed later, from another thread.
+            let (reply, x) = (reply as usize, arg(0, "x"));
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let v = c(&x.to_string());
+                assert_eq!(
+                    academy_reply_ok(reply as *mut academy_reply, v.as_ptr()),
+                    ACADEMY_OK
+                );
+            });
+        }
+        "never" => NEVER.lock().unwrap().push(reply as usize),
+        other => {
+            let why = c(&format!("no action named {other}"));
+            academy_reply_error(reply, why.as_ptr());
+        }
+    }
+}
+
+/// Serves a C agent on a thread; returns its registration, agent id and
+/// the thread (which yields what academy_agent_serve returned).
+fn serve_c_agent(
+    factory: &Arc<Factory>,
+    registrar: &Client,
+    class: &str,
+) -> (
+    String,
+    String,
+    std::thread::JoinHandle<academy_status>,
+    Arc<Client>,
+) {
+    let reg = registrar
+        .register_agent(&format!("{class},cagent.Base"), Some("c-calc"))
+        .unwrap();
+    let agent = Arc::new(factory.agent(&reg).unwrap());
+    let serving = agent.clone();
+    let thread = std::thread::spawn(move || unsafe {
+        academy_agent_serve(serving.0, Some(calculator), null_mut())
+    });
+    (reg.clone(), agent_id_of(&reg), thread, agent)
+}
+
+fn wait_terminated(client: &Client, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client.status(id).unwrap() != ACADEMY_MAILBOX_TERMINATED {
+        assert!(
+            Instant::now() < deadline,
+            "the agent's mailbox was not terminated"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn c_calls_a_python_agent_launched_by_academys_manager() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let mut py = PyPeer::start("interop_agent.py", &[&url]);
+        let agent = py.line();
+        assert_eq!(parse(&agent)["role"], "agent");
+        let factory = Factory::new(&url, None).unwrap();
+        let user = Arc::new(factory.user(None).unwrap());
+
+        assert_eq!(
+            user.action(&agent, "add", Some("[2, 3]"), None, 30.0)
+                .unwrap(),
+            "5"
+        );
+        assert_eq!(
+            user.action(&agent, "add", None, Some(r#"{"a": 1.5, "b": 2}"#), 30.0)
+                .unwrap(),
+            "3.5"
+        );
+        let nested = json!({"k": [1, {"deep": [null, true]}], "s": "hé", "f": 1.5, "n": null});
+        let echoed = user
+            .action(
+                &agent,
+                "echo",
+                Some(&json!([nested]).to_string()),
+                None,
+                30.0,
+            )
+            .unwrap();
+        assert_eq!(parse(&echoed), nested);
+        let failure = expect_err(
+            user.action(&agent, "fail", None, None, 30.0),
+            ACADEMY_ERR_REMOTE,
+        );
+        assert!(
+            failure.contains("ValueError: boom") && failure.contains("Traceback"),
+            "{failure}"
+        );
+        let unknown = expect_err(
+            user.action(&agent, "nope", None, None, 30.0),
+            ACADEMY_ERR_REMOTE,
+        );
+        assert!(
+            unknown.contains("does not have an action named"),
+            "{unknown}"
+        );
+        let mut rtts: Vec<f64> = (0..50).map(|_| user.ping(&agent, 30.0).unwrap()).collect();
+        assert!(rtts.iter().all(|r| *r > 0.0));
+        rtts.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name}: C -> Python agent ping p50 {:.3} ms",
+            rtts[25] * 1e3
+        );
+
+        // 100 calls in flight from 4 threads on one client.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (user, agent) = (user.clone(), agent.clone());
+                std::thread::spawn(move || {
+                    let calls: Vec<_> = (0..25).map(|i| (t * 100 + i) as f64).collect();
+                    calls
+                        .iter()
+                        .map(|x| {
+                            let r = user
+                                .action(&agent, "slow", Some(&format!("[{x}, 0.05]")), None, 60.0)
+                                .unwrap();
+                            (parse(&r).as_f64().unwrap(), *x)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            for (got, want) in t.join().unwrap() {
+                assert_eq!(got, want);
+            }
+        }
+
+        user.shutdown_agent(&agent, -1).unwrap();
+        assert!(
+            py.wait(Duration::from_secs(30)),
+            "the Python agent process exits 0 after shutdown"
+        );
+        wait_terminated(&user, &agent);
+        expect_err(user.ping(&agent, 5.0), ACADEMY_ERR_MAILBOX_TERMINATED);
+    }
+}
+
+#[test]
+fn a_python_user_calls_a_c_agent_through_academys_handle() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = Arc::new(Factory::new(&url, Some(r#"{"max_concurrency": 4}"#)).unwrap());
+        let registrar = factory.user(None).unwrap();
+        let class = format!("cagent_{}.Calc", uuid::Uuid::new_v4().simple());
+        let (_, agent_id, serving, agent) = serve_c_agent(&factory, &registrar, &class);
+
+        let mut py = PyPeer::start("interop_user.py", &[&url, &agent_id, &class]);
+        assert_eq!(py.line(), "add 5.0");
+        assert_eq!(py.line(), r#"echo {"k": [1, "h\u00e9", null, 1.5]}"#);
+        assert_eq!(py.line(), "kwargs 42.0");
+        assert_eq!(py.line(), "fail AcademyRemoteError it broke");
+        assert_eq!(py.line(), "concurrent True True");
+        assert_eq!(py.line(), "ping True");
+        let pickle = py.line();
+        assert!(
+            pickle.starts_with("pickle AcademyRemoteError") && pickle.contains("only JSON"),
+            "{pickle}"
+        );
+        assert_eq!(py.line(), "discover True");
+        assert_eq!(py.line(), "done");
+        assert!(py.wait(Duration::from_secs(30)));
+
+        assert_eq!(
+            serving.join().unwrap(),
+            ACADEMY_OK,
+            "serving ends with OK after the shutdown request"
+        );
+        wait_terminated(&registrar, &agent_id);
+        drop(agent);
+    }
+}
+
+fn tag_of(message: &str) -> String {
+    parse(message)["header"]["tag"].as_str().unwrap().to_owned()
+}
+
+fn action_body(action: &str) -> String {
+    let a = c(action);
+    let mut out = null_mut();
+    assert_eq!(
+        unsafe {
+            academy_action_request_body(a.as_ptr(), std::ptr::null(), std::ptr::null(), &mut out)
+        },
+        ACADEMY_OK
+    );
+    take_string(out)
+}
+
+fn result_of(response: &str) -> Result<String, Failure> {
+    let r = c(response);
+    let mut out = null_mut();
+    check(unsafe { academy_message_result(r.as_ptr(), &mut out) })?;
+    Ok(take_string(out))
+}
+
+#[test]
+fn cancel_stop_and_protocol_answers_of_a_served_c_agent() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = Arc::new(Factory::new(&url, Some(r#"{"max_concurrency": 2}"#)).unwrap());
+        let user = factory.user(None).unwrap();
+        let (_, agent_id, serving, agent) = serve_c_agent(&factory, &user, "cagent.Cancel");
+
+        // Cancel a request the handler never answers.
+        let never = message(&user.id(), &agent_id, &action_body("never"));
+        user.send(&never).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let cancel_body =
+            json!({"target_tag": tag_of(&never), "kind": "cancel-request"}).to_string();
+        let cancel = message(&user.id(), &agent_id, &cancel_body);
+        user.send(&cancel).unwrap();
+        let mut answers = vec![user.recv(10.0).unwrap(), user.recv(10.0).unwrap()];
+        answers.sort_by_key(|m| tag_of(m) != tag_of(&never));
+        assert_eq!(tag_of(&answers[0]), tag_of(&never));
+        let cancelled = expect_err(result_of(&answers[0]), ACADEMY_ERR_REMOTE);
+        assert!(cancelled.contains("cancelled"), "{cancelled}");
+        assert_eq!(parse(&answers[1])["body"]["kind"], "success-response");
+        // Cancelling it again: the agent says the action is in no state to be cancelled.
+        user.send(&message(&user.id(), &agent_id, &cancel_body))
+            .unwrap();
+        assert_eq!(parse(&user.recv(10.0).unwrap())["body"]["error_code"], 2);
+
+        // A request of another protocol major version.
+        let mut v2 = parse(&message(
+            &user.id(),
+            &agent_id,
+            r#"{"kind": "ping-request"}"#,
+        ));
+        v2["header"]["protocol_version"] = json!("2.0");
+        user.send(&v2.to_string()).unwrap();
+        let answer = parse(&user.recv(10.0).unwrap());
+        assert_eq!(answer["body"]["kind"], "academy-error-response");
+        assert_eq!(answer["body"]["error_code"], 5);
+        assert_eq!(answer["body"]["mailbox_id"]["uid"], parse(&agent_id)["uid"]);
+
+        // Stop while a request is outstanding: serving ends, the caller is answered.
+        let pending = message(&user.id(), &agent_id, &action_body("never"));
+        user.send(&pending).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        assert_eq!(
+            unsafe { academy::ffi::serve::academy_agent_stop(agent.0) },
+            ACADEMY_OK
+        );
+        assert_eq!(serving.join().unwrap(), ACADEMY_OK);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "stop ends serving promptly"
+        );
+        let answer = user.recv(10.0).unwrap();
+        assert_eq!(tag_of(&answer), tag_of(&pending));
+        expect_err(result_of(&answer), ACADEMY_ERR_REMOTE);
+        // The stored replies were answered already; completing one now says so.
+        let stale = NEVER.lock().unwrap().pop().unwrap() as *mut academy_reply;
+        let one = c("1");
+        assert_eq!(
+            unsafe { academy_reply_ok(stale, one.as_ptr()) },
+            ACADEMY_ERR_CLOSED
+        );
+        // The mailbox stays (stop is not shutdown).
+        assert_ne!(user.status(&agent_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
+    }
+}
+
+#[test]
+fn a_request_to_a_user_is_answered_invalid_client() {
+    for (_, url) in exchanges() {
+        let factory = Factory::new(&url, None).unwrap();
+        let (a, b) = (factory.user(None).unwrap(), factory.user(None).unwrap());
+        let response = parse(
+            &a.request(&b.id(), r#"{"kind": "ping-request"}"#, 10.0)
+                .unwrap(),
+        );
+        assert_eq!(response["body"]["kind"], "academy-error-response");
+        assert_eq!(response["body"]["error_code"], 4);
+        assert_eq!(response["body"]["mailbox_id"]["uid"], parse(&b.id())["uid"]);
+        expect_err(a.ping(&b.id(), 10.0), ACADEMY_ERR_REMOTE);
+    }
+}
+
+#[test]
+fn message_helpers_validate_in_academy_py_and_decode_its_answers() {
+    let user = {
+        let mut out = null_mut();
+        unsafe { academy_user_id_new(c("me").as_ptr(), &mut out) };
+        take_string(out)
+    };
+    let agent = {
+        let mut out = null_mut();
+        unsafe { academy_agent_id_new(std::ptr::null(), &mut out) };
+        take_string(out)
+    };
+    let kwargs = c(r#"{"x": {"s": "hé", "l": [1, 2.5, null]}}"#);
+    let a = c("echo");
+    let mut body = null_mut();
+    assert_eq!(
+        unsafe {
+            academy_action_request_body(a.as_ptr(), c("[1]").as_ptr(), kwargs.as_ptr(), &mut body)
+        },
+        ACADEMY_OK
+    );
+    let body = take_string(body);
+    let request = message(&user, &agent, &body);
+    let response = {
+        let (r, b) = (c(&request), c(r#"{"kind": "success-response"}"#));
+        let mut out = null_mut();
+        assert_eq!(
+            unsafe { academy_message_response(r.as_ptr(), b.as_ptr(), &mut out) },
+            ACADEMY_OK
+        );
+        take_string(out)
+    };
+    let shutdown = message(
+        &user,
+        &agent,
+        r#"{"terminate": null, "kind": "shutdown-request"}"#,
+    );
+    let mut py = PyPeer::start("validate_messages.py", &[&request, &response, &shutdown]);
+    assert_eq!(py.line(), "ok action-request");
+    assert_eq!(py.line(), "ok success-response");
+    assert_eq!(py.line(), "ok shutdown-request");
+    assert!(py.wait(Duration::from_secs(20)));
+    assert_eq!(
+        parse(&response)["header"]["tag"],
+        parse(&request)["header"]["tag"]
+    );
+    assert_eq!(parse(&response)["header"]["src"], parse(&agent));
+
+    let samples: Value = serde_json::from_str(include_str!("data/wire_samples.json")).unwrap();
+    assert_eq!(
+        result_of(samples["action_add"]["response_wire"].as_str().unwrap()).unwrap(),
+        "5"
+    );
+    assert_eq!(
+        parse(
+            &result_of(
+                samples["action_echo_kwargs"]["response_wire"]
+                    .as_str()
+                    .unwrap()
+            )
+            .unwrap()
+        ),
+        json!({"k": [1, 2], "s": "hé", "n": null, "f": 1.5})
+    );
+    let err = expect_err(
+        result_of(samples["action_fail"]["response_wire"].as_str().unwrap()),
+        ACADEMY_ERR_REMOTE,
+    );
+    assert!(err.ends_with("ValueError: boom"), "{err}");
+    assert_eq!(
+        result_of(samples["ping"]["response_wire"].as_str().unwrap()).unwrap(),
+        "null"
+    );
+}
