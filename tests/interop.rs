@@ -275,7 +275,7 @@ fn cancel_stop_and_protocol_answers_of_a_served_c_agent() {
             json!({"target_tag": tag_of(&never), "kind": "cancel-request"}).to_string();
         let cancel = message(&user.id(), &agent_id, &cancel_body);
         user.send(&cancel).unwrap();
-        let mut answers = vec![user.recv(10.0).unwrap(), user.recv(10.0).unwrap()];
+        let mut answers = [user.recv(10.0).unwrap(), user.recv(10.0).unwrap()];
         answers.sort_by_key(|m| tag_of(m) != tag_of(&never));
         assert_eq!(tag_of(&answers[0]), tag_of(&never));
         let cancelled = expect_err(result_of(&answers[0]), ACADEMY_ERR_REMOTE);
