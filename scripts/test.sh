@@ -14,15 +14,19 @@ if ! "$venv/bin/python" -c 'import academy, sys; sys.exit(academy.__version__ !=
 fi
 export ACADEMY_TEST_PYTHON="$venv/bin/python"
 
-# An older server for the compatibility test. academy-py 0.5.0 imports
+# Older servers for the compatibility tests. academy-py 0.5.0 imports
 # `packaging` without declaring it, so it is installed beside it.
-venv05="${ACADEMY_TEST_VENV_0_5:-$PWD/.venv-test-0.5}"
-if ! "$venv05/bin/python" -c 'import academy, packaging, sys; sys.exit(academy.__version__ != "0.5.0")' 2>/dev/null; then
-    echo "== installing academy-py==0.5.0 into $venv05"
-    python3 -m venv "$venv05"
-    "$venv05/bin/pip" install --quiet --disable-pip-version-check academy-py==0.5.0 packaging
-fi
-export ACADEMY_TEST_PYTHON_0_5="$venv05/bin/python"
+for old in 0.5.0 0.3.1; do
+    short="${old%.*}"
+    var="ACADEMY_TEST_VENV_${short/./_}"
+    dir="${!var:-$PWD/.venv-test-$short}"
+    if ! "$dir/bin/python" -c "import academy, packaging, sys; sys.exit(academy.__version__ != '$old')" 2>/dev/null; then
+        echo "== installing academy-py==$old into $dir"
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check "academy-py==$old" packaging
+    fi
+    export "ACADEMY_TEST_PYTHON_${short/./_}=$dir/bin/python"
+done
 
 # Tools the tests use from Debian's packages.
 for tool in valgrind openssl; do

@@ -1,8 +1,7 @@
-//! An older exchange: academy-py 0.5.0 speaks protocol 1.x but has no
-//! `POST /mailbox/heartbeat` and no stats endpoint. Our client keeps
-//! working and reports what the server lacks as ACADEMY_ERR_PROTOCOL.
-//! (0.3 and 0.4 use an older message format that academy-py 1.0 itself
-//! cannot talk to either.)
+//! Older exchanges. academy-py 0.5.0 speaks protocol 1.x but has no
+//! `POST /mailbox/heartbeat` and no stats endpoint; 0.3.1 also has no SSE
+//! listen. Our client keeps working (long-poll `GET /message` where listen
+//! is missing) and reports what the server lacks as ACADEMY_ERR_PROTOCOL.
 
 mod common;
 
@@ -70,6 +69,72 @@ fn a_0_5_exchange_works_and_says_what_it_lacks() {
     assert!(text.contains("does not implement"), "{text}");
     expect_err(user.agent_stats(&agent_id), ACADEMY_ERR_PROTOCOL);
 
+    user.terminate(&agent_id).unwrap();
+    assert_eq!(user.status(&agent_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
+    expect_err(agent.recv(10.0), ACADEMY_ERR_MAILBOX_TERMINATED);
+}
+
+fn python_0_3() -> PathBuf {
+    match std::env::var_os("ACADEMY_TEST_PYTHON_0_3") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("ACADEMY_TEST_PYTHON_0_3 is not set: scripts/test.sh installs academy-py==0.3.1 and sets it"),
+    }
+}
+
+/// A message in academy-py 0.3's format: no version fields in the header.
+fn in_0_3_format(message: &str) -> String {
+    let mut v = without_academy_version(message);
+    v["header"]
+        .as_object_mut()
+        .unwrap()
+        .remove("protocol_version");
+    v.to_string()
+}
+
+/// academy-py 0.3.1 has no `GET /mailbox/listen`: the client falls back to
+/// long-poll `GET /message` and delivers what the server sends, unchanged.
+/// (Its message format predates protocol 1.x, so the messages here are
+/// written in that format.)
+#[test]
+fn a_0_3_exchange_is_read_by_long_polling() {
+    let exchange = PyExchange::start_with(&python_0_3(), "", "");
+    let factory = Factory::new(&exchange.url, None).unwrap();
+    let user = factory.user(None).unwrap();
+    let reg = user.register_agent("old.Agent", None).unwrap();
+    let agent = factory.agent(&reg).unwrap();
+    let agent_id = agent_id_of(&reg);
+
+    for _ in 0..3 {
+        let sent = in_0_3_format(&message(
+            &user.id(),
+            &agent_id,
+            r#"{"kind": "ping-request"}"#,
+        ));
+        user.send(&sent).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&agent.recv(10.0).unwrap()).unwrap(),
+            serde_json::from_str::<Value>(&sent).unwrap()
+        );
+    }
+    let start = Instant::now();
+    expect_err(agent.recv(0.5), ACADEMY_ERR_TIMEOUT);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // A message that arrives while no receive is waiting is kept.
+    let later = in_0_3_format(&message(
+        &user.id(),
+        &agent_id,
+        r#"{"kind": "ping-request"}"#,
+    ));
+    user.send(&later).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        serde_json::from_str::<Value>(&agent.recv(0.0).unwrap()).unwrap(),
+        serde_json::from_str::<Value>(&later).unwrap()
+    );
+
+    assert_eq!(user.status(&agent_id).unwrap(), ACADEMY_MAILBOX_ACTIVE);
+    expect_err(user.heartbeat(), ACADEMY_ERR_PROTOCOL);
+    expect_err(user.heartbeat_status(&agent_id), ACADEMY_ERR_PROTOCOL);
     user.terminate(&agent_id).unwrap();
     assert_eq!(user.status(&agent_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
     expect_err(agent.recv(10.0), ACADEMY_ERR_MAILBOX_TERMINATED);
