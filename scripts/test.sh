@@ -43,4 +43,16 @@ echo "== building the library and the C examples"
 make --no-print-directory examples
 
 echo "== cargo test"
-cargo test --release --all-targets 2>&1
+log="$(mktemp)"
+cargo test --release --all-targets 2>&1 | tee "$log"
+
+echo "== the bad-input test under valgrind (no memory errors, no definite leaks)"
+bad_input=$(cargo test --release --test bad_input --no-run 2>&1 | grep -o 'target/release/deps/bad_input-[a-f0-9]*' | head -1)
+valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=42 \
+    "$bad_input" --test-threads=1 2>&1
+
+# One closing line for the whole run.
+passed=$(grep '^test result:' "$log" | grep -o '[0-9]* passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep '^test result:' "$log" | grep -o '[0-9]* failed' | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo "tests: $passed passed, $failed failed"

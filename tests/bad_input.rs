@@ -17,10 +17,10 @@ use academy::ffi::*;
 use common::*;
 
 /// A bad call: what it is, and what it must return.
-struct Case {
+struct Case<'a> {
     what: &'static str,
     expect: academy_status,
-    call: Box<dyn Fn() -> academy_status>,
+    call: Box<dyn Fn() -> academy_status + 'a>,
 }
 
 macro_rules! case {
@@ -38,7 +38,7 @@ fn bad_utf8() -> *const c_char {
     BAD_UTF8.as_ptr() as *const c_char
 }
 
-fn run(cases: Vec<Case>) -> usize {
+fn run(cases: Vec<Case<'_>>) -> usize {
     let n = cases.len();
     for case in cases {
         let status = (case.call)();
@@ -60,7 +60,14 @@ fn run(cases: Vec<Case>) -> usize {
 
 #[test]
 fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
-    let s = |t: &str| Box::leak(c(t).into_boxed_c_str()).as_ptr();
+    // The strings live until the end of the test (no leak for valgrind).
+    let arena = std::cell::RefCell::new(Vec::new());
+    let s = |t: &str| {
+        let owned = c(t);
+        let p = owned.as_ptr();
+        arena.borrow_mut().push(owned);
+        p
+    };
     let id = s(r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":null,"role":"user"}"#);
     let ping = s(r#"{"kind":"ping-request"}"#);
     let mut out: *mut c_char = null_mut();
@@ -390,7 +397,14 @@ fn bad_input_to_a_live_client_and_use_after_close() {
     let factory = Factory::new(&url, None).unwrap();
     let user = factory.user(None).unwrap();
     let cl = user.0;
-    let s = |t: &str| Box::leak(c(t).into_boxed_c_str()).as_ptr();
+    // The strings live until the end of the test (no leak for valgrind).
+    let arena = std::cell::RefCell::new(Vec::new());
+    let s = |t: &str| {
+        let owned = c(t);
+        let p = owned.as_ptr();
+        arena.borrow_mut().push(owned);
+        p
+    };
     let mut out: *mut c_char = null_mut();
     let o = &mut out as *mut *mut c_char;
     let wrong_id = s(r#"{"uid":"1","role":"agent"}"#);

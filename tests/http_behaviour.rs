@@ -372,3 +372,84 @@ fn clients_keep_their_heartbeat_fresh_in_the_background() {
         user.close().unwrap();
     }
 }
+
+#[test]
+fn the_embedded_exchange_keeps_one_users_mailboxes_from_another() {
+    let mut table = HashMap::new();
+    table.insert(
+        "alice-token".to_owned(),
+        ClientInfo {
+            client_id: "alice".into(),
+            groups: vec!["team".into()],
+        },
+    );
+    table.insert(
+        "bob-token".to_owned(),
+        ClientInfo {
+            client_id: "bob".into(),
+            groups: vec![],
+        },
+    );
+    table.insert(
+        "carol-token".to_owned(),
+        ClientInfo {
+            client_id: "carol".into(),
+            groups: vec!["team".into()],
+        },
+    );
+    let config = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        auth: academy::server::AuthConfig::Tokens(table),
+        ..ServerConfig::default()
+    };
+    let server = block(async { ExchangeServer::start(config).await }).unwrap();
+    let as_user = |token: &str| {
+        Factory::new(
+            &server.url(),
+            Some(&format!(
+                r#"{{"additional_headers": {{"Authorization": "Bearer {token}"}}}}"#
+            )),
+        )
+        .unwrap()
+    };
+    let (alice_f, bob_f, carol_f) = (
+        as_user("alice-token"),
+        as_user("bob-token"),
+        as_user("carol-token"),
+    );
+    let alice = alice_f.user(None).unwrap();
+    let reg = alice.register_agent("private.Agent", None).unwrap();
+    let agent_id = agent_id_of(&reg);
+    let bob = bob_f.user(None).unwrap();
+    let ping = message(&bob.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+    let text = expect_err(bob.send(&ping), ACADEMY_ERR_FORBIDDEN);
+    assert!(!text.contains("bob-token"), "no token in errors: {text}");
+    expect_err(bob.status(&agent_id), ACADEMY_ERR_FORBIDDEN);
+    expect_err(bob.terminate(&agent_id), ACADEMY_ERR_FORBIDDEN);
+    expect_err(bob_f.agent(&reg), ACADEMY_ERR_FORBIDDEN);
+    assert_eq!(bob.discover("private.Agent", true).unwrap(), "[]");
+    // Shared with a group: a member gets in, others still do not.
+    alice.share(&agent_id, "team").unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&alice.shared_groups(&agent_id).unwrap())
+            .unwrap(),
+        serde_json::json!(["team"])
+    );
+    let carol = carol_f.user(None).unwrap();
+    carol
+        .send(&message(
+            &carol.id(),
+            &agent_id,
+            r#"{"kind": "ping-request"}"#,
+        ))
+        .unwrap();
+    expect_err(bob.send(&ping), ACADEMY_ERR_FORBIDDEN);
+    // Without a token at all.
+    expect_err(
+        Factory::new(&server.url(), None).unwrap().user(None),
+        ACADEMY_ERR_UNAUTHORIZED,
+    );
+    drop((alice, bob, carol));
+    block(server.stop()).unwrap();
+}

@@ -127,7 +127,9 @@ pub fn shared_python_exchange() -> String {
     guard.as_ref().unwrap().url.clone()
 }
 
-static SHARED_OURS: Lazy<Mutex<Option<String>>> = Lazy::new(|| Mutex::new(None));
+/// The URL of our shared exchange, and its handle (kept reachable: it lives
+/// as long as the test process).
+static SHARED_OURS: Lazy<Mutex<Option<(String, usize)>>> = Lazy::new(|| Mutex::new(None));
 
 /// Our embedded exchange, shared by the tests of one test binary.
 pub fn shared_embedded_exchange() -> String {
@@ -140,10 +142,9 @@ pub fn shared_embedded_exchange() -> String {
         let mut url = ptr::null_mut();
         let status = unsafe { academy::ffi::exchange::academy_exchange_url(ex, &mut url) };
         assert_eq!(status, academy_status::ACADEMY_OK, "{}", last_error());
-        *guard = Some(take_string(url));
-        // The exchange lives as long as the test process.
+        *guard = Some((take_string(url), ex as usize));
     }
-    guard.clone().unwrap()
+    guard.as_ref().unwrap().0.clone()
 }
 
 /// Both exchanges a suite runs against: (name, url).
