@@ -157,6 +157,37 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set while [`crate::agent::serve`] runs on this client.
     serving: Mutex<Option<Arc<ServeControl>>>,
+    /// Tags of the messages delivered lately, to drop duplicates.
+    recent: Mutex<RecentTags>,
+}
+
+/// How many delivered tags are remembered to drop duplicates.
+const RECENT_TAGS: usize = 8192;
+
+/// The tags of the last [`RECENT_TAGS`] messages delivered. A sender whose
+/// `PUT /message` was accepted but whose answer was lost retries it (as
+/// academy-py does); the exchange then holds the message twice, and this
+/// keeps the second copy from reaching the application.
+#[derive(Debug, Default)]
+struct RecentTags {
+    seen: std::collections::HashSet<(Uuid, bool)>,
+    order: VecDeque<(Uuid, bool)>,
+}
+
+impl RecentTags {
+    fn first_time(&mut self, tag: Uuid, kind: MessageKind) -> bool {
+        let key = (tag, kind == MessageKind::Request);
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT_TAGS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// A client bound to one mailbox. Clones share the client.
@@ -179,6 +210,7 @@ impl Client {
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
+            recent: Mutex::new(RecentTags::default()),
         });
         // The first heartbeat before returning, so peers see ACTIVE at once.
         match inner.transport.heartbeat(&inner.id).await {
@@ -538,6 +570,14 @@ impl Inner {
     /// Routes one message from the exchange.
     async fn deliver(&self, raw: String) {
         if let Ok(message) = Message::from_json(&raw) {
+            if !self
+                .recent
+                .lock()
+                .unwrap()
+                .first_time(message.header.tag, message.header.kind)
+            {
+                return; // a duplicate (a send retried after its answer was lost)
+            }
             if message.header.kind == MessageKind::Response {
                 let waiter = self.pending.lock().unwrap().remove(&message.header.tag);
                 match waiter {

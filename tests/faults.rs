@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ struct Proxy {
     port: u16,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     refusing: Arc<AtomicBool>,
+    /// How many of the next connections lose the server's answer: the
+    /// request reaches the exchange, the reply never reaches the client.
+    lose_replies: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -29,7 +32,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let conns = Arc::new(Mutex::new(Vec::new()));
         let refusing = Arc::new(AtomicBool::new(false));
-        let (c, r) = (conns.clone(), refusing.clone());
+        let lose_replies = Arc::new(AtomicUsize::new(0));
+        let (c, r, l) = (conns.clone(), refusing.clone(), lose_replies.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -43,14 +47,22 @@ impl Proxy {
                 c.lock()
                     .unwrap()
                     .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let lose = l
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
                 pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                if lose {
+                    swallow_reply(server, client);
+                } else {
+                    pipe(server, client);
+                }
             }
         });
         Proxy {
             port,
             conns,
             refusing,
+            lose_replies,
         }
     }
 
@@ -87,6 +99,16 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
             }
         }
         let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// Reads the server's answer and closes both sides without passing it on.
+fn swallow_reply(mut server: TcpStream, client: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        let _ = server.read(&mut buf);
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
     });
 }
 
@@ -202,6 +224,39 @@ fn an_unreachable_exchange_is_a_connection_error_and_receiving_resumes_after() {
         assert_eq!(agent.recv(15.0).unwrap(), m);
         expect_err(agent.recv(0.5), ACADEMY_ERR_TIMEOUT);
         agent.heartbeat().unwrap();
+    }
+}
+
+#[test]
+fn a_send_whose_answer_is_lost_is_retried_and_delivered_once() {
+    for (name, url) in exchanges() {
+        let proxy = Proxy::start(port_of(&url));
+        let direct = Factory::new(&url, None).unwrap();
+        let owner = direct.user(None).unwrap();
+        let reg = owner.register_agent("faults.Once", None).unwrap();
+        let agent_id = agent_id_of(&reg);
+        let agent = direct.agent(&reg).unwrap();
+        let through = Factory::new(
+            &proxy.url(),
+            Some(r#"{"retries": 2, "initial_retry_backoff_s": 0.05}"#),
+        )
+        .unwrap();
+        let sender = through.user(None).unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            proxy.lose_replies.store(1, Ordering::SeqCst);
+            let m = message(&sender.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+            sender.send(&m).unwrap(); // the first try's answer is lost; the retry's is not
+            sent.push(m);
+        }
+        let mut received = Vec::new();
+        while let Ok(m) = agent.recv(1.5) {
+            received.push(m);
+        }
+        assert_eq!(
+            received, sent,
+            "{name}: each message exactly once, in order"
+        );
     }
 }
 
