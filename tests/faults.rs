@@ -260,6 +260,75 @@ fn a_send_whose_answer_is_lost_is_retried_and_delivered_once() {
     }
 }
 
+fn spawn_embedded(port: u16) -> *mut academy::ffi::exchange::academy_exchange {
+    let options = c(&format!(r#"{{"port": {port}}}"#));
+    let mut ex = std::ptr::null_mut();
+    check(unsafe { academy::ffi::exchange::academy_exchange_spawn(options.as_ptr(), &mut ex) })
+        .unwrap();
+    ex
+}
+
+fn stop_embedded(ex: *mut academy::ffi::exchange::academy_exchange) {
+    check(unsafe { academy::ffi::exchange::academy_exchange_stop(ex) }).unwrap();
+    unsafe { academy::ffi::exchange::academy_exchange_free(ex) };
+}
+
+/// A restarted exchange (in-memory backends) has forgotten every mailbox:
+/// while it is down, receives say CONNECTION; after, the client is told
+/// its mailbox is unknown (BAD_ENTITY_ID) rather than waiting forever.
+#[test]
+fn an_exchange_restarted_under_listening_clients() {
+    for python in [false, true] {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut py = python.then(|| PyExchange::start_at(&common::python(), port, "", ""));
+        let ours = (!python).then(|| spawn_embedded(port));
+        let factory = Factory::new(&url, Some(r#"{"retries": 0}"#)).unwrap();
+        let user = factory.user(None).unwrap();
+        let reg = user.register_agent("faults.Restart", None).unwrap();
+        let agent = factory.agent(&reg).unwrap();
+        let m = message(
+            &user.id(),
+            &agent_id_of(&reg),
+            r#"{"kind": "ping-request"}"#,
+        );
+        user.send(&m).unwrap();
+        assert_eq!(agent.recv(10.0).unwrap(), m);
+
+        match (&mut py, ours) {
+            (Some(p), _) => p.kill(),
+            (None, Some(ex)) => stop_embedded(ex),
+            _ => unreachable!(),
+        }
+        let down = agent.recv(2.0).unwrap_err().status;
+        assert!(
+            down == ACADEMY_ERR_CONNECTION || down == ACADEMY_ERR_TIMEOUT,
+            "{down:?}"
+        );
+
+        let restarted_py = python.then(|| PyExchange::start_at(&common::python(), port, "", ""));
+        let restarted = (!python).then(|| spawn_embedded(port));
+        let start = Instant::now();
+        let text = expect_err(agent.recv(15.0), ACADEMY_ERR_BAD_ENTITY_ID);
+        assert!(start.elapsed() < Duration::from_secs(15), "{text}");
+        // The application can register again and go on.
+        let fresh = factory.user(None).unwrap();
+        let reg = fresh.register_agent("faults.Restart", None).unwrap();
+        let again = factory.agent(&reg).unwrap();
+        let m = message(
+            &fresh.id(),
+            &agent_id_of(&reg),
+            r#"{"kind": "ping-request"}"#,
+        );
+        fresh.send(&m).unwrap();
+        assert_eq!(again.recv(10.0).unwrap(), m);
+        drop((again, fresh, agent, user, restarted_py));
+        if let Some(ex) = restarted {
+            stop_embedded(ex);
+        }
+    }
+}
+
 #[test]
 fn a_server_that_never_answers_times_out_on_time() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

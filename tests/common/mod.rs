@@ -76,7 +76,16 @@ impl PyExchange {
         extra_toml: &str,
         backend_toml: &str,
     ) -> PyExchange {
-        let port = free_port();
+        Self::start_at(python, free_port(), extra_toml, backend_toml)
+    }
+
+    /// The same on a given port (to restart an exchange where it was).
+    pub fn start_at(
+        python: &std::path::Path,
+        port: u16,
+        extra_toml: &str,
+        backend_toml: &str,
+    ) -> PyExchange {
         let dir = std::env::temp_dir().join(format!("academy-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("exchange.toml");
