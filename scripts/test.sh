@@ -48,7 +48,7 @@ cargo test --release --all-targets 2>&1 | tee "$log"
 
 echo "== the bad-input test under valgrind (no memory errors, no definite leaks)"
 bad_input=$(cargo test --release --test bad_input --no-run 2>&1 | grep -o 'target/release/deps/bad_input-[a-f0-9]*' | head -1)
-valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=42 \
+valgrind --quiet --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=42 \
     "$bad_input" --test-threads=1 2>&1
 
 # One closing line for the whole run.
