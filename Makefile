@@ -5,7 +5,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror
 RELEASE := $(CURDIR)/target/release
 BUILD := examples-c/build
-EXAMPLES := demo calculator_agent call_agent
+EXAMPLES := demo calculator_agent call_agent fork_children
 
 .PHONY: all lib examples run test clean
 

@@ -247,7 +247,13 @@ impl Client {
 
     /// Whether this process made the client (false in a forked child).
     pub fn in_this_process(&self) -> bool {
-        self.inner.bound.check("client").is_ok()
+        self.check_process().is_ok()
+    }
+
+    /// `Closed`, with the reason, in a process other than the one that
+    /// made the client (a forked child).
+    pub fn check_process(&self) -> Result<()> {
+        self.inner.bound.check("client")
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -38,6 +38,24 @@ fn examples_run() {
     the_main_job_runs_on_any_exchange_url();
     a_c_user_calls_a_c_agent_in_another_process();
     the_main_job_is_clean_under_valgrind();
+    forked_children_use_the_library();
+}
+
+/// HPC launchers fork: 8 children of a process that already uses the
+/// library each register an agent (with handles of their own; the
+/// parent's answer CLOSED in them) and answer a call from the parent.
+fn forked_children_use_the_library() {
+    let out = run(&mut Command::new(example("fork_children")));
+    assert_eq!(
+        out,
+        "8 children answered from their own pid, 8 exited cleanly\n"
+    );
+    let (_, python) = exchanges().remove(0);
+    let out = run(Command::new(example("fork_children")).arg(&python));
+    assert_eq!(
+        out,
+        "8 children answered from their own pid, 8 exited cleanly\n"
+    );
 }
 
 /// No invalid read or write, and no definite leak, in a whole run of the

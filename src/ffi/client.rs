@@ -53,7 +53,9 @@ pub(crate) fn block<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 unsafe fn client_arg<'a>(client: *const academy_client) -> Result<&'a Client> {
-    Ok(&arg_ref(client, "client")?.client)
+    let client = &arg_ref(client, "client")?.client;
+    client.check_process()?;
+    Ok(client)
 }
 
 unsafe fn id_arg(ptr: *const c_char, name: &str) -> Result<EntityId> {
