@@ -157,3 +157,18 @@ fn the_header_compiles_as_cpp() {
         .arg("-")
         .stdin(std::fs::File::open(repo().join("examples-c/version_check.c")).unwrap()));
 }
+
+#[test]
+fn python_ctypes_loads_the_library_and_serves_and_calls() {
+    let lib = repo().join("target/release/libacademy.so");
+    let out = run(Command::new(common::python())
+        .arg(repo().join("tests/py/ctypes_agent.py"))
+        .arg(&lib));
+    assert_eq!(
+        out,
+        format!(
+            "add 42\nsub remote error no action sub\nserved [0]\nversion {}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
