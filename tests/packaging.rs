@@ -172,3 +172,27 @@ fn python_ctypes_loads_the_library_and_serves_and_calls() {
         )
     );
 }
+
+fn go_tool() -> PathBuf {
+    let in_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("go"))
+                .find(|g| g.exists())
+        })
+        .unwrap_or_default();
+    let go = in_path.unwrap_or_else(|| PathBuf::from("/usr/local/go/bin/go"));
+    assert!(go.exists(), "the Go toolchain is needed for the Go binding's tests (go not in PATH nor /usr/local/go/bin)");
+    go
+}
+
+#[test]
+fn the_go_package_passes_its_tests() {
+    let out = run(Command::new(go_tool())
+        .args(["test", "-count=1", "./..."])
+        .current_dir(repo().join("go")));
+    assert!(
+        out.contains("ok  \tgithub.com/academy-agents/libacademy/go"),
+        "{out}"
+    );
+}

@@ -1,0 +1,404 @@
+// Package academy is the Go binding of libacademy: take part in Academy
+// multi-agent systems (academy-py 1.0 wire compatible) from Go.
+//
+// Build the library first (`make lib` at the repository root); the package
+// links target/release/libacademy.so. Every call is safe from many
+// goroutines; calls that talk to the exchange block the calling goroutine.
+package academy
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#cgo LDFLAGS: -L${SRCDIR}/../target/release -lacademy -Wl,-rpath,${SRCDIR}/../target/release
+#include <stdint.h>
+#include <stdlib.h>
+#include "academy.h"
+
+extern void goActionHandler(void *user_data, char *action, char *args, char *kwargs, academy_reply *reply);
+
+static enum academy_status serve_go(struct academy_client *client, uintptr_t handle) {
+	return academy_agent_serve(client, (academy_action_fn)goActionHandler, (void *)handle);
+}
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"time"
+	"unsafe"
+)
+
+// Status is a libacademy status code.
+type Status int
+
+// The status codes of the C API (fixed values).
+const (
+	StatusOK                Status = 0
+	StatusInvalidArgument   Status = 1
+	StatusTimeout           Status = 2
+	StatusBadEntityID       Status = 3
+	StatusMailboxTerminated Status = 4
+	StatusUnauthorized      Status = 5
+	StatusForbidden         Status = 6
+	StatusMessageTooLarge   Status = 7
+	StatusBadRequest        Status = 8
+	StatusConnection        Status = 9
+	StatusHTTP              Status = 10
+	StatusProtocol          Status = 11
+	StatusClosed            Status = 12
+	StatusRemote            Status = 13
+	StatusInternal          Status = 99
+)
+
+func (s Status) String() string {
+	return C.GoString(C.academy_status_str(C.enum_academy_status(s)))
+}
+
+// Error is a failed call: its status and libacademy's detail text.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("academy: %s: %s", e.Status, e.Message) }
+
+// Is matches errors by status, so errors.Is(err, academy.ErrTimeout) works.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	return errors.As(target, &t) && t.Message == "" && t.Status == e.Status
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrInvalidArgument   = &Error{Status: StatusInvalidArgument}
+	ErrTimeout           = &Error{Status: StatusTimeout}
+	ErrBadEntityID       = &Error{Status: StatusBadEntityID}
+	ErrMailboxTerminated = &Error{Status: StatusMailboxTerminated}
+	ErrForbidden         = &Error{Status: StatusForbidden}
+	ErrConnection        = &Error{Status: StatusConnection}
+	ErrClosed            = &Error{Status: StatusClosed}
+	ErrRemote            = &Error{Status: StatusRemote}
+)
+
+// call runs one C call and reads its error on the same OS thread
+// (academy_last_error is thread-local).
+func call(f func() C.enum_academy_status) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := f()
+	if s == C.ACADEMY_OK {
+		return nil
+	}
+	return &Error{Status: Status(s), Message: C.GoString(C.academy_last_error())}
+}
+
+type cstrings []*C.char
+
+func (c *cstrings) add(s string) *C.char {
+	p := C.CString(s)
+	*c = append(*c, p)
+	return p
+}
+
+func (c cstrings) free() {
+	for _, p := range c {
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+func takeString(p *C.char) string {
+	s := C.GoString(p)
+	C.academy_string_free(p)
+	return s
+}
+
+func seconds(d time.Duration) C.double {
+	if d < 0 {
+		return -1
+	}
+	return C.double(d.Seconds())
+}
+
+// Version is the version of libacademy.
+func Version() string { return C.GoString(C.academy_version()) }
+
+// Options of a factory; zero values mean the library's defaults.
+type Options struct {
+	AdditionalHeaders   map[string]string `json:"additional_headers,omitempty"`
+	SSLVerify           *bool             `json:"ssl_verify,omitempty"`
+	CAFile              string            `json:"ca_file,omitempty"`
+	RequestTimeout      float64           `json:"request_timeout_s,omitempty"`
+	ConnectTimeout      float64           `json:"connect_timeout_s,omitempty"`
+	Retries             *int              `json:"retries,omitempty"`
+	HeartbeatInterval   float64           `json:"heartbeat_interval_s,omitempty"`
+	MaxConcurrency      int               `json:"max_concurrency,omitempty"`
+	InitialRetryBackoff float64           `json:"initial_retry_backoff_s,omitempty"`
+}
+
+// Factory makes clients of one exchange.
+type Factory struct{ ptr *C.struct_academy_factory }
+
+// NewFactory makes a factory for the exchange at url; opts may be nil.
+func NewFactory(url string, opts *Options) (*Factory, error) {
+	var cs cstrings
+	defer cs.free()
+	var options *C.char
+	if opts != nil {
+		text, err := json.Marshal(opts)
+		if err != nil {
+			return nil, err
+		}
+		options = cs.add(string(text))
+	}
+	f := &Factory{}
+	if err := call(func() C.enum_academy_status {
+		return C.academy_http_factory_new(cs.add(url), options, &f.ptr)
+	}); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close frees the factory (clients made from it stay valid).
+func (f *Factory) Close() {
+	C.academy_factory_free(f.ptr)
+	f.ptr = nil
+}
+
+// Client is bound to one mailbox.
+type Client struct{ ptr *C.struct_academy_client }
+
+// NewUserClient registers a new user mailbox and returns its client.
+func (f *Factory) NewUserClient(name string) (*Client, error) {
+	var cs cstrings
+	defer cs.free()
+	c := &Client{}
+	var n *C.char
+	if name != "" {
+		n = cs.add(name)
+	}
+	if err := call(func() C.enum_academy_status { return C.academy_user_client_new(f.ptr, n, &c.ptr) }); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewAgentClient makes the client of a registered agent.
+func (f *Factory) NewAgentClient(registration string) (*Client, error) {
+	var cs cstrings
+	defer cs.free()
+	c := &Client{}
+	reg := cs.add(registration)
+	if err := call(func() C.enum_academy_status { return C.academy_agent_client_new(f.ptr, reg, &c.ptr) }); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) outString(f func(out **C.char) C.enum_academy_status) (string, error) {
+	var out *C.char
+	if err := call(func() C.enum_academy_status { return f(&out) }); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
+// MailboxID is the JSON id of the client's mailbox.
+func (c *Client) MailboxID() (string, error) {
+	return c.outString(func(o **C.char) C.enum_academy_status { return C.academy_client_mailbox_id(c.ptr, o) })
+}
+
+// RegisterAgent registers a new agent mailbox (agentTypes: the class MRO,
+// comma-joined, most derived first) and returns its registration JSON.
+func (c *Client) RegisterAgent(agentTypes, name string) (string, error) {
+	var cs cstrings
+	defer cs.free()
+	t := cs.add(agentTypes)
+	var n *C.char
+	if name != "" {
+		n = cs.add(name)
+	}
+	return c.outString(func(o **C.char) C.enum_academy_status { return C.academy_client_register_agent(c.ptr, t, n, o) })
+}
+
+// Send sends a message (its JSON).
+func (c *Client) Send(message string) error {
+	var cs cstrings
+	defer cs.free()
+	m := cs.add(message)
+	return call(func() C.enum_academy_status { return C.academy_client_send(c.ptr, m) })
+}
+
+// Recv waits up to timeout (negative: forever) for the next message.
+func (c *Client) Recv(timeout time.Duration) (string, error) {
+	return c.outString(func(o **C.char) C.enum_academy_status { return C.academy_client_recv(c.ptr, seconds(timeout), o) })
+}
+
+// MailboxStatus of a mailbox.
+type MailboxStatus int
+
+// Mailbox statuses.
+const (
+	Missing    MailboxStatus = 0
+	Active     MailboxStatus = 1
+	Inactive   MailboxStatus = 2
+	Terminated MailboxStatus = 3
+)
+
+// Status of the mailbox id (JSON).
+func (c *Client) Status(id string) (MailboxStatus, error) {
+	var cs cstrings
+	defer cs.free()
+	i := cs.add(id)
+	var out C.enum_academy_mailbox_status
+	err := call(func() C.enum_academy_status { return C.academy_client_status(c.ptr, i, &out) })
+	return MailboxStatus(out), err
+}
+
+// Terminate the mailbox id (JSON).
+func (c *Client) Terminate(id string) error {
+	var cs cstrings
+	defer cs.free()
+	i := cs.add(id)
+	return call(func() C.enum_academy_status { return C.academy_client_terminate(c.ptr, i) })
+}
+
+// Discover agents of a class; returns their JSON ids.
+func (c *Client) Discover(agentType string, allowSubclasses bool) ([]json.RawMessage, error) {
+	var cs cstrings
+	defer cs.free()
+	t := cs.add(agentType)
+	text, err := c.outString(func(o **C.char) C.enum_academy_status {
+		return C.academy_client_discover(c.ptr, t, C.bool(allowSubclasses), o)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ids []json.RawMessage
+	return ids, json.Unmarshal([]byte(text), &ids)
+}
+
+// Action calls an action of an agent with JSON serialization.
+func (c *Client) Action(agentID, action string, args []any, kwargs map[string]any, timeout time.Duration) (json.RawMessage, error) {
+	var cs cstrings
+	defer cs.free()
+	if args == nil {
+		args = []any{}
+	}
+	if kwargs == nil {
+		kwargs = map[string]any{}
+	}
+	a, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	k, err := json.Marshal(kwargs)
+	if err != nil {
+		return nil, err
+	}
+	id, act, ap, kp := cs.add(agentID), cs.add(action), cs.add(string(a)), cs.add(string(k))
+	text, err := c.outString(func(o **C.char) C.enum_academy_status {
+		return C.academy_client_action(c.ptr, id, act, ap, kp, seconds(timeout), o)
+	})
+	return json.RawMessage(text), err
+}
+
+// Ping an agent; returns the round-trip time.
+func (c *Client) Ping(agentID string, timeout time.Duration) (time.Duration, error) {
+	var cs cstrings
+	defer cs.free()
+	id := cs.add(agentID)
+	var rtt C.double
+	err := call(func() C.enum_academy_status { return C.academy_client_ping(c.ptr, id, seconds(timeout), &rtt) })
+	return time.Duration(float64(rtt) * float64(time.Second)), err
+}
+
+// ShutdownAgent asks an agent to shut down (terminate: -1 default, 0, 1).
+func (c *Client) ShutdownAgent(agentID string, terminate int) error {
+	var cs cstrings
+	defer cs.free()
+	id := cs.add(agentID)
+	return call(func() C.enum_academy_status { return C.academy_client_shutdown_agent(c.ptr, id, C.int(terminate)) })
+}
+
+// Handler serves one action: it returns the result (any JSON-marshalable
+// value) or an error, which the caller sees as a remote exception.
+type Handler func(action string, args, kwargs json.RawMessage) (any, error)
+
+//export goActionHandler
+func goActionHandler(userData unsafe.Pointer, action, args, kwargs *C.char, reply *C.struct_academy_reply) {
+	handler := cgo.Handle(uintptr(userData)).Value().(Handler)
+	result, err := handler(C.GoString(action), json.RawMessage(C.GoString(args)), json.RawMessage(C.GoString(kwargs)))
+	var text []byte
+	if err == nil {
+		text, err = json.Marshal(result)
+	}
+	var cs cstrings
+	defer cs.free()
+	if err != nil {
+		C.academy_reply_error(reply, cs.add(err.Error()))
+		return
+	}
+	C.academy_reply_ok(reply, cs.add(string(text)))
+}
+
+// Serve serves the agent of this client until it is shut down or Stop is
+// called; handlers run on library threads, up to the factory's
+// MaxConcurrency at once.
+func (c *Client) Serve(handler Handler) error {
+	h := cgo.NewHandle(handler)
+	defer h.Delete()
+	return call(func() C.enum_academy_status { return C.serve_go(c.ptr, C.uintptr_t(h)) })
+}
+
+// Stop ends Serve from another goroutine.
+func (c *Client) Stop() error {
+	return call(func() C.enum_academy_status { return C.academy_agent_stop(c.ptr) })
+}
+
+// Close stops the client (a user client terminates its mailbox) and frees it.
+func (c *Client) Close() error {
+	err := call(func() C.enum_academy_status { return C.academy_client_close(c.ptr) })
+	C.academy_client_free(c.ptr)
+	c.ptr = nil
+	return err
+}
+
+// Exchange is an exchange server running in this process.
+type Exchange struct{ ptr *C.struct_academy_exchange }
+
+// SpawnExchange starts the embedded exchange (options: nil or JSON text
+// such as `{"port": 0}`).
+func SpawnExchange(options string) (*Exchange, error) {
+	var cs cstrings
+	defer cs.free()
+	var o *C.char
+	if options != "" {
+		o = cs.add(options)
+	}
+	e := &Exchange{}
+	if err := call(func() C.enum_academy_status { return C.academy_exchange_spawn(o, &e.ptr) }); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// URL clients use to reach the exchange.
+func (e *Exchange) URL() (string, error) {
+	var out *C.char
+	if err := call(func() C.enum_academy_status { return C.academy_exchange_url(e.ptr, &out) }); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
+// Close stops and frees the exchange.
+func (e *Exchange) Close() error {
+	err := call(func() C.enum_academy_status { return C.academy_exchange_stop(e.ptr) })
+	C.academy_exchange_free(e.ptr)
+	e.ptr = nil
+	return err
+}

@@ -1,0 +1,3 @@
+module github.com/academy-agents/libacademy/go
+
+go 1.21
