@@ -43,7 +43,7 @@ install-files:
 	ln -sf libacademy.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libacademy.so.$(MAJOR)
 	ln -sf libacademy.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libacademy.so
 	install -m 644 $(RELEASE)/libacademy.a $(DESTDIR)$(PREFIX)/lib/libacademy.a
-	install -m 644 include/academy.h $(DESTDIR)$(PREFIX)/include/academy.h
+	install -m 644 include/academy.h include/academy.hpp $(DESTDIR)$(PREFIX)/include/
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: academy' 'Description: libacademy, the Academy agent framework for C' 'Version: $(VERSION)' \
 	  'Libs: -L$${libdir} -lacademy' 'Libs.private: $(STATIC_LIBS)' 'Cflags: -I$${includedir}' \

@@ -45,6 +45,7 @@ fn installs_with_pkg_config_and_a_versioned_soname() {
         "lib/libacademy.so",
         "lib/libacademy.so.0",
         "include/academy.h",
+        "include/academy.hpp",
         "lib/pkgconfig/academy.pc",
     ] {
         assert!(prefix.join(f).exists(), "{f} is installed");
@@ -195,4 +196,21 @@ fn the_go_package_passes_its_tests() {
         out.contains("ok  \tgithub.com/academy-agents/libacademy/go"),
         "{out}"
     );
+}
+
+#[test]
+fn the_cpp_example_builds_with_cmake_against_the_installed_package() {
+    let prefix = temp("cmake-prefix");
+    install(&prefix);
+    let build = temp("cmake-build");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(repo().join("examples-cpp"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display())));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    let out =
+        run(Command::new(build.join("call_agent")).env("LD_LIBRARY_PATH", prefix.join("lib")));
+    assert_eq!(out, "add(2, 3) = 5.0\ndivide failed: remote\n");
 }
