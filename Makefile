@@ -28,7 +28,7 @@ $(BUILD)/%: examples-c/%.c examples-c/common.h include/academy.h $(RELEASE)/liba
 
 # The main job. Pass URL=http://host:port to use another exchange.
 run: examples
-	$(BUILD)/demo $(URL)
+	./scripts/main-job.sh $(URL)
 
 test:
 	./scripts/test.sh

@@ -39,6 +39,20 @@ fn examples_run() {
     a_c_user_calls_a_c_agent_in_another_process();
     the_main_job_is_clean_under_valgrind();
     forked_children_use_the_library();
+    the_readme_main_job_runs();
+}
+
+/// `make run`'s script: in one process on the embedded exchange, then
+/// across processes through the `academy-exchange` server; no Python.
+fn the_readme_main_job_runs() {
+    let out =
+        run(Command::new(repo().join("scripts/main-job.sh")).env_remove("ACADEMY_EXCHANGE_URL"));
+    assert!(out.contains("add(2, 3) = 5\n"), "{out}");
+    assert!(
+        out.contains("started academy-exchange at http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("add(40, 2) = 42\n"), "{out}");
 }
 
 /// HPC launchers fork: 8 children of a process that already uses the
