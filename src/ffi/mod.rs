@@ -236,3 +236,47 @@ pub unsafe extern "C" fn academy_string_free(s: *mut c_char) {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        unsafe { CStr::from_ptr(academy_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_and_never_unwinds_into_c() {
+        let status = boundary(|| panic!("something impossible"));
+        assert_eq!(status, academy_status::ACADEMY_ERR_INTERNAL);
+        assert!(last().contains("something impossible"), "{}", last());
+        boundary_void(|| panic!("in a free function"));
+        assert_eq!(boundary(|| Ok(())), academy_status::ACADEMY_OK);
+        assert_eq!(last(), "", "success clears the last error");
+    }
+
+    #[test]
+    fn errors_set_the_thread_local_last_error() {
+        let status = boundary(|| Err(Error::new(Status::Timeout, "slow")));
+        assert_eq!(status, academy_status::ACADEMY_ERR_TIMEOUT);
+        assert_eq!(last(), "slow");
+        std::thread::spawn(|| assert_eq!(last(), "", "another thread has its own"))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn every_status_has_a_text() {
+        for s in [
+            Status::Ok,
+            Status::InvalidArgument,
+            Status::Remote,
+            Status::Internal,
+        ] {
+            let text = unsafe { CStr::from_ptr(academy_status_str(s.into())) };
+            assert_eq!(text.to_str().unwrap(), s.as_str());
+        }
+    }
+}
