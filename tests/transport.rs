@@ -141,8 +141,12 @@ fn messages_arrive_unchanged_and_errors_map() {
         );
 
         // A message that arrives after a timed-out receive is not lost.
-        user.send(&sent).unwrap();
-        assert_eq!(agent.recv(10.0).unwrap(), sent);
+        let later = message(&user.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+        user.send(&later).unwrap();
+        assert_eq!(agent.recv(10.0).unwrap(), later);
+        // The same message (same tag) sent again is a duplicate: dropped.
+        user.send(&later).unwrap();
+        expect_err(agent.recv(0.5), ACADEMY_ERR_TIMEOUT);
 
         // Unknown and terminated destinations.
         let nowhere = message(
