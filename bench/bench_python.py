@@ -1,0 +1,145 @@
+"""The same workloads as examples/bench.rs, with academy-py's own client.
+
+Usage: bench_python.py WORKLOAD URL [ARGS]   (prints one JSON object)
+"""
+
+import asyncio
+import json
+import resource
+import sys
+import time
+import uuid
+
+from academy.agent import Agent, action
+from academy.exchange.cloud.client import HttpExchangeFactory, HttpExchangeTransport, _HttpConnectionInfo
+from academy.handle import Handle
+from academy.identifier import AgentId
+from academy.manager import Manager
+from academy.message import Message, PingRequest
+from academy.serialize import SerializationStrategy
+
+
+class Calc(Agent):
+    @action
+    async def add(self, a, b):
+        return a + b
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[round((len(xs) - 1) * p)]
+
+
+async def latencies(n, f):
+    for _ in range(min(n, 50)):
+        await f()
+    ms = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await f()
+        ms.append((time.perf_counter() - t) * 1e3)
+    return {'p50_ms': percentile(ms, 0.5), 'p99_ms': percentile(ms, 0.99), 'n': n}
+
+
+async def with_agent(url, n, what):
+    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+        handle = await manager.launch(Calc)
+        h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
+        if what == 'ping':
+            result = await latencies(n, h.ping)
+        else:
+            result = await latencies(n, lambda: h.add(1, 2))
+        await handle.shutdown()
+        return result
+
+
+async def transport(url, mailbox=None):
+    info = _HttpConnectionInfo(url=url, additional_headers={})
+    return await HttpExchangeTransport.new(connection_info=info, auth_method=None, mailbox_id=mailbox)
+
+
+async def throughput(url, total, in_flight):
+    sender = await transport(url)
+    registration = await sender.register_agent(Calc)
+    sink = await transport(url, registration.agent_id)
+    dest = registration.agent_id
+    tags, duplicated = set(), 0
+
+    async def receive():
+        nonlocal duplicated
+        async for message in sink.listen():
+            if message.tag in tags:
+                duplicated += 1
+            tags.add(message.tag)
+            if len(tags) >= total:
+                return
+
+    receiving = asyncio.create_task(receive())
+    start = time.perf_counter()
+
+    async def send(k):
+        for _ in range(k):
+            await sender.send(Message.create(src=sender.mailbox_id, dest=dest, body=PingRequest()))
+
+    await asyncio.gather(*(send(total // in_flight + (i < total % in_flight)) for i in range(in_flight)))
+    try:
+        await asyncio.wait_for(receiving, 60)
+    except asyncio.TimeoutError:
+        pass
+    seconds = time.perf_counter() - start
+    await sender.close()
+    await sink.close()
+    return {'msgs_per_s': len(tags) / seconds, 'lost': total - len(tags), 'duplicated': duplicated,
+            'in_flight': in_flight, 'n': total}
+
+
+async def cpu(url, n):
+    sender = await transport(url)
+    registration = await sender.register_agent(Calc)
+    message = Message.create(src=sender.mailbox_id, dest=registration.agent_id, body=PingRequest())
+    before = time.process_time()
+    for _ in range(n):
+        await sender.send(message)
+    spent = time.process_time() - before
+    await sender.close()
+    return {'cpu_s_per_1000': spent * 1000 / n,
+            'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'n': n}
+
+
+def rss_mib():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def clients(url, n):
+    base = rss_mib()
+    factory = HttpExchangeFactory(url)
+    held = [await factory.create_user_client() for _ in range(n)]
+    await asyncio.sleep(1)
+    result = {'clients': n, 'rss_mib': rss_mib(), 'base_rss_mib': base}
+    for c in held:
+        await c.close()
+    return result
+
+
+async def main():
+    workload, url, *rest = sys.argv[1:]
+    nums = [int(x) for x in rest]
+    if workload in ('ping', 'action'):
+        out = await with_agent(url, nums[0] if nums else 2000, workload)
+    elif workload == 'throughput':
+        out = await throughput(url, nums[0], nums[1])
+    elif workload == 'cpu':
+        out = await cpu(url, nums[0])
+    elif workload == 'clients':
+        out = await clients(url, nums[0])
+    else:
+        raise SystemExit(f'unknown workload {workload}')
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == '__main__':
+    asyncio.run(main())

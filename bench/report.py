@@ -1,0 +1,172 @@
+"""Turns bench/results.jsonl into BENCHMARKS.md and bench/chart.png."""
+
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+path, reps = sys.argv[1], sys.argv[2]
+runs = defaultdict(list)
+for line in open(path):
+    r = json.loads(line)
+    runs[(r['exchange'], r['client'], r['workload'])].append(r['result'])
+
+
+def med(exchange, client, workload, key):
+    values = [r[key] for r in runs.get((exchange, client, workload), []) if key in r]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return 'n/a'
+    if v >= 1000:
+        return f'{v:,.0f}'
+    return f'{v:.{digits}f}'
+
+
+def ratio(a, b):
+    return f'{a / b:.2f}x' if a is not None and b not in (None, 0) else 'n/a'
+
+
+rows = [
+    ('ping p50 (ms)', 'ping', 'p50_ms'),
+    ('ping p99 (ms)', 'ping', 'p99_ms'),
+    ('action p50 (ms)', 'action', 'p50_ms'),
+    ('one-way msg/s, sequential', 'seq', 'msgs_per_s'),
+    ('one-way msg/s, 32 in flight', 'inflight32', 'msgs_per_s'),
+    ('client CPU s per 1,000 sends', 'cpu', 'cpu_s_per_1000'),
+    ('peak RSS of a sending process (MiB)', 'cpu', 'peak_rss_mib'),
+    ('RSS with 1 listening client (MiB)', 'clients1', 'rss_mib'),
+    ('RSS with 100 listening clients (MiB)', 'clients100', 'rss_mib'),
+]
+lines = ['| metric | exchange | libacademy | academy-py | ours / academy-py |', '|---|---|---|---|---|']
+for label, workload, key in rows:
+    for exchange in ('python', 'embedded'):
+        ours, theirs = med(exchange, 'ours', workload, key), med(exchange, 'theirs', workload, key)
+        name = 'academy-py 1.0.0' if exchange == 'python' else 'embedded (Rust)'
+        lines.append(f'| {label} | {name} | {fmt(ours)} | {fmt(theirs)} | {ratio(ours, theirs)} |')
+lost = sum(r.get('lost', 0) for rs in runs.values() for r in rs)
+duplicated = sum(r.get('duplicated', 0) for rs in runs.values() for r in rs)
+
+exch = ['| metric (same client) | client | academy-py exchange | embedded exchange | embedded / academy-py |', '|---|---|---|---|---|']
+for label, workload, key in rows[:5]:
+    for client, name in (('ours', 'libacademy'), ('theirs', 'academy-py')):
+        a, b = med('python', client, workload, key), med('embedded', client, workload, key)
+        exch.append(f'| {label} | {name} | {fmt(a)} | {fmt(b)} | {ratio(b, a)} |')
+
+ceiling_py = med('python', 'ours', 'ceiling', 'msgs_per_s')
+ceiling_ours = med('embedded', 'ours', 'ceiling', 'msgs_per_s')
+c10k = med('embedded', 'ours', 'clients10000', 'rss_mib')
+c10k_py = med('python', 'ours', 'clients10000', 'rss_mib')
+many = med('embedded', 'ours', 'clients10000', 'clients')
+many = f'{many:,.0f}' if many else '10,000'
+
+
+def goal(text, ok):
+    return f'| {text} | {"met" if ok else "not met"} |'
+
+
+g = ['| goal | result |', '|---|---|']
+o32 = med('python', 'ours', 'inflight32', 'msgs_per_s')
+g.append(goal(f'through academy-py\'s exchange, 32 in flight >= 90% of its ceiling ({fmt(o32)} of {fmt(ceiling_py)} msg/s)',
+              o32 is not None and ceiling_py and o32 >= 0.9 * ceiling_py))
+oseq, tseq = med('python', 'ours', 'seq', 'msgs_per_s'), med('python', 'theirs', 'seq', 'msgs_per_s')
+g.append(goal(f'sequential sends >= 2x academy-py\'s ({fmt(oseq)} vs {fmt(tseq)} msg/s)', oseq and tseq and oseq >= 2 * tseq))
+op = med('python', 'ours', 'ping', 'p50_ms')
+g.append(goal(f'ping p50 <= 1.2 ms through academy-py\'s exchange ({fmt(op)} ms)', op is not None and op <= 1.2))
+oc, tc = med('python', 'ours', 'cpu', 'cpu_s_per_1000'), med('python', 'theirs', 'cpu', 'cpu_s_per_1000')
+g.append(goal(f'client CPU per message <= 1/10 of academy-py\'s ({fmt(oc, 3)} vs {fmt(tc, 3)} s per 1,000)', oc and tc and oc <= tc / 10))
+r1 = med('python', 'ours', 'clients1', 'rss_mib')
+g.append(goal(f'a process with one client < 10 MB RSS ({fmt(r1)} MiB)', r1 is not None and r1 < 10))
+ep = med('embedded', 'ours', 'ping', 'p50_ms')
+g.append(goal(f'embedded exchange: ping p50 < 150 us ({fmt(ep * 1000 if ep else None, 0)} us)', ep is not None and ep < 0.150))
+e32 = med('embedded', 'ours', 'inflight32', 'msgs_per_s')
+g.append(goal(f'embedded exchange: >= 50,000 msg/s with 32 in flight ({fmt(e32)} msg/s)', e32 is not None and e32 >= 50000))
+g.append(goal(f'10,000 listening clients in one process < 300 MB RSS ({many} clients: {fmt(c10k)} MiB)',
+              c10k is not None and many == '10,000' and c10k < 300))
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return ''
+
+
+cores = sh('nproc')
+model = sh("lscpu | sed -n 's/^Model name: *//p'")
+memory = sh("free -g | awk '/Mem:/ {print $2}'")
+load = sh('cat /proc/loadavg')
+machine = f'{cores} cores ({model}), {memory} GiB memory; load at the end: {load}'
+doc = f"""# Benchmarks
+
+libacademy (C API and Rust core) beside academy-py 1.0.0's own client
+(`HttpExchangeTransport` with SSE listen, and `Handle` with JSON
+serialization), on academy-py's exchange and on libacademy's embedded
+exchange, measured in one run of `bench/run` on {datetime.date.today()}.
+Each figure is the median of {reps} repetitions.
+
+Machine: {machine}.
+
+## Client beside client
+
+{chr(10).join(lines)}
+
+Ping and action: a user calls an agent of its own language served in the
+same process, through the exchange (libacademy: `academy_agent_serve`;
+academy-py: an `Agent` launched by its `Manager`). Throughput: 5,000 small
+messages counted at the receiver; lost {lost}, duplicated {duplicated} in
+the whole run. CPU: process CPU time while sending to a mailbox nobody reads.
+
+## Exchange beside exchange
+
+{chr(10).join(exch)}
+
+Exchange ceiling (libacademy client, 128 in flight): academy-py's exchange
+{fmt(ceiling_py)} msg/s, the embedded exchange {fmt(ceiling_ours)} msg/s.
+RSS of one process holding {many} listening clients: {fmt(c10k)} MiB on the
+embedded exchange, {fmt(c10k_py)} MiB on academy-py's.
+
+## Goals
+
+{chr(10).join(g)}
+
+## Rerun
+
+```sh
+bench/run                 # BENCH_REPS=3 by default; BENCH_QUICK=1 for a 10x smaller trial
+```
+
+It installs academy-py 1.0.0 and matplotlib into `.venv-bench`, starts both
+exchanges on loopback ports, runs `examples/bench.rs` (ours) and
+`bench/bench_python.py` (academy-py) for every workload, and writes this
+file and `bench/chart.png` from `bench/results.jsonl`.
+
+![latency and throughput](bench/chart.png)
+"""
+open('BENCHMARKS.md', 'w').write(doc)
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+labels = ['academy-py exchange', 'embedded exchange']
+x = range(2)
+for i, (client, name) in enumerate((('ours', 'libacademy'), ('theirs', 'academy-py client'))):
+    vals = [med(e, client, 'ping', 'p50_ms') or 0 for e in ('python', 'embedded')]
+    ax1.bar([p + i * 0.38 for p in x], vals, width=0.38, label=name)
+    vals = [med(e, client, 'inflight32', 'msgs_per_s') or 0 for e in ('python', 'embedded')]
+    ax2.bar([p + i * 0.38 for p in x], vals, width=0.38, label=name)
+for ax, title in ((ax1, 'ping p50 (ms, lower is better)'), (ax2, 'msg/s, 32 in flight (higher is better)')):
+    ax.set_xticks([p + 0.19 for p in x])
+    ax.set_xticklabels(labels)
+    ax.set_title(title)
+    ax.legend()
+fig.tight_layout()
+fig.savefig('bench/chart.png', dpi=100)

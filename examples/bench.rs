@@ -1,0 +1,165 @@
+//! Benchmarks of our client (the numbers in BENCHMARKS.md; run by bench/run).
+//!
+//! `cargo run --release --example bench -- WORKLOAD URL [ARGS]` prints one
+//! JSON object. Workloads:
+//! - `ping N`: user -> agent -> user round trips to an agent served in this
+//!   process (through the exchange): p50/p99 in ms.
+//! - `action N`: `action("add", [1, 2])` round trips to the same agent.
+//! - `throughput N IN_FLIGHT`: one-way messages counted at the receiver.
+//! - `cpu N`: client CPU seconds per 1,000 messages sent, and peak RSS.
+//! - `clients N`: RSS of this process holding N listening clients.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use academy::{agent, Client, EntityId, Factory, FactoryOptions, Message};
+use serde_json::{json, Value};
+
+type R<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    academy::runtime::runtime().expect("runtime")
+}
+
+fn rusage() -> (f64, u64) {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (cpu(u.ru_utime) + cpu(u.ru_stime), u.ru_maxrss as u64)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A user, and an agent served on a thread of this process.
+fn user_and_agent(url: &str) -> R<(Client, EntityId, Client)> {
+    let factory = Factory::new(url, FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?)?;
+    let user = rt().block_on(factory.create_user_client(None))?;
+    let registration = rt().block_on(user.register_agent("bench.Calc", None))?;
+    let agent = rt().block_on(factory.create_agent_client(&registration))?;
+    let id = agent.mailbox_id().clone();
+    let serving = agent.clone();
+    std::thread::spawn(move || {
+        let _ = agent::serve(&serving, |call, reply| {
+            let args: Vec<f64> = serde_json::from_str(&call.args_json).unwrap_or_default();
+            let _ = reply.ok(&json!(args.iter().sum::<f64>()));
+        });
+    });
+    Ok((user, id, agent))
+}
+
+fn latencies(n: usize, mut f: impl FnMut() -> R<()>) -> R<Value> {
+    for _ in 0..n.min(50) {
+        f()?;
+    }
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        f()?;
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(json!({"p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99), "n": n}))
+}
+
+fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
+    let factory = Factory::new(url, FactoryOptions::default())?;
+    let user = Arc::new(rt().block_on(factory.create_user_client(None))?);
+    let registration = rt().block_on(user.register_agent("bench.Sink", None))?;
+    let sink = rt().block_on(factory.create_agent_client(&registration))?;
+    let dest = sink.mailbox_id().clone();
+    let receiver = std::thread::spawn(move || {
+        let mut tags = HashSet::new();
+        let mut duplicated = 0;
+        while tags.len() < total {
+            match rt().block_on(sink.recv(Some(Duration::from_secs(10)))) {
+                Ok(raw) => {
+                    if !tags.insert(Message::from_json(&raw).map(|m| m.header.tag).unwrap_or_default()) {
+                        duplicated += 1;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (tags.len(), duplicated, Instant::now())
+    });
+    let start = Instant::now();
+    let senders: Vec<_> = (0..in_flight)
+        .map(|i| {
+            let (user, dest) = (user.clone(), dest.clone());
+            std::thread::spawn(move || {
+                for _ in 0..total / in_flight + usize::from(i < total % in_flight) {
+                    let m = Message::create(user.mailbox_id().clone(), dest.clone(), json!({"kind": "ping-request"}), None).unwrap();
+                    rt().block_on(user.send(&m.to_json())).unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().map_err(|_| "a sender failed")?;
+    }
+    let (received, duplicated, end) = receiver.join().map_err(|_| "the receiver failed")?;
+    let seconds = end.duration_since(start).as_secs_f64();
+    Ok(json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
+              "in_flight": in_flight, "n": total}))
+}
+
+fn cpu(url: &str, n: usize) -> R<Value> {
+    let factory = Factory::new(url, FactoryOptions::default())?;
+    let user = rt().block_on(factory.create_user_client(None))?;
+    let registration = rt().block_on(user.register_agent("bench.Void", None))?;
+    let dest: Value = serde_json::from_str(&registration)?;
+    let dest = EntityId::from_value(&dest["agent_id"])?;
+    let message = Message::create(user.mailbox_id().clone(), dest, json!({"kind": "ping-request"}), None)?;
+    let (before, _) = rusage();
+    for _ in 0..n {
+        rt().block_on(user.send(&message.to_json()))?;
+    }
+    let (after, max_rss) = rusage();
+    Ok(json!({"cpu_s_per_1000": (after - before) * 1000.0 / n as f64, "peak_rss_mib": max_rss as f64 / 1024.0, "n": n}))
+}
+
+fn clients(url: &str, n: usize) -> R<Value> {
+    let factory = Factory::new(url, FactoryOptions::default())?;
+    let base = rss_kib();
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(rt().block_on(factory.create_user_client(None))?);
+    }
+    std::thread::sleep(Duration::from_secs(1)); // every listen stream open
+    Ok(json!({"clients": n, "rss_mib": rss_kib() as f64 / 1024.0, "base_rss_mib": base as f64 / 1024.0}))
+}
+
+fn main() -> R<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (workload, url) = (args[1].as_str(), args[2].as_str());
+    let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let out = match workload {
+        "ping" => {
+            let (user, id, _agent) = user_and_agent(url)?;
+            let t = Some(Duration::from_secs(10));
+            latencies(n(3, 2000), || Ok(rt().block_on(user.ping(id.clone(), t)).map(drop)?))?
+        }
+        "action" => {
+            let (user, id, _agent) = user_and_agent(url)?;
+            let t = Some(Duration::from_secs(10));
+            let (a, k) = (json!([1, 2]), json!({}));
+            latencies(n(3, 2000), || Ok(rt().block_on(user.action(id.clone(), "add", &a, &k, t)).map(drop)?))?
+        }
+        "throughput" => throughput(url, n(3, 5000), n(4, 32))?,
+        "cpu" => cpu(url, n(3, 2000))?,
+        "clients" => clients(url, n(3, 100))?,
+        other => return Err(format!("unknown workload {other}").into()),
+    };
+    println!("{out}");
+    std::process::exit(0) // skip closing thousands of clients one by one
+}
