@@ -346,8 +346,10 @@ enum academy_status academy_client_close(struct academy_client *client);
 
 /**
  * Frees a client, closing it first if needed (see `academy_client_close`).
- * In a child process after fork(), a client made by the parent is only
- * forgotten, never touched. Freeing NULL is a no-op.
+ * Do not free a client while another thread is still inside a call on it
+ * (for example `academy_agent_serve`): close it, wait for those calls to
+ * return, then free it. In a child process after fork(), a client made by
+ * the parent is only forgotten, never touched. Freeing NULL is a no-op.
  */
 void academy_client_free(struct academy_client *client);
 

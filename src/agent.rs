@@ -229,9 +229,13 @@ fn dispatch(
         let raw = match received {
             None => continue,
             Some(Ok(raw)) => raw,
-            Some(Err(e)) if e.status == Status::Timeout => continue,
-            Some(Err(e)) if e.status == Status::Connection => continue, // the listener reconnects
-            Some(Err(e)) => return Err(e),
+            // The mailbox is gone, not ours, or the client closed: stop.
+            Some(Err(e)) if crate::client::is_final(&e) || e.status == Status::Closed => {
+                return Err(e)
+            }
+            // Anything else (a timeout, the exchange down or answering 5xx)
+            // is transient: the listener keeps reconnecting.
+            Some(Err(_)) => continue,
         };
         let Ok(request) = Message::from_json(&raw) else {
             continue;

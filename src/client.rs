@@ -641,7 +641,7 @@ pub(crate) fn is_missing_endpoint(err: &Error) -> bool {
 }
 
 /// Errors after which listening again cannot help.
-fn is_final(err: &Error) -> bool {
+pub(crate) fn is_final(err: &Error) -> bool {
     matches!(
         err.status,
         Status::MailboxTerminated | Status::BadEntityId | Status::Unauthorized | Status::Forbidden

@@ -418,3 +418,19 @@ fn message_helpers_validate_in_academy_py_and_decode_its_answers() {
         "null"
     );
 }
+
+#[test]
+fn serving_ends_when_someone_terminates_the_mailbox() {
+    for (_, url) in exchanges() {
+        let factory = Arc::new(Factory::new(&url, None).unwrap());
+        let user = factory.user(None).unwrap();
+        let (_, agent_id, serving, _agent) = serve_c_agent(&factory, &user, "cagent.Doomed");
+        assert_eq!(
+            user.action(&agent_id, "add", Some("[1, 1]"), None, 10.0)
+                .unwrap(),
+            "2.0"
+        );
+        user.terminate(&agent_id).unwrap();
+        assert_eq!(serving.join().unwrap(), ACADEMY_ERR_MAILBOX_TERMINATED);
+    }
+}

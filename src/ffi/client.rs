@@ -363,8 +363,10 @@ pub unsafe extern "C" fn academy_client_close(client: *mut academy_client) -> ac
 }
 
 /// Frees a client, closing it first if needed (see `academy_client_close`).
-/// In a child process after fork(), a client made by the parent is only
-/// forgotten, never touched. Freeing NULL is a no-op.
+/// Do not free a client while another thread is still inside a call on it
+/// (for example `academy_agent_serve`): close it, wait for those calls to
+/// return, then free it. In a child process after fork(), a client made by
+/// the parent is only forgotten, never touched. Freeing NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
     boundary_void(|| {
