@@ -16,9 +16,12 @@ pub struct academy_factory {
 /// `auth_method` (null | "globus"), `additional_headers` (object of
 /// strings), `ssl_verify` (null = verify for https), `ca_file` (PEM path),
 /// `request_timeout_s` (60), `connect_timeout_s` (30), `retries` (1),
-/// `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30) and
-/// `max_concurrency` (1, for serving). The options are copied. Does not
-/// contact the exchange and does not block.
+/// `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30),
+/// `max_concurrency` (1, for serving) and `globus_token_url` (Globus Auth's;
+/// for `auth_method: "globus"`, which reads `ACADEMY_GLOBUS_CLIENT_ID` and
+/// `ACADEMY_GLOBUS_CLIENT_SECRET`). The options are copied. Does not contact
+/// the exchange and does not block. Proxies come from `HTTPS_PROXY`,
+/// `HTTP_PROXY` and `NO_PROXY`, as for the Python client.
 ///
 /// On success `*out` gets a factory that the caller frees with
 /// `academy_factory_free` (clients made from it stay valid after that).
