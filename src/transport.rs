@@ -270,6 +270,13 @@ impl Transport {
         }
     }
 
+    /// [`call`](Self::call) for an endpoint whose answer has no body.
+    async fn call_ok(&self, method: Method, path: &str, body: &Value) -> Result<()> {
+        self.call(method, path, body, Deadline::Default, false)
+            .await
+            .map(drop)
+    }
+
     /// [`call`](Self::call) and read the answer as JSON.
     pub async fn call_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
         let response = self
@@ -329,9 +336,7 @@ impl Transport {
         if let Some(mro) = agent_mro {
             body["agent"] = Value::String(mro.to_owned());
         }
-        self.call(Method::Post, "/mailbox", &body, Deadline::Default, false)
-            .await
-            .map(drop)
+        self.call_ok(Method::Post, "/mailbox", &body).await
     }
 
     /// `GET /mailbox`: MISSING, ACTIVE or TERMINATED as the server stores it.
@@ -350,23 +355,14 @@ impl Transport {
 
     /// `DELETE /mailbox` (a no-op for unknown or terminated mailboxes).
     pub async fn terminate(&self, id: &EntityId) -> Result<()> {
-        self.call(
-            Method::Delete,
-            "/mailbox",
-            &mailbox_body(id),
-            Deadline::Default,
-            false,
-        )
-        .await
-        .map(drop)
+        self.call_ok(Method::Delete, "/mailbox", &mailbox_body(id))
+            .await
     }
 
     /// `PUT /message` with the message JSON as given.
     pub async fn send(&self, message_json: &str) -> Result<()> {
         let body = json!({"message": message_json});
-        self.call(Method::Put, "/message", &body, Deadline::Default, false)
-            .await
-            .map(drop)
+        self.call_ok(Method::Put, "/message", &body).await
     }
 
     /// `GET /message`: long poll; `None` when the server says 408.
@@ -430,19 +426,12 @@ impl Transport {
     /// `POST /mailbox/heartbeat`.
     pub async fn heartbeat(&self, id: &EntityId) -> Result<()> {
         let sent = self
-            .call(
-                Method::Post,
-                "/mailbox/heartbeat",
-                &mailbox_body(id),
-                Deadline::Default,
-                false,
-            )
+            .call_ok(Method::Post, "/mailbox/heartbeat", &mailbox_body(id))
             .await;
-        if matches!(&sent, Err(e) if e.status == Status::Protocol && matches!(e.http_status(), Some(404 | 405)))
-        {
+        if matches!(&sent, Err(e) if crate::client::is_missing_endpoint(e)) {
             self.lacks_heartbeats.store(true, Ordering::Relaxed);
         }
-        sent.map(drop)
+        sent
     }
 
     /// `GET /mailbox/heartbeat`: seconds since the last heartbeat, if any.
@@ -475,15 +464,7 @@ impl Transport {
     /// `POST /mailbox/share`.
     pub async fn share_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
-        self.call(
-            Method::Post,
-            "/mailbox/share",
-            &body,
-            Deadline::Default,
-            false,
-        )
-        .await
-        .map(drop)
+        self.call_ok(Method::Post, "/mailbox/share", &body).await
     }
 
     /// `GET /mailbox/share`: the groups a mailbox is shared with.
@@ -498,15 +479,7 @@ impl Transport {
     /// `DELETE /mailbox/share`.
     pub async fn unshare_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
-        self.call(
-            Method::Delete,
-            "/mailbox/share",
-            &body,
-            Deadline::Default,
-            false,
-        )
-        .await
-        .map(drop)
+        self.call_ok(Method::Delete, "/mailbox/share", &body).await
     }
 }
 
