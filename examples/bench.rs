@@ -32,7 +32,11 @@ fn rusage() -> (f64, u64) {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -42,7 +46,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A user, and an agent served on a thread of this process.
 fn user_and_agent(url: &str) -> R<(Client, EntityId, Client)> {
-    let factory = Factory::new(url, FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?)?;
+    let factory = Factory::new(
+        url,
+        FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?,
+    )?;
     let user = rt().block_on(factory.create_user_client(None))?;
     let registration = rt().block_on(user.register_agent("bench.Calc", None))?;
     let agent = rt().block_on(factory.create_agent_client(&registration))?;
@@ -83,7 +90,11 @@ fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
         while tags.len() < total {
             match rt().block_on(sink.recv(Some(Duration::from_secs(10)))) {
                 Ok(raw) => {
-                    if !tags.insert(Message::from_json(&raw).map(|m| m.header.tag).unwrap_or_default()) {
+                    if !tags.insert(
+                        Message::from_json(&raw)
+                            .map(|m| m.header.tag)
+                            .unwrap_or_default(),
+                    ) {
                         duplicated += 1;
                     }
                 }
@@ -98,7 +109,13 @@ fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
             let (user, dest) = (user.clone(), dest.clone());
             std::thread::spawn(move || {
                 for _ in 0..total / in_flight + usize::from(i < total % in_flight) {
-                    let m = Message::create(user.mailbox_id().clone(), dest.clone(), json!({"kind": "ping-request"}), None).unwrap();
+                    let m = Message::create(
+                        user.mailbox_id().clone(),
+                        dest.clone(),
+                        json!({"kind": "ping-request"}),
+                        None,
+                    )
+                    .unwrap();
                     rt().block_on(user.send(&m.to_json())).unwrap();
                 }
             })
@@ -109,8 +126,10 @@ fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
     }
     let (received, duplicated, end) = receiver.join().map_err(|_| "the receiver failed")?;
     let seconds = end.duration_since(start).as_secs_f64();
-    Ok(json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
-              "in_flight": in_flight, "n": total}))
+    Ok(
+        json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
+              "in_flight": in_flight, "n": total}),
+    )
 }
 
 fn cpu(url: &str, n: usize) -> R<Value> {
@@ -119,13 +138,20 @@ fn cpu(url: &str, n: usize) -> R<Value> {
     let registration = rt().block_on(user.register_agent("bench.Void", None))?;
     let dest: Value = serde_json::from_str(&registration)?;
     let dest = EntityId::from_value(&dest["agent_id"])?;
-    let message = Message::create(user.mailbox_id().clone(), dest, json!({"kind": "ping-request"}), None)?;
+    let message = Message::create(
+        user.mailbox_id().clone(),
+        dest,
+        json!({"kind": "ping-request"}),
+        None,
+    )?;
     let (before, _) = rusage();
     for _ in 0..n {
         rt().block_on(user.send(&message.to_json()))?;
     }
     let (after, max_rss) = rusage();
-    Ok(json!({"cpu_s_per_1000": (after - before) * 1000.0 / n as f64, "peak_rss_mib": max_rss as f64 / 1024.0, "n": n}))
+    Ok(
+        json!({"cpu_s_per_1000": (after - before) * 1000.0 / n as f64, "peak_rss_mib": max_rss as f64 / 1024.0, "n": n}),
+    )
 }
 
 fn clients(url: &str, n: usize) -> R<Value> {
@@ -136,7 +162,9 @@ fn clients(url: &str, n: usize) -> R<Value> {
         held.push(rt().block_on(factory.create_user_client(None))?);
     }
     std::thread::sleep(Duration::from_secs(1)); // every listen stream open
-    Ok(json!({"clients": n, "rss_mib": rss_kib() as f64 / 1024.0, "base_rss_mib": base as f64 / 1024.0}))
+    Ok(
+        json!({"clients": n, "rss_mib": rss_kib() as f64 / 1024.0, "base_rss_mib": base as f64 / 1024.0}),
+    )
 }
 
 fn main() -> R<()> {
@@ -147,13 +175,19 @@ fn main() -> R<()> {
         "ping" => {
             let (user, id, _agent) = user_and_agent(url)?;
             let t = Some(Duration::from_secs(10));
-            latencies(n(3, 2000), || Ok(rt().block_on(user.ping(id.clone(), t)).map(drop)?))?
+            latencies(n(3, 2000), || {
+                Ok(rt().block_on(user.ping(id.clone(), t)).map(drop)?)
+            })?
         }
         "action" => {
             let (user, id, _agent) = user_and_agent(url)?;
             let t = Some(Duration::from_secs(10));
             let (a, k) = (json!([1, 2]), json!({}));
-            latencies(n(3, 2000), || Ok(rt().block_on(user.action(id.clone(), "add", &a, &k, t)).map(drop)?))?
+            latencies(n(3, 2000), || {
+                Ok(rt()
+                    .block_on(user.action(id.clone(), "add", &a, &k, t))
+                    .map(drop)?)
+            })?
         }
         "throughput" => throughput(url, n(3, 5000), n(4, 32))?,
         "cpu" => cpu(url, n(3, 2000))?,

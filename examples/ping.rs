@@ -23,14 +23,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..20 {
         rt.block_on(user.ping(agent.clone(), t))?;
     }
-    let pings = (0..n).map(|_| rt.block_on(user.ping(agent.clone(), t))).collect::<Result<Vec<_>, _>>()?;
+    let pings = (0..n)
+        .map(|_| rt.block_on(user.ping(agent.clone(), t)))
+        .collect::<Result<Vec<_>, _>>()?;
     let actions = (0..n)
         .map(|_| {
             let start = Instant::now();
-            rt.block_on(user.action(agent.clone(), "add", &json!([1, 2]), &json!({}), t)).map(|_| start.elapsed())
+            rt.block_on(user.action(agent.clone(), "add", &json!([1, 2]), &json!({}), t))
+                .map(|_| start.elapsed())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    println!("libacademy ping p50 {:.3} ms, action p50 {:.3} ms", median(pings), median(actions));
+    println!(
+        "libacademy ping p50 {:.3} ms, action p50 {:.3} ms",
+        median(pings),
+        median(actions)
+    );
     rt.block_on(user.close())?;
     Ok(())
 }

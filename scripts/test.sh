@@ -29,7 +29,7 @@ for old in 0.5.0 0.3.1; do
 done
 
 # Tools the tests use from Debian's packages.
-for tool in valgrind openssl pkg-config cmake; do
+for tool in valgrind openssl pkg-config cmake redis-server; do
     if ! command -v "$tool" >/dev/null; then
         echo "== installing $tool"
         apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null

@@ -32,9 +32,12 @@ pub fn sse(data: &[u8]) {
 /// Messages, ids, registrations and results: never a panic, and whatever
 /// parses re-serializes to something that parses to the same.
 pub fn message(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(message) = crate::message::Message::from_json(text) {
-        let again = crate::message::Message::from_json(&message.to_json()).expect("our own output parses");
+        let again =
+            crate::message::Message::from_json(&message.to_json()).expect("our own output parses");
         assert_eq!(again.to_json(), message.to_json());
         let _ = crate::message::response_result(&message);
         let _ = crate::message::decode_action_request(&message.body);
@@ -44,7 +47,10 @@ pub fn message(data: &[u8]) {
         }
     }
     if let Ok(id) = crate::ids::EntityId::from_json(text) {
-        assert_eq!(crate::ids::EntityId::from_json(&id.to_json()).expect("ids round-trip"), id);
+        assert_eq!(
+            crate::ids::EntityId::from_json(&id.to_json()).expect("ids round-trip"),
+            id
+        );
     }
     let _ = crate::client::parse_registration(text);
 }
@@ -52,7 +58,9 @@ pub fn message(data: &[u8]) {
 /// Factory options and embedded-exchange options: an error or a value,
 /// never a panic.
 pub fn options(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = crate::options::FactoryOptions::from_json(Some(text));
     let _ = crate::server::ServerConfig::from_json_options(Some(text));
     let _ = crate::server::ServerConfig::from_toml_str(text);

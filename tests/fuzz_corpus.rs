@@ -5,7 +5,9 @@ use std::path::Path;
 
 fn replay(dir: &Path, run: fn(&[u8])) -> usize {
     let mut n = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_file() {

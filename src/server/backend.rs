@@ -32,6 +32,8 @@ pub(crate) enum BackendError {
     ShuttingDown,
     /// A `KeyError` in academy-py: 400 "Missing or invalid field: {0}".
     KeyError(String),
+    /// The backend store (Redis) cannot be reached: 503, which clients retry.
+    Unavailable(String),
 }
 
 pub(crate) type BResult<T> = std::result::Result<T, BackendError>;

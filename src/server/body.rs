@@ -21,7 +21,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
+use crate::ids::EntityId;
 use crate::server::backend::{Backend, Mailbox, Pop};
+use crate::server::redis_backend::{Received, RedisBackend};
 
 /// aiohttp-sse's keep-alive comment interval.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -30,6 +32,7 @@ const PING: &[u8] = b": ping\r\n\r\n";
 pub(crate) enum ServerBody {
     Full(Option<Bytes>),
     Sse(Box<SseStream>),
+    RedisSse(Box<RedisSseStream>),
 }
 
 impl ServerBody {
@@ -58,6 +61,9 @@ impl Body for ServerBody {
         match self.get_mut() {
             ServerBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ServerBody::Sse(stream) => stream.poll_next(cx).map(|o| o.map(|d| Ok(Frame::data(d)))),
+            ServerBody::RedisSse(stream) => {
+                stream.poll_next(cx).map(|o| o.map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 
@@ -65,6 +71,7 @@ impl Body for ServerBody {
         match self {
             ServerBody::Full(data) => data.is_none(),
             ServerBody::Sse(stream) => stream.done,
+            ServerBody::RedisSse(stream) => stream.done,
         }
     }
 
@@ -72,7 +79,7 @@ impl Body for ServerBody {
         match self {
             ServerBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ServerBody::Full(None) => SizeHint::with_exact(0),
-            ServerBody::Sse(_) => SizeHint::default(),
+            ServerBody::Sse(_) | ServerBody::RedisSse(_) => SizeHint::default(),
         }
     }
 }
@@ -106,6 +113,27 @@ impl PeerSocket {
             !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR))
         }
     }
+}
+
+/// One server-sent event carrying a message.
+fn data_frame(message: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(message.len() + 10);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(message);
+    frame.extend_from_slice(b"\r\n\r\n");
+    Bytes::from(frame)
+}
+
+/// The keep-alive comment, when its timer is due (then re-armed).
+fn poll_ping(ping: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> Option<Bytes> {
+    if ping.as_mut().poll(cx).is_pending() {
+        return None;
+    }
+    let next = tokio::time::Instant::now() + PING_INTERVAL;
+    ping.as_mut().reset(next);
+    // Register the new deadline with the waker.
+    let _ = ping.as_mut().poll(cx);
+    Some(Bytes::from_static(PING))
 }
 
 pub(crate) struct SseStream {
@@ -173,11 +201,7 @@ impl SseStream {
                     self.notified = None;
                     let deadline = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(deadline);
-                    let mut frame = Vec::with_capacity(message.len() + 10);
-                    frame.extend_from_slice(b"data: ");
-                    frame.extend_from_slice(message.as_bytes());
-                    frame.extend_from_slice(b"\r\n\r\n");
-                    return Poll::Ready(Some(Bytes::from(frame)));
+                    return Poll::Ready(Some(data_frame(message.as_bytes())));
                 }
                 Pop::Terminated => return self.finish(),
                 Pop::Empty => {}
@@ -194,13 +218,72 @@ impl SseStream {
         if self.idle.as_mut().poll(cx).is_ready() {
             return self.finish();
         }
-        if self.ping.as_mut().poll(cx).is_ready() {
-            let next = tokio::time::Instant::now() + PING_INTERVAL;
-            self.ping.as_mut().reset(next);
-            // Register the new deadline with the waker.
-            let _ = self.ping.as_mut().poll(cx);
-            return Poll::Ready(Some(Bytes::from_static(PING)));
+        match poll_ping(&mut self.ping, cx) {
+            Some(ping) => Poll::Ready(Some(ping)),
+            None => Poll::Pending,
         }
-        Poll::Pending
+    }
+}
+
+/// The listen stream of a mailbox in Redis. Each message is taken by a
+/// background receive ([`RedisBackend::receive`]); when this stream is
+/// dropped (the client went away) while a receive is under way, the receive
+/// puts what it took back at the head of the queue.
+pub(crate) struct RedisSseStream {
+    peer: Option<PeerSocket>,
+    backend: Arc<RedisBackend>,
+    uid: EntityId,
+    timeout: Duration,
+    receiving: Option<tokio::sync::oneshot::Receiver<Received>>,
+    ping: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl RedisSseStream {
+    /// A stream that ends after `timeout` without a message, when the
+    /// mailbox is terminated or when the server stops.
+    pub(crate) fn new(
+        backend: Arc<RedisBackend>,
+        uid: EntityId,
+        timeout: Duration,
+        peer: Option<PeerSocket>,
+    ) -> Self {
+        RedisSseStream {
+            peer,
+            backend,
+            uid,
+            timeout,
+            receiving: None,
+            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            done: false,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let receiving = self.receiving.get_or_insert_with(|| {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            self.backend.receive(&self.uid, deadline)
+        });
+        if let Poll::Ready(received) = Pin::new(receiving).poll(cx) {
+            self.receiving = None;
+            // Anything but a message (timeout, terminated, stopping, the
+            // receive task lost) ends the stream.
+            if let Ok(Ok(message)) = received {
+                if !self.peer.is_some_and(PeerSocket::closed) {
+                    return Poll::Ready(Some(data_frame(&message)));
+                }
+                // Too late to deliver: back to the queue.
+                self.backend.unpop_later(&self.uid, message);
+            }
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        match poll_ping(&mut self.ping, cx) {
+            Some(ping) => Poll::Ready(Some(ping)),
+            None => Poll::Pending,
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! listen_timeout_s = 60       # default 60: the longest recv/listen timeout
 //!
 //! [backend]
-//! kind = "python"             # the in-memory backend (only one supported)
+//! kind = "python"             # "python": in memory (default); "redis": below
 //! message_size_limit_kb = 512 # default 512, 1..=512
 //!
 //! [auth]                      # default: no authentication
@@ -40,6 +40,23 @@
 //! ```
 //!
 //! A client then sends `Authorization: Bearer alice-secret-token`.
+//!
+//! Mailboxes in Redis, shared by every exchange process (ours or
+//! academy-py's) configured with the same Redis (academy-py's
+//! `RedisBackendConfig`; `kind` may be left out when `hostname` or `port`
+//! is given):
+//!
+//! ```toml
+//! [backend]
+//! kind = "redis"
+//! hostname = "localhost"      # default "localhost"
+//! port = 6379                 # default 6379
+//! message_size_limit_kb = 512 # default 512, 1..=512
+//! mailbox_expiration_d = 7    # default 7: queued messages expire (days)
+//! gravestone_expiration_d = 365 # default 365: a terminated id is kept (days)
+//! [backend.kwargs]            # optional: db, username, password
+//! db = 0
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -104,6 +121,54 @@ pub struct ServerConfig {
     pub message_size_limit_kb: u64,
     /// Authentication.
     pub auth: AuthConfig,
+    /// Keep mailboxes in this Redis instead of in memory.
+    pub redis: Option<RedisConfig>,
+}
+
+/// The Redis of a scaled-out exchange (academy-py's `RedisBackendConfig`).
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    pub hostname: String,
+    pub port: u16,
+    /// Database number (`kwargs.db`).
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Queued messages and in-flight request records expire after this long
+    /// without activity; 0 never expires them.
+    pub mailbox_expiration_s: u64,
+    /// Mailbox status, owner, heartbeat and agent type expire after this
+    /// long; 0 never expires them.
+    pub gravestone_expiration_s: u64,
+}
+
+impl Default for RedisConfig {
+    /// academy-py's defaults: `localhost:6379`, 7 and 365 days.
+    fn default() -> Self {
+        RedisConfig {
+            hostname: "localhost".to_owned(),
+            port: 6379,
+            db: 0,
+            username: None,
+            password: None,
+            mailbox_expiration_s: 7 * 86_400,
+            gravestone_expiration_s: 365 * 86_400,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("RedisConfig")
+            .field("hostname", &self.hostname)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("mailbox_expiration_s", &self.mailbox_expiration_s)
+            .field("gravestone_expiration_s", &self.gravestone_expiration_s)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -117,6 +182,7 @@ impl Default for ServerConfig {
             listen_timeout_s: 60,
             message_size_limit_kb: 512,
             auth: AuthConfig::None,
+            redis: None,
         }
     }
 }
@@ -196,7 +262,11 @@ impl ServerConfig {
                     config.listen_timeout_s = t as u64;
                 }
                 "auth" => config.auth = parse_auth(toml_table(key, value)?)?,
-                "backend" => config.message_size_limit_kb = parse_backend(toml_table(key, value)?)?,
+                "backend" => {
+                    let (limit, redis) = parse_backend(toml_table(key, value)?)?;
+                    config.message_size_limit_kb = limit;
+                    config.redis = redis;
+                }
                 "logger" => check_logger(toml_table(key, value)?)?,
                 _ => return Err(extra("", key)),
             }
@@ -287,9 +357,26 @@ impl ServerConfig {
                         config.message_size_limit_kb = l;
                     }
                 }
+                "backend" => {
+                    if !v.is_null() {
+                        let Toml::Table(table) = json_to_toml(key, v)? else {
+                            return Err(invalid(format!(
+                                "exchange option backend: expected an object, got {v}"
+                            )));
+                        };
+                        let limit = config.message_size_limit_kb;
+                        let (backend_limit, redis) = parse_backend(&table)?;
+                        if table.contains_key("message_size_limit_kb") {
+                            config.message_size_limit_kb = backend_limit;
+                        } else {
+                            config.message_size_limit_kb = limit;
+                        }
+                        config.redis = redis;
+                    }
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "unknown exchange option {key:?} (known: host, port, listen_timeout_s, message_size_limit_kb)"
+                        "unknown exchange option {key:?} (known: host, port, listen_timeout_s, message_size_limit_kb, backend)"
                     )))
                 }
             }
@@ -298,39 +385,113 @@ impl ServerConfig {
     }
 }
 
-fn parse_backend(table: &toml::Table) -> Result<u64> {
+/// `[backend]`: the message size limit, and the Redis when kind = "redis".
+fn parse_backend(table: &toml::Table) -> Result<(u64, Option<RedisConfig>)> {
     let mut limit = 512;
     let kind = match table.get("kind") {
         Some(k) => toml_str("backend.kind", k)?,
         None if table.contains_key("hostname") || table.contains_key("port") => "redis".to_owned(),
         None => "python".to_owned(),
     };
-    if kind == "redis" {
-        return Err(invalid(
-            "backend.kind = \"redis\" is not supported by this server (only the in-memory \"python\" backend)",
-        ));
-    }
-    if kind != "python" {
-        return Err(invalid(format!(
-            "backend.kind: input should be 'python' or 'redis', got {kind:?}"
-        )));
-    }
+    let mut redis = match kind.as_str() {
+        "python" => None,
+        "redis" => Some(RedisConfig::default()),
+        _ => {
+            return Err(invalid(format!(
+                "backend.kind: input should be 'python' or 'redis', got {kind:?}"
+            )))
+        }
+    };
     for (key, value) in table {
-        match key.as_str() {
-            "kind" => {}
-            "message_size_limit_kb" => {
-                let l = toml_int("backend.message_size_limit_kb", value)?;
+        let at = format!("backend.{key}");
+        match (key.as_str(), redis.as_mut()) {
+            ("kind", _) => {}
+            ("message_size_limit_kb", _) => {
+                let l = toml_int(&at, value)?;
                 if !(1..=512).contains(&l) {
                     return Err(invalid(format!(
-                        "backend.message_size_limit_kb: {l} must be greater than 0 and at most 512"
+                        "{at}: {l} must be greater than 0 and at most 512"
                     )));
                 }
                 limit = l as u64;
             }
+            ("hostname", Some(r)) => r.hostname = toml_str(&at, value)?,
+            ("port", Some(r)) => {
+                let p = toml_int(&at, value)?;
+                r.port = u16::try_from(p)
+                    .map_err(|_| invalid(format!("{at}: {p} is not a valid port")))?;
+            }
+            ("mailbox_expiration_d", Some(r)) => r.mailbox_expiration_s = toml_days(&at, value)?,
+            ("gravestone_expiration_d", Some(r)) => {
+                r.gravestone_expiration_s = toml_days(&at, value)?
+            }
+            ("kwargs", Some(r)) => parse_redis_kwargs(r, toml_table(&at, value)?)?,
             _ => return Err(extra("backend", key)),
         }
     }
-    Ok(limit)
+    Ok((limit, redis))
+}
+
+/// A positive number of days, in whole seconds as academy-py rounds it.
+fn toml_days(key: &str, v: &Toml) -> Result<u64> {
+    let days = match v {
+        Toml::Integer(i) => *i as f64,
+        Toml::Float(f) => *f,
+        _ => return Err(invalid(format!("{key}: expected a number, got {v:?}"))),
+    };
+    if !(days > 0.0 && days.is_finite()) {
+        return Err(invalid(format!("{key}: {days} must be greater than 0")));
+    }
+    Ok((days * 86_400.0) as u64)
+}
+
+/// academy-py passes `kwargs` on to `redis.asyncio.Redis`; the connection
+/// settings that mean the same here are accepted, anything else is an error
+/// rather than silently ignored.
+fn parse_redis_kwargs(redis: &mut RedisConfig, table: &toml::Table) -> Result<()> {
+    for (key, value) in table {
+        let at = format!("backend.kwargs.{key}");
+        match key.as_str() {
+            "db" => redis.db = toml_int(&at, value)?,
+            "username" => redis.username = Some(toml_str(&at, value)?),
+            "password" => redis.password = Some(toml_str(&at, value)?),
+            _ => {
+                return Err(invalid(format!(
+                    "{at}: not supported by this server (supported: db, username, password)"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON value as TOML, so that JSON options share the TOML parser.
+fn json_to_toml(key: &str, v: &Json) -> Result<Toml> {
+    Ok(match v {
+        Json::Bool(b) => Toml::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Toml::Integer(i),
+            None => Toml::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Toml::String(s.clone()),
+        Json::Array(a) => Toml::Array(
+            a.iter()
+                .map(|x| json_to_toml(key, x))
+                .collect::<Result<_>>()?,
+        ),
+        Json::Object(o) => {
+            let mut t = toml::Table::new();
+            for (k, x) in o {
+                t.insert(k.clone(), json_to_toml(key, x)?);
+            }
+            Toml::Table(t)
+        }
+        Json::Null => {
+            return Err(invalid(format!(
+                "exchange option {key}: null is not allowed here"
+            )))
+        }
+    })
 }
 
 fn parse_auth(table: &toml::Table) -> Result<AuthConfig> {
@@ -475,12 +636,40 @@ groups = ["g"]
             "[logger]\nx = 1",
             "port = \"x\"",
             "[backend]\nmessage_size_limit_kb = 513",
-            "[backend]\nkind = \"redis\"",
+            "[backend]\nkind = \"redis\"\nx = 1",
+            "[backend]\nkind = \"redis\"\n[backend.kwargs]\nssl = true",
+            "[backend]\nkind = \"redis\"\nmailbox_expiration_d = 0",
+            "[backend]\nkind = \"mongo\"",
+            "[backend]\nhostname = 5",
             "[auth]\nmethod = \"globus\"",
         ] {
             let e = ServerConfig::from_toml_str(bad).unwrap_err();
             assert_eq!(e.status, Status::InvalidArgument, "{bad}");
         }
+    }
+
+    #[test]
+    fn redis_backend() {
+        let c = ServerConfig::from_toml_str("[backend]\nkind = \"redis\"").unwrap();
+        assert_eq!(c.redis, Some(RedisConfig::default()));
+        let c = ServerConfig::from_toml_str(
+            "[backend]\nhostname = \"h\"\nport = 7\nmailbox_expiration_d = 0.5\ngravestone_expiration_d = 2\n[backend.kwargs]\ndb = 3\npassword = \"pw\"",
+        )
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!((r.hostname.as_str(), r.port, r.db), ("h", 7, 3));
+        assert_eq!(
+            (r.mailbox_expiration_s, r.gravestone_expiration_s),
+            (43_200, 172_800)
+        );
+        assert!(!format!("{r:?}").contains("pw"));
+        let c = ServerConfig::from_json_options(Some(
+            r#"{"backend": {"kind": "redis", "port": 6390}, "message_size_limit_kb": 9}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.redis.map(|r| r.port), Some(6390));
+        assert_eq!(c.message_size_limit_kb, 9);
+        assert!(ServerConfig::from_json_options(Some(r#"{"backend": 1}"#)).is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The embedded exchange server: wire-compatible with academy-py 1.0.0's
-//! `python -m academy.exchange.cloud` with its in-memory `PythonBackend`.
+//! `python -m academy.exchange.cloud`, with its in-memory `PythonBackend`
+//! or, to scale out over several processes, its `RedisBackend` (see
+//! [`RedisConfig`]).
 //!
 //! ```no_run
 //! # async fn demo() -> academy::Result<()> {
@@ -24,7 +26,9 @@ pub mod auth;
 mod backend;
 mod body;
 pub mod config;
+mod redis_backend;
 mod routes;
+mod store;
 mod tls;
 
 use std::convert::Infallible;
@@ -42,11 +46,13 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use auth::{AuthError, Authenticator, ClientInfo, NullAuthenticator, TokenAuthenticator};
-pub use config::{AuthConfig, ServerConfig};
+pub use config::{AuthConfig, RedisConfig, ServerConfig};
 
 use crate::error::{Error, Result, Status};
 use backend::Backend;
+use redis_backend::RedisBackend;
 use routes::App;
+use store::Store;
 
 /// How long `stop` waits for open connections to finish.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -60,7 +66,7 @@ pub struct ExchangeServer {
     addrs: Vec<SocketAddr>,
     url: String,
     stop_tx: watch::Sender<bool>,
-    backend: Arc<Backend>,
+    app: Arc<App>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -162,10 +168,13 @@ impl ExchangeServer {
         let url = format!("{scheme}://{host}:{}", first.port());
 
         let limit_kb = config.message_size_limit_kb;
-        let backend = Arc::new(Backend::new(limit_kb));
-        let limit = backend.limit;
+        let store = match &config.redis {
+            None => Store::Memory(Arc::new(Backend::new(limit_kb))),
+            Some(redis) => Store::Redis(Arc::new(RedisBackend::connect(redis, limit_kb).await?)),
+        };
+        let limit = store.limit();
         let app = Arc::new(App {
-            backend: backend.clone(),
+            store,
             auth: config.auth.authenticator(),
             listen_timeout_s: config.listen_timeout_s,
             // aiohttp's client_max_size is 1 MiB; allow for larger limits
@@ -173,12 +182,12 @@ impl ExchangeServer {
             body_limit: (1024 * 1024).max(limit.saturating_mul(2).saturating_add(64 * 1024)),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(listeners, app, tls, stop_rx));
+        let task = tokio::spawn(run(listeners, app.clone(), tls, stop_rx));
         Ok(ExchangeServer {
             addrs: bound,
             url,
             stop_tx,
-            backend,
+            app,
             task: tokio::sync::Mutex::new(Some(task)),
         })
     }
@@ -203,12 +212,15 @@ impl ExchangeServer {
     /// finish). Idempotent.
     pub async fn stop(&self) -> Result<()> {
         let mut task = self.task.lock().await;
-        self.backend.begin_shutdown();
+        self.app.store.begin_shutdown();
         let _ = self.stop_tx.send(true);
         if let Some(handle) = task.take() {
             handle
                 .await
                 .map_err(|e| Error::internal(format!("exchange server task failed: {e}")))?;
+            // Receives that took a message from Redis put it back or hand it
+            // on before the process may exit.
+            let _ = tokio::time::timeout(STOP_GRACE, self.app.store.drained()).await;
         }
         Ok(())
     }
@@ -217,7 +229,7 @@ impl ExchangeServer {
 impl Drop for ExchangeServer {
     fn drop(&mut self) {
         // Without a stop, the server task still ends (in the background).
-        self.backend.begin_shutdown();
+        self.app.store.begin_shutdown();
         let _ = self.stop_tx.send(true);
     }
 }

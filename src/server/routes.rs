@@ -15,12 +15,12 @@ use crate::ids::EntityId;
 use crate::message::Message;
 use crate::pyjson;
 use crate::server::auth::{AuthError, Authenticator, ClientInfo};
-use crate::server::backend::{Backend, BackendError, Client, MailboxStatus};
-use crate::server::body::PeerSocket;
-use crate::server::body::{ServerBody, SseStream};
+use crate::server::backend::{BackendError, Client, MailboxStatus};
+use crate::server::body::{PeerSocket, ServerBody};
+use crate::server::store::Store;
 
 pub(crate) struct App {
-    pub(crate) backend: Arc<Backend>,
+    pub(crate) store: Store,
     pub(crate) auth: Option<Arc<dyn Authenticator>>,
     pub(crate) listen_timeout_s: u64,
     pub(crate) body_limit: usize,
@@ -117,6 +117,7 @@ fn backend_error(e: BackendError) -> Fail {
         BackendError::Timeout => fail(408, "Request timeout"),
         BackendError::ShuttingDown => fail(503, "Exchange is shutting down"),
         BackendError::KeyError(k) => fail(400, format!("Missing or invalid field: {k}")),
+        BackendError::Unavailable(why) => fail(503, format!("Exchange backend unavailable: {why}")),
     }
 }
 
@@ -155,6 +156,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    fn store(&self) -> &Store {
+        &self.app.store
+    }
+
     fn field(&self, key: &str) -> Result<&Value, Fail> {
         self.data.get(key).ok_or_else(|| key_error(key))
     }
@@ -278,19 +283,19 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
         data,
     };
     let result = match (route, m) {
-        ("/mailbox", Method::POST) => create(&ctx),
-        ("/mailbox", Method::GET) => check(&ctx),
-        ("/mailbox", Method::DELETE) => terminate(&ctx),
-        ("/mailbox/share", Method::POST) => share(&ctx),
-        ("/mailbox/share", Method::GET) => shares(&ctx),
-        ("/mailbox/share", Method::DELETE) => unshare(&ctx),
-        ("/message", Method::PUT) => send(&ctx),
+        ("/mailbox", Method::POST) => create(&ctx).await,
+        ("/mailbox", Method::GET) => check(&ctx).await,
+        ("/mailbox", Method::DELETE) => terminate(&ctx).await,
+        ("/mailbox/share", Method::POST) => share(&ctx).await,
+        ("/mailbox/share", Method::GET) => shares(&ctx).await,
+        ("/mailbox/share", Method::DELETE) => unshare(&ctx).await,
+        ("/message", Method::PUT) => send(&ctx).await,
         ("/message", Method::GET) => recv(&ctx).await,
-        ("/discover", Method::GET) => discover(&ctx),
-        ("/mailbox/listen", Method::GET) => listen(app, &ctx, peer),
-        ("/mailbox/heartbeat", Method::POST) => heartbeat(&ctx),
-        ("/mailbox/heartbeat", Method::GET) => heartbeat_status(&ctx),
-        ("/mailbox/stats", Method::GET) => stats(&ctx),
+        ("/discover", Method::GET) => discover(&ctx).await,
+        ("/mailbox/listen", Method::GET) => listen(&ctx, peer).await,
+        ("/mailbox/heartbeat", Method::POST) => heartbeat(&ctx).await,
+        ("/mailbox/heartbeat", Method::GET) => heartbeat_status(&ctx).await,
+        ("/mailbox/stats", Method::GET) => stats(&ctx).await,
         _ => Err(fail(405, "405: Method Not Allowed")),
     };
     result.unwrap_or_else(|Fail(code, body)| text(code, body))
@@ -298,7 +303,7 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
 
 type R = Result<Resp, Fail>;
 
-fn create(ctx: &Ctx) -> R {
+async fn create(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let agent = match ctx.data.get("agent") {
         None | Some(Value::Null) => None,
@@ -310,28 +315,28 @@ fn create(ctx: &Ctx) -> R {
             ))
         }
     };
-    ctx.app
-        .backend
+    ctx.store()
         .create_mailbox(&ctx.client, &id, agent)
+        .await
         .map_err(backend_error)?;
     Ok(ok())
 }
 
-fn check(ctx: &Ctx) -> R {
+async fn check(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let status = ctx
-        .app
-        .backend
+        .store()
         .check_mailbox(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     Ok(json(format!("{{\"status\": \"{}\"}}", status.as_str())))
 }
 
-fn terminate(ctx: &Ctx) -> R {
+async fn terminate(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
-    ctx.app
-        .backend
+    ctx.store()
         .terminate(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     Ok(ok())
 }
@@ -340,51 +345,52 @@ fn group_id<'c>(ctx: &'c Ctx) -> Result<Option<&'c str>, Fail> {
     Ok(ctx.field("group_id")?.as_str())
 }
 
-fn share(ctx: &Ctx) -> R {
+async fn share(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let group = group_id(ctx)?;
-    let backend = &ctx.app.backend;
+    let store = ctx.store();
     match group {
-        Some(g) => backend.share_mailbox(&ctx.client, &id, g),
+        Some(g) => store.share_mailbox(&ctx.client, &id, g).await,
         // Not a string: never one of the client's groups.
-        None => backend
+        None => store
             .get_mailbox_shares(&ctx.client, &id)
+            .await
             .and(Err(BackendError::Forbidden)),
     }
     .map_err(backend_error)?;
     Ok(ok())
 }
 
-fn shares(ctx: &Ctx) -> R {
+async fn shares(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let groups = ctx
-        .app
-        .backend
+        .store()
         .get_mailbox_shares(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     let list = Value::Array(groups.into_iter().map(Value::String).collect());
     Ok(json(format!("{{\"group_ids\": {}}}", pyjson::dumps(&list))))
 }
 
-fn unshare(ctx: &Ctx) -> R {
+async fn unshare(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let group = group_id(ctx)?;
-    ctx.app
-        .backend
+    ctx.store()
         .remove_mailbox_shares(&ctx.client, &id, group)
+        .await
         .map_err(backend_error)?;
     Ok(ok())
 }
 
-fn send(ctx: &Ctx) -> R {
+async fn send(ctx: &Ctx<'_>) -> R {
     let raw = ctx.data.get("message").unwrap_or(&Value::Null);
     let Some(raw) = raw.as_str() else {
         return Err(not_a_string("Message", raw));
     };
     let message = Message::from_json(raw).map_err(|e| validation_error("Message", &e.message))?;
-    ctx.app
-        .backend
+    ctx.store()
         .put(&ctx.client, &message)
+        .await
         .map_err(backend_error)?;
     Ok(ok())
 }
@@ -392,26 +398,27 @@ fn send(ctx: &Ctx) -> R {
 async fn recv(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let timeout = ctx.timeout()?;
-    let backend = &ctx.app.backend;
-    let mb = backend
-        .receivable(&ctx.client, &id)
+    let message = ctx
+        .store()
+        .get(&ctx.client, &id, timeout)
+        .await
         .map_err(backend_error)?;
-    let message = backend.get(&mb, timeout).await.map_err(backend_error)?;
     let mut out = String::with_capacity(message.len() + message.len() / 4 + 16);
     out.push_str("{\"message\": ");
-    out.push_str(&pyjson::dumps(&Value::String(message.to_string())));
+    out.push_str(&pyjson::dumps(&Value::String(message)));
     out.push('}');
     Ok(json(out))
 }
 
-fn discover(ctx: &Ctx) -> R {
+async fn discover(ctx: &Ctx<'_>) -> R {
     let agent = ctx.field("agent")?;
     let allow_subclasses = truthy(ctx.field("allow_subclasses")?);
     let ids = match agent.as_str() {
         Some(agent) => ctx
-            .app
-            .backend
-            .discover(&ctx.client, agent, allow_subclasses),
+            .store()
+            .discover(&ctx.client, agent, allow_subclasses)
+            .await
+            .map_err(backend_error)?,
         None => Vec::new(),
     };
     let joined = ids
@@ -422,23 +429,24 @@ fn discover(ctx: &Ctx) -> R {
     Ok(json(format!("{{\"agent_ids\": \"{joined}\"}}")))
 }
 
-fn listen(app: &Arc<App>, ctx: &Ctx, peer: Option<PeerSocket>) -> R {
+async fn listen(ctx: &Ctx<'_>, peer: Option<PeerSocket>) -> R {
     let id = ctx.mailbox()?;
     let timeout = ctx.timeout()?;
-    let backend = &ctx.app.backend;
-    match backend
+    let store = ctx.store();
+    match store
         .check_mailbox(&ctx.client, &id)
+        .await
         .map_err(backend_error)?
     {
         MailboxStatus::Missing => return Err(fail(404, "Unknown mailbox ID")),
         MailboxStatus::Terminated => return Err(fail(419, "Mailbox was closed")),
         MailboxStatus::Active => {}
     }
-    let mb = backend
-        .receivable(&ctx.client, &id)
+    let body = store
+        .listen(&ctx.client, &id, timeout, peer)
+        .await
         .map_err(backend_error)?;
-    let stream = SseStream::new(app.backend.clone(), mb, timeout, peer);
-    let mut r = Response::new(ServerBody::Sse(Box::new(stream)));
+    let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -447,32 +455,32 @@ fn listen(app: &Arc<App>, ctx: &Ctx, peer: Option<PeerSocket>) -> R {
     Ok(r)
 }
 
-fn heartbeat(ctx: &Ctx) -> R {
+async fn heartbeat(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
-    ctx.app
-        .backend
+    ctx.store()
         .update_heartbeat(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     Ok(ok())
 }
 
-fn heartbeat_status(ctx: &Ctx) -> R {
+async fn heartbeat_status(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let age = ctx
-        .app
-        .backend
+        .store()
         .heartbeat_status(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     let age = age.map_or_else(|| "null".to_owned(), py_float);
     Ok(json(format!("{{\"heartbeat\": {age}}}")))
 }
 
-fn stats(ctx: &Ctx) -> R {
+async fn stats(ctx: &Ctx<'_>) -> R {
     let id = ctx.mailbox()?;
     let s = ctx
-        .app
-        .backend
+        .store()
         .agent_stats(&ctx.client, &id)
+        .await
         .map_err(backend_error)?;
     Ok(json(format!(
         "{{\"incoming\": {}, \"outgoing\": {}, \"completed\": {}, \"in_progress\": {}, \"queued\": {}}}",

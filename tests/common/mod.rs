@@ -54,6 +54,134 @@ fn wait_for_port(port: u16, child: &mut Child) {
     panic!("the exchange did not listen on port {port} within 30 s");
 }
 
+/// Writes `host`, `port` and the rest of an exchange config to a file.
+pub fn config_file(port: u16, toml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("academy-test-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("exchange.toml");
+    std::fs::write(
+        &config,
+        format!("host = \"127.0.0.1\"\nport = {port}\n{toml}\n"),
+    )
+    .unwrap();
+    config
+}
+
+/// Our exchange as a process of its own (`academy-exchange --config`).
+pub struct OurExchange {
+    pub url: String,
+    child: Child,
+}
+
+impl OurExchange {
+    pub fn start(toml: &str) -> OurExchange {
+        let port = free_port();
+        let config = config_file(port, toml);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_academy-exchange"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start academy-exchange");
+        wait_for_port(port, &mut child);
+        OurExchange {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for OurExchange {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server of the test's own on a free loopback port, with an
+/// append-only file synced on every write (so that a restart keeps every
+/// acknowledged write). Stopped when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("academy-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RedisServer {
+            port,
+            dir,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect(
+                "redis-server is not installed: run the tests with ./scripts/test.sh, which installs it \
+                 (apt-get install redis-server)",
+            );
+        wait_for_port(self.port, &mut child);
+        self.child = Some(child);
+    }
+
+    /// The `[backend]` table of an exchange config using this Redis.
+    pub fn backend_toml(&self) -> String {
+        format!(
+            "[backend]\nkind = \"redis\"\nhostname = \"127.0.0.1\"\nport = {}\n",
+            self.port
+        )
+    }
+
+    /// Kills Redis (SIGKILL: no goodbye) and starts it again on the same
+    /// port and data.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A command through redis-cli (raw output).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A running academy-py exchange; it exits when dropped or when the test
 /// process ends (its stdin closes).
 pub struct PyExchange {
@@ -86,14 +214,16 @@ impl PyExchange {
         extra_toml: &str,
         backend_toml: &str,
     ) -> PyExchange {
-        let dir = std::env::temp_dir().join(format!("academy-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("exchange.toml");
-        std::fs::write(
-            &config,
-            format!("host = \"127.0.0.1\"\nport = {port}\n{extra_toml}\n[backend]\nkind = \"python\"\n{backend_toml}\n"),
+        Self::start_config(
+            python,
+            port,
+            &format!("{extra_toml}\n[backend]\nkind = \"python\"\n{backend_toml}\n"),
         )
-        .unwrap();
+    }
+
+    /// The same with a whole config (after `host` and `port`).
+    pub fn start_config(python: &std::path::Path, port: u16, toml: &str) -> PyExchange {
+        let config = config_file(port, toml);
         let mut child = Command::new(python)
             .arg(repo().join("tests/py/run_exchange.py"))
             .arg("--config")

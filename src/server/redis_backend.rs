@@ -1,0 +1,929 @@
+//! Mailboxes in Redis, in academy-py 1.0.0's `RedisBackend` layout, so that
+//! several exchange processes (ours and academy-py's) on one Redis serve one
+//! set of mailboxes.
+//!
+//! Keys and values are academy-py's, byte for byte:
+//!
+//! | key                     | value                                        |
+//! |-------------------------|----------------------------------------------|
+//! | `active:{uid}`          | `ACTIVE` or `TERMINATED`                     |
+//! | `owner:{uid}`           | the owning client id followed by `_`         |
+//! | `agent:{uid}`           | the agent's MRO joined by `,`                |
+//! | `queue:{uid}`           | list of messages (pydantic JSON); `<CLOSED>` |
+//! | `share:{uid}`           | set of group ids                             |
+//! | `request:{uid}:{tag}`   | the header (JSON) of a request in flight     |
+//! | `heartbeat:{uid}`       | Redis `TIME` of the last heartbeat, seconds  |
+//! | `completions:{uid}`     | requests answered by the agent (counter)     |
+//! | `outgoing:{uid}`        | requests sent by the entity (counter)        |
+//!
+//! and one key of ours, which academy-py neither reads nor writes:
+//! `pending:{uid}`, the set of tags of requests in flight to `uid`, so that
+//! terminating a mailbox finds them without scanning the key space (academy-py
+//! scans `request:{uid}:*`).
+//!
+//! Each operation is one Lua script (one round trip, atomic) where
+//! academy-py makes up to 17 sequential commands; receiving is a `BLPOP` on a
+//! connection of its own, since a blocking command holds its connection.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script,
+};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::{Error, Result, Status};
+use crate::ids::EntityId;
+use crate::message::{academy_error_body, ErrorCode, Header, Message};
+use crate::server::backend::{AgentStats, BResult, BackendError, Client, MailboxStatus};
+use crate::server::config::RedisConfig;
+
+/// academy-py's queue sentinel, pushed at terminate to end a blocked get.
+const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
+/// academy-py appends this to the client id in `owner:{uid}`.
+const OWNER_SUFFIX: &str = "_";
+/// A blocking pop waits at most this long at a time, so that a stopping
+/// server and a receiver that went away are noticed soon.
+const POP_SLICE: Duration = Duration::from_secs(2);
+/// Pause before retrying a blocking pop after a Redis error (Redis
+/// restarting): receivers wait it out instead of failing.
+const POP_RETRY: Duration = Duration::from_millis(100);
+/// Commands other than blocking pops answer within this (Redis is local to
+/// the exchange; a stuck Redis becomes a 503 the client retries).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Functions shared by the scripts. `permitted` is academy-py's
+/// `_has_permissions`: no owner, the owner, or a member of a shared group.
+const PRELUDE: &str = r#"
+local function permitted(owner_key, share_key, me, first_group)
+  local owner = redis.call('GET', owner_key)
+  if (not owner) or owner == me then return true end
+  for i = first_group, #ARGV do
+    if redis.call('SISMEMBER', share_key, ARGV[i]) == 1 then return true end
+  end
+  return false
+end
+local function expire_all(seconds, ...)
+  local s = tonumber(seconds)
+  if s > 0 then
+    for _, k in ipairs({...}) do redis.call('EXPIRE', k, s) end
+  end
+end
+"#;
+
+/// KEYS: owner share active. ARGV: me groups...
+const CHECK: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 2) then return 'forbidden' end
+local status = redis.call('GET', KEYS[3])
+if not status then return 'MISSING' end
+if status == 'TERMINATED' then return 'TERMINATED' end
+return 'ACTIVE'
+"#;
+
+/// KEYS: owner share active agent heartbeat. ARGV: me has_agent mro
+/// gravestone_s groups... A terminated id stays terminated (a gravestone).
+const CREATE: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 5) then return 'forbidden' end
+if redis.call('GET', KEYS[3]) == 'TERMINATED' then return 'ok' end
+redis.call('SET', KEYS[3], 'ACTIVE')
+if ARGV[2] == '1' then redis.call('SET', KEYS[4], ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[1])
+expire_all(ARGV[4], KEYS[3], KEYS[1], KEYS[5], KEYS[4])
+return 'ok'
+"#;
+
+/// KEYS: owner share active queue agent pending. ARGV: me gravestone_s uid
+/// groups... Returns {status, headers of the requests in flight...}.
+const TERMINATE: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 4) then return {'forbidden'} end
+local status = redis.call('GET', KEYS[3])
+if (not status) or status == 'TERMINATED' then return {'ok'} end
+redis.call('SET', KEYS[3], 'TERMINATED')
+expire_all(ARGV[2], KEYS[3])
+redis.call('DEL', KEYS[4])
+redis.call('RPUSH', KEYS[4], '<CLOSED>')
+redis.call('DEL', KEYS[5])
+local out = {'ok'}
+for _, tag in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+  local rk = 'request:' .. ARGV[3] .. ':' .. tag
+  local header = redis.call('GET', rk)
+  if header then
+    out[#out + 1] = header
+    redis.call('DEL', rk)
+  end
+end
+redis.call('DEL', KEYS[6])
+return out
+"#;
+
+/// KEYS: owner share heartbeat active agent. ARGV: me gravestone_s groups...
+const HEARTBEAT: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 3) then return 'forbidden' end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[3], string.format('%s.%06d', t[1], tonumber(t[2])))
+expire_all(ARGV[2], KEYS[4], KEYS[1], KEYS[3], KEYS[5])
+return 'ok'
+"#;
+
+/// KEYS: owner share active heartbeat. ARGV: me groups...
+/// Returns {status, heartbeat or '', now seconds, now microseconds}.
+const HEARTBEAT_STATUS: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 2) then return {'forbidden'} end
+local status = redis.call('GET', KEYS[3])
+if not status then return {'missing'} end
+if status == 'TERMINATED' then return {'terminated'} end
+local hb = redis.call('GET', KEYS[4]) or ''
+local t = redis.call('TIME')
+return {'ok', hb, t[1], t[2]}
+"#;
+
+/// KEYS: owner share queue completions outgoing. ARGV: me groups...
+/// (The requests in flight are counted by the caller.)
+const STATS: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 2) then return {'forbidden'} end
+local queued = redis.call('LLEN', KEYS[3])
+local completed = tonumber(redis.call('GET', KEYS[4]) or '0')
+local outgoing = tonumber(redis.call('GET', KEYS[5]) or '0')
+return {'ok', queued, completed, outgoing}
+"#;
+
+/// Before a receive (academy-py's `get`): permission, status, and the
+/// expirations pushed back. KEYS: owner share active heartbeat agent queue.
+/// ARGV: me gravestone_s mailbox_s groups...
+const RECV_CHECK: &str = r#"
+if not permitted(KEYS[1], KEYS[2], ARGV[1], 4) then return 'forbidden' end
+local status = redis.call('GET', KEYS[3])
+if not status then return 'missing' end
+if status == 'TERMINATED' then return 'terminated' end
+expire_all(ARGV[2], KEYS[3], KEYS[1], KEYS[4], KEYS[5])
+expire_all(ARGV[3], KEYS[6])
+return 'ok'
+"#;
+
+/// academy-py's `put`. KEYS: owner share active queue request-record
+/// pending-set counter (outgoing of the sender for a request, completions
+/// of the responder for a response). ARGV: me is_request header message
+/// mailbox_s tag too_large as_server groups...
+const PUT: &str = r#"
+if ARGV[8] ~= '1' and not permitted(KEYS[1], KEYS[2], ARGV[1], 9) then return 'forbidden' end
+local status = redis.call('GET', KEYS[3])
+if not status then return 'missing' end
+if status == 'TERMINATED' then return 'terminated' end
+if ARGV[7] == '1' then return 'too_large' end
+local exp = tonumber(ARGV[5])
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[5], ARGV[3])
+  redis.call('INCR', KEYS[7])
+  redis.call('SADD', KEYS[6], ARGV[6])
+  if exp > 0 then
+    redis.call('EXPIRE', KEYS[5], exp)
+    redis.call('EXPIRE', KEYS[6], exp)
+  end
+elseif redis.call('DEL', KEYS[5]) == 1 then
+  redis.call('INCR', KEYS[7])
+  redis.call('SREM', KEYS[6], ARGV[6])
+end
+redis.call('RPUSH', KEYS[4], ARGV[4])
+if exp > 0 then redis.call('EXPIRE', KEYS[4], exp, 'NX') end
+return 'ok'
+"#;
+
+/// KEYS: active owner share. ARGV: me op(add|list|remove) group member.
+/// academy-py's share calls check the status first, then ownership.
+const SHARES: &str = r#"
+local status = redis.call('GET', KEYS[1])
+if not status then return {'missing'} end
+if status == 'TERMINATED' then return {'terminated'} end
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[1] then return {'forbidden'} end
+if ARGV[2] == 'add' then
+  if ARGV[4] ~= '1' then return {'forbidden'} end
+  redis.call('SADD', KEYS[3], ARGV[3])
+elseif ARGV[2] == 'remove' then
+  redis.call('SREM', KEYS[3], ARGV[3])
+else
+  local out = redis.call('SMEMBERS', KEYS[3])
+  table.insert(out, 1, 'ok')
+  return out
+end
+return {'ok'}
+"#;
+
+/// Of the candidate agents in ARGV[3..], those the client may see and that
+/// are active. ARGV: me ngroups groups... uids...
+const DISCOVER_FILTER: &str = r#"
+local me = ARGV[1]
+local ngroups = tonumber(ARGV[2])
+local out = {}
+for i = 3 + ngroups, #ARGV do
+  local uid = ARGV[i]
+  local ok = true
+  local owner = redis.call('GET', 'owner:' .. uid)
+  if owner and owner ~= me then
+    ok = false
+    for g = 3, 2 + ngroups do
+      if redis.call('SISMEMBER', 'share:' .. uid, ARGV[g]) == 1 then ok = true end
+    end
+  end
+  if ok and redis.call('GET', 'active:' .. uid) == 'ACTIVE' then
+    out[#out + 1] = uid
+  end
+end
+return out
+"#;
+
+struct Scripts {
+    check: Script,
+    create: Script,
+    terminate: Script,
+    heartbeat: Script,
+    heartbeat_status: Script,
+    stats: Script,
+    recv_check: Script,
+    put: Script,
+    shares: Script,
+    discover_filter: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            check: s(CHECK),
+            create: s(CREATE),
+            terminate: s(TERMINATE),
+            heartbeat: s(HEARTBEAT),
+            heartbeat_status: s(HEARTBEAT_STATUS),
+            stats: s(STATS),
+            recv_check: s(RECV_CHECK),
+            put: s(PUT),
+            shares: s(SHARES),
+            discover_filter: s(DISCOVER_FILTER),
+        }
+    }
+}
+
+fn key(prefix: &str, uid: &EntityId) -> String {
+    format!("{prefix}:{}", uid.uid)
+}
+
+fn owner_of(client: &Client) -> String {
+    format!("{}{OWNER_SUFFIX}", client.id)
+}
+
+/// The client's groups, sorted so that scripts see a stable argument list.
+fn groups(client: &Client) -> Vec<&str> {
+    let mut g: Vec<&str> = client.groups.iter().map(String::as_str).collect();
+    g.sort_unstable();
+    g
+}
+
+fn unavailable(e: redis::RedisError) -> BackendError {
+    BackendError::Unavailable(format!("Redis: {e}"))
+}
+
+fn unexpected(answer: &str) -> BackendError {
+    BackendError::Unavailable(format!("unexpected answer from Redis: {answer:?}"))
+}
+
+/// The word a script answers with, as a backend result.
+fn word(w: &str) -> BResult<()> {
+    match w {
+        "ok" => Ok(()),
+        "forbidden" => Err(BackendError::Forbidden),
+        "missing" => Err(BackendError::BadEntityId),
+        "terminated" => Err(BackendError::Terminated),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Counts the background receives still running, so that `stop` can wait
+/// for them (a receive that took a message must put it back or hand it on).
+#[derive(Default)]
+struct Tasks {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+struct TaskGuard(Arc<Tasks>);
+
+impl Tasks {
+    fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(self.clone())
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// What a background receive hands to the request that wanted it.
+pub(crate) type Received = BResult<Vec<u8>>;
+
+pub(crate) struct RedisBackend {
+    conn: ConnectionManager,
+    client: redis::Client,
+    /// Idle connections for blocking pops.
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+    scripts: Scripts,
+    pub(crate) limit: usize,
+    mailbox_s: u64,
+    gravestone_s: u64,
+    stopping: AtomicBool,
+    tasks: Arc<Tasks>,
+}
+
+impl RedisBackend {
+    /// Connects to Redis (failing now if it cannot be reached).
+    pub(crate) async fn connect(config: &RedisConfig, message_size_limit_kb: u64) -> Result<Self> {
+        let mut settings = RedisConnectionInfo::default().set_db(config.db);
+        if let Some(u) = &config.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &config.password {
+            settings = settings.set_password(p);
+        }
+        let where_ = format!("{}:{}", config.hostname, config.port);
+        let connect_error = |e: redis::RedisError| {
+            Error::new(
+                Status::Connection,
+                format!("exchange cannot use Redis at {where_}: {e}"),
+            )
+        };
+        let info = ConnectionAddr::Tcp(config.hostname.clone(), config.port)
+            .into_connection_info()
+            .map_err(connect_error)?
+            .set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(connect_error)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(connect_error)?;
+        // Fail at start, not at the first request, when Redis says no.
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(connect_error)?;
+        Ok(RedisBackend {
+            conn,
+            client,
+            blocking: Mutex::new(Vec::new()),
+            scripts: Scripts::new(),
+            limit: (message_size_limit_kb as usize).saturating_mul(1024),
+            mailbox_s: config.mailbox_expiration_s,
+            gravestone_s: config.gravestone_expiration_s,
+            stopping: AtomicBool::new(false),
+            tasks: Arc::new(Tasks::default()),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        // A cheap handle on the shared, pipelined connection.
+        self.conn.clone()
+    }
+
+    pub(crate) async fn check_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<MailboxStatus> {
+        let answer: String = self
+            .scripts
+            .check
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("active", uid))
+            .arg(owner_of(client))
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match answer.as_str() {
+            "MISSING" => Ok(MailboxStatus::Missing),
+            "ACTIVE" => Ok(MailboxStatus::Active),
+            "TERMINATED" => Ok(MailboxStatus::Terminated),
+            other => word(other).and(Err(unexpected(other))),
+        }
+    }
+
+    pub(crate) async fn create_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        agent: Option<Vec<String>>,
+    ) -> BResult<()> {
+        let mro = agent.as_ref().map(|a| a.join(","));
+        let answer: String = self
+            .scripts
+            .create
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("active", uid))
+            .key(key("agent", uid))
+            .key(key("heartbeat", uid))
+            .arg(owner_of(client))
+            .arg(if mro.is_some() { "1" } else { "0" })
+            .arg(mro.unwrap_or_default())
+            .arg(self.gravestone_s)
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        word(&answer)
+    }
+
+    /// Terminates a mailbox and answers the requests in flight to it with
+    /// `MAILBOX_TERMINATED` errors, as the in-memory backend does.
+    pub(crate) async fn terminate(&self, client: &Client, uid: &EntityId) -> BResult<()> {
+        let answer: Vec<String> = self
+            .scripts
+            .terminate
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("active", uid))
+            .key(key("queue", uid))
+            .key(key("agent", uid))
+            .key(key("pending", uid))
+            .arg(owner_of(client))
+            .arg(self.gravestone_s)
+            .arg(uid.uid.to_string())
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let (status, headers) = answer.split_first().ok_or_else(|| unexpected(""))?;
+        word(status)?;
+        for header in headers {
+            let Ok(header) = serde_json::from_str::<Header>(header) else {
+                continue;
+            };
+            let response = Message {
+                header: header.response_header(),
+                body: academy_error_body(ErrorCode::MailboxTerminated, Some(&header.dest)),
+            };
+            // As the in-memory backend: delivered as the server, failures
+            // (an unknown or terminated requester) ignored.
+            let _ = self.put_message(&response, None).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn update_heartbeat(&self, client: &Client, uid: &EntityId) -> BResult<()> {
+        let answer: String = self
+            .scripts
+            .heartbeat
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("heartbeat", uid))
+            .key(key("active", uid))
+            .key(key("agent", uid))
+            .arg(owner_of(client))
+            .arg(self.gravestone_s)
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        word(&answer)
+    }
+
+    /// Seconds since the last heartbeat (by Redis' clock, shared by every
+    /// exchange process), or None.
+    pub(crate) async fn heartbeat_status(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<Option<f64>> {
+        let answer: Vec<String> = self
+            .scripts
+            .heartbeat_status
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("active", uid))
+            .key(key("heartbeat", uid))
+            .arg(owner_of(client))
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match answer.as_slice() {
+            [ok, hb, secs, micros] if ok == "ok" => {
+                if hb.is_empty() {
+                    return Ok(None);
+                }
+                let parse = |s: &str| s.parse::<f64>().ok();
+                match (parse(hb), parse(secs), parse(micros)) {
+                    (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
+                    _ => Err(BackendError::Unavailable(format!(
+                        "heartbeat record of {} is not a number: {hb:?}",
+                        uid.uid
+                    ))),
+                }
+            }
+            [w, ..] => word(w).and(Err(unexpected(w))),
+            [] => Err(unexpected("")),
+        }
+    }
+
+    /// academy-py's counters; the requests in flight are counted as
+    /// academy-py counts them (a scan of `request:{uid}:*`), so that every
+    /// exchange process answers the same whichever one a request came
+    /// through. (Statistics are rare; the hot paths never scan.)
+    pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
+        let answer: redis::Value = self
+            .scripts
+            .stats
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("queue", uid))
+            .key(key("completions", uid))
+            .key(key("outgoing", uid))
+            .arg(owner_of(client))
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let (status, queued, completed, outgoing): (String, u64, u64, u64) =
+            match redis::from_redis_value(answer.clone()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let w: Vec<String> = redis::from_redis_value(answer).unwrap_or_default();
+                    let w = w.first().map_or("", String::as_str);
+                    word(w)?;
+                    return Err(unexpected(w));
+                }
+            };
+        word(&status)?;
+        let pending = self.scan(&format!("request:{}:*", uid.uid)).await?.len() as u64;
+        Ok(AgentStats {
+            incoming: completed + pending,
+            outgoing,
+            completed,
+            in_progress: pending.saturating_sub(queued),
+            queued,
+        })
+    }
+
+    /// Every key matching `pattern` (SCAN, in batches).
+    async fn scan(&self, pattern: &str) -> BResult<Vec<String>> {
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            found.extend(keys);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Agents whose MRO starts with (or, with subclasses, contains) `agent`.
+    /// Like academy-py this scans `agent:*`, so that agents registered
+    /// through any exchange process are found.
+    pub(crate) async fn discover(
+        &self,
+        client: &Client,
+        agent: &str,
+        allow_subclasses: bool,
+    ) -> BResult<Vec<Uuid>> {
+        let mut conn = self.conn();
+        let keys = self.scan("agent:*").await?;
+        let mut candidates: Vec<String> = Vec::new();
+        for batch in keys.chunks(1000) {
+            let mros: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(batch)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for (k, mro) in batch.iter().zip(mros) {
+                let Some(mro) = mro else { continue };
+                let hit = mro.split(',').next() == Some(agent)
+                    || (allow_subclasses && mro.split(',').any(|c| c == agent));
+                if let (true, Some(uid)) = (hit, k.strip_prefix("agent:")) {
+                    if !candidates.iter().any(|c| c == uid) {
+                        candidates.push(uid.to_owned());
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = groups(client);
+        let active: Vec<String> = self
+            .scripts
+            .discover_filter
+            .arg(owner_of(client))
+            .arg(groups.len())
+            .arg(&groups)
+            .arg(&candidates)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(active
+            .iter()
+            .filter_map(|u| Uuid::parse_str(u).ok())
+            .collect())
+    }
+
+    /// Checks that the client may receive from the mailbox and pushes its
+    /// expirations back (academy-py's `get`, before it blocks).
+    pub(crate) async fn receivable(&self, client: &Client, uid: &EntityId) -> BResult<()> {
+        let answer: String = self
+            .scripts
+            .recv_check
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .key(key("active", uid))
+            .key(key("heartbeat", uid))
+            .key(key("agent", uid))
+            .key(key("queue", uid))
+            .arg(owner_of(client))
+            .arg(self.gravestone_s)
+            .arg(self.mailbox_s)
+            .arg(groups(client))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        word(&answer)
+    }
+
+    pub(crate) async fn put(&self, client: &Client, message: &Message) -> BResult<()> {
+        self.put_message(message, Some(client)).await
+    }
+
+    async fn put_message(&self, message: &Message, client: Option<&Client>) -> BResult<()> {
+        let text = message.to_json();
+        let h = &message.header;
+        let (record, pending, counter) = if message.is_request() {
+            (
+                format!("request:{}:{}", h.dest.uid, h.tag),
+                key("pending", &h.dest),
+                key("outgoing", &h.src),
+            )
+        } else {
+            (
+                format!("request:{}:{}", h.src.uid, h.tag),
+                key("pending", &h.src),
+                key("completions", &h.src),
+            )
+        };
+        let header_json = if message.is_request() {
+            serde_json::to_string(h).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let (me, groups) = match client {
+            Some(c) => (owner_of(c), groups(c)),
+            None => (String::new(), Vec::new()),
+        };
+        let answer: String = self
+            .scripts
+            .put
+            .key(key("owner", &h.dest))
+            .key(key("share", &h.dest))
+            .key(key("active", &h.dest))
+            .key(key("queue", &h.dest))
+            .key(record)
+            .key(pending)
+            .key(counter)
+            .arg(me)
+            .arg(if message.is_request() { "1" } else { "0" })
+            .arg(header_json)
+            .arg(&text)
+            .arg(self.mailbox_s)
+            .arg(h.tag.to_string())
+            .arg(if text.len() > self.limit { "1" } else { "0" })
+            .arg(if client.is_none() { "1" } else { "0" })
+            .arg(groups)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if answer == "too_large" {
+            return Err(BackendError::TooLarge {
+                size: text.len(),
+                limit: self.limit,
+            });
+        }
+        word(&answer)
+    }
+
+    /// KEYS active owner share; the share scripts' common call.
+    async fn shares_call(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        op: &str,
+        group: &str,
+    ) -> BResult<Vec<String>> {
+        let answer: Vec<String> = self
+            .scripts
+            .shares
+            .key(key("active", uid))
+            .key(key("owner", uid))
+            .key(key("share", uid))
+            .arg(owner_of(client))
+            .arg(op)
+            .arg(group)
+            .arg(if client.groups.contains(group) {
+                "1"
+            } else {
+                "0"
+            })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
+        word(status)?;
+        Ok(rest.to_vec())
+    }
+
+    pub(crate) async fn share_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        group: &str,
+    ) -> BResult<()> {
+        self.shares_call(client, uid, "add", group)
+            .await
+            .map(|_| ())
+    }
+
+    pub(crate) async fn get_mailbox_shares(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<Vec<String>> {
+        self.shares_call(client, uid, "list", "").await
+    }
+
+    /// Removing a group the mailbox is not shared with is a no-op (as
+    /// academy-py's `RedisBackend`).
+    pub(crate) async fn remove_mailbox_shares(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        group: Option<&str>,
+    ) -> BResult<()> {
+        match group {
+            Some(g) => self.shares_call(client, uid, "remove", g).await.map(|_| ()),
+            None => self.get_mailbox_shares(client, uid).await.map(|_| ()),
+        }
+    }
+
+    fn take_blocking(&self) -> Option<MultiplexedConnection> {
+        self.blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+    }
+
+    fn give_back_blocking(&self, conn: MultiplexedConnection) {
+        self.blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+
+    /// One `BLPOP` of at most `wait`, on a connection of its own.
+    async fn pop_once(&self, queue: &str, wait: Duration) -> redis::RedisResult<Option<Vec<u8>>> {
+        let mut conn = match self.take_blocking() {
+            Some(c) => c,
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(None);
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?
+            }
+        };
+        let answer: Option<(Vec<u8>, Vec<u8>)> = redis::cmd("BLPOP")
+            .arg(queue)
+            .arg(format!("{:.3}", wait.as_secs_f64().max(0.001)))
+            .query_async(&mut conn)
+            .await?;
+        // Only a connection that answered goes back to the pool.
+        self.give_back_blocking(conn);
+        Ok(answer.map(|(_, item)| item))
+    }
+
+    /// Puts a message taken for a receiver that has gone back at the head
+    /// of its queue, so that the next receiver gets it first.
+    async fn unpop(&self, uid: &EntityId, item: Vec<u8>) {
+        let queue = key("queue", uid);
+        for _ in 0..50 {
+            let r: redis::RedisResult<()> = redis::cmd("LPUSH")
+                .arg(&queue)
+                .arg(&item)
+                .query_async(&mut self.conn())
+                .await;
+            if r.is_ok() {
+                return;
+            }
+            tokio::time::sleep(POP_RETRY).await;
+        }
+    }
+
+    /// [`RedisBackend::unpop`] in the background (tracked, so that `stop`
+    /// waits for it).
+    pub(crate) fn unpop_later(self: &Arc<Self>, uid: &EntityId, item: Vec<u8>) {
+        let guard = self.tasks.enter();
+        let me = self.clone();
+        let uid = uid.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            me.unpop(&uid, item).await;
+        });
+    }
+
+    /// Waits until `deadline` for the next message of the mailbox, in a task
+    /// of its own: if the receiver is gone when a message is taken (the HTTP
+    /// client disconnected), the message goes back to the queue.
+    pub(crate) fn receive(
+        self: &Arc<Self>,
+        uid: &EntityId,
+        deadline: Instant,
+    ) -> oneshot::Receiver<Received> {
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        let uid = uid.clone();
+        let guard = self.tasks.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let queue = key("queue", &uid);
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                if me.stopping.load(Ordering::Acquire) {
+                    let _ = tx.send(Err(BackendError::ShuttingDown));
+                    return;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    let _ = tx.send(Err(BackendError::Timeout));
+                    return;
+                }
+                match me.pop_once(&queue, (deadline - now).min(POP_SLICE)).await {
+                    Ok(None) => {}
+                    Ok(Some(item)) if item == CLOSE_SENTINEL => {
+                        let _ = tx.send(Err(BackendError::Terminated));
+                        return;
+                    }
+                    Ok(Some(item)) => {
+                        if let Err(Ok(item)) = tx.send(Ok(item)) {
+                            me.unpop(&uid, item).await;
+                        }
+                        return;
+                    }
+                    // Redis restarting: wait it out until the deadline.
+                    Err(_) => tokio::time::sleep(POP_RETRY).await,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Ends waiting receives (within one pop slice).
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Waits until no background receive is running.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.tasks.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.tasks.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}

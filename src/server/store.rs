@@ -1,0 +1,209 @@
+//! Where the mailboxes of a server live: in memory (one process) or in
+//! Redis (shared by several exchange processes). The routes call these and
+//! never look at which one it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::ids::EntityId;
+use crate::message::Message;
+use crate::server::backend::{AgentStats, BResult, Backend, BackendError, Client, MailboxStatus};
+use crate::server::body::{PeerSocket, RedisSseStream, ServerBody, SseStream};
+use crate::server::redis_backend::RedisBackend;
+
+pub(crate) enum Store {
+    Memory(Arc<Backend>),
+    Redis(Arc<RedisBackend>),
+}
+
+impl Store {
+    /// The largest message accepted, in bytes.
+    pub(crate) fn limit(&self) -> usize {
+        match self {
+            Store::Memory(b) => b.limit,
+            Store::Redis(r) => r.limit,
+        }
+    }
+
+    pub(crate) async fn check_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<MailboxStatus> {
+        match self {
+            Store::Memory(b) => b.check_mailbox(client, uid),
+            Store::Redis(r) => r.check_mailbox(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn create_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        agent: Option<Vec<String>>,
+    ) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.create_mailbox(client, uid, agent),
+            Store::Redis(r) => r.create_mailbox(client, uid, agent).await,
+        }
+    }
+
+    pub(crate) async fn terminate(&self, client: &Client, uid: &EntityId) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.terminate(client, uid),
+            Store::Redis(r) => r.terminate(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn update_heartbeat(&self, client: &Client, uid: &EntityId) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.update_heartbeat(client, uid),
+            Store::Redis(r) => r.update_heartbeat(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn heartbeat_status(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<Option<f64>> {
+        match self {
+            Store::Memory(b) => b.heartbeat_status(client, uid),
+            Store::Redis(r) => r.heartbeat_status(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
+        match self {
+            Store::Memory(b) => b.agent_stats(client, uid),
+            Store::Redis(r) => r.agent_stats(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn discover(
+        &self,
+        client: &Client,
+        agent: &str,
+        allow_subclasses: bool,
+    ) -> BResult<Vec<Uuid>> {
+        match self {
+            Store::Memory(b) => Ok(b.discover(client, agent, allow_subclasses)),
+            Store::Redis(r) => r.discover(client, agent, allow_subclasses).await,
+        }
+    }
+
+    pub(crate) async fn put(&self, client: &Client, message: &Message) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.put(client, message),
+            Store::Redis(r) => r.put(client, message).await,
+        }
+    }
+
+    /// Waits up to `timeout` for the next message of a mailbox (the
+    /// long-poll `GET /message`).
+    pub(crate) async fn get(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        timeout: Duration,
+    ) -> BResult<String> {
+        match self {
+            Store::Memory(b) => {
+                let mb = b.receivable(client, uid)?;
+                b.get(&mb, timeout).await.map(|m| m.to_string())
+            }
+            Store::Redis(r) => {
+                r.receivable(client, uid).await?;
+                let deadline = tokio::time::Instant::now() + timeout;
+                match r.receive(uid, deadline).await {
+                    Ok(item) => item.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+                    Err(_) => Err(BackendError::ShuttingDown),
+                }
+            }
+        }
+    }
+
+    /// The server-sent-event body of `GET /mailbox/listen`, once the
+    /// mailbox is known to be active.
+    pub(crate) async fn listen(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        timeout: Duration,
+        peer: Option<PeerSocket>,
+    ) -> BResult<ServerBody> {
+        match self {
+            Store::Memory(b) => {
+                let mb = b.receivable(client, uid)?;
+                Ok(ServerBody::Sse(Box::new(SseStream::new(
+                    b.clone(),
+                    mb,
+                    timeout,
+                    peer,
+                ))))
+            }
+            Store::Redis(r) => {
+                r.receivable(client, uid).await?;
+                Ok(ServerBody::RedisSse(Box::new(RedisSseStream::new(
+                    r.clone(),
+                    uid.clone(),
+                    timeout,
+                    peer,
+                ))))
+            }
+        }
+    }
+
+    pub(crate) async fn share_mailbox(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        group: &str,
+    ) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.share_mailbox(client, uid, group),
+            Store::Redis(r) => r.share_mailbox(client, uid, group).await,
+        }
+    }
+
+    pub(crate) async fn get_mailbox_shares(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+    ) -> BResult<Vec<String>> {
+        match self {
+            Store::Memory(b) => b.get_mailbox_shares(client, uid),
+            Store::Redis(r) => r.get_mailbox_shares(client, uid).await,
+        }
+    }
+
+    pub(crate) async fn remove_mailbox_shares(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        group: Option<&str>,
+    ) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.remove_mailbox_shares(client, uid, group),
+            Store::Redis(r) => r.remove_mailbox_shares(client, uid, group).await,
+        }
+    }
+
+    /// Ends waiting receives and open listen streams.
+    pub(crate) fn begin_shutdown(&self) {
+        match self {
+            Store::Memory(b) => b.begin_shutdown(),
+            Store::Redis(r) => r.begin_shutdown(),
+        }
+    }
+
+    /// Waits for background work that must finish before the process may
+    /// exit (receives that hold a message taken from Redis).
+    pub(crate) async fn drained(&self) {
+        if let Store::Redis(r) = self {
+            r.drained().await;
+        }
+    }
+}
