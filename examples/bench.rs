@@ -5,7 +5,8 @@
 //! - `ping N`: user -> agent -> user round trips to an agent served in this
 //!   process (through the exchange): p50/p99 in ms.
 //! - `action N`: `action("add", [1, 2])` round trips to the same agent.
-//! - `throughput N IN_FLIGHT`: one-way messages counted at the receiver.
+//! - `throughput N IN_FLIGHT`: one-way messages counted at the receiver
+//!   (URL may list several exchanges on one Redis, separated by commas).
 //! - `cpu N`: client CPU seconds per 1,000 messages sent, and peak RSS.
 //! - `clients N`: RSS of this process holding N listening clients.
 
@@ -78,37 +79,65 @@ fn latencies(n: usize, mut f: impl FnMut() -> R<()>) -> R<Value> {
     Ok(json!({"p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99), "n": n}))
 }
 
-fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
-    let factory = Factory::new(url, FactoryOptions::default())?;
-    let user = Arc::new(rt().block_on(factory.create_user_client(None))?);
-    let registration = rt().block_on(user.register_agent("bench.Sink", None))?;
-    let sink = rt().block_on(factory.create_agent_client(&registration))?;
-    let dest = sink.mailbox_id().clone();
-    let receiver = std::thread::spawn(move || {
-        let mut tags = HashSet::new();
-        let mut duplicated = 0;
-        while tags.len() < total {
-            match rt().block_on(sink.recv(Some(Duration::from_secs(10)))) {
-                Ok(raw) => {
-                    if !tags.insert(
-                        Message::from_json(&raw)
-                            .map(|m| m.header.tag)
-                            .unwrap_or_default(),
-                    ) {
-                        duplicated += 1;
+/// One-way messages from `in_flight` sender threads, counted at the
+/// receivers. `urls` is one exchange URL, or several separated by commas
+/// (exchange processes sharing one Redis): each gets a sending user and a
+/// receiving agent of its own, and the users on exchange `j` send to the
+/// agent on exchange `j + 1`, so that every message crosses processes.
+fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
+    let mut users = Vec::new();
+    let mut sinks = Vec::new();
+    for url in urls.split(',') {
+        let factory = Factory::new(url, FactoryOptions::default())?;
+        let user = Arc::new(rt().block_on(factory.create_user_client(None))?);
+        let registration = rt().block_on(user.register_agent("bench.Sink", None))?;
+        sinks.push(rt().block_on(factory.create_agent_client(&registration))?);
+        users.push(user);
+    }
+    let k = users.len();
+    // Messages per sender thread, and what each sink must receive.
+    let counts: Vec<usize> = (0..in_flight)
+        .map(|i| total / in_flight + usize::from(i < total % in_flight))
+        .collect();
+    let mut expected = vec![0; k];
+    for (i, c) in counts.iter().enumerate() {
+        expected[(i % k + 1) % k] += c;
+    }
+    let dests: Vec<EntityId> = sinks.iter().map(|s| s.mailbox_id().clone()).collect();
+    let receivers: Vec<_> = sinks
+        .into_iter()
+        .zip(expected)
+        .map(|(sink, want)| {
+            std::thread::spawn(move || {
+                let mut tags = HashSet::new();
+                let mut duplicated = 0;
+                while tags.len() < want {
+                    match rt().block_on(sink.recv(Some(Duration::from_secs(10)))) {
+                        Ok(raw) => {
+                            if !tags.insert(
+                                Message::from_json(&raw)
+                                    .map(|m| m.header.tag)
+                                    .unwrap_or_default(),
+                            ) {
+                                duplicated += 1;
+                            }
+                        }
+                        Err(_) => break,
                     }
                 }
-                Err(_) => break,
-            }
-        }
-        (tags.len(), duplicated, Instant::now())
-    });
+                (tags.len(), duplicated, Instant::now())
+            })
+        })
+        .collect();
     let start = Instant::now();
-    let senders: Vec<_> = (0..in_flight)
-        .map(|i| {
-            let (user, dest) = (user.clone(), dest.clone());
+    let senders: Vec<_> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &count)| {
+            let user = users[i % k].clone();
+            let dest = dests[(i % k + 1) % k].clone();
             std::thread::spawn(move || {
-                for _ in 0..total / in_flight + usize::from(i < total % in_flight) {
+                for _ in 0..count {
                     let m = Message::create(
                         user.mailbox_id().clone(),
                         dest.clone(),
@@ -124,11 +153,17 @@ fn throughput(url: &str, total: usize, in_flight: usize) -> R<Value> {
     for s in senders {
         s.join().map_err(|_| "a sender failed")?;
     }
-    let (received, duplicated, end) = receiver.join().map_err(|_| "the receiver failed")?;
+    let (mut received, mut duplicated, mut end) = (0, 0, start);
+    for r in receivers {
+        let (got, dup, at) = r.join().map_err(|_| "a receiver failed")?;
+        received += got;
+        duplicated += dup;
+        end = end.max(at);
+    }
     let seconds = end.duration_since(start).as_secs_f64();
     Ok(
         json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
-              "in_flight": in_flight, "n": total}),
+              "in_flight": in_flight, "n": total, "exchanges": k}),
     )
 }
 
