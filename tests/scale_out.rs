@@ -107,6 +107,16 @@ fn three_exchanges_on_one_redis_share_mailboxes() {
         format!("{class},scale.Base")
     );
     assert_eq!(cluster.redis.cli(&["GET", &format!("owner:{uid}")]), "_");
+    // academy-py's default expirations: 365 days for the mailbox records.
+    let ttl: i64 = cluster
+        .redis
+        .cli(&["TTL", &format!("active:{uid}")])
+        .parse()
+        .unwrap();
+    assert!(
+        (365 * 86_400 - 60..=365 * 86_400).contains(&ttl),
+        "TTL {ttl}"
+    );
 
     // Messages from users on every exchange reach the agent listening on
     // exchange 1, unchanged; responses go back the same way.

@@ -814,9 +814,11 @@ impl RedisBackend {
         let mut conn = match self.take_blocking() {
             Some(c) => c,
             None => {
+                // A pop answers within its slice; past that plus some
+                // slack, Redis is stuck and the connection is given up.
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(None);
+                    .set_response_timeout(Some(POP_SLICE + RESPONSE_TIMEOUT));
                 self.client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?
