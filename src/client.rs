@@ -261,7 +261,7 @@ impl Client {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    fn transport(&self) -> Result<&Transport> {
+    fn transport(&self) -> Result<&Arc<Transport>> {
         self.check()?;
         Ok(&self.inner.transport)
     }
@@ -354,25 +354,34 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         let tag = message.header.tag;
         self.inner.pending.lock().unwrap().insert(tag, Some(tx));
-        let guard = PendingGuard {
+        let _guard = PendingGuard {
             inner: &self.inner,
             tag,
         };
-        self.send_message(&message).await?;
-        let outcome = match timeout {
-            None => rx.await,
-            Some(t) => match tokio::time::timeout(t, rx).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(Error::timeout(format!(
-                        "no response from {} within {:.3} s",
-                        message.header.dest,
+        // Sending and waiting run as one task on the runtime, so that a
+        // caller blocked outside the runtime (every C call) is woken once,
+        // for the answer, rather than also for the exchange's reply to the
+        // send: on a small machine each wake-up of a thread costs tens of
+        // microseconds.
+        let transport = self.transport()?.clone();
+        let dest = message.header.dest.clone();
+        let text = message.to_json();
+        let exchange = tokio::spawn(async move {
+            transport.send(&text).await?;
+            match timeout {
+                None => Ok(rx.await),
+                Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| {
+                    Error::timeout(format!(
+                        "no response from {dest} within {:.3} s",
                         t.as_secs_f64()
-                    )))
-                }
-            },
-        };
-        drop(guard);
+                    ))
+                }),
+            }
+        });
+        let _abort = AbortOnDrop(exchange.abort_handle());
+        let outcome = exchange
+            .await
+            .map_err(|e| Error::internal(format!("a request task failed: {e}")))??;
         match outcome {
             Ok(reply) => reply,
             Err(_) => Err(Error::closed(format!(
@@ -594,6 +603,21 @@ impl Inner {
                     Some(None) => return, // a response nobody waits for
                     None => {}
                 }
+            } else if message.kind() == "ping-request"
+                && message.header.compatible()
+                && self.serving.lock().unwrap().is_some()
+            {
+                // A served agent answers pings here, on the runtime thread
+                // that read the ping, as academy-py's agent answers them on
+                // its event loop: no hop to the serving thread and back,
+                // which is most of a ping's round trip on a small machine.
+                if let Ok(response) = message.response(message::success_body()) {
+                    let transport = self.transport.clone();
+                    tokio::spawn(async move {
+                        let _ = transport.send(&response.to_json()).await;
+                    });
+                }
+                return;
             } else if self.id.role == Role::User {
                 // A user cannot serve requests: answer as academy-py's
                 // UserExchangeClient does.
@@ -625,6 +649,15 @@ impl Inner {
 }
 
 /// Removes a pending entry when its request ends in any way.
+/// Ends a spawned task when the future waiting for it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct PendingGuard<'a> {
     inner: &'a Inner,
     tag: Uuid,

@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::sync::Mutex;
 
-use once_cell::sync::Lazy;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{Error, Result};
@@ -20,40 +19,88 @@ struct Owned {
     runtime: &'static Runtime,
 }
 
-static RUNTIME: Lazy<Mutex<Option<Owned>>> = Lazy::new(|| Mutex::new(None));
+/// One lazily started runtime, remade in a child process after fork().
+struct Slot {
+    name: &'static str,
+    /// Environment variable that sets the number of worker threads.
+    threads_var: &'static str,
+    default_threads: usize,
+    owned: Mutex<Option<Owned>>,
+}
+
+/// The library's runtime: clients' listeners, heartbeats and requests.
+/// One worker by default: a client's work is small and latency-bound, and
+/// with a second worker every request also wakes (and costs) a second
+/// thread, about a third of a send's CPU time on a 2-core machine.
+static CLIENTS: Slot = Slot {
+    name: "academy-rt",
+    threads_var: "ACADEMY_RUNTIME_THREADS",
+    default_threads: 1,
+    owned: Mutex::new(None),
+};
+
+/// The runtime of exchange servers started in this process
+/// (`academy_exchange_spawn`): their own threads, so that a busy server
+/// and the process's clients do not slow each other down.
+static SERVERS: Slot = Slot {
+    name: "academy-exchange",
+    threads_var: "ACADEMY_EXCHANGE_THREADS",
+    default_threads: 2,
+    owned: Mutex::new(None),
+};
 
 /// The id of this process.
 pub fn current_pid() -> u32 {
     std::process::id()
 }
 
-fn build() -> Result<&'static Runtime> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("academy-rt")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::internal(format!("cannot start the tokio runtime: {e}")))?;
-    Ok(Box::leak(Box::new(runtime)))
+impl Slot {
+    /// Worker threads: the environment variable (1 to 64), or the default.
+    fn threads(&self) -> usize {
+        std::env::var(self.threads_var)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=64).contains(n))
+            .unwrap_or(self.default_threads)
+    }
+
+    fn build(&self) -> Result<&'static Runtime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.threads())
+            .thread_name(self.name)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start the tokio runtime: {e}")))?;
+        Ok(Box::leak(Box::new(runtime)))
+    }
+
+    fn get(&self) -> Result<&'static Runtime> {
+        let mut guard = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = current_pid();
+        match &*guard {
+            Some(owned) if owned.pid == pid => Ok(owned.runtime),
+            _ => {
+                let runtime = self.build()?;
+                *guard = Some(Owned { pid, runtime });
+                Ok(runtime)
+            }
+        }
+    }
 }
 
 /// The runtime of this process, started on first use.
 pub fn runtime() -> Result<&'static Runtime> {
-    let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = current_pid();
-    match &*guard {
-        Some(owned) if owned.pid == pid => Ok(owned.runtime),
-        _ => {
-            let runtime = build()?;
-            *guard = Some(Owned { pid, runtime });
-            Ok(runtime)
-        }
-    }
+    CLIENTS.get()
 }
 
 /// A handle to the runtime, for spawning background tasks.
 pub fn handle() -> Result<Handle> {
     Ok(runtime()?.handle().clone())
+}
+
+/// A handle to the runtime of embedded exchange servers.
+pub fn server_handle() -> Result<Handle> {
+    Ok(SERVERS.get()?.handle().clone())
 }
 
 /// Runs a future to completion on the runtime from a thread outside it

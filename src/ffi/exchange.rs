@@ -36,7 +36,7 @@ pub unsafe extern "C" fn academy_exchange_spawn(
     boundary(|| {
         check_out(out, "out")?;
         let config = ServerConfig::from_json_options(arg_opt_str(options_json, "options_json")?)?;
-        let handle = runtime::handle()?;
+        let handle = runtime::server_handle()?;
         let server = block(async move {
             handle
                 .spawn(ExchangeServer::start(config))
