@@ -102,6 +102,25 @@ def sh(cmd):
         return ''
 
 
+wake = med('machine', 'c', 'floor', 'thread_wake_rtt_us')
+tcp = med('machine', 'c', 'floor', 'tcp_process_rtt_us')
+ping_ours = med('embedded', 'ours', 'ping', 'p50_ms')
+if wake is not None and tcp is not None:
+    floor_us = 2 * tcp + wake
+    floor_text = f"""`bench/floor.c`, in the same run, measures what this machine charges for
+the steps of a round trip: waking another thread and back {fmt(wake, 1)} us,
+a loopback TCP round trip between two processes {fmt(tcp, 1)} us (medians of
+20,000). A ping through an exchange process crosses four process
+boundaries (user to exchange, exchange to agent and back, exchange to user:
+two TCP round trips' worth, {fmt(2 * tcp, 0)} us) and, from a blocking C
+call, hands over to the library's thread and back (one wake round trip):
+about {fmt(floor_us, 0)} us before any work is done, against a measured
+{fmt(ping_ours * 1000 if ping_ours else None, 0)} us. The 150 us goal is below
+what this machine allows for that path; an agent and user in one process
+with the exchange in-process would avoid two of the crossings."""
+else:
+    floor_text = 'Not measured in this run.'
+
 cores = sh('nproc')
 model = sh("lscpu | sed -n 's/^Model name: *//p'")
 memory = sh("free -g | awk '/Mem:/ {print $2}'")
@@ -139,6 +158,10 @@ embedded exchange, {fmt(c10k_py)} MiB on academy-py's.
 ## Goals
 
 {chr(10).join(g)}
+
+## Where the time goes
+
+{floor_text}
 
 ## Rerun
 

@@ -135,6 +135,21 @@ pub(crate) struct AgentStats {
     pub(crate) queued: u64,
 }
 
+impl AgentStats {
+    /// academy-py's figures from its counters: requests in flight
+    /// (`pending`) count as incoming, and those not queued any more as in
+    /// progress.
+    pub(crate) fn from_counts(queued: u64, pending: u64, completed: u64, outgoing: u64) -> Self {
+        AgentStats {
+            incoming: completed + pending,
+            outgoing,
+            completed,
+            in_progress: pending.saturating_sub(queued),
+            queued,
+        }
+    }
+}
+
 /// Server-wide shutdown signal, observed by long polls and listen streams.
 #[derive(Default)]
 pub(crate) struct Shutdown {
@@ -321,13 +336,9 @@ impl Backend {
         let pending = stats.requests.get(uid).map_or(0, |r| r.len() as u64);
         let completed = stats.completions.get(uid).copied().unwrap_or(0);
         let outgoing = stats.outgoing.get(uid).copied().unwrap_or(0);
-        Ok(AgentStats {
-            incoming: completed + pending,
-            outgoing,
-            completed,
-            in_progress: pending.saturating_sub(queued),
-            queued,
-        })
+        Ok(AgentStats::from_counts(
+            queued, pending, completed, outgoing,
+        ))
     }
 
     pub(crate) fn discover(

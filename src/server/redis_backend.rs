@@ -194,7 +194,8 @@ if exp > 0 then redis.call('EXPIRE', KEYS[4], exp, 'NX') end
 return 'ok'
 "#;
 
-/// KEYS: active owner share. ARGV: me op(add|list|remove) group member.
+/// KEYS: active owner share. ARGV: me op(add|list|remove) group member
+/// (then the groups, unused).
 /// academy-py's share calls check the status first, then ownership.
 const SHARES: &str = r#"
 local status = redis.call('GET', KEYS[1])
@@ -397,22 +398,45 @@ impl RedisBackend {
         self.conn.clone()
     }
 
+    /// Runs a per-mailbox script: KEYS are the keys of `uid` with these
+    /// prefixes, in order; ARGV is the client's owner value, `args`, then
+    /// the client's groups (the shape every such script shares).
+    async fn mailbox_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        uid: &EntityId,
+        prefixes: &[&str],
+        client: &Client,
+        args: &[String],
+    ) -> BResult<T> {
+        let mut call = script.prepare_invoke();
+        for prefix in prefixes {
+            call.key(key(prefix, uid));
+        }
+        call.arg(owner_of(client));
+        for arg in args {
+            call.arg(arg);
+        }
+        call.arg(groups(client));
+        call.invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
     pub(crate) async fn check_mailbox(
         &self,
         client: &Client,
         uid: &EntityId,
     ) -> BResult<MailboxStatus> {
         let answer: String = self
-            .scripts
-            .check
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("active", uid))
-            .arg(owner_of(client))
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.check,
+                uid,
+                &["owner", "share", "active"],
+                client,
+                &[],
+            )
+            .await?;
         match answer.as_str() {
             "MISSING" => Ok(MailboxStatus::Missing),
             "ACTIVE" => Ok(MailboxStatus::Active),
@@ -429,21 +453,18 @@ impl RedisBackend {
     ) -> BResult<()> {
         let mro = agent.as_ref().map(|a| a.join(","));
         let answer: String = self
-            .scripts
-            .create
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("active", uid))
-            .key(key("agent", uid))
-            .key(key("heartbeat", uid))
-            .arg(owner_of(client))
-            .arg(if mro.is_some() { "1" } else { "0" })
-            .arg(mro.unwrap_or_default())
-            .arg(self.gravestone_s)
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.create,
+                uid,
+                &["owner", "share", "active", "agent", "heartbeat"],
+                client,
+                &[
+                    if mro.is_some() { "1" } else { "0" }.to_owned(),
+                    mro.unwrap_or_default(),
+                    self.gravestone_s.to_string(),
+                ],
+            )
+            .await?;
         word(&answer)
     }
 
@@ -451,21 +472,14 @@ impl RedisBackend {
     /// `MAILBOX_TERMINATED` errors, as the in-memory backend does.
     pub(crate) async fn terminate(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: Vec<String> = self
-            .scripts
-            .terminate
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("active", uid))
-            .key(key("queue", uid))
-            .key(key("agent", uid))
-            .key(key("pending", uid))
-            .arg(owner_of(client))
-            .arg(self.gravestone_s)
-            .arg(uid.uid.to_string())
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.terminate,
+                uid,
+                &["owner", "share", "active", "queue", "agent", "pending"],
+                client,
+                &[self.gravestone_s.to_string(), uid.uid.to_string()],
+            )
+            .await?;
         let (status, headers) = answer.split_first().ok_or_else(|| unexpected(""))?;
         word(status)?;
         for header in headers {
@@ -485,19 +499,14 @@ impl RedisBackend {
 
     pub(crate) async fn update_heartbeat(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
-            .scripts
-            .heartbeat
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("heartbeat", uid))
-            .key(key("active", uid))
-            .key(key("agent", uid))
-            .arg(owner_of(client))
-            .arg(self.gravestone_s)
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.heartbeat,
+                uid,
+                &["owner", "share", "heartbeat", "active", "agent"],
+                client,
+                &[self.gravestone_s.to_string()],
+            )
+            .await?;
         word(&answer)
     }
 
@@ -509,17 +518,14 @@ impl RedisBackend {
         uid: &EntityId,
     ) -> BResult<Option<f64>> {
         let answer: Vec<String> = self
-            .scripts
-            .heartbeat_status
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("active", uid))
-            .key(key("heartbeat", uid))
-            .arg(owner_of(client))
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.heartbeat_status,
+                uid,
+                &["owner", "share", "active", "heartbeat"],
+                client,
+                &[],
+            )
+            .await?;
         match answer.as_slice() {
             [ok, hb, secs, micros] if ok == "ok" => {
                 if hb.is_empty() {
@@ -545,18 +551,14 @@ impl RedisBackend {
     /// through. (Statistics are rare; the hot paths never scan.)
     pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
         let answer: redis::Value = self
-            .scripts
-            .stats
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("queue", uid))
-            .key(key("completions", uid))
-            .key(key("outgoing", uid))
-            .arg(owner_of(client))
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.stats,
+                uid,
+                &["owner", "share", "queue", "completions", "outgoing"],
+                client,
+                &[],
+            )
+            .await?;
         let (status, queued, completed, outgoing): (String, u64, u64, u64) =
             match redis::from_redis_value(answer.clone()) {
                 Ok(t) => t,
@@ -569,13 +571,9 @@ impl RedisBackend {
             };
         word(&status)?;
         let pending = self.scan(&format!("request:{}:*", uid.uid)).await?.len() as u64;
-        Ok(AgentStats {
-            incoming: completed + pending,
-            outgoing,
-            completed,
-            in_progress: pending.saturating_sub(queued),
-            queued,
-        })
+        Ok(AgentStats::from_counts(
+            queued, pending, completed, outgoing,
+        ))
     }
 
     /// Every key matching `pattern` (SCAN, in batches).
@@ -654,21 +652,14 @@ impl RedisBackend {
     /// expirations back (academy-py's `get`, before it blocks).
     pub(crate) async fn receivable(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
-            .scripts
-            .recv_check
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .key(key("active", uid))
-            .key(key("heartbeat", uid))
-            .key(key("agent", uid))
-            .key(key("queue", uid))
-            .arg(owner_of(client))
-            .arg(self.gravestone_s)
-            .arg(self.mailbox_s)
-            .arg(groups(client))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.recv_check,
+                uid,
+                &["owner", "share", "active", "heartbeat", "agent", "queue"],
+                client,
+                &[self.gravestone_s.to_string(), self.mailbox_s.to_string()],
+            )
+            .await?;
         word(&answer)
     }
 
@@ -740,23 +731,20 @@ impl RedisBackend {
         op: &str,
         group: &str,
     ) -> BResult<Vec<String>> {
+        let member = if client.groups.contains(group) {
+            "1"
+        } else {
+            "0"
+        };
         let answer: Vec<String> = self
-            .scripts
-            .shares
-            .key(key("active", uid))
-            .key(key("owner", uid))
-            .key(key("share", uid))
-            .arg(owner_of(client))
-            .arg(op)
-            .arg(group)
-            .arg(if client.groups.contains(group) {
-                "1"
-            } else {
-                "0"
-            })
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .mailbox_script(
+                &self.scripts.shares,
+                uid,
+                &["active", "owner", "share"],
+                client,
+                &[op.to_owned(), group.to_owned(), member.to_owned()],
+            )
+            .await?;
         let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
         word(status)?;
         Ok(rest.to_vec())
