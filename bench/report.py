@@ -110,14 +110,15 @@ if wake is not None and tcp is not None:
     floor_text = f"""`bench/floor.c`, in the same run, measures what this machine charges for
 the steps of a round trip: waking another thread and back {fmt(wake, 1)} us,
 a loopback TCP round trip between two processes {fmt(tcp, 1)} us (medians of
-20,000). A ping through an exchange process crosses four process
-boundaries (user to exchange, exchange to agent and back, exchange to user:
-two TCP round trips' worth, {fmt(2 * tcp, 0)} us) and, from a blocking C
-call, hands over to the library's thread and back (one wake round trip):
-about {fmt(floor_us, 0)} us before any work is done, against a measured
-{fmt(ping_ours * 1000 if ping_ours else None, 0)} us. The 150 us goal is below
-what this machine allows for that path; an agent and user in one process
-with the exchange in-process would avoid two of the crossings."""
+20,000; on an idle machine of this kind the thread figure was 44-48 us
+instead, since an idle virtual CPU must be woken first). A ping through an
+exchange process crosses four process boundaries (user to exchange,
+exchange to agent and back, exchange to user: two TCP round trips' worth,
+{fmt(2 * tcp, 0)} us) and, from a blocking C call, hands over to the
+library's thread and back: about {fmt(floor_us, 0)} us before any work is
+done, against a measured {fmt(ping_ours * 1000 if ping_ours else None, 0)} us.
+The rest is HTTP and JSON work in the exchange and the client and the
+hand-overs between their threads."""
 else:
     floor_text = 'Not measured in this run.'
 
