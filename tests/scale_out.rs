@@ -365,3 +365,43 @@ fn an_unreachable_redis_fails_the_start_with_a_clear_error() {
     );
     assert!(ex.is_null());
 }
+
+/// `academy_exchange_spawn` with a Redis backend, beside an
+/// `academy-exchange` process on the same Redis.
+#[test]
+fn an_in_process_exchange_on_redis_shares_mailboxes_with_a_process() {
+    let redis = RedisServer::start();
+    let process = OurExchange::start(&redis.backend_toml());
+    let options = c(&format!(
+        r#"{{"backend": {{"kind": "redis", "hostname": "127.0.0.1", "port": {}}}}}"#,
+        redis.port
+    ));
+    let mut ex = std::ptr::null_mut();
+    let status =
+        unsafe { academy::ffi::exchange::academy_exchange_spawn(options.as_ptr(), &mut ex) };
+    assert_eq!(status, ACADEMY_OK, "{}", last_error());
+    let mut url = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { academy::ffi::exchange::academy_exchange_url(ex, &mut url) },
+        ACADEMY_OK
+    );
+    let url = take_string(url);
+    {
+        let here = Factory::new(&url, None).unwrap().user(None).unwrap();
+        let there = Factory::new(&process.url, None)
+            .unwrap()
+            .user(None)
+            .unwrap();
+        let note = message(&here.id(), &there.id(), r#"{"kind": "success-response"}"#);
+        here.send(&note).unwrap();
+        assert_eq!(there.recv(10.0).unwrap(), note);
+        let back = message(&there.id(), &here.id(), r#"{"kind": "success-response"}"#);
+        there.send(&back).unwrap();
+        assert_eq!(here.recv(10.0).unwrap(), back);
+    }
+    assert_eq!(
+        unsafe { academy::ffi::exchange::academy_exchange_stop(ex) },
+        ACADEMY_OK
+    );
+    unsafe { academy::ffi::exchange::academy_exchange_free(ex) };
+}
