@@ -648,7 +648,6 @@ impl Inner {
     }
 }
 
-/// Removes a pending entry when its request ends in any way.
 /// Ends a spawned task when the future waiting for it is dropped.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -658,6 +657,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Removes a pending entry when its request ends in any way.
 struct PendingGuard<'a> {
     inner: &'a Inner,
     tag: Uuid,

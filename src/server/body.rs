@@ -236,6 +236,7 @@ pub(crate) struct RedisSseStream {
     timeout: Duration,
     receiving: Option<tokio::sync::oneshot::Receiver<Received>>,
     ping: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<OwnedNotified>>,
     done: bool,
 }
 
@@ -248,6 +249,8 @@ impl RedisSseStream {
         timeout: Duration,
         peer: Option<PeerSocket>,
     ) -> Self {
+        let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
+        shutdown.as_mut().enable();
         RedisSseStream {
             peer,
             backend,
@@ -255,6 +258,7 @@ impl RedisSseStream {
             timeout,
             receiving: None,
             ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            shutdown,
             done: false,
         }
     }
@@ -278,6 +282,12 @@ impl RedisSseStream {
                 // Too late to deliver: back to the queue.
                 self.backend.unpop_later(&self.uid, message);
             }
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        if self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
+            // Dropping the receive makes it put back what it takes.
+            self.receiving = None;
             self.done = true;
             return Poll::Ready(None);
         }

@@ -364,11 +364,9 @@ impl ServerConfig {
                                 "exchange option backend: expected an object, got {v}"
                             )));
                         };
-                        let limit = config.message_size_limit_kb;
-                        let (backend_limit, redis) = parse_backend(&table)?;
+                        // The top-level option stands unless the table sets one.
+                        let (limit, redis) = parse_backend(&table)?;
                         if table.contains_key("message_size_limit_kb") {
-                            config.message_size_limit_kb = backend_limit;
-                        } else {
                             config.message_size_limit_kb = limit;
                         }
                         config.redis = redis;

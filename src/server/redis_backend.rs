@@ -25,7 +25,7 @@
 //! academy-py makes up to 17 sequential commands; receiving is a `BLPOP` on a
 //! connection of its own, since a blocking command holds its connection.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result, Status};
 use crate::ids::EntityId;
 use crate::message::{academy_error_body, ErrorCode, Header, Message};
-use crate::server::backend::{AgentStats, BResult, BackendError, Client, MailboxStatus};
+use crate::server::backend::{AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown};
 use crate::server::config::RedisConfig;
 
 /// academy-py's queue sentinel, pushed at terminate to end a blocked get.
@@ -148,9 +148,9 @@ return {'ok', hb, t[1], t[2]}
 const STATS: &str = r#"
 if not permitted(KEYS[1], KEYS[2], ARGV[1], 2) then return {'forbidden'} end
 local queued = redis.call('LLEN', KEYS[3])
-local completed = tonumber(redis.call('GET', KEYS[4]) or '0')
-local outgoing = tonumber(redis.call('GET', KEYS[5]) or '0')
-return {'ok', queued, completed, outgoing}
+local completed = redis.call('GET', KEYS[4]) or '0'
+local outgoing = redis.call('GET', KEYS[5]) or '0'
+return {'ok', tostring(queued), completed, outgoing}
 "#;
 
 /// Before a receive (academy-py's `get`): permission, status, and the
@@ -304,6 +304,14 @@ fn word(w: &str) -> BResult<()> {
     }
 }
 
+/// A script's list answer: a leading word ("ok" or an error word), then
+/// the values.
+fn values(answer: &[String]) -> BResult<&[String]> {
+    let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
+    word(status)?;
+    Ok(rest)
+}
+
 /// Counts the background receives still running, so that `stop` can wait
 /// for them (a receive that took a message must put it back or hand it on).
 #[derive(Default)]
@@ -341,7 +349,7 @@ pub(crate) struct RedisBackend {
     pub(crate) limit: usize,
     mailbox_s: u64,
     gravestone_s: u64,
-    stopping: AtomicBool,
+    pub(crate) shutdown: Shutdown,
     tasks: Arc<Tasks>,
 }
 
@@ -388,7 +396,7 @@ impl RedisBackend {
             limit: (message_size_limit_kb as usize).saturating_mul(1024),
             mailbox_s: config.mailbox_expiration_s,
             gravestone_s: config.gravestone_expiration_s,
-            stopping: AtomicBool::new(false),
+            shutdown: Shutdown::default(),
             tasks: Arc::new(Tasks::default()),
         })
     }
@@ -480,9 +488,7 @@ impl RedisBackend {
                 &[self.gravestone_s.to_string(), uid.uid.to_string()],
             )
             .await?;
-        let (status, headers) = answer.split_first().ok_or_else(|| unexpected(""))?;
-        word(status)?;
-        for header in headers {
+        for header in values(&answer)? {
             let Ok(header) = serde_json::from_str::<Header>(header) else {
                 continue;
             };
@@ -526,22 +532,19 @@ impl RedisBackend {
                 &[],
             )
             .await?;
-        match answer.as_slice() {
-            [ok, hb, secs, micros] if ok == "ok" => {
-                if hb.is_empty() {
-                    return Ok(None);
-                }
-                let parse = |s: &str| s.parse::<f64>().ok();
-                match (parse(hb), parse(secs), parse(micros)) {
-                    (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
-                    _ => Err(BackendError::Unavailable(format!(
-                        "heartbeat record of {} is not a number: {hb:?}",
-                        uid.uid
-                    ))),
-                }
-            }
-            [w, ..] => word(w).and(Err(unexpected(w))),
-            [] => Err(unexpected("")),
+        let [hb, secs, micros] = values(&answer)? else {
+            return Err(unexpected(&answer.join(" ")));
+        };
+        if hb.is_empty() {
+            return Ok(None);
+        }
+        let parse = |s: &str| s.parse::<f64>().ok();
+        match (parse(hb), parse(secs), parse(micros)) {
+            (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
+            _ => Err(BackendError::Unavailable(format!(
+                "heartbeat record of {} is not a number: {hb:?}",
+                uid.uid
+            ))),
         }
     }
 
@@ -550,7 +553,7 @@ impl RedisBackend {
     /// exchange process answers the same whichever one a request came
     /// through. (Statistics are rare; the hot paths never scan.)
     pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
-        let answer: redis::Value = self
+        let answer: Vec<String> = self
             .mailbox_script(
                 &self.scripts.stats,
                 uid,
@@ -559,17 +562,13 @@ impl RedisBackend {
                 &[],
             )
             .await?;
-        let (status, queued, completed, outgoing): (String, u64, u64, u64) =
-            match redis::from_redis_value(answer.clone()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let w: Vec<String> = redis::from_redis_value(answer).unwrap_or_default();
-                    let w = w.first().map_or("", String::as_str);
-                    word(w)?;
-                    return Err(unexpected(w));
-                }
-            };
-        word(&status)?;
+        let counts: Vec<u64> = values(&answer)?
+            .iter()
+            .map(|n| n.parse().map_err(|_| unexpected(n)))
+            .collect::<BResult<_>>()?;
+        let [queued, completed, outgoing] = counts[..] else {
+            return Err(unexpected(&answer.join(" ")));
+        };
         let pending = self.scan(&format!("request:{}:*", uid.uid)).await?.len() as u64;
         Ok(AgentStats::from_counts(
             queued, pending, completed, outgoing,
@@ -745,9 +744,7 @@ impl RedisBackend {
                 &[op.to_owned(), group.to_owned(), member.to_owned()],
             )
             .await?;
-        let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
-        word(status)?;
-        Ok(rest.to_vec())
+        Ok(values(&answer)?.to_vec())
     }
 
     pub(crate) async fn share_mailbox(
@@ -870,7 +867,7 @@ impl RedisBackend {
                 if tx.is_closed() {
                     return;
                 }
-                if me.stopping.load(Ordering::Acquire) {
+                if me.shutdown.is_set() {
                     let _ = tx.send(Err(BackendError::ShuttingDown));
                     return;
                 }
@@ -901,7 +898,7 @@ impl RedisBackend {
 
     /// Ends waiting receives (within one pop slice).
     pub(crate) fn begin_shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
+        self.shutdown.trigger();
     }
 
     /// Waits until no background receive is running.
