@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn rt() -> &'static tokio::runtime::Runtime {
-    academy::runtime::runtime().expect("runtime")
+/// Runs a library call as the C API does: blocking, on this thread.
+fn block<T>(call: impl std::future::Future<Output = academy::Result<T>>) -> academy::Result<T> {
+    academy::runtime::block_on(call)?
 }
 
 fn rusage() -> (f64, u64) {
@@ -51,9 +52,9 @@ fn user_and_agent(url: &str) -> R<(Client, EntityId, Client)> {
         url,
         FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?,
     )?;
-    let user = rt().block_on(factory.create_user_client(None))?;
-    let registration = rt().block_on(user.register_agent("bench.Calc", None))?;
-    let agent = rt().block_on(factory.create_agent_client(&registration))?;
+    let user = block(factory.create_user_client(None))?;
+    let registration = block(user.register_agent("bench.Calc", None))?;
+    let agent = block(factory.create_agent_client(&registration))?;
     let id = agent.mailbox_id().clone();
     let serving = agent.clone();
     std::thread::spawn(move || {
@@ -89,9 +90,9 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
     let mut sinks = Vec::new();
     for url in urls.split(',') {
         let factory = Factory::new(url, FactoryOptions::default())?;
-        let user = Arc::new(rt().block_on(factory.create_user_client(None))?);
-        let registration = rt().block_on(user.register_agent("bench.Sink", None))?;
-        sinks.push(rt().block_on(factory.create_agent_client(&registration))?);
+        let user = Arc::new(block(factory.create_user_client(None))?);
+        let registration = block(user.register_agent("bench.Sink", None))?;
+        sinks.push(block(factory.create_agent_client(&registration))?);
         users.push(user);
     }
     let k = users.len();
@@ -112,7 +113,7 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
                 let mut tags = HashSet::new();
                 let mut duplicated = 0;
                 while tags.len() < want {
-                    match rt().block_on(sink.recv(Some(Duration::from_secs(10)))) {
+                    match block(sink.recv(Some(Duration::from_secs(10)))) {
                         Ok(raw) => {
                             if !tags.insert(
                                 Message::from_json(&raw)
@@ -145,7 +146,7 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
                         None,
                     )
                     .unwrap();
-                    rt().block_on(user.send(&m.to_json())).unwrap();
+                    block(user.send(&m.to_json())).unwrap();
                 }
             })
         })
@@ -169,8 +170,8 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
 
 fn cpu(url: &str, n: usize) -> R<Value> {
     let factory = Factory::new(url, FactoryOptions::default())?;
-    let user = rt().block_on(factory.create_user_client(None))?;
-    let registration = rt().block_on(user.register_agent("bench.Void", None))?;
+    let user = block(factory.create_user_client(None))?;
+    let registration = block(user.register_agent("bench.Void", None))?;
     let dest: Value = serde_json::from_str(&registration)?;
     let dest = EntityId::from_value(&dest["agent_id"])?;
     let message = Message::create(
@@ -181,7 +182,7 @@ fn cpu(url: &str, n: usize) -> R<Value> {
     )?;
     let (before, _) = rusage();
     for _ in 0..n {
-        rt().block_on(user.send(&message.to_json()))?;
+        block(user.send(&message.to_json()))?;
     }
     let (after, max_rss) = rusage();
     Ok(
@@ -194,7 +195,7 @@ fn clients(url: &str, n: usize) -> R<Value> {
     let base = rss_kib();
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        held.push(rt().block_on(factory.create_user_client(None))?);
+        held.push(block(factory.create_user_client(None))?);
     }
     std::thread::sleep(Duration::from_secs(1)); // every listen stream open
     Ok(
@@ -210,18 +211,17 @@ fn main() -> R<()> {
         "ping" => {
             let (user, id, _agent) = user_and_agent(url)?;
             let t = Some(Duration::from_secs(10));
-            latencies(n(3, 2000), || {
-                Ok(rt().block_on(user.ping(id.clone(), t)).map(drop)?)
-            })?
+            latencies(
+                n(3, 2000),
+                || Ok(block(user.ping(id.clone(), t)).map(drop)?),
+            )?
         }
         "action" => {
             let (user, id, _agent) = user_and_agent(url)?;
             let t = Some(Duration::from_secs(10));
             let (a, k) = (json!([1, 2]), json!({}));
             latencies(n(3, 2000), || {
-                Ok(rt()
-                    .block_on(user.action(id.clone(), "add", &a, &k, t))
-                    .map(drop)?)
+                Ok(block(user.action(id.clone(), "add", &a, &k, t)).map(drop)?)
             })?
         }
         "throughput" => throughput(url, n(3, 5000), n(4, 32))?,

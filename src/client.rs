@@ -358,30 +358,20 @@ impl Client {
             inner: &self.inner,
             tag,
         };
-        // Sending and waiting run as one task on the runtime, so that a
-        // caller blocked outside the runtime (every C call) is woken once,
-        // for the answer, rather than also for the exchange's reply to the
-        // send: on a small machine each wake-up of a thread costs tens of
-        // microseconds.
-        let transport = self.transport()?.clone();
-        let dest = message.header.dest.clone();
-        let text = message.to_json();
-        let exchange = tokio::spawn(async move {
-            transport.send(&text).await?;
-            match timeout {
-                None => Ok(rx.await),
-                Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| {
-                    Error::timeout(format!(
-                        "no response from {dest} within {:.3} s",
-                        t.as_secs_f64()
-                    ))
-                }),
-            }
-        });
-        let _abort = AbortOnDrop(exchange.abort_handle());
-        let outcome = exchange
-            .await
-            .map_err(|e| Error::internal(format!("a request task failed: {e}")))??;
+        // A caller blocked in the library sends on its own thread (see
+        // `crate::direct`), then sleeps until the listener hands it the
+        // answer: one wake-up, for the answer.
+        self.transport()?.send(&message.to_json()).await?;
+        let outcome = match timeout {
+            None => rx.await,
+            Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| {
+                Error::timeout(format!(
+                    "no response from {} within {:.3} s",
+                    message.header.dest,
+                    t.as_secs_f64()
+                ))
+            })?,
+        };
         match outcome {
             Ok(reply) => reply,
             Err(_) => Err(Error::closed(format!(
@@ -645,15 +635,6 @@ impl Inner {
                 let _ = tx.send(Err(err.clone()));
             }
         }
-    }
-}
-
-/// Ends a spawned task when the future waiting for it is dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

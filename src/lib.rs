@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod auth;
 pub mod client;
+mod direct;
 pub mod error;
 pub mod ffi;
 #[doc(hidden)]

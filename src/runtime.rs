@@ -7,6 +7,7 @@
 //! Handles remember their pid too ([`ProcessBound`]) and refuse to work in
 //! a child.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -103,6 +104,18 @@ pub fn server_handle() -> Result<Handle> {
     Ok(SERVERS.get()?.handle().clone())
 }
 
+thread_local! {
+    /// Set while this thread is blocked in [`block_on`].
+    static BLOCKED_CALLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is a caller blocked in [`block_on`] (not a
+/// runtime worker): such a thread may do its own blocking I/O, since it
+/// would only sleep otherwise (see `crate::direct`).
+pub fn on_blocked_caller() -> bool {
+    BLOCKED_CALLER.with(Cell::get)
+}
+
 /// Runs a future to completion on the runtime from a thread outside it
 /// (every blocking C call does this on the caller's thread).
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
@@ -111,7 +124,16 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
             "a blocking libacademy call was made from inside the library's own runtime",
         ));
     }
-    Ok(runtime()?.block_on(future))
+    let runtime = runtime()?;
+    struct Unmark;
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            BLOCKED_CALLER.with(|b| b.set(false));
+        }
+    }
+    BLOCKED_CALLER.with(|b| b.set(true));
+    let _unmark = Unmark;
+    Ok(runtime.block_on(future))
 }
 
 /// Marks a handle with the process that made it.

@@ -12,10 +12,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth;
+use crate::direct;
 use crate::error::{clip, Error, Result, Status};
 use crate::ids::EntityId;
 use crate::message::ACADEMY_COMPAT_VERSION;
 use crate::options::{AuthMethod, FactoryOptions};
+use crate::runtime;
 
 /// Statuses academy-py retries (`TRANSIENT_STATUSES`).
 const TRANSIENT: [u16; 5] = [429, 500, 502, 503, 504];
@@ -87,6 +89,58 @@ pub struct Transport {
     /// Set once the server turned out to have no `POST /mailbox/heartbeat`
     /// (academy-py < 1.0): heartbeat ages then say nothing about liveness.
     lacks_heartbeats: AtomicBool,
+    /// Connections for callers blocked in the library, who make their
+    /// requests on their own thread; `None` where only reqwest may connect.
+    direct: Option<direct::Pool>,
+}
+
+/// An answer to a request: a reqwest response (which may still be
+/// streaming), or one read in full on the caller's thread.
+#[derive(Debug)]
+pub enum Reply {
+    Streamed(reqwest::Response),
+    Read(direct::Answer),
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Streamed(r) => r.status().as_u16(),
+            Reply::Read(a) => a.status,
+        }
+    }
+
+    /// The whole body.
+    async fn bytes(self, method: Method, path: &str) -> Result<Vec<u8>> {
+        match self {
+            Reply::Read(a) => Ok(a.body),
+            Reply::Streamed(r) => r.bytes().await.map(|b| b.to_vec()).map_err(|e| {
+                Error::new(
+                    Status::Connection,
+                    format!(
+                        "{} {path}: reading the answer failed: {}",
+                        method.as_str(),
+                        describe(&e)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The response of a stream (listen requests always go through
+    /// reqwest).
+    fn into_stream(self) -> Result<reqwest::Response> {
+        match self {
+            Reply::Streamed(r) => Ok(r),
+            Reply::Read(_) => Err(Error::internal("a stream was read in full")),
+        }
+    }
+}
+
+/// A failed attempt at a request, and whether to try again.
+struct Failed {
+    transient: bool,
+    error: Error,
 }
 
 fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
@@ -139,6 +193,13 @@ impl Transport {
         );
         let additional = header_map(&options.additional_headers)?;
         defaults.extend(additional);
+        let fixed_headers: Vec<(String, String)> = defaults
+            .iter()
+            .map(|(k, v)| {
+                let value = v.to_str().map(str::to_owned).unwrap_or_default();
+                (k.as_str().to_owned(), value)
+            })
+            .collect();
 
         let mut builder = reqwest::Client::builder()
             .default_headers(defaults)
@@ -171,16 +232,19 @@ impl Transport {
         let http = builder.build().map_err(|e| {
             Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
         })?;
-        let transport = Transport {
+        let direct = direct::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
+        let mut transport = Transport {
             http,
             base_url: parsed.clone(),
             base,
             options,
             auth_headers: RwLock::new(HeaderMap::new()),
             lacks_heartbeats: AtomicBool::new(false),
+            direct,
         };
         if transport.uses_globus() {
             auth::client_credentials()?; // fail at creation, not at first use
+            transport.direct = None; // tokens come and go: reqwest only
         }
         Ok(transport)
     }
@@ -216,7 +280,7 @@ impl Transport {
         body: &Value,
         deadline: Deadline,
         accept_sse: bool,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<Reply> {
         let url = self.endpoint(path);
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
         let mut attempts_left = self.options.retries;
@@ -232,31 +296,12 @@ impl Transport {
             self.refresh_auth().await?;
         }
         loop {
-            let mut request = self
-                .http
-                .request(method.as_reqwest(), url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .headers(
-                    self.auth_headers
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone(),
-                )
-                .body(payload.clone());
-            if accept_sse {
-                request = request
-                    .header(ACCEPT, "text/event-stream")
-                    .header(CACHE_CONTROL, "no-cache");
-            }
-            request = match deadline {
-                Deadline::Default => request.timeout(self.options.request_timeout),
-                Deadline::Plus(extra) => request.timeout(self.options.request_timeout + extra),
-                Deadline::Stream => request,
-            };
-            let outcome = request.send().await;
+            let outcome = self
+                .attempt(method, path, &url, &payload, deadline, accept_sse)
+                .await;
             let transient = match &outcome {
-                Ok(r) => TRANSIENT.contains(&r.status().as_u16()),
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+                Ok(r) => TRANSIENT.contains(&r.status()),
+                Err(f) => f.transient,
             };
             if transient && attempts_left > 0 {
                 attempts_left -= 1;
@@ -264,22 +309,98 @@ impl Transport {
                 backoff *= 2;
                 continue;
             }
-            let response = match outcome {
-                Ok(r) => r,
-                Err(e) => return Err(self.connection_error(method, path, &e)),
-            };
-            let code = response.status().as_u16();
+            let response = outcome.map_err(|f| f.error)?;
+            let code = response.status();
             if code == 403 && may_refresh {
                 may_refresh = false;
                 if self.refresh_auth().await? {
                     continue;
                 }
             }
-            if response.status().is_success() {
+            if (200..300).contains(&code) {
                 return Ok(response);
             }
-            let text = response.text().await.unwrap_or_default();
-            return Err(http_error(method, path, code, &text));
+            let text = response.bytes(method, path).await.unwrap_or_default();
+            return Err(http_error(
+                method,
+                path,
+                code,
+                &String::from_utf8_lossy(&text),
+            ));
+        }
+    }
+
+    /// One try at a request: on the caller's own thread when it is blocked
+    /// in the library and may (see [`crate::direct`]), else through reqwest.
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        url: &reqwest::Url,
+        payload: &[u8],
+        deadline: Deadline,
+        accept_sse: bool,
+    ) -> std::result::Result<Reply, Failed> {
+        let timeout = match deadline {
+            Deadline::Default => Some(self.options.request_timeout),
+            Deadline::Plus(extra) => Some(self.options.request_timeout + extra),
+            Deadline::Stream => None,
+        };
+        if let Some(pool) = self.direct.as_ref().filter(|_| !accept_sse) {
+            if runtime::on_blocked_caller() {
+                return pool
+                    .request(method.as_str(), url.path(), payload, timeout)
+                    .map(Reply::Read)
+                    .map_err(|f| self.direct_failure(method, path, f));
+            }
+        }
+        let mut request = self
+            .http
+            .request(method.as_reqwest(), url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .headers(
+                self.auth_headers
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            )
+            .body(payload.to_vec());
+        if accept_sse {
+            request = request
+                .header(ACCEPT, "text/event-stream")
+                .header(CACHE_CONTROL, "no-cache");
+        }
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        request
+            .send()
+            .await
+            .map(Reply::Streamed)
+            .map_err(|e| Failed {
+                transient: e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+                error: self.connection_error(method, path, e.is_timeout(), &describe(&e)),
+            })
+    }
+
+    fn direct_failure(&self, method: Method, path: &str, failure: direct::Failure) -> Failed {
+        match failure {
+            direct::Failure::Protocol(_) => Failed {
+                transient: false,
+                error: Error::protocol(format!(
+                    "{} {}{path}: {failure}",
+                    method.as_str(),
+                    self.base
+                )),
+            },
+            direct::Failure::Timeout => Failed {
+                transient: true,
+                error: self.connection_error(method, path, true, &failure.to_string()),
+            },
+            direct::Failure::Connect(_) | direct::Failure::Io(_) => Failed {
+                transient: true,
+                error: self.connection_error(method, path, false, &failure.to_string()),
+            },
         }
     }
 
@@ -298,25 +419,19 @@ impl Transport {
         read_json(method, path, response).await
     }
 
-    fn connection_error(&self, method: Method, path: &str, err: &reqwest::Error) -> Error {
-        let status = if err.is_timeout() {
-            Status::Timeout
+    fn connection_error(&self, method: Method, path: &str, timeout: bool, why: &str) -> Error {
+        let (status, what) = if timeout {
+            (Status::Timeout, "did not answer in time")
         } else {
-            Status::Connection
-        };
-        let what = if err.is_timeout() {
-            "did not answer in time"
-        } else {
-            "could not be reached"
+            (Status::Connection, "could not be reached")
         };
         Error::new(
             status,
             format!(
-                "{} {}{}: the exchange {what}: {}",
+                "{} {}{}: the exchange {what}: {why}",
                 method.as_str(),
                 self.base,
                 path,
-                describe(err)
             ),
         )
     }
@@ -415,7 +530,8 @@ impl Transport {
             Deadline::Stream,
             true,
         )
-        .await
+        .await?
+        .into_stream()
     }
 
     /// `GET /discover`: uids of the agents of a class.
@@ -500,17 +616,8 @@ fn mailbox_body(id: &EntityId) -> Value {
     json!({"mailbox": id.to_json()})
 }
 
-async fn read_json(method: Method, path: &str, response: reqwest::Response) -> Result<Value> {
-    let bytes = response.bytes().await.map_err(|e| {
-        Error::new(
-            Status::Connection,
-            format!(
-                "{} {path}: reading the answer failed: {}",
-                method.as_str(),
-                describe(&e)
-            ),
-        )
-    })?;
+async fn read_json(method: Method, path: &str, response: Reply) -> Result<Value> {
+    let bytes = response.bytes(method, path).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::protocol(format!(
             "{} {path} answered something that is not JSON: {e}",
