@@ -201,7 +201,7 @@ impl Client {
         let inner = Arc::new(Inner {
             transport,
             id,
-            label: Uuid::new_v4(),
+            label: crate::ids::random_uuid(),
             bound: ProcessBound::default(),
             inbox: Mutex::new(VecDeque::new()),
             changed: Notify::new(),

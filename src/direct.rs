@@ -22,8 +22,12 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Idle connections kept per exchange; more are closed after use.
-const MAX_IDLE: usize = 64;
+/// Idle connections kept per exchange and shard; more are closed after use.
+const MAX_IDLE: usize = 8;
+/// The idle connections are split into shards, a thread using its own, so
+/// that threads sending at once do not queue on one lock (with 32 sending
+/// threads on 2 cores a preempted lock holder stalled the others).
+const SHARDS: usize = 16;
 /// A connection idle longer than this is checked before reuse (servers
 /// close idle keep-alive connections; aiohttp after 75 s).
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -85,7 +89,17 @@ pub struct Pool {
     /// headers), rendered once.
     head_lines: Vec<u8>,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    idle: [Mutex<Vec<Conn>>; SHARDS],
+}
+
+/// The shard of the calling thread.
+fn shard() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl std::fmt::Debug for Conn {
@@ -133,7 +147,7 @@ impl Pool {
             authority,
             head_lines,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
     }
 
@@ -151,7 +165,7 @@ impl Pool {
         // A kept-alive connection the server has closed fails before any
         // answer arrives; then the request goes again on a new connection.
         if let Some(mut conn) = self.take_idle() {
-            match exchange(&mut conn, &request, deadline) {
+            match exchange(&mut conn, &request, timeout, deadline) {
                 Ok((answer, keep)) => {
                     self.give_back(conn, keep);
                     return Ok(answer);
@@ -161,7 +175,7 @@ impl Pool {
             }
         }
         let mut conn = self.connect(deadline)?;
-        match exchange(&mut conn, &request, deadline) {
+        match exchange(&mut conn, &request, timeout, deadline) {
             Ok((answer, keep)) => {
                 self.give_back(conn, keep);
                 Ok(answer)
@@ -184,9 +198,15 @@ impl Pool {
         out
     }
 
+    /// An idle connection: the calling thread's shard first, then others.
     fn take_idle(&self) -> Option<Conn> {
+        let own = shard();
+        (0..SHARDS).find_map(|i| self.take_from(&self.idle[(own + i) % SHARDS]))
+    }
+
+    fn take_from(&self, shard: &Mutex<Vec<Conn>>) -> Option<Conn> {
         loop {
-            let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
             if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
                 return Some(conn);
             }
@@ -198,7 +218,7 @@ impl Pool {
             return;
         }
         conn.last_used = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle[shard()].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
@@ -278,12 +298,15 @@ fn io_failure(e: io::Error) -> Failure {
 fn exchange(
     conn: &mut Conn,
     request: &[u8],
+    timeout: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Result<(Answer, bool), Attempt> {
-    let timeout = deadline
-        .map(remaining)
-        .transpose()
-        .map_err(Attempt::Failed)?;
+    // The socket's timeouts bound each read and write by the whole
+    // request's timeout (set only when it changes: a system call each);
+    // `Reader::fill` checks the deadline itself between reads.
+    if let Some(d) = deadline {
+        remaining(d).map_err(Attempt::Failed)?;
+    }
     if conn.read_timeout != timeout {
         conn.stream
             .set_read_timeout(timeout)
@@ -549,7 +572,7 @@ mod tests {
         let c = pool.request("GET", "/y", b"{}", t).unwrap();
         assert_eq!((c.status, c.body.as_slice()), (200, &b"until the end"[..]));
         assert!(
-            pool.idle.lock().unwrap().is_empty(),
+            pool.idle.iter().all(|s| s.lock().unwrap().is_empty()),
             "a close-framed connection is not kept"
         );
         assert_eq!(server.join().unwrap(), 1, "one connection for all three");

@@ -3,10 +3,64 @@
 //! On the wire an id is `{"uid": "<uuid>", "name": <str|null>, "role":
 //! "user"|"agent"}`, in that key order; pydantic forbids other keys.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::runtime;
+
+/// Random bytes taken from the OS a batch at a time: every message needs a
+/// fresh uuid4 tag, and one `getrandom()` system call per tag was a
+/// measurable part of a send.
+struct RandomBytes {
+    buf: [u8; 512],
+    used: usize,
+    /// The fork generation the bytes were drawn in: a child of `fork()`
+    /// has a copy of its parent's, and must not reuse them.
+    generation: u32,
+}
+
+thread_local! {
+    static RANDOM: RefCell<RandomBytes> = const {
+        RefCell::new(RandomBytes { buf: [0; 512], used: 512, generation: 0 })
+    };
+}
+
+fn fill_random(buf: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n == buf.len() as isize {
+            return;
+        }
+    }
+    for chunk in buf.chunks_mut(16) {
+        let len = chunk.len();
+        chunk.copy_from_slice(&Uuid::new_v4().as_bytes()[..len]);
+    }
+}
+
+/// A random (version 4) uuid, as `Uuid::new_v4()`, from the same source.
+pub fn random_uuid() -> Uuid {
+    let generation = runtime::fork_generation();
+    RANDOM.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.used + 16 > r.buf.len() || r.generation != generation {
+            fill_random(&mut r.buf);
+            r.used = 0;
+            r.generation = generation;
+        }
+        let mut bytes = [0u8; 16];
+        let at = r.used;
+        bytes.copy_from_slice(&r.buf[at..at + 16]);
+        r.buf[at..at + 16].fill(0); // each byte is used once
+        r.used += 16;
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    })
+}
 
 /// Whether a mailbox belongs to a user or to an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,7 +100,7 @@ impl EntityId {
     /// A fresh user id (random uuid4).
     pub fn new_user(name: Option<&str>) -> Self {
         EntityId {
-            uid: Uuid::new_v4(),
+            uid: random_uuid(),
             name: name.map(str::to_owned),
             role: Role::User,
         }
@@ -55,7 +109,7 @@ impl EntityId {
     /// A fresh agent id (random uuid4).
     pub fn new_agent(name: Option<&str>) -> Self {
         EntityId {
-            uid: Uuid::new_v4(),
+            uid: random_uuid(),
             name: name.map(str::to_owned),
             role: Role::Agent,
         }
@@ -143,5 +197,48 @@ mod tests {
         b.name = None;
         assert_eq!(a, b);
         assert_ne!(a, EntityId::new_agent(Some("a")));
+    }
+}
+
+#[cfg(test)]
+mod random_tests {
+    use super::*;
+
+    #[test]
+    fn random_uuids_are_version_4_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let u = random_uuid();
+            assert_eq!(u.get_version_num(), 4);
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+            assert!(seen.insert(u), "repeated {u}");
+        }
+    }
+
+    #[test]
+    fn a_forked_child_draws_new_random_bytes() {
+        random_uuid(); // this thread's batch is drawn
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // The parent's next uuid, taken from the batch the child inherits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let u = random_uuid();
+            unsafe {
+                libc::write(fds[1], u.as_bytes().as_ptr().cast(), 16);
+                libc::_exit(0);
+            }
+        }
+        let parent = random_uuid();
+        let mut child = [0u8; 16];
+        let n = unsafe { libc::read(fds[0], child.as_mut_ptr().cast(), 16) };
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        assert_eq!(n, 16);
+        assert_ne!(
+            Uuid::from_bytes(child),
+            parent,
+            "child reused its parent's bytes"
+        );
     }
 }

@@ -136,7 +136,7 @@ impl Message {
             header: Header {
                 src,
                 dest,
-                tag: Uuid::new_v4(),
+                tag: crate::ids::random_uuid(),
                 label,
                 kind,
                 protocol_version: Some(PROTOCOL_VERSION.to_owned()),

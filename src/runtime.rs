@@ -9,7 +9,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once};
 
 use tokio::runtime::{Handle, Runtime};
 
@@ -50,9 +51,39 @@ static SERVERS: Slot = Slot {
     owned: Mutex::new(None),
 };
 
+/// This process's id, cached: every call checks it (fork safety) and
+/// `getpid()` is a system call each time. A child of `fork()` refreshes it
+/// in an atfork handler before any of its code runs.
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Counts forks into this process's ancestry line, so that per-thread
+/// state copied into a child (random bytes) can tell it is stale.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn after_fork_in_child() {
+    PID.store(std::process::id(), Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The id of this process.
 pub fn current_pid() -> u32 {
-    std::process::id()
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: registers a handler that only stores to atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// Changes in a child process after `fork()`.
+pub fn fork_generation() -> u32 {
+    current_pid(); // the handler is registered
+    FORK_GENERATION.load(Ordering::Relaxed)
 }
 
 impl Slot {

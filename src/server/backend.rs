@@ -92,6 +92,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a listen stream found in its mailbox.
+pub(crate) enum Batch {
+    Messages(Vec<Arc<str>>),
+    Empty,
+    Terminated,
+}
+
 /// What a non-blocking receive found.
 pub(crate) enum Pop {
     Message(Arc<str>),
@@ -109,6 +116,37 @@ impl Mailbox {
             Some(m) => Pop::Message(m),
             None => Pop::Empty,
         }
+    }
+
+    /// The messages waiting, oldest first, up to about `max_bytes` (at
+    /// least one), taken only if `deliverable()` still holds: it is checked
+    /// only when there is something to take, since it is a system call.
+    /// `None` when it does not hold.
+    pub(crate) fn take_batch(
+        &self,
+        max_bytes: usize,
+        deliverable: impl FnOnce() -> bool,
+    ) -> Option<Batch> {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return Some(Batch::Terminated);
+        }
+        if q.items.is_empty() {
+            return Some(Batch::Empty);
+        }
+        if !deliverable() {
+            return None;
+        }
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        while let Some(next) = q.items.front() {
+            if !taken.is_empty() && bytes + next.len() > max_bytes {
+                break;
+            }
+            bytes += next.len();
+            taken.extend(q.items.pop_front());
+        }
+        Some(Batch::Messages(taken))
     }
 
     fn is_closed(&self) -> bool {

@@ -22,7 +22,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use crate::ids::EntityId;
-use crate::server::backend::{Backend, Mailbox, Pop};
+use crate::server::backend::{Backend, Batch, Mailbox};
 use crate::server::redis_backend::{Received, RedisBackend};
 
 /// aiohttp-sse's keep-alive comment interval.
@@ -115,6 +115,22 @@ impl PeerSocket {
     }
 }
 
+/// How much of a mailbox's backlog one write to a listen stream carries:
+/// under load, one write and one chunk for many messages instead of one each.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Server-sent events carrying messages, in one buffer.
+fn data_frames(messages: &[Arc<str>]) -> Bytes {
+    let size = messages.iter().map(|m| m.len() + 10).sum();
+    let mut frames = Vec::with_capacity(size);
+    for m in messages {
+        frames.extend_from_slice(b"data: ");
+        frames.extend_from_slice(m.as_bytes());
+        frames.extend_from_slice(b"\r\n\r\n");
+    }
+    Bytes::from(frames)
+}
+
 /// One server-sent event carrying a message.
 fn data_frame(message: &[u8]) -> Bytes {
     let mut frame = Vec::with_capacity(message.len() + 10);
@@ -191,20 +207,24 @@ impl SseStream {
                 n.as_mut().enable();
                 n
             });
-            if self.peer.is_some_and(PeerSocket::closed) {
-                return self.finish();
-            }
-            match self.mailbox.try_pop() {
-                Pop::Message(message) => {
+            let peer = self.peer;
+            let Some(batch) = self
+                .mailbox
+                .take_batch(BATCH_BYTES, || !peer.is_some_and(PeerSocket::closed))
+            else {
+                return self.finish(); // the listener went away
+            };
+            match batch {
+                Batch::Messages(messages) => {
                     // Dropping an unused notification passes it on to the
                     // next waiter of the mailbox.
                     self.notified = None;
                     let deadline = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(deadline);
-                    return Poll::Ready(Some(data_frame(message.as_bytes())));
+                    return Poll::Ready(Some(data_frames(&messages)));
                 }
-                Pop::Terminated => return self.finish(),
-                Pop::Empty => {}
+                Batch::Terminated => return self.finish(),
+                Batch::Empty => {}
             }
             if notified.as_mut().poll(cx).is_ready() {
                 self.notified = None;
