@@ -1,4 +1,4 @@
-//! Blocking HTTP/1.1 requests made on the calling thread.
+//! HTTP/1.1 requests without reqwest, for the request/answer endpoints.
 //!
 //! Every blocking C call used to hand its request to the library's runtime
 //! thread and sleep until that thread handed the answer back: two thread
@@ -6,15 +6,18 @@
 //! request itself (tens of microseconds each when a CPU idles). A caller
 //! blocked in the library has nothing else to do, so for plain `http://`
 //! exchanges it now writes the request and reads the answer on its own
-//! thread, over a keep-alive connection taken from this pool; the kernel
-//! wakes it directly when the answer arrives.
+//! thread ([`Pool::request_blocking`]); the kernel wakes it when the answer
+//! arrives. Work on the runtime (an agent answering a ping, heartbeats)
+//! uses [`Pool::request`], the same on tokio sockets: one future that
+//! writes and reads, where reqwest adds a connection task, a pool and
+//! channels between them (a fifth of a ping's round trip).
 //!
-//! Only request/answer endpoints go this way, only from threads blocked in
-//! [`crate::runtime::block_on`], and only when reqwest would have connected
-//! directly too (no proxy in the environment, no TLS, no Globus tokens to
-//! refresh). Everything else (listen streams, work on the runtime, async
-//! Rust callers) uses reqwest. Retries, back-off and the mapping of answers
-//! to errors stay in [`crate::transport`]; this module only moves bytes.
+//! Only when reqwest would have connected directly too (no proxy in the
+//! environment, no TLS, no Globus tokens to refresh); listen streams always
+//! use reqwest. Retries, back-off and the mapping of answers to errors stay
+//! in [`crate::transport`]; this module only moves bytes. Answers are
+//! parsed by one function of bytes ([`parse_answer`]) that both kinds of
+//! connection feed.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -22,7 +25,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Idle connections kept per exchange and shard; more are closed after use.
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Idle connections kept per exchange, kind and shard; more are closed.
 const MAX_IDLE: usize = 8;
 /// The idle connections are split into shards, a thread using its own, so
 /// that threads sending at once do not queue on one lock (with 32 sending
@@ -37,6 +42,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1 << 30;
 /// Headers in an answer head.
 const MAX_HEADERS: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 4096;
 
 /// An answer: status and body.
 #[derive(Debug)]
@@ -69,27 +76,94 @@ impl std::fmt::Display for Failure {
     }
 }
 
-struct Conn {
-    stream: TcpStream,
-    /// The read timeout last set on the socket (a syscall to change).
-    read_timeout: Option<Duration>,
-    last_used: Instant,
-    /// Read buffer, kept between answers: it starts with any bytes read
-    /// past the end of the previous answer (none with servers that answer
-    /// one request at a time, kept for correctness).
-    buf: Vec<u8>,
+fn io_failure(e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
+        _ => Failure::Io(e),
+    }
 }
 
-/// Keep-alive connections to one `http://` exchange.
-#[derive(Debug)]
-pub struct Pool {
-    /// `host:port` as written in the URL, for connecting and `Host:`.
-    authority: String,
-    /// The fixed header lines of every request (`Host:`, the factory's
-    /// headers), rendered once.
-    head_lines: Vec<u8>,
-    connect_timeout: Duration,
-    idle: [Mutex<Vec<Conn>>; SHARDS],
+fn closed_early() -> Failure {
+    Failure::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection before answering",
+    ))
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, Failure> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(Failure::Timeout)
+    } else {
+        Ok(left)
+    }
+}
+
+/// A kept-alive connection: a blocking std socket or a tokio one.
+struct Conn<S> {
+    stream: S,
+    last_used: Instant,
+    /// Bytes read and not yet parsed (kept between answers: it starts with
+    /// any bytes read past the end of the previous answer, none with
+    /// servers that answer one request at a time).
+    buf: Vec<u8>,
+    /// The timeout last set on a blocking socket (a system call to change).
+    socket_timeout: Option<Duration>,
+}
+
+impl<S> Conn<S> {
+    fn new(stream: S) -> Self {
+        Conn {
+            stream,
+            last_used: Instant::now(),
+            buf: Vec::new(),
+            socket_timeout: None,
+        }
+    }
+
+    /// Room for one more read at the end of `buf`; returns where it starts.
+    fn room(&mut self, need: usize) -> usize {
+        let start = self.buf.len();
+        let want = need.saturating_sub(start).max(READ_SIZE);
+        self.buf.resize(start + want, 0);
+        start
+    }
+
+    /// After a read of `n` bytes into the room made at `start`: parses what
+    /// there is. `Ok(None)`: more bytes are needed.
+    fn after_read(&mut self, start: usize, n: usize) -> Result<Option<(Answer, bool)>, Failure> {
+        self.buf.truncate(start + n);
+        let eof = n == 0;
+        match parse_answer(&self.buf, eof)? {
+            Parsed::Complete {
+                answer,
+                used,
+                reusable,
+            } => {
+                self.buf.drain(..used);
+                Ok(Some((answer, reusable)))
+            }
+            Parsed::Incomplete { .. } if eof => Err(closed_early()),
+            Parsed::Incomplete { .. } => Ok(None),
+        }
+    }
+
+    /// How many bytes to wait for before parsing again.
+    fn need(&self) -> Result<usize, Failure> {
+        match parse_answer(&self.buf, false)? {
+            Parsed::Incomplete { need } => Ok(need),
+            Parsed::Complete { .. } => Ok(self.buf.len()),
+        }
+    }
+}
+
+/// Idle connections of one kind, in shards.
+struct Idle<S>([Mutex<Vec<Conn<S>>>; SHARDS]);
+
+impl<S> std::fmt::Debug for Idle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Idle")
+    }
 }
 
 /// The shard of the calling thread.
@@ -102,12 +176,83 @@ fn shard() -> usize {
     SHARD.with(|s| *s)
 }
 
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("stream", &self.stream)
-            .finish()
+impl<S: AsRawFd> Idle<S> {
+    fn new() -> Self {
+        Idle(std::array::from_fn(|_| Mutex::new(Vec::new())))
     }
+
+    /// An idle connection: the calling thread's shard first, then others.
+    fn take(&self) -> Option<Conn<S>> {
+        let own = shard();
+        (0..SHARDS).find_map(|i| {
+            let shard = &self.0[(own + i) % SHARDS];
+            loop {
+                let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+                if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
+                    return Some(conn);
+                }
+            }
+        })
+    }
+
+    fn give_back(&self, mut conn: Conn<S>) {
+        conn.last_used = Instant::now();
+        let mut idle = self.0[shard()].lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|s| s.lock().unwrap().is_empty())
+    }
+}
+
+/// Whether the server has not closed an idle connection (nothing to read,
+/// no end of stream), without blocking.
+fn still_open(stream: &impl AsRawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a valid socket and a one-byte buffer we own.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+/// A failed attempt: `Untouched` when nothing of an answer was read (so
+/// the request may go again on a new connection).
+enum Attempt {
+    Untouched(Failure),
+    Failed(Failure),
+}
+
+impl Attempt {
+    fn of(failure: Failure, answer_started: bool) -> Attempt {
+        if answer_started || matches!(failure, Failure::Timeout) {
+            Attempt::Failed(failure)
+        } else {
+            Attempt::Untouched(failure)
+        }
+    }
+}
+
+/// Keep-alive connections to one `http://` exchange.
+#[derive(Debug)]
+pub struct Pool {
+    /// `host:port` as written in the URL, for connecting and `Host:`.
+    authority: String,
+    /// The fixed header lines of every request (`Host:`, the factory's
+    /// headers), rendered once.
+    head_lines: Vec<u8>,
+    connect_timeout: Duration,
+    blocking: Idle<TcpStream>,
+    nonblocking: Idle<tokio::net::TcpStream>,
 }
 
 /// Whether reqwest would route `http://` requests through a proxy.
@@ -147,41 +292,9 @@ impl Pool {
             authority,
             head_lines,
             connect_timeout,
-            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            blocking: Idle::new(),
+            nonblocking: Idle::new(),
         })
-    }
-
-    /// Sends one request and reads its answer, blocking the calling thread
-    /// for at most `timeout` (`None`: no bound). `target` is the path.
-    pub fn request(
-        &self,
-        method: &str,
-        target: &str,
-        body: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<Answer, Failure> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let request = self.render(method, target, body);
-        // A kept-alive connection the server has closed fails before any
-        // answer arrives; then the request goes again on a new connection.
-        if let Some(mut conn) = self.take_idle() {
-            match exchange(&mut conn, &request, timeout, deadline) {
-                Ok((answer, keep)) => {
-                    self.give_back(conn, keep);
-                    return Ok(answer);
-                }
-                Err(Attempt::Untouched(_)) => {}
-                Err(Attempt::Failed(f)) => return Err(f),
-            }
-        }
-        let mut conn = self.connect(deadline)?;
-        match exchange(&mut conn, &request, timeout, deadline) {
-            Ok((answer, keep)) => {
-                self.give_back(conn, keep);
-                Ok(answer)
-            }
-            Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
-        }
     }
 
     fn render(&self, method: &str, target: &str, body: &[u8]) -> Vec<u8> {
@@ -198,53 +311,99 @@ impl Pool {
         out
     }
 
-    /// An idle connection: the calling thread's shard first, then others.
-    fn take_idle(&self) -> Option<Conn> {
-        let own = shard();
-        (0..SHARDS).find_map(|i| self.take_from(&self.idle[(own + i) % SHARDS]))
-    }
-
-    fn take_from(&self, shard: &Mutex<Vec<Conn>>) -> Option<Conn> {
-        loop {
-            let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-            if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
-                return Some(conn);
+    /// Sends one request and reads its answer, blocking the calling thread
+    /// for at most `timeout` (`None`: no bound). `target` is the path.
+    pub fn request_blocking(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Failure> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let request = self.render(method, target, body);
+        // A kept-alive connection the server has closed fails before any
+        // answer arrives; then the request goes again on a new connection.
+        if let Some(mut conn) = self.blocking.take() {
+            match exchange_blocking(&mut conn, &request, timeout, deadline) {
+                Ok(answer) => return Ok(self.keep_blocking(conn, answer)),
+                Err(Attempt::Untouched(_)) => {}
+                Err(Attempt::Failed(f)) => return Err(f),
             }
         }
-    }
-
-    fn give_back(&self, mut conn: Conn, keep: bool) {
-        if !keep {
-            return;
-        }
-        conn.last_used = Instant::now();
-        let mut idle = self.idle[shard()].lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
+        let mut conn = Conn::new(self.connect_blocking(deadline)?);
+        match exchange_blocking(&mut conn, &request, timeout, deadline) {
+            Ok(answer) => Ok(self.keep_blocking(conn, answer)),
+            Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
         }
     }
 
-    fn connect(&self, deadline: Option<Instant>) -> Result<Conn, Failure> {
-        let addrs: Vec<SocketAddr> = self
+    fn keep_blocking(&self, conn: Conn<TcpStream>, (answer, reusable): (Answer, bool)) -> Answer {
+        if reusable {
+            self.blocking.give_back(conn);
+        }
+        answer
+    }
+
+    /// [`request_blocking`](Self::request_blocking) for tasks on the
+    /// runtime: the same on a tokio socket.
+    pub async fn request(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Failure> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let request = self.render(method, target, body);
+        if let Some(mut conn) = self.nonblocking.take() {
+            match exchange(&mut conn, &request, deadline).await {
+                Ok(answer) => return Ok(self.keep(conn, answer)),
+                Err(Attempt::Untouched(_)) => {}
+                Err(Attempt::Failed(f)) => return Err(f),
+            }
+        }
+        let mut conn = Conn::new(self.connect(deadline).await?);
+        match exchange(&mut conn, &request, deadline).await {
+            Ok(answer) => Ok(self.keep(conn, answer)),
+            Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
+        }
+    }
+
+    fn keep(
+        &self,
+        conn: Conn<tokio::net::TcpStream>,
+        (answer, reusable): (Answer, bool),
+    ) -> Answer {
+        if reusable {
+            self.nonblocking.give_back(conn);
+        }
+        answer
+    }
+
+    fn addresses(&self) -> Result<Vec<SocketAddr>, Failure> {
+        Ok(self
             .authority
             .to_socket_addrs()
             .map_err(Failure::Connect)?
-            .collect();
+            .collect())
+    }
+
+    /// The connect timeout, cut to what is left before `deadline`.
+    fn connect_limit(&self, deadline: Option<Instant>) -> Result<Duration, Failure> {
+        match deadline {
+            Some(d) => Ok(self.connect_timeout.min(remaining(d)?)),
+            None => Ok(self.connect_timeout),
+        }
+    }
+
+    fn connect_blocking(&self, deadline: Option<Instant>) -> Result<TcpStream, Failure> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in addrs {
-            let mut limit = self.connect_timeout;
-            if let Some(d) = deadline {
-                limit = limit.min(remaining(d)?);
-            }
-            match TcpStream::connect_timeout(&addr, limit) {
+        for addr in self.addresses()? {
+            match TcpStream::connect_timeout(&addr, self.connect_limit(deadline)?) {
                 Ok(stream) => {
                     stream.set_nodelay(true).map_err(Failure::Connect)?;
-                    return Ok(Conn {
-                        stream,
-                        read_timeout: None,
-                        last_used: Instant::now(),
-                        buf: Vec::new(),
-                    });
+                    return Ok(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::Timeout),
                 Err(e) => last = e,
@@ -252,99 +411,132 @@ impl Pool {
         }
         Err(Failure::Connect(last))
     }
-}
 
-/// A failed attempt: `Untouched` when nothing of an answer was read (so
-/// the request may go again on a new connection).
-enum Attempt {
-    Untouched(Failure),
-    Failed(Failure),
-}
-
-fn remaining(deadline: Instant) -> Result<Duration, Failure> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(Failure::Timeout)
-    } else {
-        Ok(left)
+    async fn connect(&self, deadline: Option<Instant>) -> Result<tokio::net::TcpStream, Failure> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        // Names other than literal addresses resolve on a blocking thread.
+        let addrs = match self.authority.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => tokio::net::lookup_host(&self.authority)
+                .await
+                .map_err(Failure::Connect)?
+                .collect(),
+        };
+        for addr in addrs {
+            let limit = self.connect_limit(deadline)?;
+            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    stream.set_nodelay(true).map_err(Failure::Connect)?;
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => return Err(Failure::Timeout),
+            }
+        }
+        Err(Failure::Connect(last))
     }
 }
 
-/// Whether the server has not closed an idle connection (nothing to read,
-/// no end of stream), without blocking.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a valid socket and a one-byte buffer we own.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
-}
-
-fn io_failure(e: io::Error) -> Failure {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
-        _ => Failure::Io(e),
-    }
-}
-
-/// Writes `request` and reads one answer. Returns it and whether the
-/// connection may be used again.
-fn exchange(
-    conn: &mut Conn,
+/// Writes `request` and reads one answer on a blocking socket. Returns it
+/// and whether the connection may be used again.
+fn exchange_blocking(
+    conn: &mut Conn<TcpStream>,
     request: &[u8],
     timeout: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Result<(Answer, bool), Attempt> {
     // The socket's timeouts bound each read and write by the whole
     // request's timeout (set only when it changes: a system call each);
-    // `Reader::fill` checks the deadline itself between reads.
-    if let Some(d) = deadline {
-        remaining(d).map_err(Attempt::Failed)?;
-    }
-    if conn.read_timeout != timeout {
+    // the deadline is checked between reads.
+    if conn.socket_timeout != timeout {
         conn.stream
             .set_read_timeout(timeout)
             .and_then(|()| conn.stream.set_write_timeout(timeout))
             .map_err(|e| Attempt::Failed(Failure::Io(e)))?;
-        conn.read_timeout = timeout;
+        conn.socket_timeout = timeout;
     }
     conn.stream
         .write_all(request)
-        .map_err(|e| Attempt::Untouched(io_failure(e)))?;
-    let buf = std::mem::take(&mut conn.buf);
-    let mut reader = Reader {
-        conn,
-        buf,
-        pos: 0,
-        deadline,
-    };
-    let got_any = |r: &Reader| !r.buf.is_empty();
-    let head = match reader.head() {
-        Ok(head) => head,
-        Err(f) if !got_any(&reader) && !matches!(f, Failure::Timeout) => {
-            return Err(Attempt::Untouched(f))
+        .map_err(|e| Attempt::of(io_failure(e), false))?;
+    loop {
+        if let Some(d) = deadline {
+            remaining(d).map_err(Attempt::Failed)?;
         }
-        Err(f) => return Err(Attempt::Failed(f)),
-    };
-    let (body, framed) = reader.body(&head).map_err(Attempt::Failed)?;
-    let keep = framed && head.keep_alive;
-    if keep {
-        reader.buf.drain(..reader.pos);
-        reader.conn.buf = reader.buf;
+        let need = conn.need().map_err(Attempt::Failed)?;
+        let start = conn.room(need);
+        let read = conn.stream.read(&mut conn.buf[start..]);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                conn.buf.truncate(start);
+                continue;
+            }
+            Err(e) => {
+                conn.buf.truncate(start);
+                return Err(Attempt::of(io_failure(e), start > 0));
+            }
+        };
+        match conn.after_read(start, n) {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(f) => return Err(Attempt::of(f, start > 0)),
+        }
     }
-    Ok((
-        Answer {
-            status: head.status,
-            body,
+}
+
+/// [`exchange_blocking`] on a tokio socket.
+async fn exchange(
+    conn: &mut Conn<tokio::net::TcpStream>,
+    request: &[u8],
+    deadline: Option<Instant>,
+) -> Result<(Answer, bool), Attempt> {
+    within(deadline, conn.stream.write_all(request))
+        .await
+        .map_err(|f| Attempt::of(f, false))?;
+    loop {
+        let need = conn.need().map_err(Attempt::Failed)?;
+        let start = conn.room(need);
+        let read = within(deadline, conn.stream.read(&mut conn.buf[start..])).await;
+        let n = match read {
+            Ok(n) => n,
+            Err(f) => {
+                conn.buf.truncate(start);
+                return Err(Attempt::of(f, start > 0));
+            }
+        };
+        match conn.after_read(start, n) {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(f) => return Err(Attempt::of(f, start > 0)),
+        }
+    }
+}
+
+/// An I/O future, failed with `Timeout` at `deadline`.
+async fn within<T>(
+    deadline: Option<Instant>,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, Failure> {
+    match deadline {
+        None => io.await.map_err(io_failure),
+        Some(d) => match tokio::time::timeout_at(d.into(), io).await {
+            Ok(r) => r.map_err(io_failure),
+            Err(_) => Err(Failure::Timeout),
         },
-        keep,
-    ))
+    }
+}
+
+/// What [`parse_answer`] made of the bytes so far.
+enum Parsed {
+    /// An answer, the bytes it took, and whether the connection may carry
+    /// another request (its end was framed, and the server keeps it open).
+    Complete {
+        answer: Answer,
+        used: usize,
+        reusable: bool,
+    },
+    /// More bytes are needed: at least `need` in all.
+    Incomplete { need: usize },
 }
 
 struct Head {
@@ -354,165 +546,143 @@ struct Head {
     keep_alive: bool,
 }
 
-/// Reads an answer from a connection; `buf[pos..]` is read but unparsed.
-struct Reader<'a> {
-    conn: &'a mut Conn,
-    buf: Vec<u8>,
-    pos: usize,
-    deadline: Option<Instant>,
+/// Parses one answer from the start of `buf` (`eof`: no more bytes will
+/// come), skipping `100 Continue` and other 1xx heads.
+fn parse_answer(buf: &[u8], eof: bool) -> Result<Parsed, Failure> {
+    let more = Parsed::Incomplete {
+        need: buf.len() + 1,
+    };
+    let mut pos = 0;
+    let head = loop {
+        match parse_head(&buf[pos..])? {
+            None if buf.len() - pos > MAX_HEAD => {
+                return Err(Failure::Protocol("answer head too long".into()))
+            }
+            None => return Ok(more),
+            Some((head, len)) => {
+                pos += len;
+                if !(100..200).contains(&head.status) {
+                    break head;
+                }
+            }
+        }
+    };
+    let complete = |body: &[u8], end: usize, framed: bool| Parsed::Complete {
+        answer: Answer {
+            status: head.status,
+            body: body.to_vec(),
+        },
+        used: end,
+        reusable: framed && head.keep_alive,
+    };
+    if head.status == 204 || head.status == 304 {
+        return Ok(complete(&[], pos, true));
+    }
+    if head.chunked {
+        return Ok(match parse_chunked(buf, pos)? {
+            Ok((body, end)) => complete(&body, end, true),
+            Err(need) => Parsed::Incomplete { need },
+        });
+    }
+    if let Some(len) = head.content_length {
+        if len > MAX_BODY {
+            return Err(Failure::Protocol(format!("answer of {len} bytes")));
+        }
+        return Ok(if buf.len() >= pos + len {
+            complete(&buf[pos..pos + len], pos + len, true)
+        } else {
+            Parsed::Incomplete { need: pos + len }
+        });
+    }
+    // Neither length nor chunks: the body ends when the server closes.
+    if buf.len() - pos > MAX_BODY {
+        return Err(Failure::Protocol("answer too long".into()));
+    }
+    Ok(if eof {
+        complete(&buf[pos..], buf.len(), false)
+    } else {
+        more
+    })
 }
 
-impl Reader<'_> {
-    /// Reads more bytes; `Ok(false)` at the end of the stream.
-    fn fill(&mut self) -> Result<bool, Failure> {
-        if let Some(d) = self.deadline {
-            remaining(d)?;
+/// One answer head and its length, or `None` if incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Failure::Protocol(e.to_string())),
+    };
+    let mut head = Head {
+        status: parsed.code.unwrap_or(0),
+        content_length: None,
+        chunked: false,
+        keep_alive: parsed.version == Some(1),
+    };
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            head.content_length = Some(
+                value
+                    .parse()
+                    .map_err(|_| Failure::Protocol(format!("bad content-length {value:?}")))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = value.to_ascii_lowercase().ends_with("chunked");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            head.keep_alive &= !value.eq_ignore_ascii_case("close");
         }
-        let start = self.buf.len();
-        self.buf.resize(start + 4096, 0);
-        let read = self.conn.stream.read(&mut self.buf[start..]);
-        let n = match read {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Err(e) => {
-                self.buf.truncate(start);
-                return Err(io_failure(e));
-            }
+    }
+    Ok(Some((head, len)))
+}
+
+/// The next CRLF-ended line from `pos`: the line and where the next
+/// starts, or `None` if incomplete.
+fn line(buf: &[u8], pos: usize) -> Result<Option<(&[u8], usize)>, Failure> {
+    match buf[pos..].windows(2).position(|w| w == b"\r\n") {
+        Some(i) => Ok(Some((&buf[pos..pos + i], pos + i + 2))),
+        None if buf.len() - pos > MAX_HEAD => Err(Failure::Protocol("chunk line too long".into())),
+        None => Ok(None),
+    }
+}
+
+/// A chunked body from `pos`: `Ok(Ok((body, end)))`, or `Ok(Err(need))`.
+fn parse_chunked(buf: &[u8], mut pos: usize) -> Result<Result<(Vec<u8>, usize), usize>, Failure> {
+    let more = Err(buf.len() + 1);
+    let mut body = Vec::new();
+    loop {
+        let Some((size_line, next)) = line(buf, pos)? else {
+            return Ok(more);
         };
-        self.buf.truncate(start + n);
-        Ok(n > 0)
-    }
-
-    fn eof(&self) -> Failure {
-        Failure::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection before answering",
-        ))
-    }
-
-    /// The answer head, skipping `100 Continue` and other 1xx heads.
-    fn head(&mut self) -> Result<Head, Failure> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut headers);
-            match parsed.parse(&self.buf[self.pos..]) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = parsed.code.unwrap_or(0);
-                    let mut head = Head {
-                        status,
-                        content_length: None,
-                        chunked: false,
-                        keep_alive: parsed.version == Some(1),
-                    };
-                    for h in parsed.headers.iter() {
-                        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            head.content_length = Some(value.parse().map_err(|_| {
-                                Failure::Protocol(format!("bad content-length {value:?}"))
-                            })?);
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            head.chunked = value.to_ascii_lowercase().ends_with("chunked");
-                        } else if h.name.eq_ignore_ascii_case("connection") {
-                            head.keep_alive &= !value.eq_ignore_ascii_case("close");
-                        }
-                    }
-                    self.pos += len;
-                    if (100..200).contains(&status) {
-                        continue;
-                    }
-                    return Ok(head);
+        let text = String::from_utf8_lossy(size_line);
+        let size = text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| Failure::Protocol(format!("bad chunk size {size:?}")))?;
+        pos = next;
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                let Some((trailer, next)) = line(buf, pos)? else {
+                    return Ok(more);
+                };
+                pos = next;
+                if trailer.is_empty() {
+                    return Ok(Ok((body, pos)));
                 }
-                Ok(httparse::Status::Partial) => {
-                    if self.buf.len() - self.pos > MAX_HEAD {
-                        return Err(Failure::Protocol("answer head too long".into()));
-                    }
-                    if !self.fill()? {
-                        return Err(self.eof());
-                    }
-                }
-                Err(e) => return Err(Failure::Protocol(e.to_string())),
             }
         }
-    }
-
-    /// Makes `n` unparsed bytes available.
-    fn want(&mut self, n: usize) -> Result<(), Failure> {
-        while self.buf.len() - self.pos < n {
-            if !self.fill()? {
-                return Err(self.eof());
-            }
+        if body.len() + size > MAX_BODY {
+            return Err(Failure::Protocol("answer too long".into()));
         }
-        Ok(())
-    }
-
-    fn take(&mut self, n: usize) -> &[u8] {
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        out
-    }
-
-    /// The body, and whether its end was framed (so the connection may be
-    /// reused) rather than marked by the server closing it.
-    fn body(&mut self, head: &Head) -> Result<(Vec<u8>, bool), Failure> {
-        if head.status == 204 || head.status == 304 {
-            return Ok((Vec::new(), true));
+        if buf.len() < pos + size + 2 {
+            return Ok(Err(pos + size + 2));
         }
-        if head.chunked {
-            return self.chunked().map(|b| (b, true));
+        body.extend_from_slice(&buf[pos..pos + size]);
+        if &buf[pos + size..pos + size + 2] != b"\r\n" {
+            return Err(Failure::Protocol("chunk not followed by CRLF".into()));
         }
-        if let Some(len) = head.content_length {
-            if len > MAX_BODY {
-                return Err(Failure::Protocol(format!("answer of {len} bytes")));
-            }
-            self.want(len)?;
-            return Ok((self.take(len).to_vec(), true));
-        }
-        while self.fill()? {
-            if self.buf.len() - self.pos > MAX_BODY {
-                return Err(Failure::Protocol("answer too long".into()));
-            }
-        }
-        let len = self.buf.len() - self.pos;
-        Ok((self.take(len).to_vec(), false))
-    }
-
-    fn line(&mut self) -> Result<String, Failure> {
-        loop {
-            if let Some(i) = self.buf[self.pos..].windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(self.take(i)).into_owned();
-                self.pos += 2;
-                return Ok(line);
-            }
-            if self.buf.len() - self.pos > MAX_HEAD {
-                return Err(Failure::Protocol("chunk line too long".into()));
-            }
-            if !self.fill()? {
-                return Err(self.eof());
-            }
-        }
-    }
-
-    fn chunked(&mut self) -> Result<Vec<u8>, Failure> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.line()?;
-            let size = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| Failure::Protocol(format!("bad chunk size {size:?}")))?;
-            if size == 0 {
-                // Trailers, then an empty line.
-                while !self.line()?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len() + size > MAX_BODY {
-                return Err(Failure::Protocol("answer too long".into()));
-            }
-            self.want(size + 2)?;
-            body.extend_from_slice(self.take(size));
-            if self.take(2) != b"\r\n" {
-                return Err(Failure::Protocol("chunk not followed by CRLF".into()));
-            }
-        }
+        pos += size + 2;
     }
 }
 
@@ -556,61 +726,127 @@ mod tests {
         (pool, server)
     }
 
+    /// Both kinds of request: blocking, and on a runtime of the test's.
+    struct Asker {
+        runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl Asker {
+        fn both() -> [Asker; 2] {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            [
+                Asker { runtime: None },
+                Asker {
+                    runtime: Some(runtime),
+                },
+            ]
+        }
+
+        fn ask(&self, pool: &Pool, target: &str, t: Duration) -> Result<Answer, Failure> {
+            match &self.runtime {
+                None => pool.request_blocking("PUT", target, b"{}", Some(t)),
+                Some(rt) => rt.block_on(pool.request("PUT", target, b"{}", Some(t))),
+            }
+        }
+    }
+
     #[test]
     fn reads_length_chunked_and_close_framed_answers_and_reuses_connections() {
-        let (pool, server) = serve(vec![
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
-        ]);
-        let t = Some(Duration::from_secs(5));
-        let a = pool.request("PUT", "/message", b"{}", t).unwrap();
-        assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]));
-        let b = pool.request("GET", "/x", b"{}", t).unwrap();
-        assert_eq!((b.status, b.body.as_slice()), (404, &b"abcde"[..]));
-        // The server sends the third answer and closes: read to the end.
-        let c = pool.request("GET", "/y", b"{}", t).unwrap();
-        assert_eq!((c.status, c.body.as_slice()), (200, &b"until the end"[..]));
-        assert!(
-            pool.idle.iter().all(|s| s.lock().unwrap().is_empty()),
-            "a close-framed connection is not kept"
-        );
-        assert_eq!(server.join().unwrap(), 1, "one connection for all three");
+        for asker in Asker::both() {
+            let (pool, server) = serve(vec![
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
+            ]);
+            let t = Duration::from_secs(5);
+            let a = asker.ask(&pool, "/message", t).unwrap();
+            assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]));
+            let b = asker.ask(&pool, "/x", t).unwrap();
+            assert_eq!((b.status, b.body.as_slice()), (404, &b"abcde"[..]));
+            // The server sends the third answer and closes: read to the end.
+            let c = asker.ask(&pool, "/y", t).unwrap();
+            assert_eq!((c.status, c.body.as_slice()), (200, &b"until the end"[..]));
+            assert!(
+                pool.blocking.is_empty() && pool.nonblocking.is_empty(),
+                "a close-framed connection is not kept"
+            );
+            assert_eq!(server.join().unwrap(), 1, "one connection for all three");
+        }
     }
 
     #[test]
     fn a_kept_connection_the_server_closed_is_replaced() {
-        // First connection: one answer, then closed on the next request.
-        let (pool, server) = serve(vec![
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
-            b"",
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb",
-        ]);
-        let t = Some(Duration::from_secs(5));
-        assert_eq!(pool.request("PUT", "/m", b"{}", t).unwrap().body, b"a");
-        assert_eq!(pool.request("PUT", "/m", b"{}", t).unwrap().body, b"b");
-        assert_eq!(server.join().unwrap(), 2);
+        for asker in Asker::both() {
+            // First connection: one answer, then closed on the next request.
+            let (pool, server) = serve(vec![
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
+                b"",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb",
+            ]);
+            let t = Duration::from_secs(5);
+            assert_eq!(asker.ask(&pool, "/m", t).unwrap().body, b"a");
+            assert_eq!(asker.ask(&pool, "/m", t).unwrap().body, b"b");
+            assert_eq!(server.join().unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn answers_split_across_reads_are_put_together() {
+        let whole: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+        for cut in 1..whole.len() {
+            assert!(matches!(
+                parse_answer(&whole[..cut], false),
+                Ok(Parsed::Incomplete { .. })
+            ));
+        }
+        match parse_answer(whole, false) {
+            Ok(Parsed::Complete {
+                answer,
+                used,
+                reusable,
+            }) => {
+                assert_eq!(
+                    (answer.body.as_slice(), used, reusable),
+                    (&b"hello"[..], whole.len(), true)
+                );
+            }
+            _ => panic!("a whole answer is complete"),
+        }
+        assert!(matches!(
+            parse_answer(b"HTTP/1.1 200 OK\r\n\r\npartial", true),
+            Ok(Parsed::Complete {
+                reusable: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_answer(b"SMTP ready\r\n\r\n", false),
+            Err(Failure::Protocol(_))
+        ));
     }
 
     #[test]
     fn times_out_and_refuses_on_time() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = reqwest::Url::parse(&format!(
-            "http://127.0.0.1:{}",
-            listener.local_addr().unwrap().port()
-        ))
-        .unwrap();
-        let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
-        let start = Instant::now();
-        let err = pool
-            .request("GET", "/", b"", Some(Duration::from_millis(200)))
-            .unwrap_err();
-        assert!(matches!(err, Failure::Timeout), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(2));
-        drop(listener);
-        let err = pool
-            .request("GET", "/", b"", Some(Duration::from_secs(1)))
-            .unwrap_err();
-        assert!(matches!(err, Failure::Connect(_)), "{err}");
+        for asker in Asker::both() {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = reqwest::Url::parse(&format!(
+                "http://127.0.0.1:{}",
+                listener.local_addr().unwrap().port()
+            ))
+            .unwrap();
+            let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
+            let start = Instant::now();
+            let err = asker
+                .ask(&pool, "/", Duration::from_millis(200))
+                .unwrap_err();
+            assert!(matches!(err, Failure::Timeout), "{err}");
+            assert!(start.elapsed() < Duration::from_secs(2));
+            drop(listener);
+            let err = asker.ask(&pool, "/", Duration::from_secs(1)).unwrap_err();
+            assert!(matches!(err, Failure::Connect(_)), "{err}");
+        }
     }
 }

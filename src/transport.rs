@@ -2,6 +2,10 @@
 //! academy-py): one request path that every endpoint goes through, with
 //! retries and exponential back-off on transient failures, one refresh of
 //! the auth headers on 403, and one mapping of HTTP statuses to errors.
+//!
+//! Each attempt goes out through [`crate::direct`] (plain `http://`: on the
+//! caller's own thread when it is blocked in the library, else on the
+//! runtime) or through reqwest (listen streams, TLS, proxies, Globus).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -330,8 +334,9 @@ impl Transport {
         }
     }
 
-    /// One try at a request: on the caller's own thread when it is blocked
-    /// in the library and may (see [`crate::direct`]), else through reqwest.
+    /// One try at a request: through [`crate::direct`] where it may go (on
+    /// the caller's own thread when that thread is blocked in the library),
+    /// else through reqwest.
     async fn attempt(
         &self,
         method: Method,
@@ -347,12 +352,15 @@ impl Transport {
             Deadline::Stream => None,
         };
         if let Some(pool) = self.direct.as_ref().filter(|_| !accept_sse) {
-            if runtime::on_blocked_caller() {
-                return pool
-                    .request(method.as_str(), url.path(), payload, timeout)
-                    .map(Reply::Read)
-                    .map_err(|f| self.direct_failure(method, path, f));
-            }
+            let (verb, target) = (method.as_str(), url.path());
+            let answer = if runtime::on_blocked_caller() {
+                pool.request_blocking(verb, target, payload, timeout)
+            } else {
+                pool.request(verb, target, payload, timeout).await
+            };
+            return answer
+                .map(Reply::Read)
+                .map_err(|f| self.direct_failure(method, path, f));
         }
         let mut request = self
             .http
