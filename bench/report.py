@@ -102,6 +102,21 @@ def sh(cmd):
         return ''
 
 
+ccpu = med('embedded', 'ours', 'inflight32', 'client_cpu_us_per_msg')
+ecpu = med('embedded', 'ours', 'inflight32', 'exchange_cpu_us_per_msg')
+if ccpu is not None and ecpu is not None:
+    cores_n = int(sh('nproc') or 2)
+    cpu_text = f"""
+
+Throughput on the embedded exchange is bound by CPU: with 32 in flight
+each message cost {fmt(ccpu, 1)} us of CPU in the sending and receiving
+process and {fmt(ecpu, 1)} us in the exchange (most of both in the
+kernel's TCP and scheduler paths), {fmt(ccpu + ecpu, 1)} us in all, so
+{cores_n} cores can carry at most about {fmt(cores_n * 1e6 / (ccpu + ecpu))}
+msg/s; {fmt(med('embedded', 'ours', 'inflight32', 'msgs_per_s'))} were measured."""
+else:
+    cpu_text = ''
+
 wake = med('machine', 'c', 'floor', 'thread_wake_rtt_us')
 tcp = med('machine', 'c', 'floor', 'tcp_process_rtt_us')
 ping_ours = med('embedded', 'ours', 'ping', 'p50_ms')
@@ -114,11 +129,11 @@ a loopback TCP round trip between two processes {fmt(tcp, 1)} us (medians of
 instead, since an idle virtual CPU must be woken first). A ping through an
 exchange process crosses four process boundaries (user to exchange,
 exchange to agent and back, exchange to user: two TCP round trips' worth,
-{fmt(2 * tcp, 0)} us) and, from a blocking C call, hands over to the
-library's thread and back: about {fmt(floor_us, 0)} us before any work is
-done, against a measured {fmt(ping_ours * 1000 if ping_ours else None, 0)} us.
-The rest is HTTP and JSON work in the exchange and the client and the
-hand-overs between their threads."""
+{fmt(2 * tcp, 0)} us), and the answer, read by the library's thread, wakes
+the blocked C caller: about {fmt(floor_us, 0)} us before any work is done,
+against a measured {fmt(ping_ours * 1000 if ping_ours else None, 0)} us.
+The rest is HTTP and JSON work in the exchange and the client, and the
+wake-ups of threads that went idle in between.{cpu_text}"""
 else:
     floor_text = 'Not measured in this run.'
 

@@ -6,7 +6,9 @@
 //!   process (through the exchange): p50/p99 in ms.
 //! - `action N`: `action("add", [1, 2])` round trips to the same agent.
 //! - `throughput N IN_FLIGHT`: one-way messages counted at the receiver
-//!   (URL may list several exchanges on one Redis, separated by commas).
+//!   (URL may list several exchanges on one Redis, separated by commas),
+//!   with this process's CPU time per message, and the exchange's when
+//!   `ACADEMY_BENCH_EXCHANGE_PID` names its process.
 //! - `cpu N`: client CPU seconds per 1,000 messages sent, and peak RSS.
 //! - `clients N`: RSS of this process holding N listening clients.
 
@@ -29,6 +31,17 @@ fn rusage() -> (f64, u64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (cpu(u.ru_utime) + cpu(u.ru_stime), u.ru_maxrss as u64)
+}
+
+/// CPU seconds a process's threads have run, from /proc (schedstat counts
+/// nanoseconds; the tick-based counters are too coarse for a run this short).
+fn process_cpu_s(pid: &str) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
 }
 
 fn rss_kib() -> u64 {
@@ -130,6 +143,9 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
             })
         })
         .collect();
+    let exchange_pid = std::env::var("ACADEMY_BENCH_EXCHANGE_PID").ok();
+    let exchange_cpu = || exchange_pid.as_deref().and_then(process_cpu_s);
+    let (client_before, exchange_before) = (rusage().0, exchange_cpu());
     let start = Instant::now();
     let senders: Vec<_> = counts
         .iter()
@@ -162,9 +178,15 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
         end = end.max(at);
     }
     let seconds = end.duration_since(start).as_secs_f64();
+    let per_message_us = |cpu_s: f64| cpu_s * 1e6 / total as f64;
+    let client_cpu = per_message_us(rusage().0 - client_before);
+    let exchange_cpu = exchange_before
+        .zip(exchange_cpu())
+        .map(|(before, after)| per_message_us(after - before));
     Ok(
         json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
-              "in_flight": in_flight, "n": total, "exchanges": k}),
+              "in_flight": in_flight, "n": total, "exchanges": k,
+              "client_cpu_us_per_msg": client_cpu, "exchange_cpu_us_per_msg": exchange_cpu}),
     )
 }
 
