@@ -123,17 +123,18 @@ ping_ours = med('embedded', 'ours', 'ping', 'p50_ms')
 if wake is not None and tcp is not None:
     floor_us = 2 * tcp + wake
     floor_text = f"""`bench/floor.c`, in the same run, measures what this machine charges for
-the steps of a round trip: waking another thread and back {fmt(wake, 1)} us,
+the steps of a round trip: waking a sleeping thread and back {fmt(wake, 1)} us,
 a loopback TCP round trip between two processes {fmt(tcp, 1)} us (medians of
-20,000; on an idle machine of this kind the thread figure was 44-48 us
-instead, since an idle virtual CPU must be woken first). A ping through an
-exchange process crosses four process boundaries (user to exchange,
-exchange to agent and back, exchange to user: two TCP round trips' worth,
-{fmt(2 * tcp, 0)} us), and the answer, read by the library's thread, wakes
-the blocked C caller: about {fmt(floor_us, 0)} us before any work is done,
-against a measured {fmt(ping_ours * 1000 if ping_ours else None, 0)} us.
-The rest is HTTP and JSON work in the exchange and the client, and the
-wake-ups of threads that went idle in between.{cpu_text}"""
+20,000). Most of either is the virtual machine waking an idle CPU. A ping
+through an exchange process crosses four process boundaries (user to
+exchange, exchange to agent and back, exchange to user: two TCP round
+trips' worth, {fmt(2 * tcp, 0)} us, if every hop found an idle CPU) and ends
+by handing the answer from the library's thread to the C caller
+({fmt(floor_us, 0)} us in all). The blocked caller instead polls for its answer
+for up to `busy_poll_us` (200 us by default) before it sleeps, which keeps
+one CPU awake, so the hops need not wake idle CPUs: measured ping p50
+{fmt(ping_ours * 1000 if ping_ours else None, 0)} us. The rest is HTTP and
+JSON work in the exchange and the client.{cpu_text}"""
 else:
     floor_text = 'Not measured in this run.'
 

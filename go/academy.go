@@ -136,6 +136,9 @@ type Options struct {
 	HeartbeatInterval   float64           `json:"heartbeat_interval_s,omitempty"`
 	MaxConcurrency      int               `json:"max_concurrency,omitempty"`
 	InitialRetryBackoff float64           `json:"initial_retry_backoff_s,omitempty"`
+	// BusyPollMicros: how long a goroutine's thread blocked on a call to
+	// an agent polls before sleeping (nil: 200; 0: never).
+	BusyPollMicros *int `json:"busy_poll_us,omitempty"`
 }
 
 // Factory makes clients of one exchange.

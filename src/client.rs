@@ -359,19 +359,23 @@ impl Client {
             tag,
         };
         // A caller blocked in the library sends on its own thread (see
-        // `crate::direct`), then sleeps until the listener hands it the
-        // answer: one wake-up, for the answer.
-        self.transport()?.send(&message.to_json()).await?;
-        let outcome = match timeout {
-            None => rx.await,
-            Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| {
-                Error::timeout(format!(
-                    "no response from {} within {:.3} s",
-                    message.header.dest,
-                    t.as_secs_f64()
-                ))
-            })?,
+        // `crate::direct`), then waits until the listener hands it the
+        // answer, polling for a while first (`FactoryOptions::busy_poll`).
+        let transport = self.transport()?;
+        transport.send_request(&message.to_json()).await?;
+        let answer = async {
+            match timeout {
+                None => Ok(rx.await),
+                Some(t) => tokio::time::timeout(t, rx).await.map_err(|_| {
+                    Error::timeout(format!(
+                        "no response from {} within {:.3} s",
+                        message.header.dest,
+                        t.as_secs_f64()
+                    ))
+                }),
+            }
         };
+        let outcome = runtime::busy_polled(answer, transport.options().busy_poll).await?;
         match outcome {
             Ok(reply) => reply,
             Err(_) => Err(Error::closed(format!(

@@ -209,9 +209,9 @@ impl<S: AsRawFd> Idle<S> {
     }
 }
 
-/// Whether the server has not closed an idle connection (nothing to read,
-/// no end of stream), without blocking.
-fn still_open(stream: &impl AsRawFd) -> bool {
+/// Peeks at a socket without blocking: `Ok(true)` with bytes waiting,
+/// `Ok(false)` at the end of the stream, `Err(WouldBlock)` with nothing yet.
+fn peek(stream: &impl AsRawFd) -> io::Result<bool> {
     let mut byte = 0u8;
     // SAFETY: a valid socket and a one-byte buffer we own.
     let n = unsafe {
@@ -222,7 +222,29 @@ fn still_open(stream: &impl AsRawFd) -> bool {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n > 0)
+    }
+}
+
+fn nothing_yet(peeked: &io::Result<bool>) -> bool {
+    matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Whether the server has not closed an idle connection (nothing to read,
+/// no end of stream).
+fn still_open(stream: &impl AsRawFd) -> bool {
+    nothing_yet(&peek(stream))
+}
+
+/// Waits for `stream` to have something to read (or to fail) by polling,
+/// yielding the CPU to other runnable threads in between, until `until`.
+fn poll_until_readable(stream: &TcpStream, until: Instant) {
+    while Instant::now() < until && nothing_yet(&peek(stream)) {
+        std::thread::yield_now();
+    }
 }
 
 /// A failed attempt: `Untouched` when nothing of an answer was read (so
@@ -312,27 +334,29 @@ impl Pool {
     }
 
     /// Sends one request and reads its answer, blocking the calling thread
-    /// for at most `timeout` (`None`: no bound). `target` is the path.
+    /// for at most `timeout` (`None`: no bound). `target` is the path. The
+    /// thread polls for the answer for up to `busy_poll` before it sleeps.
     pub fn request_blocking(
         &self,
         method: &str,
         target: &str,
         body: &[u8],
         timeout: Option<Duration>,
+        busy_poll: Duration,
     ) -> Result<Answer, Failure> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let request = self.render(method, target, body);
         // A kept-alive connection the server has closed fails before any
         // answer arrives; then the request goes again on a new connection.
         if let Some(mut conn) = self.blocking.take() {
-            match exchange_blocking(&mut conn, &request, timeout, deadline) {
+            match exchange_blocking(&mut conn, &request, timeout, deadline, busy_poll) {
                 Ok(answer) => return Ok(self.keep_blocking(conn, answer)),
                 Err(Attempt::Untouched(_)) => {}
                 Err(Attempt::Failed(f)) => return Err(f),
             }
         }
         let mut conn = Conn::new(self.connect_blocking(deadline)?);
-        match exchange_blocking(&mut conn, &request, timeout, deadline) {
+        match exchange_blocking(&mut conn, &request, timeout, deadline, busy_poll) {
             Ok(answer) => Ok(self.keep_blocking(conn, answer)),
             Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
         }
@@ -444,6 +468,7 @@ fn exchange_blocking(
     request: &[u8],
     timeout: Option<Duration>,
     deadline: Option<Instant>,
+    busy_poll: Duration,
 ) -> Result<(Answer, bool), Attempt> {
     // The socket's timeouts bound each read and write by the whole
     // request's timeout (set only when it changes: a system call each);
@@ -458,6 +483,9 @@ fn exchange_blocking(
     conn.stream
         .write_all(request)
         .map_err(|e| Attempt::of(io_failure(e), false))?;
+    if !busy_poll.is_zero() {
+        poll_until_readable(&conn.stream, Instant::now() + busy_poll);
+    }
     loop {
         if let Some(d) = deadline {
             remaining(d).map_err(Attempt::Failed)?;
@@ -726,28 +754,37 @@ mod tests {
         (pool, server)
     }
 
-    /// Both kinds of request: blocking, and on a runtime of the test's.
+    /// Each kind of request: blocking (with and without busy polling), and
+    /// on a runtime of the test's.
     struct Asker {
         runtime: Option<tokio::runtime::Runtime>,
+        poll: Duration,
     }
 
     impl Asker {
-        fn both() -> [Asker; 2] {
+        /// Blocking, blocking with busy polling, and async.
+        fn all() -> [Asker; 3] {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
+            let blocking = |poll| Asker {
+                runtime: None,
+                poll,
+            };
             [
-                Asker { runtime: None },
+                blocking(Duration::ZERO),
+                blocking(Duration::from_millis(50)),
                 Asker {
                     runtime: Some(runtime),
+                    poll: Duration::ZERO,
                 },
             ]
         }
 
         fn ask(&self, pool: &Pool, target: &str, t: Duration) -> Result<Answer, Failure> {
             match &self.runtime {
-                None => pool.request_blocking("PUT", target, b"{}", Some(t)),
+                None => pool.request_blocking("PUT", target, b"{}", Some(t), self.poll),
                 Some(rt) => rt.block_on(pool.request("PUT", target, b"{}", Some(t))),
             }
         }
@@ -755,7 +792,7 @@ mod tests {
 
     #[test]
     fn reads_length_chunked_and_close_framed_answers_and_reuses_connections() {
-        for asker in Asker::both() {
+        for asker in Asker::all() {
             let (pool, server) = serve(vec![
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
@@ -779,7 +816,7 @@ mod tests {
 
     #[test]
     fn a_kept_connection_the_server_closed_is_replaced() {
-        for asker in Asker::both() {
+        for asker in Asker::all() {
             // First connection: one answer, then closed on the next request.
             let (pool, server) = serve(vec![
                 b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
@@ -830,7 +867,7 @@ mod tests {
 
     #[test]
     fn times_out_and_refuses_on_time() {
-        for asker in Asker::both() {
+        for asker in Asker::all() {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let url = reqwest::Url::parse(&format!(
                 "http://127.0.0.1:{}",

@@ -39,6 +39,13 @@ pub struct FactoryOptions {
     pub max_concurrency: usize,
     /// The OAuth2 token endpoint for `auth_method: "globus"`.
     pub globus_token_url: String,
+    /// How long a thread blocked on a call to an agent (request, action,
+    /// ping) polls for the answer before it sleeps. A thread that sleeps
+    /// leaves its CPU idle, and on virtual machines an idle CPU takes tens
+    /// of microseconds to wake; polling keeps it awake through the short
+    /// round trips (MPI libraries poll for the same reason). Costs at most
+    /// this much CPU time per call. Zero: sleep at once.
+    pub busy_poll: Duration,
 }
 
 impl Default for FactoryOptions {
@@ -55,6 +62,7 @@ impl Default for FactoryOptions {
             heartbeat_interval: Duration::from_secs(30),
             max_concurrency: 1,
             globus_token_url: crate::auth::DEFAULT_TOKEN_URL.to_owned(),
+            busy_poll: Duration::from_micros(200),
         }
     }
 }
@@ -85,6 +93,8 @@ struct RawOptions {
     max_concurrency: Option<usize>,
     #[serde(default)]
     globus_token_url: Option<String>,
+    #[serde(default)]
+    busy_poll_us: Option<u64>,
 }
 
 fn seconds(
@@ -133,6 +143,15 @@ impl FactoryOptions {
                 "option max_concurrency must be between 1 and 4096",
             ));
         }
+        let busy_poll = match raw.busy_poll_us {
+            None => d.busy_poll,
+            Some(us) if us <= 1_000_000 => Duration::from_micros(us),
+            Some(us) => {
+                return Err(Error::invalid(format!(
+                    "option busy_poll_us must be between 0 and 1000000 (one second), got {us}"
+                )))
+            }
+        };
         for (k, v) in raw.additional_headers.iter().flatten() {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(v).is_err()
@@ -174,6 +193,7 @@ impl FactoryOptions {
             )?,
             max_concurrency,
             globus_token_url: raw.globus_token_url.unwrap_or(d.globus_token_url),
+            busy_poll,
         })
     }
 }
@@ -197,7 +217,7 @@ mod tests {
         let o = FactoryOptions::from_json(Some(
             r#"{"auth_method":null,"additional_headers":{"X-A":"b"},"ssl_verify":false,"ca_file":"/x.pem",
                "request_timeout_s":5,"connect_timeout_s":1.5,"retries":3,"initial_retry_backoff_s":0.1,
-               "heartbeat_interval_s":2,"max_concurrency":8}"#,
+               "heartbeat_interval_s":2,"max_concurrency":8,"busy_poll_us":0}"#,
         ))
         .unwrap();
         assert_eq!(o.additional_headers["X-A"], "b");
@@ -205,6 +225,7 @@ mod tests {
         assert_eq!(o.connect_timeout, Duration::from_millis(1500));
         assert_eq!(o.retries, 3);
         assert_eq!(o.max_concurrency, 8);
+        assert_eq!(o.busy_poll, Duration::ZERO);
     }
 
     #[test]
@@ -215,6 +236,8 @@ mod tests {
             r#"{"request_timeout_s":-1}"#,
             r#"{"auth_method":"kerberos"}"#,
             r#"{"max_concurrency":0}"#,
+            r#"{"busy_poll_us":-1}"#,
+            r#"{"busy_poll_us":2000000}"#,
             r#"{"additional_headers":{"bad header":"x"}}"#,
             "[1,2]",
             "{",

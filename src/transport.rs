@@ -66,14 +66,20 @@ impl Method {
     }
 }
 
-/// How long one request may take.
-#[derive(Debug, Clone, Copy)]
-pub enum Deadline {
-    /// The factory's `request_timeout_s`.
-    Default,
-    /// The factory's timeout plus this much server-side waiting (long poll).
-    Plus(Duration),
-    /// No bound on the whole exchange (a listen stream).
+/// The kinds of request, which differ in how long they may take and how
+/// their answer is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bounded by the factory's `request_timeout_s`.
+    Plain,
+    /// A plain request whose caller then waits for a reply from an agent:
+    /// a blocked caller polls for the answer before sleeping
+    /// (`FactoryOptions::busy_poll`).
+    BeforeReply,
+    /// A long poll: the factory's timeout plus this much server-side
+    /// waiting.
+    LongPoll(Duration),
+    /// A listen stream: an event-stream answer, no bound on its life.
     Stream,
 }
 
@@ -282,8 +288,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: &Value,
-        deadline: Deadline,
-        accept_sse: bool,
+        kind: Kind,
     ) -> Result<Reply> {
         let url = self.endpoint(path);
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
@@ -300,9 +305,7 @@ impl Transport {
             self.refresh_auth().await?;
         }
         loop {
-            let outcome = self
-                .attempt(method, path, &url, &payload, deadline, accept_sse)
-                .await;
+            let outcome = self.attempt(method, path, &url, &payload, kind).await;
             let transient = match &outcome {
                 Ok(r) => TRANSIENT.contains(&r.status()),
                 Err(f) => f.transient,
@@ -343,18 +346,22 @@ impl Transport {
         path: &str,
         url: &reqwest::Url,
         payload: &[u8],
-        deadline: Deadline,
-        accept_sse: bool,
+        kind: Kind,
     ) -> std::result::Result<Reply, Failed> {
-        let timeout = match deadline {
-            Deadline::Default => Some(self.options.request_timeout),
-            Deadline::Plus(extra) => Some(self.options.request_timeout + extra),
-            Deadline::Stream => None,
+        let timeout = match kind {
+            Kind::Plain | Kind::BeforeReply => Some(self.options.request_timeout),
+            Kind::LongPoll(extra) => Some(self.options.request_timeout + extra),
+            Kind::Stream => None,
         };
+        let accept_sse = kind == Kind::Stream;
         if let Some(pool) = self.direct.as_ref().filter(|_| !accept_sse) {
             let (verb, target) = (method.as_str(), url.path());
             let answer = if runtime::on_blocked_caller() {
-                pool.request_blocking(verb, target, payload, timeout)
+                let poll = match kind {
+                    Kind::BeforeReply => self.options.busy_poll,
+                    _ => Duration::ZERO,
+                };
+                pool.request_blocking(verb, target, payload, timeout, poll)
             } else {
                 pool.request(verb, target, payload, timeout).await
             };
@@ -414,16 +421,12 @@ impl Transport {
 
     /// [`call`](Self::call) for an endpoint whose answer has no body.
     async fn call_ok(&self, method: Method, path: &str, body: &Value) -> Result<()> {
-        self.call(method, path, body, Deadline::Default, false)
-            .await
-            .map(drop)
+        self.call(method, path, body, Kind::Plain).await.map(drop)
     }
 
     /// [`call`](Self::call) and read the answer as JSON.
     pub async fn call_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
-        let response = self
-            .call(method, path, body, Deadline::Default, false)
-            .await?;
+        let response = self.call(method, path, body, Kind::Plain).await?;
         read_json(method, path, response).await
     }
 
@@ -497,21 +500,29 @@ impl Transport {
 
     /// `PUT /message` with the message JSON as given.
     pub async fn send(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::Plain).await
+    }
+
+    /// [`send`](Self::send) for a request whose caller then waits for the
+    /// answer: a blocked caller polls for the exchange's acknowledgement
+    /// before sleeping, as it will for the answer (see
+    /// `FactoryOptions::busy_poll`).
+    pub async fn send_request(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::BeforeReply).await
+    }
+
+    async fn put_message(&self, message_json: &str, kind: Kind) -> Result<()> {
         let body = json!({"message": message_json});
-        self.call_ok(Method::Put, "/message", &body).await
+        self.call(Method::Put, "/message", &body, kind)
+            .await
+            .map(drop)
     }
 
     /// `GET /message`: long poll; `None` when the server says 408.
     pub async fn poll_message(&self, id: &EntityId, timeout: Duration) -> Result<Option<String>> {
         let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
         let response = match self
-            .call(
-                Method::Get,
-                "/message",
-                &body,
-                Deadline::Plus(timeout),
-                false,
-            )
+            .call(Method::Get, "/message", &body, Kind::LongPoll(timeout))
             .await
         {
             Err(e) if e.status == Status::Timeout && e.http_status() == Some(408) => {
@@ -531,15 +542,9 @@ impl Transport {
     /// `GET /mailbox/listen`: opens the event stream.
     pub async fn listen(&self, id: &EntityId, timeout: Duration) -> Result<reqwest::Response> {
         let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
-        self.call(
-            Method::Get,
-            "/mailbox/listen",
-            &body,
-            Deadline::Stream,
-            true,
-        )
-        .await?
-        .into_stream()
+        self.call(Method::Get, "/mailbox/listen", &body, Kind::Stream)
+            .await?
+            .into_stream()
     }
 
     /// `GET /discover`: uids of the agents of a class.

@@ -17,7 +17,11 @@ pub struct academy_factory {
 /// strings), `ssl_verify` (null = verify for https), `ca_file` (PEM path),
 /// `request_timeout_s` (60), `connect_timeout_s` (30), `retries` (1),
 /// `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30),
-/// `max_concurrency` (1, for serving) and `globus_token_url` (Globus Auth's;
+/// `max_concurrency` (1, for serving), `busy_poll_us` (200: how long a
+/// thread blocked on a call to an agent polls for the answer before it
+/// sleeps, which keeps its CPU from idling through short round trips; costs
+/// at most that much CPU time per call; 0 sleeps at once) and
+/// `globus_token_url` (Globus Auth's;
 /// for `auth_method: "globus"`, which reads `ACADEMY_GLOBUS_CLIENT_ID` and
 /// `ACADEMY_GLOBUS_CLIENT_SECRET`). The options are copied. Does not contact
 /// the exchange and does not block. Proxies come from `HTTPS_PROXY`,
