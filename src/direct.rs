@@ -158,7 +158,7 @@ impl<S> Conn<S> {
 }
 
 /// Idle connections of one kind, in shards.
-struct Idle<S>([Mutex<Vec<Conn<S>>>; SHARDS]);
+pub(crate) struct Idle<S>([Mutex<Vec<Conn<S>>>; SHARDS]);
 
 impl<S> std::fmt::Debug for Idle<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,7 +204,7 @@ impl<S: AsRawFd> Idle<S> {
     }
 
     #[cfg(test)]
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.iter().all(|s| s.lock().unwrap().is_empty())
     }
 }
@@ -274,7 +274,7 @@ pub struct Pool {
     head_lines: Vec<u8>,
     connect_timeout: Duration,
     blocking: Idle<TcpStream>,
-    nonblocking: Idle<tokio::net::TcpStream>,
+    pub(crate) nonblocking: Idle<tokio::net::TcpStream>,
 }
 
 /// Whether reqwest would route `http://` requests through a proxy.

@@ -30,6 +30,9 @@ struct Slot {
     /// Environment variable that sets the number of worker threads.
     threads_var: &'static str,
     default_threads: usize,
+    /// Whether its threads count as the library's client threads
+    /// ([`on_library_thread`]).
+    marks_threads: bool,
     owned: Mutex<Option<Owned>>,
 }
 
@@ -41,6 +44,7 @@ static CLIENTS: Slot = Slot {
     name: "academy-rt",
     threads_var: "ACADEMY_RUNTIME_THREADS",
     default_threads: 1,
+    marks_threads: true,
     owned: Mutex::new(None),
 };
 
@@ -51,6 +55,7 @@ static SERVERS: Slot = Slot {
     name: "academy-exchange",
     threads_var: "ACADEMY_EXCHANGE_THREADS",
     default_threads: 2,
+    marks_threads: false,
     owned: Mutex::new(None),
 };
 
@@ -100,9 +105,15 @@ impl Slot {
     }
 
     fn build(&self) -> Result<&'static Runtime> {
+        let marks = self.marks_threads;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads())
             .thread_name(self.name)
+            .on_thread_start(move || {
+                if marks {
+                    LIBRARY_THREAD.with(|b| b.set(true));
+                }
+            })
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("cannot start the tokio runtime: {e}")))?;
@@ -141,6 +152,15 @@ pub fn server_handle() -> Result<Handle> {
 thread_local! {
     /// Set while this thread is blocked in [`block_on`].
     static BLOCKED_CALLER: Cell<bool> = const { Cell::new(false) };
+    /// Set on the threads of the library's client runtime.
+    static LIBRARY_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread is one of the library's client runtime:
+/// sockets registered there are driven for as long as the process lives,
+/// unlike those of a runtime a Rust caller made (and may stop polling).
+pub fn on_library_thread() -> bool {
+    LIBRARY_THREAD.with(Cell::get)
 }
 
 /// Whether the current thread is a caller blocked in [`block_on`] (not a

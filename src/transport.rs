@@ -356,18 +356,24 @@ impl Transport {
         let accept_sse = kind == Kind::Stream;
         if let Some(pool) = self.direct.as_ref().filter(|_| !accept_sse) {
             let (verb, target) = (method.as_str(), url.path());
+            // The pool's tokio sockets belong to the library's runtime;
+            // futures of a caller's own runtime go through reqwest.
             let answer = if runtime::on_blocked_caller() {
                 let poll = match kind {
                     Kind::BeforeReply => self.options.busy_poll,
                     _ => Duration::ZERO,
                 };
-                pool.request_blocking(verb, target, payload, timeout, poll)
+                Some(pool.request_blocking(verb, target, payload, timeout, poll))
+            } else if runtime::on_library_thread() {
+                Some(pool.request(verb, target, payload, timeout).await)
             } else {
-                pool.request(verb, target, payload, timeout).await
+                None
             };
-            return answer
-                .map(Reply::Read)
-                .map_err(|f| self.direct_failure(method, path, f));
+            if let Some(answer) = answer {
+                return answer
+                    .map(Reply::Read)
+                    .map_err(|f| self.direct_failure(method, path, f));
+            }
         }
         let mut request = self
             .http
@@ -672,6 +678,57 @@ fn http_error(method: Method, path: &str, code: u16, text: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in server answering every request on a connection with 200.
+    fn answers_200() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while s.read(&mut buf).is_ok_and(|n| n > 0) {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if s.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn only_the_librarys_runtime_keeps_tokio_connections() {
+        let transport =
+            std::sync::Arc::new(Transport::new(&answers_200(), FactoryOptions::default()).unwrap());
+        let pool = transport.direct.as_ref().expect("a plain http URL");
+        // A runtime of the caller's: its sockets are driven only while it
+        // runs, so none may stay in the pool for the library's tasks.
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        own.block_on(transport.send("{}")).unwrap();
+        assert!(
+            pool.nonblocking.is_empty(),
+            "a caller's runtime left a connection"
+        );
+        // The library's runtime keeps its connections.
+        let t = transport.clone();
+        runtime::handle()
+            .unwrap()
+            .block_on(async move { tokio::spawn(async move { t.send("{}").await }).await })
+            .unwrap()
+            .unwrap();
+        assert!(
+            !pool.nonblocking.is_empty(),
+            "the library's runtime kept none"
+        );
+    }
 
     #[test]
     fn endpoints_keep_the_base_path() {
