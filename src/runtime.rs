@@ -9,10 +9,8 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
@@ -221,36 +219,22 @@ impl ProcessBound {
 /// thread in between) instead of sleeping, for up to `budget` while the
 /// caller is a thread blocked in [`block_on`]; after that, or on a runtime
 /// thread, it waits as usual. See `FactoryOptions::busy_poll` for why.
-pub fn busy_polled<F: Future>(future: F, budget: Duration) -> BusyPolled<F> {
-    BusyPolled {
-        future,
-        until: (budget > Duration::ZERO && on_blocked_caller()).then(|| Instant::now() + budget),
-    }
-}
-
-/// The future of [`busy_polled`].
-pub struct BusyPolled<F> {
-    future: F,
-    until: Option<Instant>,
-}
-
-impl<F: Future> Future for BusyPolled<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `future` is never moved out of the pinned struct.
-        let this = unsafe { self.get_unchecked_mut() };
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        let poll = future.poll(cx);
+pub async fn busy_polled<F: Future>(future: F, budget: Duration) -> F::Output {
+    let mut until =
+        (budget > Duration::ZERO && on_blocked_caller()).then(|| Instant::now() + budget);
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let poll = future.as_mut().poll(cx);
         if poll.is_pending() {
-            match this.until {
-                Some(until) if Instant::now() < until => {
+            match until {
+                Some(t) if Instant::now() < t => {
                     std::thread::yield_now();
                     cx.waker().wake_by_ref(); // poll again rather than park
                 }
-                _ => this.until = None,
+                _ => until = None,
             }
         }
         poll
-    }
+    })
+    .await
 }

@@ -92,30 +92,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a listen stream found in its mailbox.
+/// What a receive or a listen stream found in its mailbox.
 pub(crate) enum Batch {
+    /// One or more messages, oldest first.
     Messages(Vec<Arc<str>>),
     Empty,
     Terminated,
 }
 
-/// What a non-blocking receive found.
-pub(crate) enum Pop {
-    Message(Arc<str>),
-    Empty,
-    Terminated,
-}
-
 impl Mailbox {
-    pub(crate) fn try_pop(&self) -> Pop {
-        let mut q = lock(&self.queue);
-        if q.closed {
-            return Pop::Terminated;
-        }
-        match q.items.pop_front() {
-            Some(m) => Pop::Message(m),
-            None => Pop::Empty,
-        }
+    /// The oldest waiting message (a long-poll receive).
+    pub(crate) fn try_pop(&self) -> Batch {
+        // At least one message is taken, and a size of 0 stops after it;
+        // the receiver is always there.
+        self.take_batch(0, || true).unwrap_or(Batch::Empty)
     }
 
     /// The messages waiting, oldest first, up to about `max_bytes` (at
@@ -430,9 +420,13 @@ impl Backend {
             tokio::pin!(notified);
             notified.as_mut().enable();
             match mb.try_pop() {
-                Pop::Message(m) => return Ok(m),
-                Pop::Terminated => return Err(BackendError::Terminated),
-                Pop::Empty => {}
+                Batch::Messages(m) => {
+                    if let Some(m) = m.into_iter().next() {
+                        return Ok(m);
+                    }
+                }
+                Batch::Terminated => return Err(BackendError::Terminated),
+                Batch::Empty => {}
             }
             if self.shutdown.is_set() {
                 return Err(BackendError::ShuttingDown);

@@ -120,24 +120,20 @@ impl PeerSocket {
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// Server-sent events carrying messages, in one buffer.
-fn data_frames(messages: &[Arc<str>]) -> Bytes {
-    let size = messages.iter().map(|m| m.len() + 10).sum();
+fn data_frames<'a, I>(messages: I) -> Bytes
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: Clone,
+{
+    let messages = messages.into_iter();
+    let size = messages.clone().map(|m| m.len() + 10).sum();
     let mut frames = Vec::with_capacity(size);
     for m in messages {
         frames.extend_from_slice(b"data: ");
-        frames.extend_from_slice(m.as_bytes());
+        frames.extend_from_slice(m);
         frames.extend_from_slice(b"\r\n\r\n");
     }
     Bytes::from(frames)
-}
-
-/// One server-sent event carrying a message.
-fn data_frame(message: &[u8]) -> Bytes {
-    let mut frame = Vec::with_capacity(message.len() + 10);
-    frame.extend_from_slice(b"data: ");
-    frame.extend_from_slice(message);
-    frame.extend_from_slice(b"\r\n\r\n");
-    Bytes::from(frame)
 }
 
 /// The keep-alive comment, when its timer is due (then re-armed).
@@ -221,7 +217,7 @@ impl SseStream {
                     self.notified = None;
                     let deadline = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(deadline);
-                    return Poll::Ready(Some(data_frames(&messages)));
+                    return Poll::Ready(Some(data_frames(messages.iter().map(|m| m.as_bytes()))));
                 }
                 Batch::Terminated => return self.finish(),
                 Batch::Empty => {}
@@ -297,7 +293,7 @@ impl RedisSseStream {
             // receive task lost) ends the stream.
             if let Ok(Ok(message)) = received {
                 if !self.peer.is_some_and(PeerSocket::closed) {
-                    return Poll::Ready(Some(data_frame(&message)));
+                    return Poll::Ready(Some(data_frames([message.as_slice()])));
                 }
                 // Too late to deliver: back to the queue.
                 self.backend.unpop_later(&self.uid, message);
