@@ -5,8 +5,11 @@
 //! - `ping N`: user -> agent -> user round trips to an agent served in this
 //!   process (through the exchange): p50/p99 in ms.
 //! - `action N`: `action("add", [1, 2])` round trips to the same agent.
-//! - `throughput N IN_FLIGHT`: one-way messages counted at the receiver
-//!   (URL may list several exchanges on one Redis, separated by commas),
+//! - `throughput N IN_FLIGHT [threads|async]`: one-way messages counted at
+//!   the receiver, kept in flight by IN_FLIGHT threads each sending and
+//!   waiting (`threads`, the default), or by one thread sending with
+//!   `academy_client_send_async` (`async`). URL may list several exchanges
+//!   on one Redis, separated by commas;
 //!   with this process's CPU time per message, and the exchange's when
 //!   `ACADEMY_BENCH_EXCHANGE_PID` names its process.
 //! - `cpu N`: client CPU seconds per 1,000 messages sent, and peak RSS.
@@ -93,23 +96,37 @@ fn latencies(n: usize, mut f: impl FnMut() -> R<()>) -> R<Value> {
     Ok(json!({"p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99), "n": n}))
 }
 
-/// One-way messages from `in_flight` sender threads, counted at the
-/// receivers. `urls` is one exchange URL, or several separated by commas
-/// (exchange processes sharing one Redis): each gets a sending user and a
-/// receiving agent of its own, and the users on exchange `j` send to the
-/// agent on exchange `j + 1`, so that every message crosses processes.
-fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
+/// How a throughput run keeps messages in flight.
+#[derive(Clone, Copy, PartialEq)]
+enum Senders {
+    /// One thread per message in flight, each sending and waiting
+    /// (`academy_client_send`).
+    Threads,
+    /// One thread handing every message to `academy_client_send_async`,
+    /// with `max_in_flight` slots (as academy-py's client keeps its sends
+    /// in flight: coroutines on one event loop).
+    Async,
+}
+
+/// One-way messages, `in_flight` at a time, counted at the receivers.
+/// `urls` is one exchange URL, or several separated by commas (exchange
+/// processes sharing one Redis): each gets a sending user and a receiving
+/// agent of its own, and the users on exchange `j` send to the agent on
+/// exchange `j + 1`, so that every message crosses processes.
+fn throughput(urls: &str, total: usize, in_flight: usize, senders: Senders) -> R<Value> {
+    let options = format!(r#"{{"max_in_flight": {in_flight}}}"#);
     let mut users = Vec::new();
     let mut sinks = Vec::new();
     for url in urls.split(',') {
-        let factory = Factory::new(url, FactoryOptions::default())?;
+        let factory = Factory::new(url, FactoryOptions::from_json(Some(&options))?)?;
         let user = Arc::new(block(factory.create_user_client(None))?);
         let registration = block(user.register_agent("bench.Sink", None))?;
         sinks.push(block(factory.create_agent_client(&registration))?);
         users.push(user);
     }
     let k = users.len();
-    // Messages per sender thread, and what each sink must receive.
+    // Messages per stream (a sender thread, or a share of the async
+    // sends), and what each sink must receive.
     let counts: Vec<usize> = (0..in_flight)
         .map(|i| total / in_flight + usize::from(i < total % in_flight))
         .collect();
@@ -147,28 +164,48 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
     let exchange_cpu = || exchange_pid.as_deref().and_then(process_cpu_s);
     let (client_before, exchange_before) = (rusage().0, exchange_cpu());
     let start = Instant::now();
-    let senders: Vec<_> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, &count)| {
-            let user = users[i % k].clone();
-            let dest = dests[(i % k + 1) % k].clone();
-            std::thread::spawn(move || {
+    // Stream i sends counts[i] messages from users[i % k] to the next sink.
+    let stream = move |i: usize| (i % k, dests[(i % k + 1) % k].clone());
+    let message = |user: &Client, dest: &EntityId| {
+        Message::create(
+            user.mailbox_id().clone(),
+            dest.clone(),
+            json!({"kind": "ping-request"}),
+            None,
+        )
+        .map(|m| m.to_json())
+    };
+    match senders {
+        Senders::Threads => {
+            let threads: Vec<_> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &count)| {
+                    let (u, dest) = stream(i);
+                    let user = users[u].clone();
+                    std::thread::spawn(move || -> academy::Result<()> {
+                        for _ in 0..count {
+                            block(user.send(&message(&user, &dest)?))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().map_err(|_| "a sender panicked")??;
+            }
+        }
+        Senders::Async => {
+            for (i, &count) in counts.iter().enumerate() {
+                let (u, dest) = stream(i);
                 for _ in 0..count {
-                    let m = Message::create(
-                        user.mailbox_id().clone(),
-                        dest.clone(),
-                        json!({"kind": "ping-request"}),
-                        None,
-                    )
-                    .unwrap();
-                    block(user.send(&m.to_json())).unwrap();
+                    users[u].send_in_background(&message(&users[u], &dest)?, drop)?;
                 }
-            })
-        })
-        .collect();
-    for s in senders {
-        s.join().map_err(|_| "a sender failed")?;
+            }
+            for user in &users {
+                block(user.flush(None))?;
+            }
+        }
     }
     let (mut received, mut duplicated, mut end) = (0, 0, start);
     for r in receivers {
@@ -183,9 +220,14 @@ fn throughput(urls: &str, total: usize, in_flight: usize) -> R<Value> {
     let exchange_cpu = exchange_before
         .zip(exchange_cpu())
         .map(|(before, after)| per_message_us(after - before));
+    let senders = if senders == Senders::Async {
+        "async"
+    } else {
+        "threads"
+    };
     Ok(
         json!({"msgs_per_s": received as f64 / seconds, "lost": total - received, "duplicated": duplicated,
-              "in_flight": in_flight, "n": total, "exchanges": k,
+              "in_flight": in_flight, "n": total, "exchanges": k, "senders": senders,
               "client_cpu_us_per_msg": client_cpu, "exchange_cpu_us_per_msg": exchange_cpu}),
     )
 }
@@ -246,7 +288,16 @@ fn main() -> R<()> {
                 Ok(block(user.action(id.clone(), "add", &a, &k, t)).map(drop)?)
             })?
         }
-        "throughput" => throughput(url, n(3, 5000), n(4, 32))?,
+        "throughput" => {
+            let senders = match args.get(5).map(String::as_str) {
+                None | Some("threads") => Senders::Threads,
+                Some("async") => Senders::Async,
+                Some(other) => {
+                    return Err(format!("senders must be threads or async, not {other}").into())
+                }
+            };
+            throughput(url, n(3, 5000), n(4, 32), senders)?
+        }
         "cpu" => cpu(url, n(3, 2000))?,
         "clients" => clients(url, n(3, 100))?,
         other => return Err(format!("unknown workload {other}").into()),

@@ -14,6 +14,11 @@ package academy
 #include "academy.h"
 
 extern void goActionHandler(void *user_data, char *action, char *args, char *kwargs, academy_reply *reply);
+extern void goSendDone(void *user_data, enum academy_status status, char *error);
+
+static enum academy_status send_async_go(struct academy_client *client, const char *message, uintptr_t handle) {
+	return academy_client_send_async(client, message, (academy_send_done_fn)goSendDone, (void *)handle);
+}
 
 static enum academy_status serve_go(struct academy_client *client, uintptr_t handle) {
 	return academy_agent_serve(client, (academy_action_fn)goActionHandler, (void *)handle);
@@ -139,6 +144,9 @@ type Options struct {
 	// BusyPollMicros: how long a goroutine's thread blocked on a call to
 	// an agent polls before sleeping (nil: 200; 0: never).
 	BusyPollMicros *int `json:"busy_poll_us,omitempty"`
+	// MaxInFlight: how many SendAsync sends of a client may be pending
+	// at once (0: 64).
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 // Factory makes clients of one exchange.
@@ -233,6 +241,43 @@ func (c *Client) Send(message string) error {
 	defer cs.free()
 	m := cs.add(message)
 	return call(func() C.enum_academy_status { return C.academy_client_send(c.ptr, m) })
+}
+
+// SendAsync starts sending a message (its JSON) and returns without
+// waiting for the exchange, once one of the client's MaxInFlight slots is
+// free. done (may be nil) gets the outcome once, on a library thread; it
+// must not block. Flush waits for the sends and reports their failures.
+func (c *Client) SendAsync(message string, done func(error)) error {
+	var cs cstrings
+	defer cs.free()
+	m := cs.add(message)
+	h := cgo.NewHandle(done)
+	err := call(func() C.enum_academy_status { return C.send_async_go(c.ptr, m, C.uintptr_t(h)) })
+	if err != nil {
+		h.Delete() // not started: the callback never comes
+	}
+	return err
+}
+
+//export goSendDone
+func goSendDone(userData unsafe.Pointer, status C.enum_academy_status, text *C.char) {
+	h := cgo.Handle(uintptr(userData))
+	done := h.Value().(func(error))
+	h.Delete()
+	if done == nil {
+		return
+	}
+	if status == C.ACADEMY_OK {
+		done(nil)
+	} else {
+		done(&Error{Status: Status(status), Message: C.GoString(text)})
+	}
+}
+
+// Flush waits up to timeout (negative: forever) for the SendAsync sends
+// started before it; returns the first failure since the last Flush.
+func (c *Client) Flush(timeout time.Duration) error {
+	return call(func() C.enum_academy_status { return C.academy_client_flush(c.ptr, seconds(timeout)) })
 }
 
 // Recv waits up to timeout (negative: forever) for the next message.

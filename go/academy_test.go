@@ -108,6 +108,64 @@ func TestSendRecvBetweenUserAndAgent(t *testing.T) {
 	}
 }
 
+func TestSendAsyncFromOneGoroutine(t *testing.T) {
+	url := exchange(t)
+	f, err := NewFactory(url, &Options{MaxInFlight: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	user, err := f.NewUserClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close()
+	reg, err := user.RegisterAgent("gotest.AsyncSink", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := f.NewAgentClient(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	me, _ := user.MailboxID()
+	const n = 200
+	outcomes := make(chan error, n)
+	for i := 0; i < n; i++ {
+		msg := fmt.Sprintf(`{"header": {"src": %s, "dest": %s, "tag": "2ade6fd0-1373-4ac2-aaf7-5f09c2d3%04d", "kind": "request"}, "body": {"kind": "ping-request"}}`, me, agentID(t, reg), i)
+		if err := user.SendAsync(msg, func(err error) { outcomes <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := user.Flush(-1); err != nil {
+		t.Fatal(err)
+	}
+	if len(outcomes) != n {
+		t.Fatalf("%d callbacks before Flush returned, want %d", len(outcomes), n)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-outcomes; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		got, err := agent.Recv(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", len(seen), err)
+		}
+		var m struct{ Header struct{ Tag string } }
+		if json.Unmarshal([]byte(got), &m) != nil || seen[m.Header.Tag] {
+			t.Fatalf("bad or repeated message %q", got)
+		}
+		seen[m.Header.Tag] = true
+	}
+	if err := user.SendAsync("{", nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("want invalid argument, got %v", err)
+	}
+}
+
 func TestAGoAgentServesAGoUser(t *testing.T) {
 	url := exchange(t)
 	f, err := NewFactory(url, &Options{MaxConcurrency: 4})

@@ -138,6 +138,16 @@ typedef struct academy_factory academy_factory;
 typedef struct academy_reply academy_reply;
 
 /**
+ * Called once when a send started by `academy_client_send_async` ends:
+ * `status` is ACADEMY_OK when the exchange accepted the message, else the
+ * status `academy_client_send` would have returned, and `error` its text
+ * (NULL on success; valid only during the call). Runs on a library
+ * thread: keep it short, and make no blocking libacademy call from it
+ * (those return INVALID_ARGUMENT there).
+ */
+typedef void (*academy_send_done_fn)(void *user_data, enum academy_status status, const char *error);
+
+/**
  * An action handler: called for each action request with the action name,
  * its positional arguments (a JSON array) and keyword arguments (a JSON
  * object). The strings are valid only during the call. The handler
@@ -239,6 +249,39 @@ enum academy_status academy_client_mailbox_id(const struct academy_client *clien
 enum academy_status academy_client_send(struct academy_client *client, const char *message_json);
 
 /**
+ * Starts sending a message (the JSON of an Academy message, checked, then
+ * sent as given) and returns without waiting for the exchange; the
+ * library's thread makes the request. Use it to keep many messages in
+ * flight from one thread: a C program then needs no thread per message.
+ *
+ * Blocks only while `max_in_flight` (a factory option, 64 by default)
+ * sends of this client are still pending, until one ends. On ACADEMY_OK
+ * `done` (nullable) is called exactly once, on a library thread, with the
+ * outcome and `user_data`; the message JSON is copied, so the caller may
+ * free it at once. Any other return means the send was not started and
+ * `done` is never called: INVALID_ARGUMENT (not a message, NULL
+ * arguments, or called from a callback while every slot is taken),
+ * CLOSED. `academy_client_flush` waits for the pending sends and reports
+ * their failures; `academy_client_close` waits for them too, so closing
+ * loses none. Send order between pending sends is not guaranteed.
+ */
+enum academy_status academy_client_send_async(struct academy_client *client,
+                                              const char *message_json,
+                                              academy_send_done_fn done,
+                                              void *user_data);
+
+/**
+ * Waits until every `academy_client_send_async` send of this client
+ * started before this call has ended, up to `timeout_s` seconds (< 0:
+ * without a limit). Returns ACADEMY_OK if every background send since the
+ * previous flush succeeded; else the status of the first that failed, with
+ * its text (and how many failed) in `academy_last_error`. TIMEOUT when
+ * sends were still pending at the deadline (their failures are then
+ * reported by the next flush). Also works after `academy_client_close`.
+ */
+enum academy_status academy_client_flush(struct academy_client *client, double timeout_s);
+
+/**
  * Takes the next message that arrived for this mailbox (and that no
  * `academy_client_request` waits for). Blocks up to `timeout_s` seconds
  * (< 0: forever; 0: only what has already arrived). Each message goes to
@@ -335,7 +378,8 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
                                                    const char *group_id);
 
 /**
- * Closes the client: stops its listener and heartbeat, ends a running
+ * Closes the client: waits for its pending `academy_client_send_async`
+ * sends, stops its listener and heartbeat, ends a running
  * `academy_agent_serve`, and fails calls waiting on it with CLOSED. A
  * user client also terminates its own mailbox (an agent's mailbox stays,
  * so the agent can come back). Later calls on the client return CLOSED;

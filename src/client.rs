@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::agent::ServeControl;
 use crate::error::{Error, Result, Status};
 use crate::ids::{EntityId, Role};
+use crate::in_flight::InFlight;
 use crate::message::{self, ErrorCode, Message, MessageKind};
 use crate::options::FactoryOptions;
 use crate::runtime::{self, ProcessBound};
@@ -159,6 +160,8 @@ struct Inner {
     serving: Mutex<Option<Arc<ServeControl>>>,
     /// Tags of the messages delivered lately, to drop duplicates.
     recent: Mutex<RecentTags>,
+    /// Sends started by [`Client::send_in_background`].
+    in_flight: InFlight,
 }
 
 /// How many delivered tags are remembered to drop duplicates.
@@ -199,7 +202,6 @@ pub struct Client {
 impl Client {
     async fn start(transport: Arc<Transport>, id: EntityId) -> Result<Client> {
         let inner = Arc::new(Inner {
-            transport,
             id,
             label: crate::ids::random_uuid(),
             bound: ProcessBound::default(),
@@ -211,6 +213,8 @@ impl Client {
             tasks: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
+            in_flight: InFlight::new(transport.options().max_in_flight),
+            transport,
         });
         // The first heartbeat before returning, so peers see ACTIVE at once.
         match inner.transport.heartbeat(&inner.id).await {
@@ -286,6 +290,30 @@ impl Client {
     pub async fn send(&self, message_json: &str) -> Result<()> {
         Message::from_json(message_json)?;
         self.transport()?.send(message_json).await
+    }
+
+    /// Starts sending a message (its JSON, checked first, goes out as given)
+    /// and returns without waiting for the exchange: `done` gets the
+    /// outcome, once, on a library thread. While `max_in_flight` (a factory
+    /// option) sends of this client are pending, waits for one to end.
+    pub fn send_in_background(
+        &self,
+        message_json: &str,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        Message::from_json(message_json)?;
+        let transport = self.transport()?.clone();
+        self.inner
+            .in_flight
+            .start(transport, message_json.to_owned(), Box::new(done))
+    }
+
+    /// Waits until the background sends started before this call have
+    /// ended (`None`: without a time limit). `Ok` if every background send
+    /// since the previous flush succeeded, else the first failure's error.
+    pub async fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        self.check_process()?;
+        self.inner.in_flight.flush(timeout).await
     }
 
     async fn send_message(&self, message: &Message) -> Result<()> {
@@ -539,6 +567,9 @@ impl Client {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // Messages handed to send_in_background go out before the mailbox
+        // is terminated (each send is bounded by the request timeout).
+        self.inner.in_flight.wait_idle().await;
         // Terminate first: the server then ends the listen stream itself.
         let terminated = if self.inner.id.role == Role::User {
             self.inner.transport.terminate(&self.inner.id).await

@@ -27,7 +27,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Idle connections kept per exchange, kind and shard; more are closed.
+use crate::pipeline::Pipeline;
+
+/// Idle blocking connections kept per exchange and shard; more are closed.
+/// (Tokio connections: as many as a client's `max_in_flight`, since one
+/// runtime thread, one shard, carries all of a client's background sends.)
 const MAX_IDLE: usize = 8;
 /// The idle connections are split into shards, a thread using its own, so
 /// that threads sending at once do not queue on one lock (with 32 sending
@@ -157,8 +161,11 @@ impl<S> Conn<S> {
     }
 }
 
-/// Idle connections of one kind, in shards.
-pub(crate) struct Idle<S>([Mutex<Vec<Conn<S>>>; SHARDS]);
+/// Idle connections of one kind, in shards of at most `cap` each.
+pub(crate) struct Idle<S> {
+    shards: [Mutex<Vec<Conn<S>>>; SHARDS],
+    cap: usize,
+}
 
 impl<S> std::fmt::Debug for Idle<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,15 +184,18 @@ fn shard() -> usize {
 }
 
 impl<S: AsRawFd> Idle<S> {
-    fn new() -> Self {
-        Idle(std::array::from_fn(|_| Mutex::new(Vec::new())))
+    fn new(cap: usize) -> Self {
+        Idle {
+            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            cap,
+        }
     }
 
     /// An idle connection: the calling thread's shard first, then others.
     fn take(&self) -> Option<Conn<S>> {
         let own = shard();
         (0..SHARDS).find_map(|i| {
-            let shard = &self.0[(own + i) % SHARDS];
+            let shard = &self.shards[(own + i) % SHARDS];
             loop {
                 let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
                 if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
@@ -197,15 +207,17 @@ impl<S: AsRawFd> Idle<S> {
 
     fn give_back(&self, mut conn: Conn<S>) {
         conn.last_used = Instant::now();
-        let mut idle = self.0[shard()].lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
+        let mut idle = self.shards[shard()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.cap {
             idle.push(conn);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.iter().all(|s| s.lock().unwrap().is_empty())
+        self.shards.iter().all(|s| s.lock().unwrap().is_empty())
     }
 }
 
@@ -249,12 +261,18 @@ fn poll_until_readable(stream: &TcpStream, until: Instant) {
 
 /// A failed attempt: `Untouched` when nothing of an answer was read (so
 /// the request may go again on a new connection).
-enum Attempt {
+pub(crate) enum Attempt {
     Untouched(Failure),
     Failed(Failure),
 }
 
 impl Attempt {
+    fn into_failure(self) -> Failure {
+        match self {
+            Attempt::Untouched(f) | Attempt::Failed(f) => f,
+        }
+    }
+
     fn of(failure: Failure, answer_started: bool) -> Attempt {
         if answer_started || matches!(failure, Failure::Timeout) {
             Attempt::Failed(failure)
@@ -267,14 +285,15 @@ impl Attempt {
 /// Keep-alive connections to one `http://` exchange.
 #[derive(Debug)]
 pub struct Pool {
-    /// `host:port` as written in the URL, for connecting and `Host:`.
-    authority: String,
+    connector: Connector,
     /// The fixed header lines of every request (`Host:`, the factory's
     /// headers), rendered once.
     head_lines: Vec<u8>,
-    connect_timeout: Duration,
     blocking: Idle<TcpStream>,
     pub(crate) nonblocking: Idle<tokio::net::TcpStream>,
+    /// The connection background sends are pipelined on, started by the
+    /// first (on the library's runtime).
+    pipeline: std::sync::OnceLock<Pipeline>,
 }
 
 /// Whether reqwest would route `http://` requests through a proxy.
@@ -287,11 +306,12 @@ fn proxy_configured() -> bool {
 impl Pool {
     /// A pool for `url`, or `None` where requests must go through reqwest
     /// (not `http`, or a proxy is configured). `headers` are sent with
-    /// every request.
+    /// every request; `async_idle` tokio connections are kept per shard.
     pub fn new(
         url: &reqwest::Url,
         headers: &[(String, String)],
         connect_timeout: Duration,
+        async_idle: usize,
     ) -> Option<Pool> {
         if url.scheme() != "http" || proxy_configured() {
             return None;
@@ -311,11 +331,14 @@ impl Pool {
             head_lines.extend_from_slice(b"\r\n");
         }
         Some(Pool {
-            authority,
+            connector: Connector {
+                authority,
+                connect_timeout,
+            },
             head_lines,
-            connect_timeout,
-            blocking: Idle::new(),
-            nonblocking: Idle::new(),
+            pipeline: std::sync::OnceLock::new(),
+            blocking: Idle::new(MAX_IDLE),
+            nonblocking: Idle::new(async_idle.max(MAX_IDLE)),
         })
     }
 
@@ -355,7 +378,7 @@ impl Pool {
                 Err(Attempt::Failed(f)) => return Err(f),
             }
         }
-        let mut conn = Conn::new(self.connect_blocking(deadline)?);
+        let mut conn = Conn::new(self.connector.connect_blocking(deadline)?);
         match exchange_blocking(&mut conn, &request, timeout, deadline, busy_poll) {
             Ok(answer) => Ok(self.keep_blocking(conn, answer)),
             Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
@@ -387,11 +410,38 @@ impl Pool {
                 Err(Attempt::Failed(f)) => return Err(f),
             }
         }
-        let mut conn = Conn::new(self.connect(deadline).await?);
+        let mut conn = Conn::new(self.connector.connect(deadline).await?);
         match exchange(&mut conn, &request, deadline).await {
             Ok(answer) => Ok(self.keep(conn, answer)),
             Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
         }
+    }
+
+    /// [`request`](Self::request) pipelined with the other requests made
+    /// this way on one connection ([`crate::pipeline`]); only for requests
+    /// the server answers at once, made on the library's runtime.
+    pub async fn request_pipelined(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Failure> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let request = self.render(method, target, body);
+        let pipeline = self
+            .pipeline
+            .get_or_init(|| Pipeline::start(self.connector.clone()));
+        // Requests the server never read (it closed the connection first)
+        // go again once, on the connection the pipeline makes next.
+        match pipeline.request(request.clone(), deadline).await {
+            Err(Attempt::Untouched(_)) => {}
+            done => return done.map_err(Attempt::into_failure),
+        }
+        pipeline
+            .request(request, deadline)
+            .await
+            .map_err(Attempt::into_failure)
     }
 
     fn keep(
@@ -404,7 +454,17 @@ impl Pool {
         }
         answer
     }
+}
 
+/// Where and how to connect to one exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct Connector {
+    /// `host:port` as written in the URL.
+    authority: String,
+    connect_timeout: Duration,
+}
+
+impl Connector {
     fn addresses(&self) -> Result<Vec<SocketAddr>, Failure> {
         Ok(self
             .authority
@@ -436,7 +496,10 @@ impl Pool {
         Err(Failure::Connect(last))
     }
 
-    async fn connect(&self, deadline: Option<Instant>) -> Result<tokio::net::TcpStream, Failure> {
+    pub(crate) async fn connect(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<tokio::net::TcpStream, Failure> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         // Names other than literal addresses resolve on a blocking thread.
         let addrs = match self.authority.parse::<SocketAddr>() {
@@ -555,7 +618,7 @@ async fn within<T>(
 }
 
 /// What [`parse_answer`] made of the bytes so far.
-enum Parsed {
+pub(crate) enum Parsed {
     /// An answer, the bytes it took, and whether the connection may carry
     /// another request (its end was framed, and the server keeps it open).
     Complete {
@@ -576,7 +639,7 @@ struct Head {
 
 /// Parses one answer from the start of `buf` (`eof`: no more bytes will
 /// come), skipping `100 Continue` and other 1xx heads.
-fn parse_answer(buf: &[u8], eof: bool) -> Result<Parsed, Failure> {
+pub(crate) fn parse_answer(buf: &[u8], eof: bool) -> Result<Parsed, Failure> {
     let more = Parsed::Incomplete {
         need: buf.len() + 1,
     };
@@ -750,7 +813,7 @@ mod tests {
             accepted
         });
         let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
+        let pool = Pool::new(&url, &[], Duration::from_secs(2), 8).unwrap();
         (pool, server)
     }
 
@@ -874,7 +937,7 @@ mod tests {
                 listener.local_addr().unwrap().port()
             ))
             .unwrap();
-            let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
+            let pool = Pool::new(&url, &[], Duration::from_secs(2), 8).unwrap();
             let start = Instant::now();
             let err = asker
                 .ask(&pool, "/", Duration::from_millis(200))

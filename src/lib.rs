@@ -15,8 +15,10 @@ pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+mod in_flight;
 pub mod message;
 pub mod options;
+mod pipeline;
 pub mod pyjson;
 pub mod runtime;
 pub mod server;

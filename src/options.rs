@@ -46,6 +46,10 @@ pub struct FactoryOptions {
     /// round trips (MPI libraries poll for the same reason). Costs at most
     /// this much CPU time per call. Zero: sleep at once.
     pub busy_poll: Duration,
+    /// How many sends of one client started by `send_in_background`
+    /// (`academy_client_send_async`) may wait for the exchange at once; one
+    /// more waits for a free slot. Each in-flight send holds a connection.
+    pub max_in_flight: usize,
 }
 
 impl Default for FactoryOptions {
@@ -63,6 +67,7 @@ impl Default for FactoryOptions {
             max_concurrency: 1,
             globus_token_url: crate::auth::DEFAULT_TOKEN_URL.to_owned(),
             busy_poll: Duration::from_micros(200),
+            max_in_flight: 64,
         }
     }
 }
@@ -95,6 +100,8 @@ struct RawOptions {
     globus_token_url: Option<String>,
     #[serde(default)]
     busy_poll_us: Option<u64>,
+    #[serde(default)]
+    max_in_flight: Option<usize>,
 }
 
 fn seconds(
@@ -141,6 +148,12 @@ impl FactoryOptions {
         if max_concurrency == 0 || max_concurrency > 4096 {
             return Err(Error::invalid(
                 "option max_concurrency must be between 1 and 4096",
+            ));
+        }
+        let max_in_flight = raw.max_in_flight.unwrap_or(d.max_in_flight);
+        if max_in_flight == 0 || max_in_flight > 4096 {
+            return Err(Error::invalid(
+                "option max_in_flight must be between 1 and 4096",
             ));
         }
         let busy_poll = match raw.busy_poll_us {
@@ -194,6 +207,7 @@ impl FactoryOptions {
             max_concurrency,
             globus_token_url: raw.globus_token_url.unwrap_or(d.globus_token_url),
             busy_poll,
+            max_in_flight,
         })
     }
 }
@@ -217,7 +231,8 @@ mod tests {
         let o = FactoryOptions::from_json(Some(
             r#"{"auth_method":null,"additional_headers":{"X-A":"b"},"ssl_verify":false,"ca_file":"/x.pem",
                "request_timeout_s":5,"connect_timeout_s":1.5,"retries":3,"initial_retry_backoff_s":0.1,
-               "heartbeat_interval_s":2,"max_concurrency":8,"busy_poll_us":0}"#,
+               "heartbeat_interval_s":2,"max_concurrency":8,"busy_poll_us":0,
+               "max_in_flight":7}"#,
         ))
         .unwrap();
         assert_eq!(o.additional_headers["X-A"], "b");
@@ -226,6 +241,7 @@ mod tests {
         assert_eq!(o.retries, 3);
         assert_eq!(o.max_concurrency, 8);
         assert_eq!(o.busy_poll, Duration::ZERO);
+        assert_eq!(o.max_in_flight, 7);
     }
 
     #[test]
@@ -238,6 +254,8 @@ mod tests {
             r#"{"max_concurrency":0}"#,
             r#"{"busy_poll_us":-1}"#,
             r#"{"busy_poll_us":2000000}"#,
+            r#"{"max_in_flight":0}"#,
+            r#"{"max_in_flight":5000}"#,
             r#"{"additional_headers":{"bad header":"x"}}"#,
             "[1,2]",
             "{",

@@ -76,6 +76,9 @@ pub enum Kind {
     /// a blocked caller polls for the answer before sleeping
     /// (`FactoryOptions::busy_poll`).
     BeforeReply,
+    /// A plain request made in the background on the library's runtime
+    /// (a send nobody waits on): pipelined with the others of its kind.
+    Background,
     /// A long poll: the factory's timeout plus this much server-side
     /// waiting.
     LongPoll(Duration),
@@ -242,7 +245,12 @@ impl Transport {
         let http = builder.build().map_err(|e| {
             Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
         })?;
-        let direct = direct::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
+        let direct = direct::Pool::new(
+            &parsed,
+            &fixed_headers,
+            options.connect_timeout,
+            options.max_in_flight,
+        );
         let mut transport = Transport {
             http,
             base_url: parsed.clone(),
@@ -349,7 +357,9 @@ impl Transport {
         kind: Kind,
     ) -> std::result::Result<Reply, Failed> {
         let timeout = match kind {
-            Kind::Plain | Kind::BeforeReply => Some(self.options.request_timeout),
+            Kind::Plain | Kind::BeforeReply | Kind::Background => {
+                Some(self.options.request_timeout)
+            }
             Kind::LongPoll(extra) => Some(self.options.request_timeout + extra),
             Kind::Stream => None,
         };
@@ -364,6 +374,8 @@ impl Transport {
                     _ => Duration::ZERO,
                 };
                 Some(pool.request_blocking(verb, target, payload, timeout, poll))
+            } else if runtime::on_library_thread() && kind == Kind::Background {
+                Some(pool.request_pipelined(verb, target, payload, timeout).await)
             } else if runtime::on_library_thread() {
                 Some(pool.request(verb, target, payload, timeout).await)
             } else {
@@ -515,6 +527,12 @@ impl Transport {
     /// `FactoryOptions::busy_poll`).
     pub async fn send_request(&self, message_json: &str) -> Result<()> {
         self.put_message(message_json, Kind::BeforeReply).await
+    }
+
+    /// [`send`](Self::send) for a send made in the background: pipelined
+    /// with the others on one connection where the direct path may go.
+    pub async fn send_background(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::Background).await
     }
 
     async fn put_message(&self, message_json: &str, kind: Kind) -> Result<()> {

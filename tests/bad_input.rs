@@ -163,6 +163,16 @@ fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
             academy_client_send(null_mut(), ping)
         ),
         case!(
+            "send_async NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send_async(null_mut(), ping, Some(must_not_run), null_mut())
+        ),
+        case!(
+            "flush NULL client",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_flush(null_mut(), 1.0)
+        ),
+        case!(
             "recv NULL client",
             ACADEMY_ERR_INVALID_ARGUMENT,
             academy_client_recv(null_mut(), 0.0, o)
@@ -446,6 +456,26 @@ fn bad_input_to_a_live_client_and_use_after_close() {
             academy_client_send(cl, null())
         ),
         case!(
+            "send_async malformed JSON",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send_async(cl, s("{\"header\":"), Some(must_not_run), null_mut())
+        ),
+        case!(
+            "send_async NULL message",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send_async(cl, null(), Some(must_not_run), null_mut())
+        ),
+        case!(
+            "send_async bad UTF-8",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_send_async(cl, bad_utf8(), None, null_mut())
+        ),
+        case!(
+            "flush NaN timeout",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_client_flush(cl, f64::NAN)
+        ),
+        case!(
             "recv NaN timeout",
             ACADEMY_ERR_INVALID_ARGUMENT,
             academy_client_recv(cl, f64::NAN, o)
@@ -518,6 +548,11 @@ fn bad_input_to_a_live_client_and_use_after_close() {
             academy_client_send(cl, to_self)
         ),
         case!(
+            "send_async after close",
+            ACADEMY_ERR_CLOSED,
+            academy_client_send_async(cl, to_self, Some(must_not_run), null_mut())
+        ),
+        case!(
             "register after close",
             ACADEMY_ERR_CLOSED,
             academy_client_register_agent(cl, s("a.B"), null(), o)
@@ -535,6 +570,12 @@ fn bad_input_to_a_live_client_and_use_after_close() {
     ]);
     assert!(out.is_null());
     eprintln!("{} bad inputs to a live client", n + m);
+}
+
+/// The callback of a send that must never start.
+unsafe extern "C" fn must_not_run(_: *mut c_void, status: academy_status, _: *const c_char) {
+    eprintln!("a refused send_async called its callback with {status:?}");
+    std::process::abort();
 }
 
 unsafe extern "C" fn never_replies(

@@ -1,15 +1,15 @@
 //! `academy_client`: a client bound to one mailbox, and the calls made
 //! through it.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::future::Future;
 
 use serde_json::Value;
 
 use super::factory::academy_factory;
 use super::{
-    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, check_out,
-    write_out, write_string,
+    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, c_text,
+    check_out, write_out, write_string,
 };
 use crate::client::{Client, MailboxStatus};
 use crate::error::{Error, Result};
@@ -168,6 +168,83 @@ pub unsafe extern "C" fn academy_client_send(
         let client = client_arg(client)?;
         let message = arg_str(message_json, "message_json")?;
         block(client.send(message))
+    })
+}
+
+/// Called once when a send started by `academy_client_send_async` ends:
+/// `status` is ACADEMY_OK when the exchange accepted the message, else the
+/// status `academy_client_send` would have returned, and `error` its text
+/// (NULL on success; valid only during the call). Runs on a library
+/// thread: keep it short, and make no blocking libacademy call from it
+/// (those return INVALID_ARGUMENT there).
+pub type academy_send_done_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, status: academy_status, error: *const c_char),
+>;
+
+/// The caller's `user_data`, passed back untouched to the callback.
+struct SendUserData(*mut c_void);
+// SAFETY: libacademy never dereferences it; the header says the callback
+// runs on a library thread.
+unsafe impl Send for SendUserData {}
+
+/// Starts sending a message (the JSON of an Academy message, checked, then
+/// sent as given) and returns without waiting for the exchange; the
+/// library's thread makes the request. Use it to keep many messages in
+/// flight from one thread: a C program then needs no thread per message.
+///
+/// Blocks only while `max_in_flight` (a factory option, 64 by default)
+/// sends of this client are still pending, until one ends. On ACADEMY_OK
+/// `done` (nullable) is called exactly once, on a library thread, with the
+/// outcome and `user_data`; the message JSON is copied, so the caller may
+/// free it at once. Any other return means the send was not started and
+/// `done` is never called: INVALID_ARGUMENT (not a message, NULL
+/// arguments, or called from a callback while every slot is taken),
+/// CLOSED. `academy_client_flush` waits for the pending sends and reports
+/// their failures; `academy_client_close` waits for them too, so closing
+/// loses none. Send order between pending sends is not guaranteed.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_send_async(
+    client: *mut academy_client,
+    message_json: *const c_char,
+    done: academy_send_done_fn,
+    user_data: *mut c_void,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let message = arg_str(message_json, "message_json")?;
+        let user_data = SendUserData(user_data);
+        client.send_in_background(message, move |outcome| {
+            let user_data = user_data;
+            if let Some(done) = done {
+                let (status, text) = match outcome {
+                    Ok(()) => (academy_status::ACADEMY_OK, None),
+                    Err(e) => (e.status.into(), Some(c_text(&e.message))),
+                };
+                let error = text.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+                // SAFETY: the caller's callback with the documented signature;
+                // the error text lives until it returns.
+                unsafe { done(user_data.0, status, error) };
+            }
+        })
+    })
+}
+
+/// Waits until every `academy_client_send_async` send of this client
+/// started before this call has ended, up to `timeout_s` seconds (< 0:
+/// without a limit). Returns ACADEMY_OK if every background send since the
+/// previous flush succeeded; else the status of the first that failed, with
+/// its text (and how many failed) in `academy_last_error`. TIMEOUT when
+/// sends were still pending at the deadline (their failures are then
+/// reported by the next flush). Also works after `academy_client_close`.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_flush(
+    client: *mut academy_client,
+    timeout_s: f64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let timeout = arg_timeout(timeout_s)?;
+        block(client.flush(timeout))
     })
 }
 
@@ -351,7 +428,8 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
     })
 }
 
-/// Closes the client: stops its listener and heartbeat, ends a running
+/// Closes the client: waits for its pending `academy_client_send_async`
+/// sends, stops its listener and heartbeat, ends a running
 /// `academy_agent_serve`, and fails calls waiting on it with CLOSED. A
 /// user client also terminates its own mailbox (an agent's mailbox stays,
 /// so the agent can come back). Later calls on the client return CLOSED;

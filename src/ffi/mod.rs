@@ -106,9 +106,13 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// Text for C: a NUL inside (which C cannot see past) is written `\0`.
+pub(crate) fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', "\\0")).unwrap_or_default()
+}
+
 fn set_last_error(text: &str) {
-    let clean = CString::new(text.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = clean);
+    LAST_ERROR.with(|e| *e.borrow_mut() = c_text(text));
 }
 
 /// Runs the body of an exported function: catches panics, records the

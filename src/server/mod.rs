@@ -319,6 +319,9 @@ where
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
+        // Pipelined requests (libacademy's background sends) are answered
+        // in one write, not one each.
+        .pipeline_flush(true)
         .header_read_timeout(KEEP_ALIVE)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

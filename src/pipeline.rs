@@ -1,0 +1,306 @@
+//! HTTP/1.1 pipelining for background sends: many `PUT /message` requests
+//! on one connection, written together, their answers read in order.
+//!
+//! Why: with one request per connection at a time, each message in flight
+//! costs a TCP segment each way, and on loopback the kernel work of
+//! delivering a segment (and waking the reader) is most of a send's cost.
+//! Background sends ([`crate::in_flight`]) come in bursts: when a batch of
+//! answers frees slots, the caller starts as many new sends, and here they
+//! leave in one write, are read by the exchange in one read, and (with
+//! hyper's `pipeline_flush`, set on our exchange) answered in one write.
+//! HTTP/1.1 servers answer pipelined requests in order (RFC 9112 9.3.2);
+//! academy-py's aiohttp handles them one after another.
+//!
+//! Only sends go here: their answers come at once, so no request waits
+//! behind a slow one (long-poll receives never share the connection).
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::direct::{parse_answer, Answer, Attempt, Connector, Failure, Parsed};
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// One request handed to the pipeline's task.
+struct Job {
+    request: Vec<u8>,
+    deadline: Option<Instant>,
+    answer: oneshot::Sender<Result<Answer, Attempt>>,
+}
+
+/// The handle of a pipelined connection, driven by a task on the runtime
+/// that made it (which must outlive it: the library's own).
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Pipeline {
+    /// Starts the task that owns the connection (connected on first use,
+    /// and again after the server closes it).
+    pub fn start(connector: Connector) -> Pipeline {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(drive(connector, queue));
+        Pipeline { jobs }
+    }
+
+    /// Sends one rendered request and waits for its answer.
+    /// `Attempt::Untouched`: no answer was started (the connection failed
+    /// or the server closed it first), so the request may go again.
+    pub async fn request(
+        &self,
+        request: Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Attempt> {
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            request,
+            deadline,
+            answer,
+        };
+        if self.jobs.send(job).is_err() {
+            return Err(Attempt::Untouched(gone()));
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Attempt::Failed(gone())))
+    }
+}
+
+fn gone() -> Failure {
+    Failure::Io(io::Error::other("the pipelined connection's task ended"))
+}
+
+/// The task: waits for requests, connects, and runs the connection until
+/// it ends; then the next request connects again. Ends when the pool is
+/// dropped and every request has been answered.
+async fn drive(connector: Connector, mut queue: mpsc::UnboundedReceiver<Job>) {
+    // Requests a server closed the connection before reading: they go
+    // first on the next connection.
+    let mut carried: VecDeque<Job> = VecDeque::new();
+    loop {
+        if carried.is_empty() {
+            match queue.recv().await {
+                Some(job) => carried.push_back(job),
+                None => return,
+            }
+        }
+        let deadline = carried.front().and_then(|job| job.deadline);
+        let stream = match connector.connect(deadline).await {
+            Ok(stream) => stream,
+            Err(f) => {
+                for job in carried.drain(..) {
+                    let _ = job.answer.send(Err(Attempt::Failed(copy(&f))));
+                }
+                continue;
+            }
+        };
+        let mut link = Link {
+            stream,
+            out: Vec::new(),
+            buf: Vec::new(),
+            waiting: VecDeque::new(),
+        };
+        for job in carried.drain(..) {
+            link.push(job);
+        }
+        let end = link.run(&mut queue).await;
+        carried = link.finish(end);
+    }
+}
+
+/// Why a connection's run ended.
+enum End {
+    /// The server closed it or it failed.
+    Broken(Failure),
+    /// The request at the front timed out.
+    TimedOut,
+    /// The last answer closed the connection (`connection: close`); the
+    /// requests after it were not read by the server.
+    Closed,
+    /// The pool is gone and nothing is waiting.
+    Done,
+}
+
+struct Link {
+    stream: TcpStream,
+    /// Bytes not written yet.
+    out: Vec<u8>,
+    /// Bytes read and not parsed yet.
+    buf: Vec<u8>,
+    /// Requests written (or queued in `out`), waiting for their answers.
+    waiting: VecDeque<Job>,
+}
+
+impl Link {
+    fn push(&mut self, job: Job) {
+        self.out.extend_from_slice(&job.request);
+        self.waiting.push_back(job);
+    }
+
+    async fn run(&mut self, queue: &mut mpsc::UnboundedReceiver<Job>) -> End {
+        let mut open = true;
+        loop {
+            if let Err(e) = self.write_some() {
+                return End::Broken(Failure::Io(e));
+            }
+            if !open && self.waiting.is_empty() {
+                return End::Done;
+            }
+            let deadline = self.waiting.front().and_then(|w| w.deadline);
+            tokio::select! {
+                biased;
+                ready = self.stream.readable() => {
+                    if let Err(e) = ready {
+                        return End::Broken(Failure::Io(e));
+                    }
+                    if let Some(end) = self.read_some() {
+                        return end;
+                    }
+                }
+                job = queue.recv(), if open => match job {
+                    None => open = false,
+                    Some(job) => {
+                        self.push(job);
+                        // The other sends of this burst are being started
+                        // on this thread: let them queue, then write all.
+                        tokio::task::yield_now().await;
+                        while let Ok(job) = queue.try_recv() {
+                            self.push(job);
+                        }
+                    }
+                },
+                ready = self.stream.writable(), if !self.out.is_empty() => {
+                    if let Err(e) = ready {
+                        return End::Broken(Failure::Io(e));
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => return End::TimedOut,
+            }
+        }
+    }
+
+    /// Writes what the socket takes now.
+    fn write_some(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what there is and hands out the answers it completes.
+    /// `Some`: the connection ended.
+    fn read_some(&mut self) -> Option<End> {
+        loop {
+            let start = self.buf.len();
+            self.buf.resize(start + READ_SIZE, 0);
+            let read = self.stream.try_read(&mut self.buf[start..]);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(start);
+                    return None;
+                }
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Some(End::Broken(Failure::Io(e)));
+                }
+            };
+            self.buf.truncate(start + n);
+            let eof = n == 0;
+            if let Some(end) = self.answers(eof) {
+                return Some(end);
+            }
+            if eof {
+                return Some(End::Broken(Failure::Io(
+                    io::ErrorKind::UnexpectedEof.into(),
+                )));
+            }
+        }
+    }
+
+    /// Hands out every complete answer in `buf`, in order.
+    fn answers(&mut self, eof: bool) -> Option<End> {
+        loop {
+            if self.buf.is_empty() {
+                return None;
+            }
+            let parsed = match parse_answer(&self.buf, eof) {
+                Ok(parsed) => parsed,
+                Err(f) => return Some(End::Broken(f)),
+            };
+            let Parsed::Complete {
+                answer,
+                used,
+                reusable,
+            } = parsed
+            else {
+                return None;
+            };
+            self.buf.drain(..used);
+            let Some(waiting) = self.waiting.pop_front() else {
+                return Some(End::Broken(Failure::Protocol(
+                    "an answer came that no request asked for".into(),
+                )));
+            };
+            let _ = waiting.answer.send(Ok(answer));
+            if !reusable {
+                return Some(End::Closed);
+            }
+        }
+    }
+
+    /// After the connection ended: the requests to send again on a new
+    /// one (those a `connection: close` answer left unread, which the
+    /// server must not have processed, RFC 9112 9.6); fails the others.
+    /// Only the first can have had part of its answer read; the others
+    /// may go again (as a request on a stale kept-alive connection does).
+    fn finish(&mut self, end: End) -> VecDeque<Job> {
+        if matches!(end, End::Closed) {
+            return std::mem::take(&mut self.waiting);
+        }
+        let started = !self.buf.is_empty();
+        for (i, job) in self.waiting.drain(..).enumerate() {
+            let failure = || match &end {
+                End::Broken(f) => copy(f),
+                End::TimedOut => Failure::Timeout,
+                End::Closed | End::Done => gone(),
+            };
+            let attempt = match &end {
+                End::TimedOut if i == 0 => Attempt::Failed(Failure::Timeout),
+                End::Broken(_) if i == 0 && started => Attempt::Failed(failure()),
+                _ => Attempt::Untouched(failure()),
+            };
+            let _ = job.answer.send(Err(attempt));
+        }
+        VecDeque::new()
+    }
+}
+
+/// A failure's copy for each request it ends (io errors are not Clone).
+fn copy(f: &Failure) -> Failure {
+    match f {
+        Failure::Connect(e) => Failure::Connect(io::Error::new(e.kind(), e.to_string())),
+        Failure::Timeout => Failure::Timeout,
+        Failure::Io(e) => Failure::Io(io::Error::new(e.kind(), e.to_string())),
+        Failure::Protocol(p) => Failure::Protocol(p.clone()),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
