@@ -7,8 +7,47 @@
  * thread of this program; the user calls it through the exchange exactly
  * as it would call an agent in another process or written in Python. */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "common.h"
+
+/* Called once per academy_client_send_async, on a library thread. */
+static void sent(void *counter, academy_status status, const char *error) {
+    if (status != ACADEMY_OK)
+        fprintf(stderr, "a send failed: %s\n", error);
+    atomic_fetch_add((atomic_int *)counter, 1);
+}
+
+/* One-way messages kept in flight from this one thread, then received. */
+static void send_many(academy_factory *factory, academy_client *user, int n) {
+    char *registration = NULL, *id = NULL, *user_id = NULL;
+    academy_client *inbox = NULL;
+    CHECK(academy_client_register_agent(user, "examples.Inbox", NULL, &registration));
+    CHECK(academy_agent_client_new(factory, registration, &inbox));
+    CHECK(academy_client_mailbox_id(inbox, &id));
+    CHECK(academy_client_mailbox_id(user, &user_id));
+    atomic_int callbacks = 0;
+    for (int i = 0; i < n; i++) {
+        char *message = NULL;
+        CHECK(academy_message_new(user_id, id, "{\"kind\": \"ping-request\"}", &message));
+        CHECK(academy_client_send_async(user, message, sent, &callbacks));
+        academy_string_free(message); /* copied by the library */
+    }
+    CHECK(academy_client_flush(user, -1)); /* every send done, every callback run */
+    int received = 0;
+    char *message = NULL;
+    while (received < n && academy_client_recv(inbox, 5.0, &message) == ACADEMY_OK) {
+        academy_string_free(message);
+        received++;
+    }
+    printf("sent %d messages with academy_client_send_async (%d callbacks), received %d\n", n,
+           atomic_load(&callbacks), received);
+    CHECK(academy_client_close(inbox));
+    academy_client_free(inbox);
+    academy_string_free(user_id);
+    academy_string_free(id);
+    academy_string_free(registration);
+}
 
 struct agent {
     academy_factory *factory;
@@ -76,6 +115,8 @@ int main(int argc, char **argv) {
 
     academy_status s = academy_client_action(user, agent_id, "divide", "[1, 0]", NULL, 10.0, &result);
     printf("divide(1, 0) -> %s: %s\n", academy_status_str(s), academy_last_error());
+
+    send_many(factory, user, 100);
 
     CHECK(academy_client_shutdown_agent(user, agent_id, -1));
     pthread_join(thread, NULL);

@@ -107,6 +107,12 @@ fn the_main_job_runs_on_the_embedded_exchange_by_default() {
         out.contains("divide(1, 0) -> remote error: the calculator has no action named \"divide\""),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "sent 100 messages with academy_client_send_async (100 callbacks), received 100\n"
+        ),
+        "{out}"
+    );
     assert!(out.contains("the agent shut down"), "{out}");
 }
 
