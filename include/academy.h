@@ -493,9 +493,13 @@ void academy_exchange_free(struct academy_exchange *exchange);
  * `request_timeout_s` (60), `connect_timeout_s` (30), `retries` (1),
  * `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30),
  * `max_concurrency` (1, for serving), `busy_poll_us` (200: how long a
- * thread blocked on a call to an agent polls for the answer before it
- * sleeps, which keeps its CPU from idling through short round trips; costs
- * at most that much CPU time per call; 0 sleeps at once) and
+ * thread blocked on a call to an agent polls for the acknowledgement and
+ * then for the answer before it sleeps, while the library's runtime
+ * thread polls too, which keeps the CPUs from idling through short round
+ * trips; costs at most twice that much CPU time per call in the caller and
+ * that much in the runtime thread; 0 sleeps at once), `max_in_flight` (64:
+ * how many `academy_client_send_async` sends of a client may be pending)
+ * and
  * `globus_token_url` (Globus Auth's;
  * for `auth_method: "globus"`, which reads `ACADEMY_GLOBUS_CLIENT_ID` and
  * `ACADEMY_GLOBUS_CLIENT_SECRET`). The options are copied. Does not contact

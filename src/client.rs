@@ -390,6 +390,10 @@ impl Client {
         // `crate::direct`), then waits until the listener hands it the
         // answer, polling for a while first (`FactoryOptions::busy_poll`).
         let transport = self.transport()?;
+        // The runtime thread stays awake through the round trip too, for
+        // about as long as the caller polls (the acknowledgement comes at
+        // once; then the answer).
+        let _awake = runtime::keep_runtime_awake(transport.options().busy_poll);
         transport.send_request(&message.to_json()).await?;
         let answer = async {
             match timeout {

@@ -40,11 +40,15 @@ pub struct FactoryOptions {
     /// The OAuth2 token endpoint for `auth_method: "globus"`.
     pub globus_token_url: String,
     /// How long a thread blocked on a call to an agent (request, action,
-    /// ping) polls for the answer before it sleeps. A thread that sleeps
+    /// ping) polls for the exchange's acknowledgement, then for the answer,
+    /// before it sleeps; the library's runtime thread, which the round trip
+    /// also passes through, polls meanwhile too. A thread that sleeps
     /// leaves its CPU idle, and on virtual machines an idle CPU takes tens
-    /// of microseconds to wake; polling keeps it awake through the short
-    /// round trips (MPI libraries poll for the same reason). Costs at most
-    /// this much CPU time per call. Zero: sleep at once.
+    /// of microseconds to wake; polling keeps the CPUs awake through the
+    /// short round trips (MPI libraries poll for the same reason). Costs at
+    /// most twice this much CPU time per call in the calling thread, and this
+    /// much in the runtime thread (shared by calls made at once). Zero:
+    /// sleep at once.
     pub busy_poll: Duration,
     /// How many sends of one client started by `send_in_background`
     /// (`academy_client_send_async`) may wait for the exchange at once; one

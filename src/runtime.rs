@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -237,4 +237,66 @@ pub async fn busy_polled<F: Future>(future: F, budget: Duration) -> F::Output {
         poll
     })
     .await
+}
+
+/// While a caller is blocked on a call to an agent, the library's runtime
+/// thread polls too instead of sleeping (see [`keep_runtime_awake`]).
+static AWAKE_CALLS: AtomicU32 = AtomicU32::new(0);
+/// Until when (microseconds after [`AWAKE_EPOCH`]) the latest caller asked.
+static AWAKE_UNTIL: AtomicU64 = AtomicU64::new(0);
+static AWAKE_EPOCH: once_cell::sync::Lazy<Instant> = once_cell::sync::Lazy::new(Instant::now);
+/// Whether the task that keeps the runtime thread awake is running.
+static KEEPING_AWAKE: AtomicBool = AtomicBool::new(false);
+
+fn awake_micros() -> u64 {
+    AWAKE_EPOCH.elapsed().as_micros() as u64
+}
+
+/// Whether a blocked caller still wants the runtime thread awake.
+fn wanted_awake() -> bool {
+    AWAKE_CALLS.load(Ordering::Acquire) > 0 && awake_micros() < AWAKE_UNTIL.load(Ordering::Acquire)
+}
+
+/// Ends a caller's claim on the runtime thread's attention.
+#[must_use]
+pub struct AwakeGuard(());
+
+impl Drop for AwakeGuard {
+    fn drop(&mut self) {
+        AWAKE_CALLS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Keeps the library's runtime thread from sleeping until the guard is
+/// dropped or `budget` passes, so that every hop of a round trip that
+/// comes back through it (the agent's listen stream, the answer on the
+/// user's) finds its CPU awake; the blocked caller polls on its own CPU
+/// (see [`busy_polled`]). Whoever else is runnable gets the CPU: the task
+/// yields to tokio and to the kernel in every turn. One task serves all
+/// callers; zero `budget` or a caller that is not blocked: nothing.
+pub fn keep_runtime_awake(budget: Duration) -> Option<AwakeGuard> {
+    if budget.is_zero() || !on_blocked_caller() {
+        return None;
+    }
+    let handle = handle().ok()?;
+    AWAKE_UNTIL.fetch_max(awake_micros() + budget.as_micros() as u64, Ordering::AcqRel);
+    AWAKE_CALLS.fetch_add(1, Ordering::AcqRel);
+    let guard = AwakeGuard(());
+    if !KEEPING_AWAKE.swap(true, Ordering::AcqRel) {
+        handle.spawn(async {
+            loop {
+                while wanted_awake() {
+                    std::thread::yield_now();
+                    tokio::task::yield_now().await;
+                }
+                KEEPING_AWAKE.store(false, Ordering::Release);
+                // A caller that came between the last check and the store
+                // found the task running: keep going for it.
+                if !wanted_awake() || KEEPING_AWAKE.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        });
+    }
+    Some(guard)
 }
