@@ -25,6 +25,12 @@ def med(exchange, client, workload, key):
     return statistics.median(values) if values else None
 
 
+def reps_of(exchange, client, workload, key, scale=1.0, digits=0):
+    """The repetitions of a figure, in run order: 'a / b / c'."""
+    values = [r[key] * scale for r in runs.get((exchange, client, workload), []) if key in r]
+    return ' / '.join(fmt(v, digits) for v in values)
+
+
 def fmt(v, digits=2):
     if v is None:
         return 'n/a'
@@ -95,9 +101,11 @@ g.append(goal(f'client CPU per message <= 1/10 of academy-py\'s ({fmt(oc, 3)} vs
 r1 = med('python', 'ours', 'clients1', 'rss_mib')
 g.append(goal(f'a process with one client < 10 MB RSS ({fmt(r1)} MiB)', r1 is not None and r1 < 10))
 ep = med('embedded', 'ours', 'ping', 'p50_ms')
-g.append(goal(f'embedded exchange: ping p50 < 150 us ({fmt(ep * 1000 if ep else None, 0)} us)', ep is not None and ep < 0.150))
+g.append(goal(f'embedded exchange: ping p50 < 150 us ({fmt(ep * 1000 if ep else None, 0)} us; repetitions '
+              f'{reps_of("embedded", "ours", "ping", "p50_ms", 1000)})', ep is not None and ep < 0.150))
 e32 = med('embedded', 'ours', 'inflight32', 'msgs_per_s')
-g.append(goal(f'embedded exchange: >= 50,000 msg/s with 32 in flight ({fmt(e32)} msg/s)', e32 is not None and e32 >= 50000))
+g.append(goal(f'embedded exchange: >= 50,000 msg/s with 32 in flight ({fmt(e32)} msg/s; repetitions '
+              f'{reps_of("embedded", "ours", "inflight32", "msgs_per_s")})', e32 is not None and e32 >= 50000))
 g.append(goal(f'10,000 listening clients in one process < 300 MB RSS ({many} clients: {fmt(c10k)} MiB)',
               c10k is not None and many == '10,000' and c10k < 300))
 
@@ -117,17 +125,17 @@ if ccpu is not None and ecpu is not None:
     cores_n = int(sh('nproc') or 2)
     cpu_text = f"""
 
-Throughput on the embedded exchange is bound by CPU, which the client
-and the exchange share. With 32 in flight from one thread each message
-cost {fmt(ccpu, 1)} us of CPU in the sending and receiving process and
-{fmt(ecpu, 1)} us in the exchange, {fmt(ccpu + ecpu, 1)} us in all, so
-{cores_n} cores can carry at most about {fmt(cores_n * 1e6 / (ccpu + ecpu))}
-msg/s; {fmt(med('embedded', 'ours', 'inflight32', 'msgs_per_s'))} were measured.
-From 32 threads a message cost {fmt(tcpu, 1)} + {fmt(tecpu, 1)} us: each send
-is its own TCP segment each way and wakes its thread, and that kernel work
-is most of the cost. `academy_client_send_async` pipelines the sends that
-are in flight on one connection (HTTP/1.1), so a burst of sends leaves in
-one segment and the exchange answers it with one."""
+With 32 in flight from one thread each message cost {fmt(ccpu, 1)} us of CPU
+in the sending and receiving process and {fmt(ecpu, 1)} us in the exchange,
+{fmt(ccpu + ecpu, 1)} us in all, so {cores_n} cores could carry about
+{fmt(cores_n * 1e6 / (ccpu + ecpu))} msg/s;
+{fmt(med('embedded', 'ours', 'inflight32', 'msgs_per_s'))} were measured (the rest is
+time in which each side waits for the other to wake). From 32 threads a
+message cost {fmt(tcpu, 1)} + {fmt(tecpu, 1)} us: each send is its own TCP segment
+each way and wakes its thread, and that kernel work is most of the cost.
+`academy_client_send_async` pipelines the sends in flight on one
+connection (HTTP/1.1), so a burst of sends leaves in one segment and the
+exchange reads it in one read and answers it in one write."""
 else:
     cpu_text = ''
 
@@ -137,18 +145,20 @@ ping_ours = med('embedded', 'ours', 'ping', 'p50_ms')
 if wake is not None and tcp is not None:
     floor_us = 2 * tcp + wake
     floor_text = f"""`bench/floor.c`, in the same run, measures what this machine charges for
-the steps of a round trip: waking a sleeping thread and back {fmt(wake, 1)} us,
-a loopback TCP round trip between two processes {fmt(tcp, 1)} us (medians of
-20,000). Most of either is the virtual machine waking an idle CPU. A ping
-through an exchange process crosses four process boundaries (user to
-exchange, exchange to agent and back, exchange to user: two TCP round
-trips' worth, {fmt(2 * tcp, 0)} us, if every hop found an idle CPU) and ends
-by handing the answer from the library's thread to the C caller
-({fmt(floor_us, 0)} us in all). The blocked caller instead polls for its answer
-for up to `busy_poll_us` (200 us by default) before it sleeps, which keeps
-one CPU awake, so the hops need not wake idle CPUs: measured ping p50
-{fmt(ping_ours * 1000 if ping_ours else None, 0)} us. The rest is HTTP and
-JSON work in the exchange and the client.{cpu_text}"""
+the steps of a round trip (medians of 20,000): a ping-pong between two
+threads over a pipe, {fmt(wake, 1)} us (repetitions {reps_of('machine', 'c', 'floor', 'thread_wake_rtt_us', 1, 1)}:
+a few us when the scheduler keeps both threads on one CPU, tens when the
+other CPU has to wake from idle, which on this virtual machine is slow),
+and a loopback TCP round trip between two processes, {fmt(tcp, 1)} us
+(repetitions {reps_of('machine', 'c', 'floor', 'tcp_process_rtt_us', 1, 1)}). A ping through an exchange process is two
+such round trips' worth, {fmt(2 * tcp, 0)} us: user to exchange, exchange to the
+agent's listen stream, agent to exchange, exchange to the user's listen
+stream; then the library's thread hands the answer to the C caller. While
+a call waits, the blocked caller polls for its answer and the library's
+runtime thread polls too (`busy_poll_us`, 200 us by default), so the CPUs
+do not fall idle between hops: measured ping p50
+{fmt(ping_ours * 1000 if ping_ours else None, 0)} us. The rest is HTTP and JSON work in the exchange
+and the client.{cpu_text}"""
 else:
     floor_text = 'Not measured in this run.'
 
@@ -163,7 +173,10 @@ libacademy (C API and Rust core) beside academy-py 1.0.0's own client
 (`HttpExchangeTransport` with SSE listen, and `Handle` with JSON
 serialization), on academy-py's exchange and on libacademy's embedded
 exchange, measured in one run of `bench/run` on {datetime.date.today()}.
-Each figure is the median of {reps} repetitions.
+Each figure is the median of {reps} repetitions. The machine is a shared
+virtual machine whose speed changes through the day (the floor measured
+under "Where the time goes" moves with it, and so do academy-py's
+figures): compare figures within one run, not across runs.
 
 Machine: {machine}.
 
