@@ -108,27 +108,34 @@ func TestSendRecvBetweenUserAndAgent(t *testing.T) {
 	}
 }
 
+// userAndAgent makes a factory, a user and an agent of agentType on the
+// test exchange, closed when the test ends.
+func userAndAgent(t *testing.T, opts *Options, agentType, name string) (user, agent *Client, reg string) {
+	t.Helper()
+	f, err := NewFactory(exchange(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	user, err = f.NewUserClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { user.Close() })
+	reg, err = user.RegisterAgent(agentType, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err = f.NewAgentClient(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Close() })
+	return user, agent, reg
+}
+
 func TestSendAsyncFromOneGoroutine(t *testing.T) {
-	url := exchange(t)
-	f, err := NewFactory(url, &Options{MaxInFlight: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	user, err := f.NewUserClient("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer user.Close()
-	reg, err := user.RegisterAgent("gotest.AsyncSink", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := f.NewAgentClient(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
+	user, agent, reg := userAndAgent(t, &Options{MaxInFlight: 8}, "gotest.AsyncSink", "")
 	me, _ := user.MailboxID()
 	const n = 200
 	outcomes := make(chan error, n)
@@ -167,26 +174,7 @@ func TestSendAsyncFromOneGoroutine(t *testing.T) {
 }
 
 func TestAGoAgentServesAGoUser(t *testing.T) {
-	url := exchange(t)
-	f, err := NewFactory(url, &Options{MaxConcurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	user, err := f.NewUserClient("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer user.Close()
-	reg, err := user.RegisterAgent("gotest.Calc", "calc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := f.NewAgentClient(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
+	user, agent, reg := userAndAgent(t, &Options{MaxConcurrency: 4}, "gotest.Calc", "calc")
 	served := make(chan error, 1)
 	go func() {
 		served <- agent.Serve(func(action string, args, kwargs json.RawMessage) (any, error) {

@@ -303,9 +303,12 @@ impl Client {
     ) -> Result<()> {
         Message::from_json(message_json)?;
         let transport = self.transport()?.clone();
-        self.inner
-            .in_flight
-            .start(transport, message_json.to_owned(), Box::new(done))
+        self.inner.in_flight.start(
+            || self.check(),
+            transport,
+            message_json.to_owned(),
+            Box::new(done),
+        )
     }
 
     /// Waits until the background sends started before this call have

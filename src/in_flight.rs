@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::error::{Error, Result};
 use crate::runtime;
@@ -60,6 +60,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One started send: when dropped, frees its slot and counts as ended.
+struct Ending {
+    pending: Arc<Mutex<Pending>>,
+    ended: Arc<Notify>,
+    seq: u64,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        lock(&self.pending).unfinished.remove(&self.seq);
+        self.ended.notify_waiters();
+    }
+}
+
 impl InFlight {
     /// At most `max` sends at once.
     pub fn new(max: usize) -> Self {
@@ -72,11 +87,18 @@ impl InFlight {
         }
     }
 
-    /// Takes a slot, waiting on this thread while all are taken, then
-    /// sends `message` on the library's runtime; `done` is called there
-    /// with the outcome before the send counts as ended, so
-    /// [`flush`](Self::flush) returns only after its callbacks have run.
-    pub fn start(&self, transport: Arc<Transport>, message: String, done: Done) -> Result<()> {
+    /// Takes a slot, waiting on this thread while all are taken, checks
+    /// `still_open` (the client may have closed meanwhile), then sends
+    /// `message` on the library's runtime; `done` is called there with the
+    /// outcome before the send counts as ended, so [`flush`](Self::flush)
+    /// returns only after its callbacks have run.
+    pub fn start(
+        &self,
+        still_open: impl Fn() -> Result<()>,
+        transport: Arc<Transport>,
+        message: String,
+        done: Done,
+    ) -> Result<()> {
         let slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(TryAcquireError::Closed) => return Err(slots_closed()),
@@ -92,6 +114,7 @@ impl InFlight {
                     .map_err(|_| slots_closed())?
             }
         };
+        still_open()?;
         let handle = runtime::handle()?;
         let seq = {
             let mut pending = lock(&self.pending);
@@ -100,7 +123,14 @@ impl InFlight {
             pending.unfinished.insert(seq);
             seq
         };
-        let (pending, ended) = (self.pending.clone(), self.ended.clone());
+        // Ends the send when dropped: also if `done` panics (a Rust
+        // caller's closure), so that no flush waits for it forever.
+        let ending = Ending {
+            pending: self.pending.clone(),
+            ended: self.ended.clone(),
+            seq,
+            _slot: slot,
+        };
         let failures = self.failures.clone();
         handle.spawn(async move {
             let outcome = transport.send_background(&message).await;
@@ -110,9 +140,7 @@ impl InFlight {
                 failures.first.get_or_insert_with(|| e.clone());
             }
             done(outcome);
-            drop(slot);
-            lock(&pending).unfinished.remove(&seq);
-            ended.notify_waiters();
+            drop(ending);
         });
         Ok(())
     }

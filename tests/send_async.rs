@@ -353,3 +353,29 @@ fn flush_times_out_while_the_exchange_hangs_and_reports_later() {
     assert_eq!(told.len(), 5);
     assert!(told.iter().all(|(s, _)| *s != ACADEMY_OK));
 }
+
+#[test]
+fn a_panicking_rust_callback_does_not_hold_up_flush() {
+    use academy::{EntityId, Factory as RustFactory, FactoryOptions, Message};
+    let url = shared_embedded_exchange();
+    use academy::runtime::block_on;
+    let factory = RustFactory::new(&url, FactoryOptions::default()).unwrap();
+    let user = block_on(factory.create_user_client(None)).unwrap().unwrap();
+    let registration = block_on(user.register_agent("test.Sink", None))
+        .unwrap()
+        .unwrap();
+    let dest = EntityId::from_value(&json(&registration)["agent_id"]).unwrap();
+    let message = Message::create(
+        user.mailbox_id().clone(),
+        dest,
+        serde_json::json!({"kind": "ping-request"}),
+        None,
+    )
+    .unwrap();
+    user.send_in_background(&message.to_json(), |_| panic!("a callback that panics"))
+        .unwrap();
+    // The send itself succeeded; its end is counted although `done` panicked.
+    block_on(user.flush(Some(Duration::from_secs(10))))
+        .unwrap()
+        .unwrap();
+}
