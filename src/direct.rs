@@ -29,9 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pipeline::Pipeline;
 
-/// Idle blocking connections kept per exchange and shard; more are closed.
-/// (Tokio connections: as many as a client's `max_in_flight`, since one
-/// runtime thread, one shard, carries all of a client's background sends.)
+/// Idle connections kept per exchange, kind and shard; more are closed.
+/// (Background sends do not use them: they share one pipelined connection.)
 const MAX_IDLE: usize = 8;
 /// The idle connections are split into shards, a thread using its own, so
 /// that threads sending at once do not queue on one lock (with 32 sending
@@ -161,11 +160,8 @@ impl<S> Conn<S> {
     }
 }
 
-/// Idle connections of one kind, in shards of at most `cap` each.
-pub(crate) struct Idle<S> {
-    shards: [Mutex<Vec<Conn<S>>>; SHARDS],
-    cap: usize,
-}
+/// Idle connections of one kind, in shards.
+pub(crate) struct Idle<S>([Mutex<Vec<Conn<S>>>; SHARDS]);
 
 impl<S> std::fmt::Debug for Idle<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,18 +180,15 @@ fn shard() -> usize {
 }
 
 impl<S: AsRawFd> Idle<S> {
-    fn new(cap: usize) -> Self {
-        Idle {
-            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
-            cap,
-        }
+    fn new() -> Self {
+        Idle(std::array::from_fn(|_| Mutex::new(Vec::new())))
     }
 
     /// An idle connection: the calling thread's shard first, then others.
     fn take(&self) -> Option<Conn<S>> {
         let own = shard();
         (0..SHARDS).find_map(|i| {
-            let shard = &self.shards[(own + i) % SHARDS];
+            let shard = &self.0[(own + i) % SHARDS];
             loop {
                 let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
                 if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
@@ -207,17 +200,15 @@ impl<S: AsRawFd> Idle<S> {
 
     fn give_back(&self, mut conn: Conn<S>) {
         conn.last_used = Instant::now();
-        let mut idle = self.shards[shard()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.cap {
+        let mut idle = self.0[shard()].lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.lock().unwrap().is_empty())
+        self.0.iter().all(|s| s.lock().unwrap().is_empty())
     }
 }
 
@@ -306,12 +297,11 @@ fn proxy_configured() -> bool {
 impl Pool {
     /// A pool for `url`, or `None` where requests must go through reqwest
     /// (not `http`, or a proxy is configured). `headers` are sent with
-    /// every request; `async_idle` tokio connections are kept per shard.
+    /// every request.
     pub fn new(
         url: &reqwest::Url,
         headers: &[(String, String)],
         connect_timeout: Duration,
-        async_idle: usize,
     ) -> Option<Pool> {
         if url.scheme() != "http" || proxy_configured() {
             return None;
@@ -337,8 +327,8 @@ impl Pool {
             },
             head_lines,
             pipeline: std::sync::OnceLock::new(),
-            blocking: Idle::new(MAX_IDLE),
-            nonblocking: Idle::new(async_idle.max(MAX_IDLE)),
+            blocking: Idle::new(),
+            nonblocking: Idle::new(),
         })
     }
 
@@ -813,7 +803,7 @@ mod tests {
             accepted
         });
         let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let pool = Pool::new(&url, &[], Duration::from_secs(2), 8).unwrap();
+        let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
         (pool, server)
     }
 
@@ -937,7 +927,7 @@ mod tests {
                 listener.local_addr().unwrap().port()
             ))
             .unwrap();
-            let pool = Pool::new(&url, &[], Duration::from_secs(2), 8).unwrap();
+            let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
             let start = Instant::now();
             let err = asker
                 .ask(&pool, "/", Duration::from_millis(200))

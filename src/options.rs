@@ -52,7 +52,7 @@ pub struct FactoryOptions {
     pub busy_poll: Duration,
     /// How many sends of one client started by `send_in_background`
     /// (`academy_client_send_async`) may wait for the exchange at once; one
-    /// more waits for a free slot. Each in-flight send holds a connection.
+    /// more waits for a free slot.
     pub max_in_flight: usize,
 }
 
@@ -108,6 +108,16 @@ struct RawOptions {
     max_in_flight: Option<usize>,
 }
 
+/// A count option: 1 to 4096, or the default.
+fn count(name: &str, value: Option<usize>, default: usize) -> Result<usize> {
+    match value.unwrap_or(default) {
+        n @ 1..=4096 => Ok(n),
+        _ => Err(Error::invalid(format!(
+            "option {name} must be between 1 and 4096"
+        ))),
+    }
+}
+
 fn seconds(
     name: &str,
     value: Option<f64>,
@@ -148,18 +158,8 @@ impl FactoryOptions {
                 )))
             }
         };
-        let max_concurrency = raw.max_concurrency.unwrap_or(d.max_concurrency);
-        if max_concurrency == 0 || max_concurrency > 4096 {
-            return Err(Error::invalid(
-                "option max_concurrency must be between 1 and 4096",
-            ));
-        }
-        let max_in_flight = raw.max_in_flight.unwrap_or(d.max_in_flight);
-        if max_in_flight == 0 || max_in_flight > 4096 {
-            return Err(Error::invalid(
-                "option max_in_flight must be between 1 and 4096",
-            ));
-        }
+        let max_concurrency = count("max_concurrency", raw.max_concurrency, d.max_concurrency)?;
+        let max_in_flight = count("max_in_flight", raw.max_in_flight, d.max_in_flight)?;
         let busy_poll = match raw.busy_poll_us {
             None => d.busy_poll,
             Some(us) if us <= 1_000_000 => Duration::from_micros(us),

@@ -102,13 +102,15 @@ pub struct Transport {
     /// Set once the server turned out to have no `POST /mailbox/heartbeat`
     /// (academy-py < 1.0): heartbeat ages then say nothing about liveness.
     lacks_heartbeats: AtomicBool,
-    /// Connections for callers blocked in the library, who make their
-    /// requests on their own thread; `None` where only reqwest may connect.
+    /// Connections of the direct path (callers blocked in the library make
+    /// their requests on their own thread; the runtime's requests and the
+    /// pipelined background sends use tokio sockets); `None` where only
+    /// reqwest may connect.
     direct: Option<direct::Pool>,
 }
 
 /// An answer to a request: a reqwest response (which may still be
-/// streaming), or one read in full on the caller's thread.
+/// streaming), or one read in full by [`crate::direct`].
 #[derive(Debug)]
 pub enum Reply {
     Streamed(reqwest::Response),
@@ -245,12 +247,7 @@ impl Transport {
         let http = builder.build().map_err(|e| {
             Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
         })?;
-        let direct = direct::Pool::new(
-            &parsed,
-            &fixed_headers,
-            options.connect_timeout,
-            options.max_in_flight,
-        );
+        let direct = direct::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
         let mut transport = Transport {
             http,
             base_url: parsed.clone(),
