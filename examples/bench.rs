@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use academy::{agent, Client, EntityId, Factory, FactoryOptions, Message};
+use academy::client::serve as agent;
+use academy::{Client, EntityId, Factory, FactoryOptions, Message};
 use serde_json::{json, Value};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;

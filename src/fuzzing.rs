@@ -3,7 +3,7 @@
 //! (`tests/fuzz_corpus.rs`): each feeds arbitrary bytes to a parser and
 //! checks the invariants that must hold for any input.
 
-use crate::sse::SseParser;
+use crate::wire::sse::SseParser;
 
 /// The SSE parser: whole or split at every third byte, the same events.
 pub fn sse(data: &[u8]) {
@@ -35,20 +35,20 @@ pub fn message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(message) = crate::message::Message::from_json(text) {
-        let again =
-            crate::message::Message::from_json(&message.to_json()).expect("our own output parses");
+    if let Ok(message) = crate::wire::message::Message::from_json(text) {
+        let again = crate::wire::message::Message::from_json(&message.to_json())
+            .expect("our own output parses");
         assert_eq!(again.to_json(), message.to_json());
-        let _ = crate::message::response_result(&message);
-        let _ = crate::message::decode_action_request(&message.body);
+        let _ = crate::wire::message::response_result(&message);
+        let _ = crate::wire::message::decode_action_request(&message.body);
         let _ = message.header.compatible();
         if message.is_request() {
-            let _ = message.response(crate::message::success_body());
+            let _ = message.response(crate::wire::message::success_body());
         }
     }
-    if let Ok(id) = crate::ids::EntityId::from_json(text) {
+    if let Ok(id) = crate::wire::ids::EntityId::from_json(text) {
         assert_eq!(
-            crate::ids::EntityId::from_json(&id.to_json()).expect("ids round-trip"),
+            crate::wire::ids::EntityId::from_json(&id.to_json()).expect("ids round-trip"),
             id
         );
     }

@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Globus Auth's token endpoint, the default of `globus_token_url`.
+pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
+
 /// How the client gets authorization headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -69,7 +72,7 @@ impl Default for FactoryOptions {
             initial_retry_backoff: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(30),
             max_concurrency: 1,
-            globus_token_url: crate::auth::DEFAULT_TOKEN_URL.to_owned(),
+            globus_token_url: DEFAULT_TOKEN_URL.to_owned(),
             busy_poll: Duration::from_micros(200),
             max_in_flight: 64,
         }
@@ -142,7 +145,7 @@ impl FactoryOptions {
             None | Some("") | Some("null") => return Ok(Self::default()),
             Some(t) => t,
         };
-        let value: serde_json::Value = crate::message::parse_json("options_json", text)?;
+        let value: serde_json::Value = crate::wire::message::parse_json("options_json", text)?;
         if !value.is_object() {
             return Err(Error::invalid("options_json must be a JSON object"));
         }

@@ -4,18 +4,19 @@
 //! it, and a child process gets a fresh runtime on first use while the
 //! parent's (whose threads the child does not have) is leaked, never
 //! dropped, since dropping it would wait for threads that do not exist.
-//! Handles remember their pid too ([`ProcessBound`]) and refuse to work in
+//! Handles remember their pid too ([`crate::fork::ProcessBound`]) and refuse to work in
 //! a child.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{Error, Result};
+use crate::fork::current_pid;
 
 struct Owned {
     pid: u32,
@@ -56,41 +57,6 @@ static SERVERS: Slot = Slot {
     marks_threads: false,
     owned: Mutex::new(None),
 };
-
-/// This process's id, cached: every call checks it (fork safety) and
-/// `getpid()` is a system call each time. A child of `fork()` refreshes it
-/// in an atfork handler before any of its code runs.
-static PID: AtomicU32 = AtomicU32::new(0);
-/// Counts forks into this process's ancestry line, so that per-thread
-/// state copied into a child (random bytes) can tell it is stale.
-static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn after_fork_in_child() {
-    PID.store(std::process::id(), Ordering::Relaxed);
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The id of this process.
-pub fn current_pid() -> u32 {
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    static HANDLER: Once = Once::new();
-    HANDLER.call_once(|| {
-        // SAFETY: registers a handler that only stores to atomics.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
-    let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
-    pid
-}
-
-/// Changes in a child process after `fork()`.
-pub fn fork_generation() -> u32 {
-    current_pid(); // the handler is registered
-    FORK_GENERATION.load(Ordering::Relaxed)
-}
 
 impl Slot {
     /// Worker threads: the environment variable (1 to 64), or the default.
@@ -163,7 +129,7 @@ pub fn on_library_thread() -> bool {
 
 /// Whether the current thread is a caller blocked in [`block_on`] (not a
 /// runtime worker): such a thread may do its own blocking I/O, since it
-/// would only sleep otherwise (see `crate::direct`).
+/// would only sleep otherwise (see `crate::transport::http1`).
 pub fn on_blocked_caller() -> bool {
     BLOCKED_CALLER.with(Cell::get)
 }
@@ -186,33 +152,6 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
     BLOCKED_CALLER.with(|b| b.set(true));
     let _unmark = Unmark;
     Ok(runtime.block_on(future))
-}
-
-/// Marks a handle with the process that made it.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessBound {
-    pid: u32,
-}
-
-impl Default for ProcessBound {
-    fn default() -> Self {
-        ProcessBound { pid: current_pid() }
-    }
-}
-
-impl ProcessBound {
-    /// `Closed` in a process other than the one that made the handle.
-    pub fn check(&self, what: &str) -> Result<()> {
-        let pid = current_pid();
-        if pid == self.pid {
-            Ok(())
-        } else {
-            Err(Error::closed(format!(
-                "this {what} was made in process {} before fork(); in the child process {pid} make a new factory and client",
-                self.pid
-            )))
-        }
-    }
 }
 
 /// `future`, polled over and over (yielding the CPU to any other runnable

@@ -158,8 +158,10 @@ fn three_exchanges_on_one_redis_share_mailboxes() {
     assert!(answer["header"]["tag"].is_string());
     assert_eq!(answer["header"]["tag"], json(&pending)["header"]["tag"]);
     assert_eq!(answer["body"]["kind"], "academy-error-response", "{answer}");
-    let terminated =
-        academy::message::academy_error_body(academy::message::ErrorCode::MailboxTerminated, None);
+    let terminated = academy::wire::message::academy_error_body(
+        academy::wire::message::ErrorCode::MailboxTerminated,
+        None,
+    );
     assert_eq!(
         answer["body"]["error_code"], terminated["error_code"],
         "{answer}"

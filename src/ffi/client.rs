@@ -11,11 +11,12 @@ use super::{
     academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, c_text,
     check_out, write_out, write_string,
 };
-use crate::client::{Client, MailboxStatus};
+use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::ids::EntityId;
-use crate::message::parse_json;
 use crate::runtime;
+use crate::transport::MailboxStatus;
+use crate::wire::ids::EntityId;
+use crate::wire::message::parse_json;
 
 /// A client bound to one mailbox (opaque). Thread-safe.
 pub struct academy_client {

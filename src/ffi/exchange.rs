@@ -13,7 +13,7 @@ use crate::server::{ExchangeServer, ServerConfig};
 /// An exchange server running inside this process (opaque).
 pub struct academy_exchange {
     server: ExchangeServer,
-    bound: runtime::ProcessBound,
+    bound: crate::fork::ProcessBound,
 }
 
 /// Starts an exchange server in this process, wire-compatible with
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn academy_exchange_spawn(
             out,
             Box::into_raw(Box::new(academy_exchange {
                 server,
-                bound: runtime::ProcessBound::default(),
+                bound: crate::fork::ProcessBound::default(),
             })),
         );
         Ok(())

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::{academy_status, arg_opt_str, arg_str, boundary, check_out, write_string};
 use crate::error::Result;
-use crate::ids::EntityId;
-use crate::message::{self, parse_json, Message};
+use crate::wire::ids::EntityId;
+use crate::wire::message::{self, parse_json, Message};
 
 /// Positional arguments: a JSON array, NULL meaning `[]`.
 pub(crate) unsafe fn args_arg(ptr: *const c_char) -> Result<Value> {

@@ -4,9 +4,9 @@ use std::ffi::{c_char, c_void, CString};
 
 use super::client::academy_client;
 use super::{academy_status, arg_ref, arg_str, boundary};
-use crate::agent::{self, Reply};
+use crate::client::serve::{self as agent, Reply};
 use crate::error::{Error, Result};
-use crate::message::{parse_json, ActionCall};
+use crate::wire::message::{parse_json, ActionCall};
 
 /// The answer to one action request (opaque). Complete it exactly once.
 pub struct academy_reply {

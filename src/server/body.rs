@@ -21,9 +21,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
-use crate::ids::EntityId;
-use crate::server::backend::{Backend, Batch, Mailbox};
-use crate::server::redis_backend::{Received, RedisBackend};
+use crate::server::backend::memory::{Backend, Batch, Mailbox};
+use crate::server::backend::redis::{Received, RedisBackend};
+use crate::wire::ids::EntityId;
 
 /// aiohttp-sse's keep-alive comment interval.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);

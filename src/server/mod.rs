@@ -26,9 +26,7 @@ pub mod auth;
 mod backend;
 mod body;
 pub mod config;
-mod redis_backend;
 mod routes;
-mod store;
 mod tls;
 
 use std::convert::Infallible;
@@ -49,10 +47,10 @@ pub use auth::{AuthError, Authenticator, ClientInfo, NullAuthenticator, TokenAut
 pub use config::{AuthConfig, RedisConfig, ServerConfig};
 
 use crate::error::{Error, Result, Status};
-use backend::Backend;
-use redis_backend::RedisBackend;
+use backend::memory::Backend;
+use backend::redis::RedisBackend;
+use backend::Store;
 use routes::App;
-use store::Store;
 
 /// How long `stop` waits for open connections to finish.
 const STOP_GRACE: Duration = Duration::from_secs(3);

@@ -11,13 +11,13 @@ use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE}
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::ids::EntityId;
-use crate::message::Message;
-use crate::pyjson;
 use crate::server::auth::{AuthError, Authenticator, ClientInfo};
-use crate::server::backend::{BackendError, Client, MailboxStatus};
+use crate::server::backend::model::{BackendError, Client, MailboxStatus};
+use crate::server::backend::Store;
 use crate::server::body::{PeerSocket, ServerBody};
-use crate::server::store::Store;
+use crate::wire::ids::EntityId;
+use crate::wire::message::Message;
+use crate::wire::pyjson;
 
 pub(crate) struct App {
     pub(crate) store: Store,

@@ -2,16 +2,21 @@
 //! Redis (shared by several exchange processes). The routes call these and
 //! never look at which one it is.
 
+pub(crate) mod memory;
+pub(crate) mod model;
+pub(crate) mod redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::ids::EntityId;
-use crate::message::Message;
-use crate::server::backend::{AgentStats, BResult, Backend, BackendError, Client, MailboxStatus};
+use crate::server::backend::memory::Backend;
+use crate::server::backend::model::{AgentStats, BResult, BackendError, Client, MailboxStatus};
+use crate::server::backend::redis::RedisBackend;
 use crate::server::body::{PeerSocket, RedisSseStream, ServerBody, SseStream};
-use crate::server::redis_backend::RedisBackend;
+use crate::wire::ids::EntityId;
+use crate::wire::message::Message;
 
 pub(crate) enum Store {
     Memory(Arc<Backend>),

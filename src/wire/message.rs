@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
-use crate::ids::EntityId;
-use crate::pyjson;
+use crate::wire::ids::EntityId;
+use crate::wire::pyjson;
 
 /// The Academy wire protocol this library speaks.
 pub const PROTOCOL_VERSION: &str = "1.1";
@@ -136,7 +136,7 @@ impl Message {
             header: Header {
                 src,
                 dest,
-                tag: crate::ids::random_uuid(),
+                tag: crate::wire::ids::random_uuid(),
                 label,
                 kind,
                 protocol_version: Some(PROTOCOL_VERSION.to_owned()),
@@ -398,7 +398,7 @@ fn academy_error(body: &Value) -> Error {
 mod tests {
     use super::*;
 
-    const SAMPLES: &str = include_str!("../tests/data/wire_samples.json");
+    const SAMPLES: &str = include_str!("../../tests/data/wire_samples.json");
 
     fn sample(name: &str, field: &str) -> String {
         let all: Value = serde_json::from_str(SAMPLES).unwrap();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::runtime;
+use crate::fork;
 
 /// Random bytes taken from the OS a batch at a time: every message needs a
 /// fresh uuid4 tag, and one `getrandom()` system call per tag was a
@@ -45,7 +45,7 @@ fn fill_random(buf: &mut [u8]) {
 
 /// A random (version 4) uuid, as `Uuid::new_v4()`, from the same source.
 pub fn random_uuid() -> Uuid {
-    let generation = runtime::fork_generation();
+    let generation = fork::fork_generation();
     RANDOM.with(|r| {
         let mut r = r.borrow_mut();
         if r.used + 16 > r.buf.len() || r.generation != generation {

@@ -38,10 +38,12 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
-use crate::ids::EntityId;
-use crate::message::{academy_error_body, ErrorCode, Header, Message};
-use crate::server::backend::{AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown};
+use crate::server::backend::model::{
+    AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
+};
 use crate::server::config::RedisConfig;
+use crate::wire::ids::EntityId;
+use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
 /// academy-py's queue sentinel, pushed at terminate to end a blocked get.
 const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";

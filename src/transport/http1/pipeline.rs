@@ -4,7 +4,7 @@
 //! Why: with one request per connection at a time, each message in flight
 //! costs a TCP segment each way, and on loopback the kernel work of
 //! delivering a segment (and waking the reader) is most of a send's cost.
-//! Background sends ([`crate::in_flight`]) come in bursts: when a batch of
+//! Background sends ([`crate::client::send_async`]) come in bursts: when a batch of
 //! answers frees slots, the caller starts as many new sends, and here they
 //! leave in one write, are read by the exchange in one read, and (with
 //! hyper's `pipeline_flush`, set on our exchange) answered in one write.
@@ -21,7 +21,8 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::direct::{parse_answer, Answer, Attempt, Connector, Failure, Parsed};
+use crate::transport::http1::answer::{parse_answer, Answer, Attempt, Failure, Parsed};
+use crate::transport::http1::connect::Connector;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 16 * 1024;

@@ -19,34 +19,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::agent::ServeControl;
 use crate::error::{Error, Result, Status};
-use crate::ids::{EntityId, Role};
-use crate::in_flight::InFlight;
-use crate::message::{self, ErrorCode, Message, MessageKind};
+use crate::fork::ProcessBound;
 use crate::options::FactoryOptions;
-use crate::runtime::{self, ProcessBound};
-use crate::sse::SseParser;
-pub use crate::transport::MailboxStatus;
-use crate::transport::Transport;
+use crate::runtime;
+use crate::transport::{is_missing_endpoint, MailboxStatus, Transport};
+use crate::wire::ids::{EntityId, Role};
+use crate::wire::message::{self, Message, MessageKind};
+use listener::{heartbeat_loop, listen_loop, Inner, ListenerState, RecentTags, ServeControl};
+use send_async::InFlight;
+
+pub mod listener;
+pub mod send_async;
+pub mod serve;
 
 /// A heartbeat older than this many intervals makes a mailbox INACTIVE
 /// (academy-py's `stale_heartbeat_threshold`).
 const STALE_HEARTBEATS: f64 = 3.0;
-/// Wait before reconnecting after a failure, unless the server said
-/// otherwise with `retry:` (academy-py's default).
-const DEFAULT_RETRY: Duration = Duration::from_millis(1000);
-/// The longest wait between reconnect attempts while the exchange is down.
-const MAX_RETRY: Duration = Duration::from_secs(10);
-/// Extra silence tolerated on a listen stream beyond its timeout before it
-/// is considered dead (servers send keep-alives every 15 s).
-const STREAM_GRACE: Duration = Duration::from_secs(30);
-/// Longest SSE line accepted (a message is one line; limits are MiBs).
-const MAX_EVENT_BYTES: usize = 256 * 1024 * 1024;
-
 /// Builds clients of one exchange. Cheap to share between threads.
 #[derive(Debug, Clone)]
 pub struct Factory {
@@ -129,70 +120,6 @@ pub fn parse_registration(text: &str) -> Result<EntityId> {
     Ok(id)
 }
 
-/// What a waiting request gets: the response, or why none will come.
-type Reply = Result<Message>;
-
-/// Why the listener stopped for good, or is failing for now.
-#[derive(Debug, Clone)]
-enum ListenerState {
-    Running,
-    /// Reconnecting after this error (the exchange may come back).
-    Failing(Error),
-    /// Stopped for good (mailbox terminated, unknown, or not allowed).
-    Ended(Error),
-}
-
-#[derive(Debug)]
-struct Inner {
-    transport: Arc<Transport>,
-    id: EntityId,
-    /// The label of this client's requests (a Python handle's `handle_id`).
-    label: Uuid,
-    bound: ProcessBound,
-    inbox: Mutex<VecDeque<String>>,
-    /// Wakes receivers: a message arrived or the state changed.
-    changed: Notify,
-    pending: Mutex<HashMap<Uuid, Option<oneshot::Sender<Reply>>>>,
-    state: Mutex<ListenerState>,
-    closed: AtomicBool,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Set while [`crate::agent::serve`] runs on this client.
-    serving: Mutex<Option<Arc<ServeControl>>>,
-    /// Tags of the messages delivered lately, to drop duplicates.
-    recent: Mutex<RecentTags>,
-    /// Sends started by [`Client::send_in_background`].
-    in_flight: InFlight,
-}
-
-/// How many delivered tags are remembered to drop duplicates.
-const RECENT_TAGS: usize = 8192;
-
-/// The tags of the last [`RECENT_TAGS`] messages delivered. A sender whose
-/// `PUT /message` was accepted but whose answer was lost retries it (as
-/// academy-py does); the exchange then holds the message twice, and this
-/// keeps the second copy from reaching the application.
-#[derive(Debug, Default)]
-struct RecentTags {
-    seen: std::collections::HashSet<(Uuid, bool)>,
-    order: VecDeque<(Uuid, bool)>,
-}
-
-impl RecentTags {
-    fn first_time(&mut self, tag: Uuid, kind: MessageKind) -> bool {
-        let key = (tag, kind == MessageKind::Request);
-        if !self.seen.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > RECENT_TAGS {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        true
-    }
-}
-
 /// A client bound to one mailbox. Clones share the client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -203,7 +130,7 @@ impl Client {
     async fn start(transport: Arc<Transport>, id: EntityId) -> Result<Client> {
         let inner = Arc::new(Inner {
             id,
-            label: crate::ids::random_uuid(),
+            label: crate::wire::ids::random_uuid(),
             bound: ProcessBound::default(),
             inbox: Mutex::new(VecDeque::new()),
             changed: Notify::new(),
@@ -390,7 +317,7 @@ impl Client {
             tag,
         };
         // A caller blocked in the library sends on its own thread (see
-        // `crate::direct`), then waits until the listener hands it the
+        // `crate::transport::http1`), then waits until the listener hands it the
         // answer, polling for a while first (`FactoryOptions::busy_poll`).
         let transport = self.transport()?;
         // The runtime thread stays awake through the round trip too, for
@@ -558,7 +485,7 @@ impl Client {
         self.inner.serving.lock().unwrap().take();
     }
 
-    /// Ends a [`crate::agent::serve`] running on this client (from any
+    /// Ends a [`crate::client::serve::serve`] running on this client (from any
     /// thread). Returns whether one was running.
     pub fn stop_serving(&self) -> Result<bool> {
         self.inner.bound.check("client")?;
@@ -591,95 +518,6 @@ impl Client {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Inner {
-    /// Stops the tasks and wakes everyone waiting.
-    fn shutdown(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-        self.pending.lock().unwrap().clear();
-        self.changed.notify_waiters();
-    }
-
-    fn set_state(&self, state: ListenerState) {
-        *self.state.lock().unwrap() = state;
-        self.changed.notify_waiters();
-    }
-
-    /// Routes one message from the exchange.
-    async fn deliver(&self, raw: String) {
-        if let Ok(message) = Message::from_json(&raw) {
-            if !self
-                .recent
-                .lock()
-                .unwrap()
-                .first_time(message.header.tag, message.header.kind)
-            {
-                return; // a duplicate (a send retried after its answer was lost)
-            }
-            if message.header.kind == MessageKind::Response {
-                let waiter = self.pending.lock().unwrap().remove(&message.header.tag);
-                match waiter {
-                    Some(Some(tx)) => {
-                        let _ = tx.send(Ok(message));
-                        return;
-                    }
-                    Some(None) => return, // a response nobody waits for
-                    None => {}
-                }
-            } else if message.kind() == "ping-request"
-                && message.header.compatible()
-                && self.serving.lock().unwrap().is_some()
-            {
-                // A served agent answers pings here, on the runtime thread
-                // that read the ping, as academy-py's agent answers them on
-                // its event loop: no hop to the serving thread and back,
-                // which is most of a ping's round trip on a small machine.
-                if let Ok(response) = message.response(message::success_body()) {
-                    let transport = self.transport.clone();
-                    tokio::spawn(async move {
-                        let _ = transport.send(&response.to_json()).await;
-                    });
-                }
-                return;
-            } else if self.id.role == Role::User {
-                // A user cannot serve requests: answer as academy-py's
-                // UserExchangeClient does.
-                let code = if message.header.compatible() {
-                    ErrorCode::InvalidClient
-                } else {
-                    ErrorCode::IncompatibleProtocol
-                };
-                if let Ok(response) =
-                    message.response(message::academy_error_body(code, Some(&self.id)))
-                {
-                    let _ = self.transport.send(&response.to_json()).await;
-                }
-                return;
-            }
-        }
-        self.inbox.lock().unwrap().push_back(raw);
-        self.changed.notify_waiters();
-    }
-
-    /// Fails every waiting request with `err`.
-    fn fail_pending(&self, err: &Error) {
-        for (_, waiter) in self.pending.lock().unwrap().drain() {
-            if let Some(tx) = waiter {
-                let _ = tx.send(Err(err.clone()));
-            }
-        }
-    }
-}
-
 /// Removes a pending entry when its request ends in any way.
 struct PendingGuard<'a> {
     inner: &'a Inner,
@@ -692,172 +530,9 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-pub(crate) fn is_missing_endpoint(err: &Error) -> bool {
-    err.status == Status::Protocol && matches!(err.http_status(), Some(404) | Some(405))
-}
-
-/// Errors after which listening again cannot help.
-pub(crate) fn is_final(err: &Error) -> bool {
-    matches!(
-        err.status,
-        Status::MailboxTerminated | Status::BadEntityId | Status::Unauthorized | Status::Forbidden
-    )
-}
-
-/// The server's maximum listen timeout, from its 400 answer
-/// ("Invalid timeout (must be less than 60 and greater than 0)").
-fn server_max_timeout(err: &Error) -> Option<Duration> {
-    if err.status != Status::BadRequest {
-        return None;
-    }
-    let rest = err.message.split("must be less than ").nth(1)?;
-    let number: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let secs: f64 = number.parse().ok()?;
-    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-enum Mode {
-    Stream,
-    Poll,
-}
-
-async fn listen_loop(weak: std::sync::Weak<Inner>) {
-    let mut mode = Mode::Stream;
-    let mut timeout = match weak.upgrade() {
-        Some(inner) => inner.transport.options().request_timeout,
-        None => return,
-    };
-    let mut retry = DEFAULT_RETRY;
-    let mut failures: u32 = 0;
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let outcome = match mode {
-            Mode::Stream => stream_once(&inner, timeout, &mut retry, &mut failures).await,
-            Mode::Poll => poll_once(&inner, timeout, &mut failures).await,
-        };
-        match outcome {
-            Ok(()) => {
-                failures = 0;
-                continue;
-            }
-            Err(e) if is_missing_endpoint(&e) && matches!(mode, Mode::Stream) => {
-                mode = Mode::Poll;
-                continue;
-            }
-            Err(e) if server_max_timeout(&e).is_some_and(|max| max < timeout) => {
-                timeout = server_max_timeout(&e).unwrap_or(timeout);
-                continue;
-            }
-            Err(e) if is_final(&e) => {
-                inner.fail_pending(&e);
-                inner.set_state(ListenerState::Ended(e));
-                return;
-            }
-            Err(e) => {
-                inner.set_state(ListenerState::Failing(e));
-                failures = failures.saturating_add(1);
-            }
-        }
-        drop(inner);
-        let wait = retry
-            .saturating_mul(1 << failures.saturating_sub(1).min(4))
-            .min(MAX_RETRY.max(retry));
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// One listen stream, read until the server ends it (`Ok`) or it fails.
-async fn stream_once(
-    inner: &Inner,
-    timeout: Duration,
-    retry: &mut Duration,
-    failures: &mut u32,
-) -> Result<()> {
-    let mut response = inner.transport.listen(&inner.id, timeout).await?;
-    // Connected: the back-off starts over at the next failure.
-    *failures = 0;
-    inner.set_state(ListenerState::Running);
-    let mut parser = SseParser::new().with_max_line(MAX_EVENT_BYTES);
-    loop {
-        let chunk = match tokio::time::timeout(timeout + STREAM_GRACE, response.chunk()).await {
-            Err(_) => {
-                return Err(Error::new(
-                    Status::Connection,
-                    "the listen stream went silent; reconnecting",
-                ))
-            }
-            Ok(Err(e)) => {
-                return Err(Error::new(
-                    Status::Connection,
-                    format!("the listen stream broke: {e}"),
-                ))
-            }
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(chunk))) => chunk,
-        };
-        let events = parser
-            .feed(&chunk)
-            .map_err(|e| Error::protocol(format!("the listen stream is not valid SSE: {}", e.0)))?;
-        if let Some(ms) = parser.retry_ms() {
-            *retry = Duration::from_millis(ms);
-        }
-        for event in events {
-            inner.deliver(event.data).await;
-        }
-    }
-}
-
-/// One long poll of `GET /message` (servers without SSE).
-async fn poll_once(inner: &Inner, timeout: Duration, failures: &mut u32) -> Result<()> {
-    let message = inner.transport.poll_message(&inner.id, timeout).await?;
-    *failures = 0;
-    inner.set_state(ListenerState::Running);
-    if let Some(raw) = message {
-        inner.deliver(raw).await;
-    }
-    Ok(())
-}
-
-async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
-    loop {
-        let interval = match weak.upgrade() {
-            Some(inner) => inner.transport.options().heartbeat_interval,
-            None => return,
-        };
-        tokio::time::sleep(interval).await;
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.closed.load(Ordering::Acquire) {
-            return;
-        }
-        match inner.transport.heartbeat(&inner.id).await {
-            Err(e) if is_final(&e) || is_missing_endpoint(&e) => return,
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_server_maximum_timeout() {
-        let err = Error::new(
-            Status::BadRequest,
-            "GET /mailbox/listen: HTTP 400: Invalid timeout (must be less than 60 and greater than 0)",
-        );
-        assert_eq!(server_max_timeout(&err), Some(Duration::from_secs(60)));
-        assert_eq!(
-            server_max_timeout(&Error::new(Status::BadRequest, "other")),
-            None
-        );
-    }
 
     #[test]
     fn parses_registrations() {

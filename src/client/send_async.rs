@@ -42,7 +42,7 @@ struct Pending {
 
 /// The background sends of one client.
 #[derive(Debug)]
-pub(crate) struct InFlight {
+pub struct InFlight {
     slots: Arc<Semaphore>,
     max: usize,
     pending: Arc<Mutex<Pending>>,

@@ -3,7 +3,7 @@
 //! retries and exponential back-off on transient failures, one refresh of
 //! the auth headers on 403, and one mapping of HTTP statuses to errors.
 //!
-//! Each attempt goes out through [`crate::direct`] (plain `http://`: on the
+//! Each attempt goes out through [`crate::transport::http1`] (plain `http://`: on the
 //! caller's own thread when it is blocked in the library, else on the
 //! runtime) or through reqwest (listen streams, TLS, proxies, Globus).
 
@@ -15,13 +15,14 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL,
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::auth;
-use crate::direct;
 use crate::error::{clip, Error, Result, Status};
-use crate::ids::EntityId;
-use crate::message::ACADEMY_COMPAT_VERSION;
 use crate::options::{AuthMethod, FactoryOptions};
 use crate::runtime;
+use crate::wire::ids::EntityId;
+use crate::wire::message::ACADEMY_COMPAT_VERSION;
+
+pub mod auth;
+pub mod http1;
 
 /// Statuses academy-py retries (`TRANSIENT_STATUSES`).
 const TRANSIENT: [u16; 5] = [429, 500, 502, 503, 504];
@@ -106,15 +107,15 @@ pub struct Transport {
     /// their requests on their own thread; the runtime's requests and the
     /// pipelined background sends use tokio sockets); `None` where only
     /// reqwest may connect.
-    direct: Option<direct::Pool>,
+    direct: Option<http1::Pool>,
 }
 
 /// An answer to a request: a reqwest response (which may still be
-/// streaming), or one read in full by [`crate::direct`].
+/// streaming), or one read in full by [`crate::transport::http1`].
 #[derive(Debug)]
 pub enum Reply {
     Streamed(reqwest::Response),
-    Read(direct::Answer),
+    Read(http1::Answer),
 }
 
 impl Reply {
@@ -247,7 +248,7 @@ impl Transport {
         let http = builder.build().map_err(|e| {
             Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
         })?;
-        let direct = direct::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
+        let direct = http1::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
         let mut transport = Transport {
             http,
             base_url: parsed.clone(),
@@ -342,7 +343,7 @@ impl Transport {
         }
     }
 
-    /// One try at a request: through [`crate::direct`] where it may go (on
+    /// One try at a request: through [`crate::transport::http1`] where it may go (on
     /// the caller's own thread when that thread is blocked in the library),
     /// else through reqwest.
     async fn attempt(
@@ -413,9 +414,9 @@ impl Transport {
             })
     }
 
-    fn direct_failure(&self, method: Method, path: &str, failure: direct::Failure) -> Failed {
+    fn direct_failure(&self, method: Method, path: &str, failure: http1::Failure) -> Failed {
         match failure {
-            direct::Failure::Protocol(_) => Failed {
+            http1::Failure::Protocol(_) => Failed {
                 transient: false,
                 error: Error::protocol(format!(
                     "{} {}{path}: {failure}",
@@ -423,11 +424,11 @@ impl Transport {
                     self.base
                 )),
             },
-            direct::Failure::Timeout => Failed {
+            http1::Failure::Timeout => Failed {
                 transient: true,
                 error: self.connection_error(method, path, true, &failure.to_string()),
             },
-            direct::Failure::Connect(_) | direct::Failure::Io(_) => Failed {
+            http1::Failure::Connect(_) | http1::Failure::Io(_) => Failed {
                 transient: true,
                 error: self.connection_error(method, path, false, &failure.to_string()),
             },
@@ -591,7 +592,7 @@ impl Transport {
         let sent = self
             .call_ok(Method::Post, "/mailbox/heartbeat", &mailbox_body(id))
             .await;
-        if matches!(&sent, Err(e) if crate::client::is_missing_endpoint(e)) {
+        if matches!(&sent, Err(e) if is_missing_endpoint(e)) {
             self.lacks_heartbeats.store(true, Ordering::Relaxed);
         }
         sent
@@ -644,6 +645,20 @@ impl Transport {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
         self.call_ok(Method::Delete, "/mailbox/share", &body).await
     }
+}
+
+/// Whether an error says the exchange lacks the endpoint (404/405 that is
+/// not "Unknown mailbox ID": academy-py 0.3 to 0.5).
+pub fn is_missing_endpoint(err: &Error) -> bool {
+    err.status == Status::Protocol && matches!(err.http_status(), Some(404) | Some(405))
+}
+
+/// Errors after which listening again cannot help.
+pub fn is_final(err: &Error) -> bool {
+    matches!(
+        err.status,
+        Status::MailboxTerminated | Status::BadEntityId | Status::Unauthorized | Status::Forbidden
+    )
 }
 
 fn mailbox_body(id: &EntityId) -> Value {

@@ -21,7 +21,7 @@ pub const CLIENT_SECRET_ENV: &str = "ACADEMY_GLOBUS_CLIENT_SECRET";
 pub const EXCHANGE_CLIENT_ID_ENV: &str = "ACADEMY_EXCHANGE_CLIENT_ID";
 /// The hosted exchange's Globus client id (academy-py's default).
 pub const DEFAULT_EXCHANGE_CLIENT_ID: &str = "ca1e2fbf-4e73-40a6-b2ab-c9458e5fcf99";
-pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
+pub use crate::options::DEFAULT_TOKEN_URL;
 
 /// The scope of the Academy exchange.
 pub fn exchange_scope() -> String {

@@ -16,41 +16,17 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::client::listener::ServeControl;
 use crate::client::Client;
 use crate::error::{Error, Result, Status};
-use crate::message::{self, ActionCall, ErrorCode, Message};
 use crate::runtime;
+use crate::wire::message::{self, ActionCall, ErrorCode, Message};
 
 /// How long [`serve`] waits for handlers still running when it ends.
 const WORKER_JOIN_GRACE: Duration = Duration::from_secs(2);
-
-/// Stops a running [`serve`] from another thread.
-#[derive(Debug, Default)]
-pub struct ServeControl {
-    stopped: AtomicBool,
-    wake: Notify,
-}
-
-impl ServeControl {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Asks [`serve`] to return; requests not yet answered get an
-    /// `ActionCancelled` error response, so no caller waits forever.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.wake.notify_waiters();
-        self.wake.notify_one();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-}
 
 /// What the replies of one serving session share.
 struct Session {
@@ -230,7 +206,7 @@ fn dispatch(
             None => continue,
             Some(Ok(raw)) => raw,
             // The mailbox is gone, not ours, or the client closed: stop.
-            Some(Err(e)) if crate::client::is_final(&e) || e.status == Status::Closed => {
+            Some(Err(e)) if crate::transport::is_final(&e) || e.status == Status::Closed => {
                 return Err(e)
             }
             // Anything else (a timeout, the exchange down or answering 5xx)

@@ -1,0 +1,84 @@
+//! Connecting to an exchange: every address of its host in turn, within
+//! the connect timeout and the request's deadline.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::transport::http1::answer::{remaining, Failure};
+
+/// Where and how to connect to one exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct Connector {
+    /// `host:port` as written in the URL.
+    authority: String,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    /// A connector to `authority` (`host:port` as written in the URL).
+    pub fn new(authority: String, connect_timeout: Duration) -> Connector {
+        Connector {
+            authority,
+            connect_timeout,
+        }
+    }
+
+    fn addresses(&self) -> Result<Vec<SocketAddr>, Failure> {
+        Ok(self
+            .authority
+            .to_socket_addrs()
+            .map_err(Failure::Connect)?
+            .collect())
+    }
+
+    /// The connect timeout, cut to what is left before `deadline`.
+    fn connect_limit(&self, deadline: Option<Instant>) -> Result<Duration, Failure> {
+        match deadline {
+            Some(d) => Ok(self.connect_timeout.min(remaining(d)?)),
+            None => Ok(self.connect_timeout),
+        }
+    }
+
+    pub(crate) fn connect_blocking(&self, deadline: Option<Instant>) -> Result<TcpStream, Failure> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in self.addresses()? {
+            match TcpStream::connect_timeout(&addr, self.connect_limit(deadline)?) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(Failure::Connect)?;
+                    return Ok(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::Timeout),
+                Err(e) => last = e,
+            }
+        }
+        Err(Failure::Connect(last))
+    }
+
+    pub(crate) async fn connect(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<tokio::net::TcpStream, Failure> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        // Names other than literal addresses resolve on a blocking thread.
+        let addrs = match self.authority.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => tokio::net::lookup_host(&self.authority)
+                .await
+                .map_err(Failure::Connect)?
+                .collect(),
+        };
+        for addr in addrs {
+            let limit = self.connect_limit(deadline)?;
+            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    stream.set_nodelay(true).map_err(Failure::Connect)?;
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => return Err(Failure::Timeout),
+            }
+        }
+        Err(Failure::Connect(last))
+    }
+}
