@@ -124,6 +124,25 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(Status::Internal, message)
     }
+
+    /// Whether trying again cannot help: the mailbox is gone or unknown, or
+    /// the credentials do not allow it (a listener stops; serving ends).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status,
+            Status::MailboxTerminated
+                | Status::BadEntityId
+                | Status::Unauthorized
+                | Status::Forbidden
+        )
+    }
+
+    /// Whether the exchange lacks the endpoint: a 404 that is not "Unknown
+    /// mailbox ID", or a 405 (academy-py 0.3 to 0.5 have no listen,
+    /// heartbeat or stats routes).
+    pub fn is_missing_endpoint(&self) -> bool {
+        self.status == Status::Protocol && matches!(self.http_status, Some(404) | Some(405))
+    }
 }
 
 impl fmt::Display for Error {

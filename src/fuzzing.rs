@@ -52,7 +52,7 @@ pub fn message(data: &[u8]) {
             id
         );
     }
-    let _ = crate::client::parse_registration(text);
+    let _ = crate::client::parse_registration(text, "http");
 }
 
 /// Factory options and embedded-exchange options: an error or a value,

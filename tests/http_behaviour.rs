@@ -87,7 +87,7 @@ impl StubServer {
 }
 
 fn transport(url: &str, options: &str) -> academy::transport::Transport {
-    academy::transport::Transport::new(
+    academy::transport::Transport::http(
         url,
         academy::FactoryOptions::from_json(Some(options)).unwrap(),
     )

@@ -20,23 +20,17 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::client::send_async::InFlight;
-use crate::error::{Error, Result, Status};
+use crate::error::{Error, Result};
 use crate::fork::ProcessBound;
-use crate::transport::{is_final, is_missing_endpoint, Transport};
+use crate::transport::Transport;
 use crate::wire::ids::{EntityId, Role};
 use crate::wire::message::{self, ErrorCode, Message, MessageKind};
-use crate::wire::sse::SseParser;
 
 /// Wait before reconnecting after a failure, unless the server said
 /// otherwise with `retry:` (academy-py's default).
 const DEFAULT_RETRY: Duration = Duration::from_millis(1000);
 /// The longest wait between reconnect attempts while the exchange is down.
 const MAX_RETRY: Duration = Duration::from_secs(10);
-/// Extra silence tolerated on a listen stream beyond its timeout before it
-/// is considered dead (servers send keep-alives every 15 s).
-const STREAM_GRACE: Duration = Duration::from_secs(30);
-/// Longest SSE line accepted (a message is one line; limits are MiBs).
-const MAX_EVENT_BYTES: usize = 256 * 1024 * 1024;
 
 /// Stops a running [`crate::client::serve::serve`] from another thread.
 #[derive(Debug, Default)]
@@ -216,32 +210,7 @@ impl Inner {
     }
 }
 
-/// The server's maximum listen timeout, from its 400 answer
-/// ("Invalid timeout (must be less than 60 and greater than 0)").
-fn server_max_timeout(err: &Error) -> Option<Duration> {
-    if err.status != Status::BadRequest {
-        return None;
-    }
-    let rest = err.message.split("must be less than ").nth(1)?;
-    let number: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let secs: f64 = number.parse().ok()?;
-    (secs > 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-enum Mode {
-    Stream,
-    Poll,
-}
-
 pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
-    let mut mode = Mode::Stream;
-    let mut timeout = match weak.upgrade() {
-        Some(inner) => inner.transport.options().request_timeout,
-        None => return,
-    };
     let mut retry = DEFAULT_RETRY;
     let mut failures: u32 = 0;
     loop {
@@ -249,24 +218,12 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
         if inner.closed.load(Ordering::Acquire) {
             return;
         }
-        let outcome = match mode {
-            Mode::Stream => stream_once(&inner, timeout, &mut retry, &mut failures).await,
-            Mode::Poll => poll_once(&inner, timeout, &mut failures).await,
-        };
-        match outcome {
+        match listen_once(&inner, &mut retry, &mut failures).await {
             Ok(()) => {
                 failures = 0;
                 continue;
             }
-            Err(e) if is_missing_endpoint(&e) && matches!(mode, Mode::Stream) => {
-                mode = Mode::Poll;
-                continue;
-            }
-            Err(e) if server_max_timeout(&e).is_some_and(|max| max < timeout) => {
-                timeout = server_max_timeout(&e).unwrap_or(timeout);
-                continue;
-            }
-            Err(e) if is_final(&e) => {
+            Err(e) if e.is_final() => {
                 inner.fail_pending(&e);
                 inner.set_state(ListenerState::Ended(e));
                 return;
@@ -284,56 +241,23 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
     }
 }
 
-/// One listen stream, read until the server ends it (`Ok`) or it fails.
-async fn stream_once(
-    inner: &Inner,
-    timeout: Duration,
-    retry: &mut Duration,
-    failures: &mut u32,
-) -> Result<()> {
-    let mut response = inner.transport.listen(&inner.id, timeout).await?;
+/// One receive (a listen stream, a long poll), read until it ends (`Ok`)
+/// or fails.
+async fn listen_once(inner: &Inner, retry: &mut Duration, failures: &mut u32) -> Result<()> {
+    let mut inbound = inner.transport.inbound(&inner.id).await?;
     // Connected: the back-off starts over at the next failure.
     *failures = 0;
     inner.set_state(ListenerState::Running);
-    let mut parser = SseParser::new().with_max_line(MAX_EVENT_BYTES);
     loop {
-        let chunk = match tokio::time::timeout(timeout + STREAM_GRACE, response.chunk()).await {
-            Err(_) => {
-                return Err(Error::new(
-                    Status::Connection,
-                    "the listen stream went silent; reconnecting",
-                ))
-            }
-            Ok(Err(e)) => {
-                return Err(Error::new(
-                    Status::Connection,
-                    format!("the listen stream broke: {e}"),
-                ))
-            }
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(chunk))) => chunk,
-        };
-        let events = parser
-            .feed(&chunk)
-            .map_err(|e| Error::protocol(format!("the listen stream is not valid SSE: {}", e.0)))?;
-        if let Some(ms) = parser.retry_ms() {
-            *retry = Duration::from_millis(ms);
+        let next = inbound.next().await;
+        if let Some(hint) = inbound.retry_hint() {
+            *retry = hint;
         }
-        for event in events {
-            inner.deliver(event.data).await;
+        match next? {
+            Some(message) => inner.deliver(message).await,
+            None => return Ok(()),
         }
     }
-}
-
-/// One long poll of `GET /message` (servers without SSE).
-async fn poll_once(inner: &Inner, timeout: Duration, failures: &mut u32) -> Result<()> {
-    let message = inner.transport.poll_message(&inner.id, timeout).await?;
-    *failures = 0;
-    inner.set_state(ListenerState::Running);
-    if let Some(raw) = message {
-        inner.deliver(raw).await;
-    }
-    Ok(())
 }
 
 pub(crate) async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
@@ -348,26 +272,8 @@ pub(crate) async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
             return;
         }
         match inner.transport.heartbeat(&inner.id).await {
-            Err(e) if is_final(&e) || is_missing_endpoint(&e) => return,
+            Err(e) if e.is_final() || e.is_missing_endpoint() => return,
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_server_maximum_timeout() {
-        let err = Error::new(
-            Status::BadRequest,
-            "GET /mailbox/listen: HTTP 400: Invalid timeout (must be less than 60 and greater than 0)",
-        );
-        assert_eq!(server_max_timeout(&err), Some(Duration::from_secs(60)));
-        assert_eq!(
-            server_max_timeout(&Error::new(Status::BadRequest, "other")),
-            None
-        );
     }
 }

@@ -25,7 +25,7 @@ use crate::error::{Error, Result, Status};
 use crate::fork::ProcessBound;
 use crate::options::FactoryOptions;
 use crate::runtime;
-use crate::transport::{is_missing_endpoint, MailboxStatus, Transport};
+use crate::transport::{MailboxStatus, Transport};
 use crate::wire::ids::{EntityId, Role};
 use crate::wire::message::{self, Message, MessageKind};
 use listener::{heartbeat_loop, listen_loop, Inner, ListenerState, RecentTags, ServeControl};
@@ -35,9 +35,6 @@ pub mod listener;
 pub mod send_async;
 pub mod serve;
 
-/// A heartbeat older than this many intervals makes a mailbox INACTIVE
-/// (academy-py's `stale_heartbeat_threshold`).
-const STALE_HEARTBEATS: f64 = 3.0;
 /// Builds clients of one exchange. Cheap to share between threads.
 #[derive(Debug, Clone)]
 pub struct Factory {
@@ -49,7 +46,7 @@ impl Factory {
     /// A factory for the exchange at `url` with the given options.
     pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
         Ok(Factory {
-            transport: Arc::new(Transport::new(url, options)?),
+            transport: Arc::new(Transport::http(url, options)?),
             bound: ProcessBound::default(),
         })
     }
@@ -78,7 +75,7 @@ impl Factory {
     /// [`Client::register_agent`], here or in Python).
     pub async fn create_agent_client(&self, registration_json: &str) -> Result<Client> {
         self.check_process()?;
-        let id = parse_registration(registration_json)?;
+        let id = parse_registration(registration_json, self.transport.exchange_type())?;
         match self.transport.mailbox_status(&id).await? {
             MailboxStatus::Missing => {
                 return Err(Error::new(
@@ -98,13 +95,14 @@ impl Factory {
     }
 }
 
-/// The agent id in a registration `{"agent_id": {...}, "exchange_type": "http"}`.
-pub fn parse_registration(text: &str) -> Result<EntityId> {
+/// The agent id in a registration `{"agent_id": {...}, "exchange_type": "http"}`
+/// for an exchange of type `exchange_type`.
+pub fn parse_registration(text: &str, exchange_type: &str) -> Result<EntityId> {
     let value = message::parse_json("registration_json", text)?;
     if let Some(kind) = value.get("exchange_type") {
-        if kind != "http" {
+        if kind != exchange_type {
             return Err(Error::invalid(format!(
-                "registration is for a {kind} exchange, not an http one"
+                "registration is for a {kind} exchange, not a {exchange_type:?} one"
             )));
         }
     }
@@ -146,7 +144,7 @@ impl Client {
         // The first heartbeat before returning, so peers see ACTIVE at once.
         match inner.transport.heartbeat(&inner.id).await {
             Ok(()) => {}
-            Err(e) if is_missing_endpoint(&e) => {}
+            Err(e) if e.is_missing_endpoint() => {}
             Err(e) => return Err(e),
         }
         let handle = runtime::handle()?;
@@ -210,7 +208,8 @@ impl Client {
         self.transport()?
             .create_mailbox(&id, Some(&types.join(",")))
             .await?;
-        Ok(json!({"agent_id": id, "exchange_type": "http"}).to_string())
+        let exchange_type = self.inner.transport.exchange_type();
+        Ok(json!({"agent_id": id, "exchange_type": exchange_type}).to_string())
     }
 
     /// Sends a message (its JSON, checked first, goes out as given).
@@ -406,19 +405,7 @@ impl Client {
     /// heartbeat age (ACTIVE while younger than 3 intervals), or from
     /// `GET /mailbox` on servers that take no heartbeats.
     pub async fn status(&self, id: &EntityId) -> Result<MailboxStatus> {
-        let transport = self.transport()?;
-        if transport.lacks_heartbeats() {
-            return transport.mailbox_status(id).await;
-        }
-        let stale = transport.options().heartbeat_interval.as_secs_f64() * STALE_HEARTBEATS;
-        match transport.heartbeat_status(id).await {
-            Ok(Some(age)) if age < stale => Ok(MailboxStatus::Active),
-            Ok(_) => Ok(MailboxStatus::Inactive),
-            Err(e) if e.status == Status::BadEntityId => Ok(MailboxStatus::Missing),
-            Err(e) if e.status == Status::MailboxTerminated => Ok(MailboxStatus::Terminated),
-            Err(e) if is_missing_endpoint(&e) => transport.mailbox_status(id).await,
-            Err(e) => Err(e),
-        }
+        self.transport()?.status(id).await
     }
 
     /// Terminates a mailbox (a no-op for unknown or terminated ones).
@@ -538,7 +525,7 @@ mod tests {
     fn parses_registrations() {
         let id = EntityId::new_agent(Some("a"));
         let reg = json!({"agent_id": id, "exchange_type": "http"}).to_string();
-        assert_eq!(parse_registration(&reg).unwrap(), id);
+        assert_eq!(parse_registration(&reg, "http").unwrap(), id);
         for bad in [
             "{}",
             "nope",
@@ -546,7 +533,7 @@ mod tests {
             r#"{"agent_id": {"uid": "80b78938-3bd9-4a0e-85ec-e2cb02f3a507", "name": null, "role": "agent"}, "exchange_type": "redis"}"#,
         ] {
             assert_eq!(
-                parse_registration(bad).unwrap_err().status,
+                parse_registration(bad, "http").unwrap_err().status,
                 Status::InvalidArgument,
                 "{bad}"
             );

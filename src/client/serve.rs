@@ -206,9 +206,7 @@ fn dispatch(
             None => continue,
             Some(Ok(raw)) => raw,
             // The mailbox is gone, not ours, or the client closed: stop.
-            Some(Err(e)) if crate::transport::is_final(&e) || e.status == Status::Closed => {
-                return Err(e)
-            }
+            Some(Err(e)) if e.is_final() || e.status == Status::Closed => return Err(e),
             // Anything else (a timeout, the exchange down or answering 5xx)
             // is transient: the listener keeps reconnecting.
             Some(Err(_)) => continue,

@@ -1,0 +1,822 @@
+//! The HTTP transport to an Academy exchange (`HttpExchangeTransport` of
+//! academy-py): one request path that every endpoint goes through, with
+//! retries and exponential back-off on transient failures, one refresh of
+//! the auth headers on 403, and one mapping of HTTP statuses to errors.
+//!
+//! Each attempt goes out through [`crate::transport::http1`] (plain `http://`: on the
+//! caller's own thread when it is blocked in the library, else on the
+//! runtime) or through reqwest (listen streams, TLS, proxies, Globus).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::error::{clip, Error, Result, Status};
+use crate::options::{AuthMethod, FactoryOptions};
+use crate::runtime;
+use crate::transport::auth;
+use crate::transport::http1;
+use crate::transport::mailbox::MailboxStatus;
+use crate::wire::ids::EntityId;
+use crate::wire::message::ACADEMY_COMPAT_VERSION;
+
+/// A heartbeat older than this many intervals makes a mailbox INACTIVE
+/// (academy-py's `stale_heartbeat_threshold`).
+const STALE_HEARTBEATS: f64 = 3.0;
+/// Statuses academy-py retries (`TRANSIENT_STATUSES`).
+const TRANSIENT: [u16; 5] = [429, 500, 502, 503, 504];
+/// How much of a server's error text goes into an error message.
+const MAX_ERROR_TEXT: usize = 400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// The kinds of request, which differ in how long they may take and how
+/// their answer is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bounded by the factory's `request_timeout_s`.
+    Plain,
+    /// A plain request whose caller then waits for a reply from an agent:
+    /// a blocked caller polls for the answer before sleeping
+    /// (`FactoryOptions::busy_poll`).
+    BeforeReply,
+    /// A plain request made in the background on the library's runtime
+    /// (a send nobody waits on): pipelined with the others of its kind.
+    Background,
+    /// A long poll: the factory's timeout plus this much server-side
+    /// waiting.
+    LongPoll(Duration),
+    /// A listen stream: an event-stream answer, no bound on its life.
+    Stream,
+}
+
+/// A connection to one exchange, shared by the clients of one factory.
+#[derive(Debug)]
+pub struct HttpTransport {
+    http: reqwest::Client,
+    base: String,
+    /// `base` parsed once: every request's URL is this with its path set,
+    /// since parsing the whole URL (host included) was a fifth of the
+    /// instructions of a send.
+    base_url: reqwest::Url,
+    options: FactoryOptions,
+    /// Authorization headers (Globus); fetched before the first request
+    /// and replaced when they are refreshed on a 403.
+    auth_headers: RwLock<HeaderMap>,
+    /// Set once the server turned out to have no `POST /mailbox/heartbeat`
+    /// (academy-py < 1.0): heartbeat ages then say nothing about liveness.
+    lacks_heartbeats: AtomicBool,
+    /// Set once the server turned out to have no `GET /mailbox/listen`
+    /// (academy-py < 1.0): clients then long-poll `GET /message`.
+    pub(crate) lacks_sse: AtomicBool,
+    /// The timeout asked of listen streams and long polls, in ms: the
+    /// request timeout, or the server's maximum if that is less.
+    pub(crate) listen_timeout_ms: AtomicU64,
+    /// Connections of the direct path (callers blocked in the library make
+    /// their requests on their own thread; the runtime's requests and the
+    /// pipelined background sends use tokio sockets); `None` where only
+    /// reqwest may connect.
+    direct: Option<http1::Pool>,
+}
+
+/// An answer to a request: a reqwest response (which may still be
+/// streaming), or one read in full by [`crate::transport::http1`].
+#[derive(Debug)]
+pub enum Reply {
+    Streamed(reqwest::Response),
+    Read(http1::Answer),
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Streamed(r) => r.status().as_u16(),
+            Reply::Read(a) => a.status,
+        }
+    }
+
+    /// The whole body.
+    async fn bytes(self, method: Method, path: &str) -> Result<Vec<u8>> {
+        match self {
+            Reply::Read(a) => Ok(a.body),
+            Reply::Streamed(r) => r.bytes().await.map(|b| b.to_vec()).map_err(|e| {
+                Error::new(
+                    Status::Connection,
+                    format!(
+                        "{} {path}: reading the answer failed: {}",
+                        method.as_str(),
+                        describe(&e)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The response of a stream (listen requests always go through
+    /// reqwest).
+    fn into_stream(self) -> Result<reqwest::Response> {
+        match self {
+            Reply::Streamed(r) => Ok(r),
+            Reply::Read(_) => Err(Error::internal("a stream was read in full")),
+        }
+    }
+}
+
+/// A failed attempt at a request, and whether to try again.
+struct Failed {
+    transient: bool,
+    error: Error,
+}
+
+fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::invalid(format!("invalid header name {k:?}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| Error::invalid(format!("invalid value for header {k:?}")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The error chain of a reqwest error, in one line (never headers).
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl HttpTransport {
+    /// A transport to the exchange at `url` (`http://` or `https://`).
+    pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
+        let base = url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| Error::invalid(format!("bad exchange URL {}: {e}", clip(url))))?;
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(Error::invalid(format!(
+                    "exchange URL scheme must be http or https, not {}",
+                    clip(other)
+                )))
+            }
+        };
+        let mut defaults = HeaderMap::new();
+        defaults.insert(
+            "academy_version",
+            HeaderValue::from_static(ACADEMY_COMPAT_VERSION),
+        );
+        let additional = header_map(&options.additional_headers)?;
+        defaults.extend(additional);
+        let fixed_headers: Vec<(String, String)> = defaults
+            .iter()
+            .map(|(k, v)| {
+                let value = v.to_str().map(str::to_owned).unwrap_or_default();
+                (k.as_str().to_owned(), value)
+            })
+            .collect();
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(defaults)
+            .connect_timeout(options.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90));
+        let verify = options.ssl_verify.unwrap_or(https);
+        if !verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::invalid(format!("cannot read ca_file {}: {e}", clip(path))))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid(format!(
+                    "ca_file {} holds no PEM certificates: {e}",
+                    clip(path)
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(Error::invalid(format!(
+                    "ca_file {} holds no PEM certificates",
+                    clip(path)
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            Error::invalid(format!("cannot set up the HTTP client: {}", describe(&e)))
+        })?;
+        let direct = http1::Pool::new(&parsed, &fixed_headers, options.connect_timeout);
+        let listen_timeout_ms = options.request_timeout.as_millis().max(1) as u64;
+        let mut transport = HttpTransport {
+            http,
+            base_url: parsed.clone(),
+            base,
+            options,
+            auth_headers: RwLock::new(HeaderMap::new()),
+            lacks_heartbeats: AtomicBool::new(false),
+            lacks_sse: AtomicBool::new(false),
+            listen_timeout_ms: AtomicU64::new(listen_timeout_ms),
+            direct,
+        };
+        if transport.uses_globus() {
+            auth::client_credentials()?; // fail at creation, not at first use
+            transport.direct = None; // tokens come and go: reqwest only
+        }
+        Ok(transport)
+    }
+
+    /// Whether the server has no heartbeat endpoint (found out by use).
+    pub fn lacks_heartbeats(&self) -> bool {
+        self.lacks_heartbeats.load(Ordering::Relaxed)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The URL of an endpoint: the base URL's path followed by `path`.
+    fn endpoint(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        let full = format!("{}{}", self.base_url.path().trim_end_matches('/'), path);
+        url.set_path(&full);
+        url
+    }
+
+    pub fn options(&self) -> &FactoryOptions {
+        &self.options
+    }
+
+    /// The one request path: sends `body` as JSON, retries transient
+    /// failures with exponential back-off, refreshes auth once on 403, and
+    /// maps any non-2xx answer to an [`Error`].
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        kind: Kind,
+    ) -> Result<Reply> {
+        let url = self.endpoint(path);
+        let payload = serde_json::to_vec(body).expect("JSON values serialize");
+        let mut attempts_left = self.options.retries;
+        let mut backoff = self.options.initial_retry_backoff;
+        let mut may_refresh = self.uses_globus();
+        if may_refresh
+            && self
+                .auth_headers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
+            self.refresh_auth().await?;
+        }
+        loop {
+            let outcome = self.attempt(method, path, &url, &payload, kind).await;
+            let transient = match &outcome {
+                Ok(r) => TRANSIENT.contains(&r.status()),
+                Err(f) => f.transient,
+            };
+            if transient && attempts_left > 0 {
+                attempts_left -= 1;
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                continue;
+            }
+            let response = outcome.map_err(|f| f.error)?;
+            let code = response.status();
+            if code == 403 && may_refresh {
+                may_refresh = false;
+                if self.refresh_auth().await? {
+                    continue;
+                }
+            }
+            if (200..300).contains(&code) {
+                return Ok(response);
+            }
+            let text = response.bytes(method, path).await.unwrap_or_default();
+            return Err(http_error(
+                method,
+                path,
+                code,
+                &String::from_utf8_lossy(&text),
+            ));
+        }
+    }
+
+    /// One try at a request: through [`crate::transport::http1`] where it may go (on
+    /// the caller's own thread when that thread is blocked in the library),
+    /// else through reqwest.
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        url: &reqwest::Url,
+        payload: &[u8],
+        kind: Kind,
+    ) -> std::result::Result<Reply, Failed> {
+        let timeout = match kind {
+            Kind::Plain | Kind::BeforeReply | Kind::Background => {
+                Some(self.options.request_timeout)
+            }
+            Kind::LongPoll(extra) => Some(self.options.request_timeout + extra),
+            Kind::Stream => None,
+        };
+        let accept_sse = kind == Kind::Stream;
+        if let Some(pool) = self.direct.as_ref().filter(|_| !accept_sse) {
+            let (verb, target) = (method.as_str(), url.path());
+            // The pool's tokio sockets belong to the library's runtime;
+            // futures of a caller's own runtime go through reqwest.
+            let answer = if runtime::on_blocked_caller() {
+                let poll = match kind {
+                    Kind::BeforeReply => self.options.busy_poll,
+                    _ => Duration::ZERO,
+                };
+                Some(pool.request_blocking(verb, target, payload, timeout, poll))
+            } else if runtime::on_library_thread() && kind == Kind::Background {
+                Some(pool.request_pipelined(verb, target, payload, timeout).await)
+            } else if runtime::on_library_thread() {
+                Some(pool.request(verb, target, payload, timeout).await)
+            } else {
+                None
+            };
+            if let Some(answer) = answer {
+                return answer
+                    .map(Reply::Read)
+                    .map_err(|f| self.direct_failure(method, path, f));
+            }
+        }
+        let mut request = self
+            .http
+            .request(method.as_reqwest(), url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .headers(
+                self.auth_headers
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            )
+            .body(payload.to_vec());
+        if accept_sse {
+            request = request
+                .header(ACCEPT, "text/event-stream")
+                .header(CACHE_CONTROL, "no-cache");
+        }
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        request
+            .send()
+            .await
+            .map(Reply::Streamed)
+            .map_err(|e| Failed {
+                transient: e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+                error: self.connection_error(method, path, e.is_timeout(), &describe(&e)),
+            })
+    }
+
+    fn direct_failure(&self, method: Method, path: &str, failure: http1::Failure) -> Failed {
+        match failure {
+            http1::Failure::Protocol(_) => Failed {
+                transient: false,
+                error: Error::protocol(format!(
+                    "{} {}{path}: {failure}",
+                    method.as_str(),
+                    self.base
+                )),
+            },
+            http1::Failure::Timeout => Failed {
+                transient: true,
+                error: self.connection_error(method, path, true, &failure.to_string()),
+            },
+            http1::Failure::Connect(_) | http1::Failure::Io(_) => Failed {
+                transient: true,
+                error: self.connection_error(method, path, false, &failure.to_string()),
+            },
+        }
+    }
+
+    /// [`call`](Self::call) for an endpoint whose answer has no body.
+    async fn call_ok(&self, method: Method, path: &str, body: &Value) -> Result<()> {
+        self.call(method, path, body, Kind::Plain).await.map(drop)
+    }
+
+    /// [`call`](Self::call) and read the answer as JSON.
+    pub async fn call_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        let response = self.call(method, path, body, Kind::Plain).await?;
+        read_json(method, path, response).await
+    }
+
+    fn connection_error(&self, method: Method, path: &str, timeout: bool, why: &str) -> Error {
+        let (status, what) = if timeout {
+            (Status::Timeout, "did not answer in time")
+        } else {
+            (Status::Connection, "could not be reached")
+        };
+        Error::new(
+            status,
+            format!(
+                "{} {}{}: the exchange {what}: {why}",
+                method.as_str(),
+                self.base,
+                path,
+            ),
+        )
+    }
+
+    /// Globus auth applies unless the caller gave an Authorization header
+    /// (academy-py's factory makes the same choice).
+    fn uses_globus(&self) -> bool {
+        self.options.auth_method == AuthMethod::Globus
+            && !self
+                .options
+                .additional_headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("authorization"))
+    }
+
+    async fn refresh_auth(&self) -> Result<bool> {
+        if !self.uses_globus() {
+            return Ok(false);
+        }
+        let headers = auth::globus_headers(&self.http, &self.options.globus_token_url).await?;
+        *self.auth_headers.write().unwrap_or_else(|p| p.into_inner()) = headers;
+        Ok(true)
+    }
+
+    // ---- endpoints: one line each on top of `call` ----
+
+    /// `POST /mailbox`: register a user or (with its class MRO) an agent.
+    pub async fn create_mailbox(&self, id: &EntityId, agent_mro: Option<&str>) -> Result<()> {
+        let mut body = json!({"mailbox": id.to_json()});
+        if let Some(mro) = agent_mro {
+            body["agent"] = Value::String(mro.to_owned());
+        }
+        self.call_ok(Method::Post, "/mailbox", &body).await
+    }
+
+    /// `GET /mailbox`: MISSING, ACTIVE or TERMINATED as the server stores it.
+    pub async fn mailbox_status(&self, id: &EntityId) -> Result<MailboxStatus> {
+        let answer = self
+            .call_json(Method::Get, "/mailbox", &mailbox_body(id))
+            .await?;
+        match answer.get("status").and_then(Value::as_str) {
+            Some("MISSING") => Ok(MailboxStatus::Missing),
+            Some("ACTIVE") => Ok(MailboxStatus::Active),
+            Some("INACTIVE") => Ok(MailboxStatus::Inactive),
+            Some("TERMINATED") => Ok(MailboxStatus::Terminated),
+            _ => Err(Error::protocol(format!("GET /mailbox answered {answer}"))),
+        }
+    }
+
+    /// The status of a mailbox as academy-py's client derives it: from the
+    /// heartbeat age (ACTIVE while younger than 3 intervals), or from
+    /// `GET /mailbox` on servers that take no heartbeats.
+    pub async fn status(&self, id: &EntityId) -> Result<MailboxStatus> {
+        if self.lacks_heartbeats() {
+            return self.mailbox_status(id).await;
+        }
+        let stale = self.options.heartbeat_interval.as_secs_f64() * STALE_HEARTBEATS;
+        match self.heartbeat_status(id).await {
+            Ok(Some(age)) if age < stale => Ok(MailboxStatus::Active),
+            Ok(_) => Ok(MailboxStatus::Inactive),
+            Err(e) if e.status == Status::BadEntityId => Ok(MailboxStatus::Missing),
+            Err(e) if e.status == Status::MailboxTerminated => Ok(MailboxStatus::Terminated),
+            Err(e) if e.is_missing_endpoint() => self.mailbox_status(id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DELETE /mailbox` (a no-op for unknown or terminated mailboxes).
+    pub async fn terminate(&self, id: &EntityId) -> Result<()> {
+        self.call_ok(Method::Delete, "/mailbox", &mailbox_body(id))
+            .await
+    }
+
+    /// `PUT /message` with the message JSON as given.
+    pub async fn send(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::Plain).await
+    }
+
+    /// [`send`](Self::send) for a request whose caller then waits for the
+    /// answer: a blocked caller polls for the exchange's acknowledgement
+    /// before sleeping, as it will for the answer (see
+    /// `FactoryOptions::busy_poll`).
+    pub async fn send_request(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::BeforeReply).await
+    }
+
+    /// [`send`](Self::send) for a send made in the background: pipelined
+    /// with the others on one connection where the direct path may go.
+    pub async fn send_background(&self, message_json: &str) -> Result<()> {
+        self.put_message(message_json, Kind::Background).await
+    }
+
+    async fn put_message(&self, message_json: &str, kind: Kind) -> Result<()> {
+        let body = json!({"message": message_json});
+        self.call(Method::Put, "/message", &body, kind)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /message`: long poll; `None` when the server says 408.
+    pub async fn poll_message(&self, id: &EntityId, timeout: Duration) -> Result<Option<String>> {
+        let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
+        let response = match self
+            .call(Method::Get, "/message", &body, Kind::LongPoll(timeout))
+            .await
+        {
+            Err(e) if e.status == Status::Timeout && e.http_status() == Some(408) => {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        let answer = read_json(Method::Get, "/message", response).await?;
+        match answer.get("message").and_then(Value::as_str) {
+            Some(m) => Ok(Some(m.to_owned())),
+            None => Err(Error::protocol(format!(
+                "GET /message answered without a message: {answer}"
+            ))),
+        }
+    }
+
+    /// `GET /mailbox/listen`: opens the event stream.
+    pub async fn listen(&self, id: &EntityId, timeout: Duration) -> Result<reqwest::Response> {
+        let body = json!({"mailbox": id.to_json(), "timeout": timeout.as_secs_f64()});
+        self.call(Method::Get, "/mailbox/listen", &body, Kind::Stream)
+            .await?
+            .into_stream()
+    }
+
+    /// `GET /discover`: uids of the agents of a class.
+    pub async fn discover(&self, agent: &str, allow_subclasses: bool) -> Result<Vec<Uuid>> {
+        let body = json!({"agent": agent, "allow_subclasses": allow_subclasses});
+        let answer = self.call_json(Method::Get, "/discover", &body).await?;
+        let ids = answer
+            .get("agent_ids")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::protocol(format!("GET /discover answered {answer}")))?;
+        ids.split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Uuid::parse_str(s).map_err(|e| {
+                    Error::protocol(format!("GET /discover returned a bad uid {s:?}: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /mailbox/heartbeat`.
+    pub async fn heartbeat(&self, id: &EntityId) -> Result<()> {
+        let sent = self
+            .call_ok(Method::Post, "/mailbox/heartbeat", &mailbox_body(id))
+            .await;
+        if matches!(&sent, Err(e) if e.is_missing_endpoint()) {
+            self.lacks_heartbeats.store(true, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// `GET /mailbox/heartbeat`: seconds since the last heartbeat, if any.
+    pub async fn heartbeat_status(&self, id: &EntityId) -> Result<Option<f64>> {
+        let answer = self
+            .call_json(Method::Get, "/mailbox/heartbeat", &mailbox_body(id))
+            .await?;
+        match answer.get("heartbeat") {
+            Some(Value::Null) => Ok(None),
+            Some(v) if v.is_number() => Ok(v.as_f64()),
+            _ => Err(Error::protocol(format!(
+                "GET /mailbox/heartbeat answered {answer}"
+            ))),
+        }
+    }
+
+    /// `GET /mailbox/stats`: the exchange's counters for an agent.
+    pub async fn agent_stats(&self, id: &EntityId) -> Result<Value> {
+        let answer = self
+            .call_json(Method::Get, "/mailbox/stats", &mailbox_body(id))
+            .await?;
+        if !answer.is_object() {
+            return Err(Error::protocol(format!(
+                "GET /mailbox/stats answered {answer}"
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// `POST /mailbox/share`.
+    pub async fn share_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        let body = json!({"mailbox": id.to_json(), "group_id": group_id});
+        self.call_ok(Method::Post, "/mailbox/share", &body).await
+    }
+
+    /// `GET /mailbox/share`: the groups a mailbox is shared with.
+    pub async fn shared_groups(&self, id: &EntityId) -> Result<Vec<String>> {
+        let answer = self
+            .call_json(Method::Get, "/mailbox/share", &mailbox_body(id))
+            .await?;
+        serde_json::from_value(answer.get("group_ids").cloned().unwrap_or(Value::Null))
+            .map_err(|_| Error::protocol(format!("GET /mailbox/share answered {answer}")))
+    }
+
+    /// `DELETE /mailbox/share`.
+    pub async fn unshare_mailbox(&self, id: &EntityId, group_id: &str) -> Result<()> {
+        let body = json!({"mailbox": id.to_json(), "group_id": group_id});
+        self.call_ok(Method::Delete, "/mailbox/share", &body).await
+    }
+}
+
+fn mailbox_body(id: &EntityId) -> Value {
+    json!({"mailbox": id.to_json()})
+}
+
+async fn read_json(method: Method, path: &str, response: Reply) -> Result<Value> {
+    let bytes = response.bytes(method, path).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::protocol(format!(
+            "{} {path} answered something that is not JSON: {e}",
+            method.as_str()
+        ))
+    })
+}
+
+/// The error for a non-2xx answer. A 404 or 405 that is not the exchange's
+/// "Unknown mailbox ID" means the server lacks the endpoint (academy-py
+/// 0.3 to 0.5 have no listen, heartbeat or stats routes).
+fn http_error(method: Method, path: &str, code: u16, text: &str) -> Error {
+    let mut text = text.trim().to_owned();
+    if text.len() > MAX_ERROR_TEXT {
+        let mut cut = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    let missing_endpoint = (code == 404 && text != "Unknown mailbox ID") || code == 405;
+    let status = if missing_endpoint {
+        Status::Protocol
+    } else {
+        Status::from_http(code)
+    };
+    let detail = if missing_endpoint {
+        format!(
+            "{} {path}: the exchange does not implement this endpoint (HTTP {code}: {text}); it may be an older academy-py server",
+            method.as_str()
+        )
+    } else {
+        format!("{} {path}: HTTP {code}: {text}", method.as_str())
+    };
+    Error::new(status, detail).with_http_status(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in server answering every request on a connection with 200.
+    fn answers_200() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while s.read(&mut buf).is_ok_and(|n| n > 0) {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if s.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn only_the_librarys_runtime_keeps_tokio_connections() {
+        let transport = std::sync::Arc::new(
+            HttpTransport::new(&answers_200(), FactoryOptions::default()).unwrap(),
+        );
+        let pool = transport.direct.as_ref().expect("a plain http URL");
+        // A runtime of the caller's: its sockets are driven only while it
+        // runs, so none may stay in the pool for the library's tasks.
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        own.block_on(transport.send("{}")).unwrap();
+        assert!(
+            pool.nonblocking.is_empty(),
+            "a caller's runtime left a connection"
+        );
+        // The library's runtime keeps its connections.
+        let t = transport.clone();
+        runtime::handle()
+            .unwrap()
+            .block_on(async move { tokio::spawn(async move { t.send("{}").await }).await })
+            .unwrap()
+            .unwrap();
+        assert!(
+            !pool.nonblocking.is_empty(),
+            "the library's runtime kept none"
+        );
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path() {
+        for (base, want) in [
+            ("http://127.0.0.1:8700", "http://127.0.0.1:8700/message"),
+            ("http://127.0.0.1:8700/", "http://127.0.0.1:8700/message"),
+            (
+                "https://example.org/academy/",
+                "https://example.org/academy/message",
+            ),
+            ("http://[::1]:5/a/b", "http://[::1]:5/a/b/message"),
+        ] {
+            let t = HttpTransport::new(base, FactoryOptions::default()).unwrap();
+            assert_eq!(t.endpoint("/message").as_str(), want, "{base}");
+        }
+    }
+
+    #[test]
+    fn maps_statuses_like_academy_py() {
+        for (code, text, status) in [
+            (400, "Missing or invalid field", Status::BadRequest),
+            (401, "Missing required headers.", Status::Unauthorized),
+            (403, "Incorrect permissions", Status::Forbidden),
+            (404, "Unknown mailbox ID", Status::BadEntityId),
+            (404, "404: Not Found", Status::Protocol),
+            (405, "405: Method Not Allowed", Status::Protocol),
+            (408, "Request timeout", Status::Timeout),
+            (
+                413,
+                "Message of size 2 larger than limit 1.",
+                Status::MessageTooLarge,
+            ),
+            (419, "Mailbox was closed", Status::MailboxTerminated),
+            (500, "oops", Status::Http),
+        ] {
+            let err = http_error(Method::Get, "/x", code, text);
+            assert_eq!(err.status, status, "{code} {text}");
+            assert!(err.message.contains(text), "{}", err.message);
+            assert_eq!(err.http_status(), Some(code));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for url in ["", "ftp://x", "not a url"] {
+            assert_eq!(
+                HttpTransport::new(url, FactoryOptions::default())
+                    .unwrap_err()
+                    .status,
+                Status::InvalidArgument
+            );
+        }
+    }
+}
