@@ -59,7 +59,7 @@ const (
 )
 
 func (s Status) String() string {
-	return C.GoString(C.academy_status_str(C.enum_academy_status(s)))
+	return C.GoString(C.academy_status_str(C.int(s)))
 }
 
 // Error is a failed call: its status and libacademy's detail text.

@@ -165,26 +165,14 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The version of libacademy, e.g. "0.1.0". Static; never free it.
- */
-const char *academy_version(void);
-
-/**
- * A static, human-readable name of a status code. Never free it.
- */
-const char *academy_status_str(enum academy_status status);
-
-/**
- * Details of this thread's last libacademy call if it failed (the URL and
- * HTTP status, the server's text, the remote exception; never a token),
- * or "" if it succeeded. The string belongs to the library and stays valid
- * until this thread's next libacademy call. Never NULL.
- */
-const char *academy_last_error(void);
-
-/**
- * Frees a string that libacademy returned through an out-pointer.
- * Freeing NULL is a no-op.
+ * Frees a string that libacademy returned through an out-pointer
+ * (`char **out_…`).
+ *
+ * @param s the string, or NULL (a no-op). Freeing a string twice, or one
+ *          the library did not return, is undefined behaviour, as with
+ *          free().
+ *
+ * Does not block. Thread-safe.
  */
 void academy_string_free(char *s);
 
@@ -521,6 +509,18 @@ enum academy_status academy_http_factory_new(const char *url,
 void academy_factory_free(struct academy_factory *factory);
 
 /**
+ * Details of this thread's last libacademy call if it failed: the URL
+ * and HTTP status, the server's text, the remote exception; never a token.
+ *
+ * @return "" if the last call succeeded. The string belongs to the
+ *         library and stays valid until this thread's next libacademy
+ *         call. Never NULL.
+ *
+ * Does not block. Thread-safe: each thread has its own.
+ */
+const char *academy_last_error(void);
+
+/**
  * Makes a message from `src_json` to `dest_json` with `body_json` (an
  * object with a `kind`, e.g. `{"kind": "ping-request"}`): a fresh tag, no
  * label, and the protocol 1.1 header. The header kind (request or
@@ -621,6 +621,40 @@ enum academy_status academy_reply_ok(struct academy_reply *reply, const char *re
  * INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
  */
 enum academy_status academy_reply_error(struct academy_reply *reply, const char *message);
+
+/**
+ * The version of libacademy, e.g. "0.1.0", as in the
+ * `ACADEMY_VERSION_*` macros of the header this library was built with.
+ *
+ * @return a static string; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_version(void);
+
+/**
+ * A static, human-readable text of a status code, e.g. "timeout" for
+ * ACADEMY_ERR_TIMEOUT.
+ *
+ * @param status any int: bindings may pass a plain number.
+ * @return a static string, "unknown status" for a number that is no
+ *         status; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_status_str(int status);
+
+/**
+ * The name of a status code as in this header, e.g. "ACADEMY_ERR_TIMEOUT"
+ * (for logs and for bindings that generate their error types).
+ *
+ * @param status any int.
+ * @return a static string, "unknown status" for a number that is no
+ *         status; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_status_name(int status);
 
 #ifdef __cplusplus
 }  // extern "C"

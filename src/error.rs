@@ -1,5 +1,6 @@
 //! The one error type of the crate, and its mapping to the C status codes.
 
+use std::ffi::CStr;
 use std::fmt;
 
 /// Status codes of the C API. The numbers are part of the ABI and never change.
@@ -39,25 +40,66 @@ pub enum Status {
 }
 
 impl Status {
-    /// A static, human-readable name for the status.
-    pub fn as_str(self) -> &'static str {
+    /// Every status, in the order of their numbers.
+    pub const ALL: [Status; 15] = [
+        Status::Ok,
+        Status::InvalidArgument,
+        Status::Timeout,
+        Status::BadEntityId,
+        Status::MailboxTerminated,
+        Status::Unauthorized,
+        Status::Forbidden,
+        Status::MessageTooLarge,
+        Status::BadRequest,
+        Status::Connection,
+        Status::Http,
+        Status::Protocol,
+        Status::Closed,
+        Status::Remote,
+        Status::Internal,
+    ];
+
+    /// The one table of the statuses' names and texts: the C name (as in
+    /// the header, for `academy_status_name`) and a static, human-readable
+    /// text (`academy_status_str`), NUL-terminated for C.
+    fn table(self) -> (&'static CStr, &'static CStr) {
         match self {
-            Status::Ok => "ok",
-            Status::InvalidArgument => "invalid argument",
-            Status::Timeout => "timeout",
-            Status::BadEntityId => "unknown mailbox id",
-            Status::MailboxTerminated => "mailbox terminated",
-            Status::Unauthorized => "unauthorized",
-            Status::Forbidden => "forbidden",
-            Status::MessageTooLarge => "message too large",
-            Status::BadRequest => "bad request",
-            Status::Connection => "connection error",
-            Status::Http => "unexpected HTTP status",
-            Status::Protocol => "protocol error",
-            Status::Closed => "handle closed",
-            Status::Remote => "remote error",
-            Status::Internal => "internal error",
+            Status::Ok => (c"ACADEMY_OK", c"ok"),
+            Status::InvalidArgument => (c"ACADEMY_ERR_INVALID_ARGUMENT", c"invalid argument"),
+            Status::Timeout => (c"ACADEMY_ERR_TIMEOUT", c"timeout"),
+            Status::BadEntityId => (c"ACADEMY_ERR_BAD_ENTITY_ID", c"unknown mailbox id"),
+            Status::MailboxTerminated => (c"ACADEMY_ERR_MAILBOX_TERMINATED", c"mailbox terminated"),
+            Status::Unauthorized => (c"ACADEMY_ERR_UNAUTHORIZED", c"unauthorized"),
+            Status::Forbidden => (c"ACADEMY_ERR_FORBIDDEN", c"forbidden"),
+            Status::MessageTooLarge => (c"ACADEMY_ERR_MESSAGE_TOO_LARGE", c"message too large"),
+            Status::BadRequest => (c"ACADEMY_ERR_BAD_REQUEST", c"bad request"),
+            Status::Connection => (c"ACADEMY_ERR_CONNECTION", c"connection error"),
+            Status::Http => (c"ACADEMY_ERR_HTTP", c"unexpected HTTP status"),
+            Status::Protocol => (c"ACADEMY_ERR_PROTOCOL", c"protocol error"),
+            Status::Closed => (c"ACADEMY_ERR_CLOSED", c"handle closed"),
+            Status::Remote => (c"ACADEMY_ERR_REMOTE", c"remote error"),
+            Status::Internal => (c"ACADEMY_ERR_INTERNAL", c"internal error"),
         }
+    }
+
+    /// The status with this number, if there is one.
+    pub fn from_code(code: i64) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| *s as i64 == code)
+    }
+
+    /// A static, human-readable text of the status.
+    pub fn as_str(self) -> &'static str {
+        self.text().to_str().unwrap_or("")
+    }
+
+    /// [`as_str`](Self::as_str), NUL-terminated.
+    pub fn text(self) -> &'static CStr {
+        self.table().1
+    }
+
+    /// The status's name in the C header, e.g. `ACADEMY_ERR_TIMEOUT`.
+    pub fn name(self) -> &'static CStr {
+        self.table().0
     }
 
     /// The status for an HTTP error answer of the exchange, as academy-py's

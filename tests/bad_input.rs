@@ -586,3 +586,99 @@ unsafe extern "C" fn never_replies(
     _: *mut academy_reply,
 ) {
 }
+
+/// Misused handles answer a status instead of corrupting memory: use after
+/// free, double free, a handle of the wrong type, a made-up pointer, and
+/// freeing a client while another thread is blocked on it.
+#[test]
+fn misused_handles_answer_closed() {
+    let url = exchanges()[0].1.clone();
+    let factory = Factory::new(&url, None).unwrap();
+    let user = factory.user(None).unwrap();
+    let cl = user.0;
+    std::mem::forget(user); // freed by hand below
+    let mut out: *mut c_char = null_mut();
+    unsafe {
+        // Another thread blocks in recv; freeing the client wakes it.
+        let blocked = cl as usize;
+        let waiter = std::thread::spawn(move || {
+            let mut msg: *mut c_char = null_mut();
+            let status = academy_client_recv(blocked as *mut academy_client, -1.0, &mut msg);
+            (status, last_error())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        academy_client_free(cl);
+        let (status, text) = waiter.join().unwrap();
+        assert_eq!(status, ACADEMY_ERR_CLOSED, "{text}");
+
+        // Use after free and double free.
+        assert_eq!(academy_client_mailbox_id(cl, &mut out), ACADEMY_ERR_CLOSED);
+        assert!(last_error().contains("freed"), "{}", last_error());
+        assert_eq!(academy_client_close(cl), ACADEMY_ERR_CLOSED);
+        academy_client_free(cl);
+
+        // A factory passed as a client, a client as a factory, made-up pointers.
+        let wrong = factory.0 as *mut academy_client;
+        assert_eq!(
+            academy_client_mailbox_id(wrong, &mut out),
+            ACADEMY_ERR_CLOSED
+        );
+        assert!(
+            last_error().contains("not a client handle"),
+            "{}",
+            last_error()
+        );
+        let mut new_client: *mut academy_client = null_mut();
+        assert_eq!(
+            academy_user_client_new(cl as *const academy_factory, null(), &mut new_client),
+            ACADEMY_ERR_CLOSED
+        );
+        for junk in [8usize, 0xdead_bee0, usize::MAX] {
+            assert_eq!(
+                academy_client_mailbox_id(junk as *mut academy_client, &mut out),
+                ACADEMY_ERR_CLOSED
+            );
+            academy_client_free(junk as *mut academy_client);
+        }
+    }
+    assert!(out.is_null(), "nothing written on failure");
+
+    // A reply completed twice: the second completion answers CLOSED.
+    let caller = factory.user(None).unwrap();
+    let registration = caller.register_agent("test.Twice", None).unwrap();
+    let agent = factory.agent(&registration).unwrap();
+    let agent_ptr = agent.0 as usize;
+    let server = std::thread::spawn(move || unsafe {
+        academy_agent_serve(
+            agent_ptr as *mut academy_client,
+            Some(replies_twice),
+            null_mut(),
+        )
+    });
+    let result = caller
+        .action(&agent_id_of(&registration), "x", None, None, 10.0)
+        .unwrap();
+    assert_eq!(result, "1");
+    assert_eq!(
+        SECOND_REPLY.load(std::sync::atomic::Ordering::SeqCst),
+        ACADEMY_ERR_CLOSED as i32
+    );
+    unsafe { academy_agent_stop(agent.0) };
+    server.join().unwrap();
+}
+
+static SECOND_REPLY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Answers, then answers again (the second must be refused).
+unsafe extern "C" fn replies_twice(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    let one = c"1";
+    academy_reply_ok(reply, one.as_ptr());
+    let second = academy_reply_ok(reply, one.as_ptr());
+    SECOND_REPLY.store(second as i32, std::sync::atomic::Ordering::SeqCst);
+}

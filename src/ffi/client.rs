@@ -6,10 +6,11 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use super::factory::academy_factory;
+use super::factory::{academy_factory, factory_arg};
+use super::handle::{self, Handle, Registry};
 use super::{
-    academy_status, arg_opt_str, arg_ref, arg_str, arg_timeout, boundary, boundary_void, c_text,
-    check_out, write_out, write_string,
+    academy_status, arg_opt_str, arg_str, arg_timeout, boundary, boundary_or, c_text, check_out,
+    write_out, write_string,
 };
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -21,6 +22,16 @@ use crate::wire::message::parse_json;
 /// A client bound to one mailbox (opaque). Thread-safe.
 pub struct academy_client {
     pub(crate) client: Client,
+}
+
+static CLIENTS: Registry<academy_client> = Registry::new();
+
+impl Handle for academy_client {
+    const NAME: &'static str = "client";
+    const TAG: usize = 2;
+    fn registry() -> &'static Registry<Self> {
+        &CLIENTS
+    }
 }
 
 /// The status of a mailbox.
@@ -53,10 +64,9 @@ pub(crate) fn block<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     runtime::block_on(future)?
 }
 
-unsafe fn client_arg<'a>(client: *const academy_client) -> Result<&'a Client> {
-    let client = &arg_ref(client, "client")?.client;
-    client.check_process()?;
-    Ok(client)
+/// The client behind a handle (see [`handle::get`]).
+pub(crate) fn client_arg(client: *const academy_client) -> Result<Client> {
+    Ok(handle::get(client, "client")?.client.clone())
 }
 
 unsafe fn id_arg(ptr: *const c_char, name: &str) -> Result<EntityId> {
@@ -69,7 +79,7 @@ unsafe fn new_client(
 ) -> Result<()> {
     check_out(out, "out")?;
     let client = make()?;
-    write_out(out, Box::into_raw(Box::new(academy_client { client })));
+    write_out(out, handle::new_handle(academy_client { client }));
     Ok(())
 }
 
@@ -90,7 +100,7 @@ pub unsafe extern "C" fn academy_user_client_new(
     out: *mut *mut academy_client,
 ) -> academy_status {
     boundary(|| {
-        let factory = &arg_ref(factory, "factory")?.factory;
+        let factory = factory_arg(factory)?;
         let name = arg_opt_str(name, "name")?;
         new_client(out, || block(factory.create_user_client(name)))
     })
@@ -113,7 +123,7 @@ pub unsafe extern "C" fn academy_agent_client_new(
     out: *mut *mut academy_client,
 ) -> academy_status {
     boundary(|| {
-        let factory = &arg_ref(factory, "factory")?.factory;
+        let factory = factory_arg(factory)?;
         let registration = arg_str(registration_json, "registration_json")?;
         new_client(out, || block(factory.create_agent_client(registration)))
     })
@@ -448,19 +458,12 @@ pub unsafe extern "C" fn academy_client_close(client: *mut academy_client) -> ac
 /// the parent is only forgotten, never touched. Freeing NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
-    boundary_void(|| {
-        if client.is_null() {
-            return;
+    boundary_or((), || {
+        // Out of the registry first: calls made from now on answer CLOSED.
+        // Calls still running hold their own reference; closing wakes them.
+        if let Some(owned) = handle::take(client) {
+            let _ = block(owned.client.close());
         }
-        let owned = Box::from_raw(client);
-        if !owned.client.in_this_process() {
-            // Made before fork(): the parent's runtime threads do not exist
-            // here, so its tasks must not be touched.
-            std::mem::forget(owned);
-            return;
-        }
-        let _ = block(owned.client.close());
-        drop(owned);
     })
 }
 

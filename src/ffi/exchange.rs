@@ -3,9 +3,9 @@
 use std::ffi::c_char;
 
 use super::client::block;
+use super::handle::{self, Handle, Registry};
 use super::{
-    academy_status, arg_opt_str, arg_ref, boundary, boundary_void, check_out, write_out,
-    write_string,
+    academy_status, arg_opt_str, boundary, boundary_or, check_out, write_out, write_string,
 };
 use crate::runtime;
 use crate::server::{ExchangeServer, ServerConfig};
@@ -13,7 +13,16 @@ use crate::server::{ExchangeServer, ServerConfig};
 /// An exchange server running inside this process (opaque).
 pub struct academy_exchange {
     server: ExchangeServer,
-    bound: crate::fork::ProcessBound,
+}
+
+static EXCHANGES: Registry<academy_exchange> = Registry::new();
+
+impl Handle for academy_exchange {
+    const NAME: &'static str = "exchange";
+    const TAG: usize = 4;
+    fn registry() -> &'static Registry<Self> {
+        &EXCHANGES
+    }
 }
 
 /// Starts an exchange server in this process, wire-compatible with
@@ -43,13 +52,7 @@ pub unsafe extern "C" fn academy_exchange_spawn(
                 .await
                 .map_err(join_error)?
         })?;
-        write_out(
-            out,
-            Box::into_raw(Box::new(academy_exchange {
-                server,
-                bound: crate::fork::ProcessBound::default(),
-            })),
-        );
+        write_out(out, handle::new_handle(academy_exchange { server }));
         Ok(())
     })
 }
@@ -67,8 +70,7 @@ pub unsafe extern "C" fn academy_exchange_url(
 ) -> academy_status {
     boundary(|| {
         check_out(out_url, "out_url")?;
-        let exchange = arg_ref(exchange, "exchange")?;
-        exchange.bound.check("exchange")?;
+        let exchange = handle::get(exchange, "exchange")?;
         write_string(out_url, exchange.server.url())
     })
 }
@@ -78,8 +80,7 @@ pub unsafe extern "C" fn academy_exchange_url(
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) -> academy_status {
     boundary(|| {
-        let exchange = arg_ref(exchange, "exchange")?;
-        exchange.bound.check("exchange")?;
+        let exchange = handle::get(exchange, "exchange")?;
         block(exchange.server.stop())
     })
 }
@@ -87,15 +88,9 @@ pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) 
 /// Stops (if needed) and frees the server. Freeing NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_free(exchange: *mut academy_exchange) {
-    boundary_void(|| {
-        if exchange.is_null() {
-            return;
+    boundary_or((), || {
+        if let Some(owned) = handle::take(exchange) {
+            let _ = block(owned.server.stop());
         }
-        let owned = Box::from_raw(exchange);
-        if owned.bound.check("exchange").is_err() {
-            std::mem::forget(owned); // made before fork(): do not touch
-            return;
-        }
-        let _ = block(owned.server.stop());
     })
 }

@@ -2,13 +2,29 @@
 
 use std::ffi::c_char;
 
-use super::{academy_status, arg_opt_str, arg_str, boundary, boundary_void, check_out, write_out};
+use super::handle::{self, Handle, Registry};
+use super::{academy_status, arg_opt_str, arg_str, boundary, boundary_or, check_out, write_out};
 use crate::client::Factory;
 use crate::options::FactoryOptions;
 
 /// An exchange to make clients of (opaque).
 pub struct academy_factory {
     pub(crate) factory: Factory,
+}
+
+static FACTORIES: Registry<academy_factory> = Registry::new();
+
+impl Handle for academy_factory {
+    const NAME: &'static str = "factory";
+    const TAG: usize = 1;
+    fn registry() -> &'static Registry<Self> {
+        &FACTORIES
+    }
+}
+
+/// The factory behind a handle (see [`handle::get`]).
+pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Result<Factory> {
+    Ok(handle::get(factory, "factory")?.factory.clone())
 }
 
 /// Makes a factory for the HTTP exchange at `url` (`http://host:port` or
@@ -46,7 +62,7 @@ pub unsafe extern "C" fn academy_http_factory_new(
         let url = arg_str(url, "url")?;
         let options = FactoryOptions::from_json(arg_opt_str(options_json, "options_json")?)?;
         let factory = Factory::new(url, options)?;
-        write_out(out, Box::into_raw(Box::new(academy_factory { factory })));
+        write_out(out, handle::new_handle(academy_factory { factory }));
         Ok(())
     })
 }
@@ -54,9 +70,5 @@ pub unsafe extern "C" fn academy_http_factory_new(
 /// Frees a factory. Freeing NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn academy_factory_free(factory: *mut academy_factory) {
-    boundary_void(|| {
-        if !factory.is_null() {
-            drop(Box::from_raw(factory));
-        }
-    })
+    boundary_or((), || drop(handle::take(factory)))
 }

@@ -2,8 +2,9 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::client::academy_client;
-use super::{academy_status, arg_ref, arg_str, boundary};
+use super::client::{academy_client, client_arg};
+use super::handle::{self, Handle, Registry};
+use super::{academy_status, arg_str, boundary};
 use crate::client::serve::{self as agent, Reply};
 use crate::error::{Error, Result};
 use crate::wire::message::{parse_json, ActionCall};
@@ -11,6 +12,16 @@ use crate::wire::message::{parse_json, ActionCall};
 /// The answer to one action request (opaque). Complete it exactly once.
 pub struct academy_reply {
     reply: Reply,
+}
+
+static REPLIES: Registry<academy_reply> = Registry::new();
+
+impl Handle for academy_reply {
+    const NAME: &'static str = "reply";
+    const TAG: usize = 3;
+    fn registry() -> &'static Registry<Self> {
+        &REPLIES
+    }
 }
 
 /// An action handler: called for each action request with the action name,
@@ -58,7 +69,7 @@ fn call_handler(
             .error("the action name or arguments contain a NUL character, which C cannot receive");
         return;
     };
-    let reply = Box::into_raw(Box::new(academy_reply { reply }));
+    let reply = handle::new_handle(academy_reply { reply });
     // SAFETY: the handler is the caller's C function with the documented
     // signature; the strings live until it returns.
     unsafe {
@@ -98,10 +109,10 @@ pub unsafe extern "C" fn academy_agent_serve(
     user_data: *mut c_void,
 ) -> academy_status {
     boundary(|| {
-        let client = &arg_ref(client, "client")?.client;
+        let client = client_arg(client)?;
         let handler = handler.ok_or_else(|| Error::invalid("handler must not be NULL"))?;
         let user_data = UserData(user_data);
-        agent::serve(client, move |call, reply| {
+        agent::serve(&client, move |call, reply| {
             call_handler(handler, user_data, call, reply)
         })
     })
@@ -113,7 +124,7 @@ pub unsafe extern "C" fn academy_agent_serve(
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> academy_status {
     boundary(|| {
-        let client = &arg_ref(client, "client")?.client;
+        let client = client_arg(client)?;
         if client.stop_serving()? {
             Ok(())
         } else {
@@ -123,13 +134,13 @@ pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> acad
 }
 
 /// Takes ownership of a reply on every outcome but a bad argument.
-unsafe fn complete(
-    reply: *mut academy_reply,
-    answer: impl FnOnce(&Reply) -> Result<()>,
-) -> Result<()> {
-    arg_ref(reply, "reply")?;
-    let owned = Box::from_raw(reply);
-    answer(&owned.reply)
+/// Completes a reply, which leaves the registry: a second completion
+/// answers CLOSED instead of touching freed memory.
+fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>) -> Result<()> {
+    handle::get(reply, "reply")?;
+    let open = handle::take(reply)
+        .ok_or_else(|| Error::closed("reply was completed by another thread meanwhile"))?;
+    answer(&open.reply)
 }
 
 /// Completes `reply` with the action's result, `result_json` (any JSON

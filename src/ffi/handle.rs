@@ -1,0 +1,383 @@
+//! The rules every C handle follows, in one place: how a Rust value
+//! becomes an opaque pointer, how each call gets it back, how it is freed,
+//! what a forked child may do with it, and the panic boundary that every
+//! exported function runs in.
+//!
+//! # Handles are checked, never trusted
+//!
+//! A handle given to C is not the address of its value but a token: the
+//! index of a slot in a registry of live handles of its type, and that
+//! slot's generation. Every call looks the token up ([`get`]), so a handle
+//! used after it was freed, freed twice, or passed as the wrong type finds
+//! no live slot and the call answers `ACADEMY_ERR_CLOSED` instead of
+//! reading freed memory. A call holds its own reference (`Arc`) to the
+//! value while it runs, so freeing a client while another thread is
+//! blocked on it closes the client (that thread wakes with CLOSED) and the
+//! memory goes when the last call returns.
+//!
+//! The cost is one read lock and one reference count per call: a few tens
+//! of nanoseconds against the microseconds of the cheapest call that talks
+//! to an exchange.
+//!
+//! Tokens are `generation << 48 | (index + 1) << 4 | type`: never NULL, never
+//! taken for a handle of another type, and never
+//! an address a program could own (user-space addresses are below 2^47), so
+//! Go's and Julia's garbage collectors treat them as foreign pointers. A
+//! slot's generation has 16 bits: a stale handle could be mistaken for a
+//! live one only after its slot was reused 65,535 more times.
+//!
+//! # fork()
+//!
+//! Each slot remembers the process that made it. In a forked child, a
+//! handle of the parent answers `ACADEMY_ERR_CLOSED` with a message saying
+//! why, and freeing it only forgets it: its threads and tasks belong to
+//! the parent's runtime, which the child does not have.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, RwLock};
+
+use super::academy_status;
+use crate::error::{Error, Result};
+use crate::fork::current_pid;
+
+/// A Rust value that C holds through an opaque handle.
+pub(crate) trait Handle: Send + Sync + Sized + 'static {
+    /// What the handle is called in error messages, e.g. "client".
+    const NAME: &'static str;
+
+    /// A number of its own (1 to 15), part of every token, so that a
+    /// handle of one type is never taken for one of another.
+    const TAG: usize;
+
+    /// The registry of the live handles of this type.
+    fn registry() -> &'static Registry<Self>;
+}
+
+/// One slot of a [`Registry`].
+struct Slot<T> {
+    generation: u16,
+    /// The process that made the handle.
+    pid: u32,
+    value: Option<Arc<T>>,
+}
+
+struct Slots<T> {
+    slots: Vec<Slot<T>>,
+    /// Indices of empty slots, reused before the vector grows.
+    free: Vec<usize>,
+}
+
+/// The live handles of one type.
+pub(crate) struct Registry<T> {
+    slots: RwLock<Slots<T>>,
+    _type: PhantomData<T>,
+}
+
+const INDEX_BITS: u32 = 44;
+const INDEX_SHIFT: u32 = 4;
+const GENERATION_SHIFT: u32 = 48;
+
+fn token(tag: usize, index: usize, generation: u16) -> usize {
+    ((generation as usize) << GENERATION_SHIFT) | ((index + 1) << INDEX_SHIFT) | tag
+}
+
+/// The slot index and generation of a token of type `tag`, if it is one.
+fn untoken(tag: usize, token: usize) -> Option<(usize, u16)> {
+    let low = token & ((1 << INDEX_SHIFT) - 1);
+    let index = (token >> INDEX_SHIFT) & ((1 << INDEX_BITS) - 1);
+    let generation = (token >> GENERATION_SHIFT) as u16;
+    (low == tag && index > 0 && generation > 0).then(|| (index - 1, generation))
+}
+
+// Tokens need 64-bit pointers.
+const _: () = assert!(
+    usize::BITS == 64,
+    "libacademy's handles need a 64-bit platform"
+);
+
+impl<T> Registry<T> {
+    pub(crate) const fn new() -> Self {
+        Registry {
+            slots: RwLock::new(Slots {
+                slots: Vec::new(),
+                free: Vec::new(),
+            }),
+            _type: PhantomData,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slots<T>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Slots<T>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many handles of this type are live (for tests).
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.read()
+            .slots
+            .iter()
+            .filter(|s| s.value.is_some())
+            .count()
+    }
+}
+
+/// Registers `value` and returns its handle for C.
+pub(crate) fn new_handle<T: Handle>(value: T) -> *mut T {
+    let mut slots = T::registry().write();
+    let pid = current_pid();
+    let value = Some(Arc::new(value));
+    let index = match slots.free.pop() {
+        Some(index) => {
+            let slot = &mut slots.slots[index];
+            slot.pid = pid;
+            slot.value = value;
+            index
+        }
+        None => {
+            slots.slots.push(Slot {
+                generation: 1,
+                pid,
+                value,
+            });
+            slots.slots.len() - 1
+        }
+    };
+    token(T::TAG, index, slots.slots[index].generation) as *mut T
+}
+
+/// The value behind a handle, checked: `INVALID_ARGUMENT` for NULL,
+/// `CLOSED` for a handle that was freed (or is not a handle of this type)
+/// and for a handle of the parent process in a forked child.
+pub(crate) fn get<T: Handle>(ptr: *const T, arg: &str) -> Result<Arc<T>> {
+    if ptr.is_null() {
+        return Err(Error::invalid(format!("{arg} must not be NULL")));
+    }
+    let freed = || {
+        Error::closed(format!(
+            "{arg} is not a live {}: it was freed, or it is not a {} handle",
+            T::NAME,
+            T::NAME
+        ))
+    };
+    let (index, generation) = untoken(T::TAG, ptr as usize).ok_or_else(freed)?;
+    let slots = T::registry().read();
+    let slot = slots
+        .slots
+        .get(index)
+        .filter(|s| s.generation == generation)
+        .ok_or_else(freed)?;
+    let value = slot.value.as_ref().ok_or_else(freed)?;
+    let pid = current_pid();
+    if slot.pid != pid {
+        return Err(Error::closed(format!(
+            "this {} was made in process {} before fork(); in the child process {pid} make a new factory and client",
+            T::NAME,
+            slot.pid
+        )));
+    }
+    Ok(value.clone())
+}
+
+/// Takes a handle out of the registry: later calls with it answer CLOSED.
+/// Returns the value if this process made it; a forked child's copy of a
+/// parent's value is forgotten, never dropped (its threads and tasks are
+/// the parent's). NULL and handles already freed: `None`.
+pub(crate) fn take<T: Handle>(ptr: *const T) -> Option<Arc<T>> {
+    let (index, generation) = untoken(T::TAG, ptr as usize)?;
+    let mut slots = T::registry().write();
+    let slot = slots
+        .slots
+        .get_mut(index)
+        .filter(|s| s.generation == generation && s.value.is_some())?;
+    let value = slot.value.take();
+    let made_here = slot.pid == current_pid();
+    slot.generation = slot.generation.checked_add(1).unwrap_or(1);
+    slots.free.push(index);
+    drop(slots);
+    if made_here {
+        value
+    } else {
+        std::mem::forget(value);
+        None
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Text for C: a NUL inside (which C cannot see past) is written `\0`.
+pub(crate) fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', "\\0")).unwrap_or_default()
+}
+
+fn set_last_error(text: &str) {
+    LAST_ERROR.with(|e| *e.borrow_mut() = c_text(text));
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    format!("internal error in libacademy (please report): {what}")
+}
+
+/// Runs the body of an exported function that returns a status: catches
+/// panics (`ACADEMY_ERR_INTERNAL`), records the error text for
+/// `academy_last_error` ("" on success), and returns the status.
+pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => {
+            set_last_error("");
+            academy_status::ACADEMY_OK
+        }
+        Ok(Err(err)) => {
+            set_last_error(&err.message);
+            err.status.into()
+        }
+        Err(panic) => {
+            set_last_error(&panic_text(&*panic));
+            academy_status::ACADEMY_ERR_INTERNAL
+        }
+    }
+}
+
+/// Runs the body of an exported function that returns no status (getters,
+/// frees): a panic gives `fallback` (and its text to `academy_last_error`),
+/// never an unwind into C.
+pub(crate) fn boundary_or<T, F: FnOnce() -> T>(fallback: T, f: F) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => value,
+        Err(panic) => {
+            set_last_error(&panic_text(&*panic));
+            fallback
+        }
+    }
+}
+
+/// Details of this thread's last libacademy call if it failed: the URL
+/// and HTTP status, the server's text, the remote exception; never a token.
+///
+/// @return "" if the last call succeeded. The string belongs to the
+///         library and stays valid until this thread's next libacademy
+///         call. Never NULL.
+///
+/// Does not block. Thread-safe: each thread has its own.
+#[no_mangle]
+pub extern "C" fn academy_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Status;
+    use std::ffi::CStr;
+
+    #[derive(Debug)]
+    struct Thing(u32);
+    static THINGS: Registry<Thing> = Registry::new();
+    impl Handle for Thing {
+        const NAME: &'static str = "thing";
+        const TAG: usize = 14;
+        fn registry() -> &'static Registry<Self> {
+            &THINGS
+        }
+    }
+
+    #[derive(Debug)]
+    struct Other;
+    static OTHERS: Registry<Other> = Registry::new();
+    impl Handle for Other {
+        const NAME: &'static str = "other";
+        const TAG: usize = 15;
+        fn registry() -> &'static Registry<Self> {
+            &OTHERS
+        }
+    }
+
+    fn last() -> String {
+        unsafe { CStr::from_ptr(academy_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn handles_are_checked_on_every_use() {
+        let a = new_handle(Thing(7));
+        assert_eq!(get(a, "a").unwrap().0, 7);
+        let held = get(a, "a").unwrap();
+        assert_eq!(take(a).map(|t| t.0), Some(7));
+        assert_eq!(held.0, 7, "a call in progress keeps its value");
+        // Use after free, double free.
+        assert_eq!(get(a, "a").unwrap_err().status, Status::Closed);
+        assert!(take(a).is_none());
+        // The slot is reused with a new generation: the old handle stays dead.
+        let b = new_handle(Thing(8));
+        assert_ne!(a, b);
+        assert_eq!(get(a, "a").unwrap_err().status, Status::Closed);
+        assert_eq!(get(b, "b").unwrap().0, 8);
+        // NULL, garbage, and a handle of another type.
+        let null: *const Thing = std::ptr::null();
+        assert_eq!(get(null, "x").unwrap_err().status, Status::InvalidArgument);
+        for junk in [1usize, 0x1000, 0xdead_beef, usize::MAX] {
+            assert_eq!(
+                get(junk as *const Thing, "x").unwrap_err().status,
+                Status::Closed
+            );
+        }
+        let other = new_handle(Other);
+        let err = get(other as *const Thing, "x").unwrap_err();
+        assert_eq!(err.status, Status::Closed, "an Other is never a Thing");
+        assert!(
+            err.message.contains("not a thing handle"),
+            "{}",
+            err.message
+        );
+        take(b);
+        take(other);
+        assert_eq!(THINGS.live(), 0);
+    }
+
+    #[test]
+    fn tokens_are_not_addresses() {
+        let t = token(3, 0, 1);
+        assert!(t >= 1 << 48 && t & 0xf == 3);
+        assert_eq!(untoken(3, t), Some((0, 1)));
+        assert_eq!(untoken(4, t), None, "another type");
+        let big = token(3, 123_456, u16::MAX);
+        assert_eq!(untoken(3, big), Some((123_456, u16::MAX)));
+        assert_eq!(untoken(3, 0), None);
+        assert_eq!(untoken(0, 0x7fff_1234_5670), None, "a real address");
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_and_never_unwinds_into_c() {
+        let status = boundary(|| panic!("something impossible"));
+        assert_eq!(status, academy_status::ACADEMY_ERR_INTERNAL);
+        assert!(last().contains("something impossible"), "{}", last());
+        assert_eq!(boundary_or(5, || panic!("in a getter")), 5);
+        assert!(last().contains("in a getter"));
+        assert_eq!(boundary(|| Ok(())), academy_status::ACADEMY_OK);
+        assert_eq!(last(), "", "success clears the last error");
+    }
+
+    #[test]
+    fn errors_set_the_thread_local_last_error() {
+        let status = boundary(|| Err(Error::new(Status::Timeout, "slow")));
+        assert_eq!(status, academy_status::ACADEMY_ERR_TIMEOUT);
+        assert_eq!(last(), "slow");
+        std::thread::spawn(|| assert_eq!(last(), "", "another thread has its own"))
+            .join()
+            .unwrap();
+    }
+}
