@@ -39,23 +39,23 @@ import (
 // Status is a libacademy status code.
 type Status int
 
-// The status codes of the C API (fixed values).
+// The status codes of the C API, taken from the header (fixed values).
 const (
-	StatusOK                Status = 0
-	StatusInvalidArgument   Status = 1
-	StatusTimeout           Status = 2
-	StatusBadEntityID       Status = 3
-	StatusMailboxTerminated Status = 4
-	StatusUnauthorized      Status = 5
-	StatusForbidden         Status = 6
-	StatusMessageTooLarge   Status = 7
-	StatusBadRequest        Status = 8
-	StatusConnection        Status = 9
-	StatusHTTP              Status = 10
-	StatusProtocol          Status = 11
-	StatusClosed            Status = 12
-	StatusRemote            Status = 13
-	StatusInternal          Status = 99
+	StatusOK                Status = C.ACADEMY_OK
+	StatusInvalidArgument   Status = C.ACADEMY_ERR_INVALID_ARGUMENT
+	StatusTimeout           Status = C.ACADEMY_ERR_TIMEOUT
+	StatusBadEntityID       Status = C.ACADEMY_ERR_BAD_ENTITY_ID
+	StatusMailboxTerminated Status = C.ACADEMY_ERR_MAILBOX_TERMINATED
+	StatusUnauthorized      Status = C.ACADEMY_ERR_UNAUTHORIZED
+	StatusForbidden         Status = C.ACADEMY_ERR_FORBIDDEN
+	StatusMessageTooLarge   Status = C.ACADEMY_ERR_MESSAGE_TOO_LARGE
+	StatusBadRequest        Status = C.ACADEMY_ERR_BAD_REQUEST
+	StatusConnection        Status = C.ACADEMY_ERR_CONNECTION
+	StatusHTTP              Status = C.ACADEMY_ERR_HTTP
+	StatusProtocol          Status = C.ACADEMY_ERR_PROTOCOL
+	StatusClosed            Status = C.ACADEMY_ERR_CLOSED
+	StatusRemote            Status = C.ACADEMY_ERR_REMOTE
+	StatusInternal          Status = C.ACADEMY_ERR_INTERNAL
 )
 
 func (s Status) String() string {
