@@ -48,3 +48,54 @@ fn version_macros_match_the_crate() {
         );
     }
 }
+
+/// A `#[deprecated]` export becomes `ACADEMY_DEPRECATED(...)` in a header
+/// made with our cbindgen.toml, and a C compiler warns where it is used.
+#[test]
+fn deprecated_functions_warn_in_c() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("academy-deprecated-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[lib]\npath = \"src/lib.rs\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        "/// Old.\n#[deprecated(note = \"use academy_new_thing\")]\n#[no_mangle]\npub extern \"C\" fn academy_old_thing() -> i32 { 1 }\n",
+    )
+    .unwrap();
+    let config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let header = dir.join("scratch.h");
+    cbindgen::Builder::new()
+        .with_crate(&dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen generates the scratch header")
+        .write_to_file(&header);
+    let text = std::fs::read_to_string(&header).unwrap();
+    assert!(
+        text.contains("ACADEMY_DEPRECATED(\"use academy_new_thing\")"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.join("use.c"),
+        "#include \"scratch.h\"\nint main(void) { return academy_old_thing() - 1; }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-std=c11", "-Wall", "-c", "use.c", "-o", "use.o"])
+        .current_dir(&dir)
+        .output()
+        .expect("cc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("deprecated") && stderr.contains("use academy_new_thing"),
+        "the compiler must warn: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

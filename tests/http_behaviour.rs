@@ -170,37 +170,6 @@ fn requests_carry_the_academy_version_and_additional_headers_and_json_bodies() {
     );
 }
 
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl must be installed for the TLS test");
-    assert!(status.success());
-    (cert, key)
-}
-
 #[test]
 fn tls_with_a_private_ca_file_and_a_clear_refusal_without_it() {
     let dir = std::env::temp_dir().join(format!("academy-tls-{}", std::process::id()));

@@ -3,20 +3,20 @@
 //! HTTP through the same code; plus tests of what only ours does.
 //!
 //! The Python interpreter (with academy-py 1.0.0 installed) comes from
-//! `ACADEMY_TEST_PYTHON`, else `/tmp/acvenv/bin/python` if it exists; the
-//! tests fail (never skip) without one.
+//! `ACADEMY_TEST_PYTHON` (tests/common/procs.rs); the tests fail (never
+//! skip) without one.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use academy::server::{ExchangeServer, ServerConfig};
 use academy::Status;
+use common::{free_port, python, self_signed, spawn_guarded, PyExchange};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -26,108 +26,17 @@ const LIMIT_KB: u64 = 1;
 
 // ---------------------------------------------------------------- helpers
 
-fn temp_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "academy-server-wire-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("ACADEMY_TEST_PYTHON") {
-        if !p.is_empty() {
-            return p;
-        }
-    }
-    let fallback = "/tmp/acvenv/bin/python";
-    if std::path::Path::new(fallback).exists() {
-        return fallback.to_owned();
-    }
-    panic!(
-        "no Python with academy-py 1.0.0: set ACADEMY_TEST_PYTHON to an interpreter that has \
-         `pip install academy-py==1.0.0` (these tests compare against its exchange server)"
-    );
-}
-
-/// A child process killed when dropped, and (PR_SET_PDEATHSIG) when the
-/// thread that started it dies.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_with_pdeathsig(mut cmd: Command) -> ChildGuard {
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    ChildGuard(cmd.spawn().expect("cannot start the child process"))
-}
-
-fn wait_for_port(child: &mut ChildGuard, port: u16, log: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!(
-                "the Python exchange exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "the Python exchange did not listen on {port} in time: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 /// academy-py's server with the same settings as ours.
-fn start_python_server() -> (ChildGuard, String) {
-    let dir = temp_dir();
-    let port = free_port();
-    let config = dir.join("exchange.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "host = \"127.0.0.1\"\nport = {port}\nlisten_timeout_s = {LISTEN_TIMEOUT_S}\n\
-             [backend]\nmessage_size_limit_kb = {LIMIT_KB}\n"
-        ),
+fn start_python_server() -> PyExchange {
+    PyExchange::start_config(
+        &python(),
+        free_port(),
+        &format!("listen_timeout_s = {LISTEN_TIMEOUT_S}\n[backend]\nmessage_size_limit_kb = {LIMIT_KB}\n"),
     )
-    .unwrap();
-    let log = dir.join("python.log");
-    let mut cmd = Command::new(python());
-    cmd.args(["-m", "academy.exchange.cloud", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.join("python.err")).unwrap());
-    let mut child = spawn_with_pdeathsig(cmd);
-    wait_for_port(&mut child, port, &dir.join("python.err"));
-    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn temp_dir() -> PathBuf {
+    common::temp_dir("server-wire")
 }
 
 async fn start_rust_server() -> ExchangeServer {
@@ -857,7 +766,8 @@ macro_rules! compare {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_like_academy_py() {
-    let (_python, py_url) = start_python_server();
+    let python = start_python_server();
+    let py_url = python.url.clone();
     let ours = start_rust_server().await;
     let py = Target::new("academy-py", py_url);
     let rs = Target::new("ours", ours.url());
@@ -1290,7 +1200,7 @@ fn binary_serves_from_toml_and_exits_0_on_sigterm() {
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn_with_pdeathsig(cmd);
+    let mut child = spawn_guarded(cmd);
     let mut line = String::new();
     BufReader::new(child.0.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -1348,29 +1258,7 @@ fn binary_serves_from_toml_and_exits_0_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_certfile_and_keyfile() {
     let dir = temp_dir();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match made {
-        Ok(out) if out.status.success() => {}
-        other => panic!("the TLS test needs the openssl command to make a certificate: {other:?}"),
-    }
+    let (cert, key) = self_signed(&dir);
     let config = ServerConfig::from_toml_str(&format!(
         "host = \"127.0.0.1\"\nport = 0\ncertfile = {:?}\nkeyfile = {:?}\n",
         cert.display().to_string(),
@@ -1383,8 +1271,8 @@ async fn serves_https_with_certfile_and_keyfile() {
         "{}",
         server.url()
     );
-    // A self-signed (CA) certificate: webpki refuses it as a server
-    // certificate, so this checks TLS serving, not verification.
+    // Serving is checked here, not verification (tests/http_behaviour.rs
+    // checks that).
     let http = reqwest::Client::builder()
         .no_proxy()
         .danger_accept_invalid_certs(true)
