@@ -118,7 +118,8 @@ install-files:
 # The C API's manual (Doxygen) in $(DOCDIR)/html; warnings in $(DOCDIR)/warnings.log.
 docs:
 	@mkdir -p $(DOCDIR)
-	( cat Doxyfile; echo 'OUTPUT_DIRECTORY = $(DOCDIR)'; echo 'WARN_LOGFILE = $(DOCDIR)/warnings.log' ) | $(DOXYGEN) -
+	( cat Doxyfile; echo 'PROJECT_NUMBER = $(VERSION)'; echo 'OUTPUT_DIRECTORY = $(DOCDIR)'; \
+	  echo 'WARN_LOGFILE = $(DOCDIR)/warnings.log' ) | $(DOXYGEN) -
 	@echo "$(DOCDIR)/html/index.html ($$(grep -c 'warning:' $(DOCDIR)/warnings.log) warnings)"
 
 # A release tarball that builds with no network: the files git knows
