@@ -133,7 +133,10 @@ dist:
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  xargs -0 cp --parents -t $(DISTDIR)/$(DISTNAME)
-	cd $(DISTDIR)/$(DISTNAME) && $(CARGO) vendor --locked --quiet vendor > .cargo/config.toml
+	cd $(DISTDIR)/$(DISTNAME) && $(CARGO) vendor --locked vendor > .cargo/config.toml 2> vendor.log || \
+	  { cat vendor.log; exit 1; }
+	rm $(DISTDIR)/$(DISTNAME)/vendor.log
+	grep -q 'directory = "vendor"' $(DISTDIR)/$(DISTNAME)/.cargo/config.toml
 	tar -C $(DISTDIR) --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
 	  -cf - $(DISTNAME) | gzip -9n > $(DISTDIR)/$(DISTNAME).tar.gz
 	rm -rf $(DISTDIR)/$(DISTNAME)

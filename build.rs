@@ -37,9 +37,7 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
 
     let Some(profile_dir) = profile_dir() else {
-        println!(
-            "cargo:warning=not creating {soname}: OUT_DIR is not <profile>/build/<pkg>/out"
-        );
+        println!("cargo:warning=not creating {soname}: OUT_DIR is not <profile>/build/<pkg>/out");
         return;
     };
     if let Err(e) = symlink(&profile_dir, &soname, "libacademy.so") {

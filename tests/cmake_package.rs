@@ -67,7 +67,10 @@ fn a_c_project_links_the_static_target_from_a_moved_install() {
         .arg(&project)
         .arg("-B")
         .arg(&build)
-        .arg(format!("-DCMAKE_PREFIX_PATH={}", root.join("moved").display())));
+        .arg(format!(
+            "-DCMAKE_PREFIX_PATH={}",
+            root.join("moved").display()
+        )));
     run(Command::new("cmake").arg("--build").arg(&build));
     let deps = run(Command::new("ldd").arg(build.join("demo")));
     assert!(!deps.contains("libacademy"), "linked statically: {deps}");
@@ -110,7 +113,10 @@ fn the_version_file_follows_the_soname() {
     let prefix = root.join("prefix");
     install(&prefix);
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(version, "0.1.0", "update the requests below with the version");
+    assert_eq!(
+        version, "0.1.0",
+        "update the requests below with the version"
+    );
     for (request, found) in [
         ("", true),
         ("0.1", true),
@@ -168,6 +174,9 @@ fn the_package_declares_both_targets() {
             include.display()
         ),
     ] {
-        assert!(out.lines().any(|l| l == expected), "missing {expected:?}:\n{out}");
+        assert!(
+            out.lines().any(|l| l == expected),
+            "missing {expected:?}:\n{out}"
+        );
     }
 }

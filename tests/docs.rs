@@ -28,11 +28,18 @@ fn the_c_api_manual_renders_without_warnings() {
 
     // The manual: a page for the header with every function on it.
     let page = std::fs::read_to_string(dir.join("html/academy_8h.html")).unwrap();
-    for f in ["academy_http_factory_new", "academy_client_action", "academy_agent_serve"] {
+    for f in [
+        "academy_http_factory_new",
+        "academy_client_action",
+        "academy_agent_serve",
+    ] {
         assert!(page.contains(f), "{f} is not in the manual");
     }
     let index = std::fs::read_to_string(dir.join("html/index.html")).unwrap();
-    assert!(index.contains(env!("CARGO_PKG_VERSION")), "the version is on the main page");
+    assert!(
+        index.contains(env!("CARGO_PKG_VERSION")),
+        "the version is on the main page"
+    );
 
     let log = std::fs::read_to_string(dir.join("warnings.log")).unwrap();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warning:")).collect();

@@ -51,7 +51,10 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
         if let Some(status) = child.try_wait().unwrap() {
             return status.success();
         }
-        assert!(Instant::now() < deadline, "the process did not exit within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -63,7 +66,11 @@ fn a_fortran_user_calls_a_python_agent() {
         eprintln!("-- {name}");
         let mut py = PyPeer::start("interop_agent.py", &[&url]);
         let agent = py.line();
-        let out = Command::new(&call_agent).arg(&url).arg(&agent).output().unwrap();
+        let out = Command::new(&call_agent)
+            .arg(&url)
+            .arg(&agent)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -126,7 +133,9 @@ fn a_python_user_calls_a_fortran_agent() {
         );
         let kwargs = py.line();
         assert!(
-            kwargs.starts_with("kwargs AcademyRemoteError add takes two positional numbers, not [] {"),
+            kwargs.starts_with(
+                "kwargs AcademyRemoteError add takes two positional numbers, not [] {"
+            ),
             "{kwargs}"
         );
         // calls() counts the requests before it through user_data.
@@ -141,7 +150,13 @@ fn a_python_user_calls_a_fortran_agent() {
             "the Fortran agent exits 0 after the shutdown request"
         );
         let mut stderr = String::new();
-        agent.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        agent
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         assert_eq!(stderr, "calculator: shut down after 6 requests\n");
     }
 }
@@ -171,7 +186,11 @@ fn the_fortran_constants_match_the_header() {
     assert_eq!(c["ACADEMY_ERR_INTERNAL"], 99);
     // Every status and mailbox status of the header, with its value.
     for (name, value) in &c {
-        assert_eq!(fortran.get(name), Some(value), "{name} in fortran/academy.f90");
+        assert_eq!(
+            fortran.get(name),
+            Some(value),
+            "{name} in fortran/academy.f90"
+        );
     }
     // The completion queue's event kinds (DESIGN.md 2b) come on top.
     let extra: Vec<_> = fortran.keys().filter(|k| !c.contains_key(*k)).collect();
@@ -199,7 +218,9 @@ fn the_completion_queue_wrappers_compile_but_are_not_linked() {
         "academy_agent_serve_queue",
     ] {
         assert!(
-            symbols.lines().any(|l| l.trim().ends_with(&format!(" {f}"))),
+            symbols
+                .lines()
+                .any(|l| l.trim().ends_with(&format!(" {f}"))),
             "{f} is not called by academy_queue.o:\n{symbols}"
         );
     }

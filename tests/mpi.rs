@@ -46,7 +46,10 @@ fn run_job(args: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(50));
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "examples-mpi/run.sh {args:?}: {status}\n{out}\n{err}");
+    assert!(
+        status.success(),
+        "examples-mpi/run.sh {args:?}: {status}\n{out}\n{err}"
+    );
     out
 }
 
@@ -85,11 +88,17 @@ fn a_python_user_steers_every_rank_of_an_mpi_job() {
 
     // The launcher starts academy-exchange and passes its URL to the ranks.
     let out = run_job(&["4"]);
-    assert!(out.contains("run: academy-exchange at http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("run: academy-exchange at http://127.0.0.1:"),
+        "{out}"
+    );
     assert_steered(&out);
 
     // Rank 0 starts the exchange inside the job and broadcasts its URL.
     let out = run_job(&["--spawn", "4"]);
-    assert!(out.contains("run: rank 0 started an exchange at http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("run: rank 0 started an exchange at http://127.0.0.1:"),
+        "{out}"
+    );
     assert_steered(&out);
 }

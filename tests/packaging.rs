@@ -102,7 +102,10 @@ fn installs_with_pkg_config_and_a_versioned_soname() {
 /// cargo-c's SONAME policy: libacademy.so.0.MINOR while the major version
 /// is 0 (every 0.x release may break the ABI), libacademy.so.MAJOR after.
 fn expected_soname() -> String {
-    let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
     if major == "0" {
         format!("libacademy.so.0.{minor}")
     } else {
@@ -113,7 +116,12 @@ fn expected_soname() -> String {
 #[test]
 fn the_soname_follows_cargo_c_and_its_file_is_in_target_release() {
     let soname = expected_soname();
-    assert_eq!(soname, "libacademy.so.0.1", "version {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        soname,
+        "libacademy.so.0.1",
+        "version {}",
+        env!("CARGO_PKG_VERSION")
+    );
     let release = repo().join("target/release");
     let dynamic = run(Command::new("readelf")
         .arg("-d")
@@ -202,7 +210,12 @@ fn the_installed_library_is_stripped_and_its_debug_info_is_found() {
 fn make_install_honours_libdir_and_destdir() {
     let root = temp("destdir");
     run(Command::new("make")
-        .args(["-s", "install-files", "PREFIX=/opt/academy", "LIBDIR=/opt/academy/lib64"])
+        .args([
+            "-s",
+            "install-files",
+            "PREFIX=/opt/academy",
+            "LIBDIR=/opt/academy/lib64",
+        ])
         .arg(format!("DESTDIR={}", root.display()))
         .current_dir(repo()));
     let lib64 = root.join("opt/academy/lib64");
@@ -341,7 +354,11 @@ fn the_go_package_passes_its_tests_and_examples_and_vet() {
         "{out}"
     );
     // The Example functions of go/example_test.go ran, their // Output: checked.
-    for example in ["Example", "ExampleClient_SendAsync", "ExampleNewFactory_badURL"] {
+    for example in [
+        "Example",
+        "ExampleClient_SendAsync",
+        "ExampleNewFactory_badURL",
+    ] {
         assert!(
             out.contains(&format!("--- PASS: {example} (")),
             "{example} did not pass:\n{out}"
