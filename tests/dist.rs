@@ -70,14 +70,26 @@ fn built() -> &'static Built {
         let unpacked = work.join("tree");
         let _ = std::fs::remove_dir_all(&unpacked);
         std::fs::create_dir_all(&unpacked).unwrap();
-        // --touch: files get the time of unpacking, so cargo rebuilds the
-        // library from these sources, not from an older run's.
         run(Command::new("tar")
-            .args(["--touch", "-xzf"])
+            .arg("-xzf")
             .arg(&tarball)
             .arg("-C")
             .arg(&unpacked));
         let tree = unpacked.join(&name);
+        // The tarball dates every file at the last commit. Cargo compares
+        // source and output times, so: the vendored crates get a fixed old
+        // date (their builds in target/dist-test/target stay fresh; a
+        // changed Cargo.lock gives new crate versions, which are built), and
+        // our files the time of unpacking (the library is always rebuilt
+        // from this tree's sources).
+        run(Command::new("find")
+            .arg(tree.join("vendor"))
+            .args(["-exec", "touch", "-h", "-d", "@946684800", "{}", "+"]));
+        run(Command::new("find")
+            .arg(&tree)
+            .arg("-path")
+            .arg(tree.join("vendor"))
+            .args(["-prune", "-o", "-exec", "touch", "-h", "{}", "+"]));
         let config = std::fs::read_to_string(tree.join(".cargo/config.toml")).unwrap();
         assert!(
             config.contains("replace-with = \"vendored-sources\"")
