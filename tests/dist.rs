@@ -82,9 +82,15 @@ fn built() -> &'static Built {
         // changed Cargo.lock gives new crate versions, which are built), and
         // our files the time of unpacking (the library is always rebuilt
         // from this tree's sources).
-        run(Command::new("find")
-            .arg(tree.join("vendor"))
-            .args(["-exec", "touch", "-h", "-d", "@946684800", "{}", "+"]));
+        run(Command::new("find").arg(tree.join("vendor")).args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "@946684800",
+            "{}",
+            "+",
+        ]));
         run(Command::new("find")
             .arg(&tree)
             .arg("-path")
