@@ -1,14 +1,19 @@
 // Package academy is the Go binding of libacademy: take part in Academy
 // multi-agent systems (academy-py 1.0 wire compatible) from Go.
 //
-// Build the library first (`make lib` at the repository root); the package
-// links target/release/libacademy.so. Every call is safe from many
-// goroutines; calls that talk to the exchange block the calling goroutine.
+// The package finds libacademy with pkg-config (package "academy"). After
+// `make install`, point PKG_CONFIG_PATH at <prefix>/lib/pkgconfig if the
+// prefix is not a standard one. In the source tree, `cargo build --release`
+// writes target/release/academy-uninstalled.pc, which pkg-config prefers:
+//
+//	PKG_CONFIG_PATH=$PWD/target/release go test ./go/...
+//
+// Every call is safe from many goroutines; calls that talk to the exchange
+// block the calling goroutine.
 package academy
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: -L${SRCDIR}/../target/release -lacademy -Wl,-rpath,${SRCDIR}/../target/release
+#cgo pkg-config: academy
 #include <stdint.h>
 #include <stdlib.h>
 #include "academy.h"

@@ -17,7 +17,7 @@ server=""
 if [ -z "$url" ]; then
     config="$(mktemp)"
     printf 'host = "127.0.0.1"\nport = 0\n' > "$config"
-    exec 3< <(exec target/release/academy-exchange --config "$config")
+    exec 3< <(exec "${CARGO_TARGET_DIR:-target}/release/academy-exchange" --config "$config")
     server=$!
     read -r line <&3
     url="${line##* }"

@@ -28,11 +28,14 @@ for old in 0.5.0 0.3.1; do
     export "ACADEMY_TEST_PYTHON_${short/./_}=$dir/bin/python"
 done
 
-# Tools the tests use from Debian's packages.
-for tool in valgrind openssl pkg-config cmake redis-server; do
+# Tools the tests use from Debian's packages: command:package.
+for need in valgrind:valgrind openssl:openssl pkg-config:pkg-config cmake:cmake \
+    redis-server:redis-server gfortran:gfortran mpirun:openmpi-bin mpicc:libopenmpi-dev \
+    doxygen:doxygen; do
+    tool="${need%%:*}" package="${need#*:}"
     if ! command -v "$tool" >/dev/null; then
-        echo "== installing $tool"
-        apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+        echo "== installing $package (for $tool)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
     fi
 done
 

@@ -1,6 +1,8 @@
 //! Installing and linking like a C library: `make install-files` into a
 //! prefix (after the build that scripts/test.sh does), pkg-config, the
-//! versioned SONAME, static linking, and the header compiled as C++.
+//! versioned SONAME (cargo-c's policy), the stripped library with its
+//! debug info apart, static linking, the header compiled as C++, and the
+//! Go package (through pkg-config, its examples and `go vet`).
 
 mod common;
 
@@ -40,23 +42,35 @@ fn installs_with_pkg_config_and_a_versioned_soname() {
     let prefix = temp("prefix");
     install(&prefix);
     let version = env!("CARGO_PKG_VERSION");
+    let soname = expected_soname();
     for f in [
         "lib/libacademy.a",
         "lib/libacademy.so",
-        "lib/libacademy.so.0",
         "include/academy.h",
         "include/academy.hpp",
         "lib/pkgconfig/academy.pc",
+        "lib/cmake/academy/academyConfig.cmake",
+        "lib/cmake/academy/academyConfigVersion.cmake",
+        "bin/academy-exchange",
     ] {
         assert!(prefix.join(f).exists(), "{f} is installed");
     }
-    assert!(prefix.join(format!("lib/libacademy.so.{version}")).exists());
-    let soname = run(Command::new("readelf")
+    // libacademy.so -> libacademy.so.0.1 -> libacademy.so.0.1.0
+    let lib = prefix.join("lib");
+    assert_eq!(
+        std::fs::read_link(lib.join("libacademy.so")).unwrap(),
+        Path::new(&soname)
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join(&soname)).unwrap(),
+        PathBuf::from(format!("libacademy.so.{version}"))
+    );
+    let dynamic = run(Command::new("readelf")
         .arg("-d")
-        .arg(prefix.join("lib/libacademy.so")));
+        .arg(lib.join("libacademy.so")));
     assert!(
-        soname.contains("Library soname: [libacademy.so.0]"),
-        "{soname}"
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
     );
 
     let pc = prefix.join("lib/pkgconfig");
@@ -83,6 +97,141 @@ fn installs_with_pkg_config_and_a_versioned_soname() {
     run(&mut cc);
     let out = run(Command::new(&exe).env("LD_LIBRARY_PATH", prefix.join("lib")));
     assert_eq!(out, format!("header {version}, library {version}\n"));
+}
+
+/// cargo-c's SONAME policy: libacademy.so.0.MINOR while the major version
+/// is 0 (every 0.x release may break the ABI), libacademy.so.MAJOR after.
+fn expected_soname() -> String {
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
+    if major == "0" {
+        format!("libacademy.so.0.{minor}")
+    } else {
+        format!("libacademy.so.{major}")
+    }
+}
+
+#[test]
+fn the_soname_follows_cargo_c_and_its_file_is_in_target_release() {
+    let soname = expected_soname();
+    assert_eq!(
+        soname,
+        "libacademy.so.0.1",
+        "version {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let release = repo().join("target/release");
+    let dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(release.join("libacademy.so")));
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
+    // build.rs links the SONAME's file to the library, so programs linked
+    // against target/release start without a `make` step.
+    assert_eq!(
+        std::fs::read_link(release.join(&soname)).unwrap(),
+        Path::new("libacademy.so")
+    );
+    let dir = temp("soname");
+    let exe = dir.join("version_check");
+    run(Command::new("cc")
+        .arg(repo().join("examples-c/version_check.c"))
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg("-L")
+        .arg(&release)
+        .args(["-lacademy", "-o"])
+        .arg(&exe));
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(
+        needed.contains(&format!("Shared library: [{soname}]")),
+        "{needed}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let out = run(Command::new(&exe).env("LD_LIBRARY_PATH", &release));
+    assert_eq!(out, format!("header {version}, library {version}\n"));
+}
+
+#[test]
+fn the_installed_library_is_stripped_and_its_debug_info_is_found() {
+    let prefix = temp("stripped");
+    install(&prefix);
+    let version = env!("CARGO_PKG_VERSION");
+    for (file, debug) in [
+        (
+            format!("lib/libacademy.so.{version}"),
+            format!("lib/.debug/libacademy.so.{version}.debug"),
+        ),
+        (
+            "bin/academy-exchange".to_owned(),
+            "bin/.debug/academy-exchange.debug".to_owned(),
+        ),
+    ] {
+        let file = prefix.join(file);
+        let debug = prefix.join(debug);
+        let sections = run(Command::new("readelf").arg("-S").arg(&file));
+        assert!(
+            !sections.contains(".debug_line") && !sections.contains(".symtab"),
+            "{} is not stripped:\n{sections}",
+            file.display()
+        );
+        assert!(sections.contains(".gnu_debuglink"), "{sections}");
+        let debug_sections = run(Command::new("readelf").arg("-S").arg(&debug));
+        assert!(debug_sections.contains(".debug_line"), "{debug_sections}");
+        // readelf follows .gnu_debuglink (checking its CRC) as gdb does.
+        let lines = run(Command::new("readelf")
+            .args(["-wK", "--debug-dump=aranges"])
+            .arg(&file));
+        assert!(
+            lines.contains(&format!("loaded from {}", debug.display())),
+            "{}",
+            &lines[..lines.len().min(2000)]
+        );
+    }
+    // The stripped library still works.
+    let exe = prefix.join("version_check");
+    run(Command::new("cc")
+        .arg(repo().join("examples-c/version_check.c"))
+        .arg("-I")
+        .arg(prefix.join("include"))
+        .arg("-L")
+        .arg(prefix.join("lib"))
+        .args(["-lacademy", "-o"])
+        .arg(&exe));
+    let out = run(Command::new(&exe).env("LD_LIBRARY_PATH", prefix.join("lib")));
+    assert_eq!(out, format!("header {version}, library {version}\n"));
+}
+
+#[test]
+fn make_install_honours_libdir_and_destdir() {
+    let root = temp("destdir");
+    run(Command::new("make")
+        .args([
+            "-s",
+            "install-files",
+            "PREFIX=/opt/academy",
+            "LIBDIR=/opt/academy/lib64",
+        ])
+        .arg(format!("DESTDIR={}", root.display()))
+        .current_dir(repo()));
+    let lib64 = root.join("opt/academy/lib64");
+    assert!(lib64.join("libacademy.so").exists());
+    assert!(lib64.join("cmake/academy/academyConfig.cmake").exists());
+    assert!(!root.join("opt/academy/lib").exists());
+    // The files name the final paths, not the staging directory.
+    let pc = std::fs::read_to_string(lib64.join("pkgconfig/academy.pc")).unwrap();
+    assert!(pc.contains("libdir=/opt/academy/lib64\n"), "{pc}");
+    assert!(pc.contains("includedir=/opt/academy/include\n"), "{pc}");
+    assert!(!pc.contains(&root.display().to_string()), "{pc}");
+    let config = std::fs::read_to_string(lib64.join("cmake/academy/academyConfig.cmake")).unwrap();
+    assert!(
+        config.contains("\"${CMAKE_CURRENT_LIST_DIR}/../../../include\""),
+        "{config}"
+    );
 }
 
 #[test]
@@ -187,14 +336,48 @@ fn go_tool() -> PathBuf {
     go
 }
 
+/// `go` in go/, finding libacademy through `#cgo pkg-config: academy`:
+/// PKG_CONFIG_PATH points at target/release, where build.rs writes
+/// academy-uninstalled.pc (the in-tree fallback the README documents).
+fn go_in_tree(args: &[&str]) -> String {
+    run(Command::new(go_tool())
+        .args(args)
+        .env("PKG_CONFIG_PATH", repo().join("target/release"))
+        .current_dir(repo().join("go")))
+}
+
 #[test]
-fn the_go_package_passes_its_tests() {
-    let out = run(Command::new(go_tool())
-        .args(["test", "-count=1", "./..."])
-        .current_dir(repo().join("go")));
+fn the_go_package_passes_its_tests_and_examples_and_vet() {
+    let out = go_in_tree(&["test", "-count=1", "-v", "./..."]);
     assert!(
         out.contains("ok  \tgithub.com/academy-agents/libacademy/go"),
         "{out}"
+    );
+    // The Example functions of go/example_test.go ran, their // Output: checked.
+    for example in [
+        "Example",
+        "ExampleClient_SendAsync",
+        "ExampleNewFactory_badURL",
+    ] {
+        assert!(
+            out.contains(&format!("--- PASS: {example} (")),
+            "{example} did not pass:\n{out}"
+        );
+    }
+    go_in_tree(&["vet", "./..."]);
+}
+
+#[test]
+fn the_in_tree_pkg_config_file_describes_this_build() {
+    let release = repo().join("target/release");
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "academy"])
+        .env("PKG_CONFIG_PATH", &release));
+    assert!(
+        flags.contains(&format!("-I{}", repo().join("include").display()))
+            && flags.contains(&format!("-L{}", release.display()))
+            && flags.contains(&format!("-Wl,-rpath,{}", release.display())),
+        "{flags}"
     );
 }
 

@@ -1,0 +1,1112 @@
+!> Fortran bindings of libacademy (include/academy.h) through ISO_C_BINDING:
+!> take part in Academy multi-agent systems (academy-py 1.0 wire
+!> compatible) from Fortran 2008 and later.
+!>
+!> Conventions (see the README's "Fortran" section):
+!> - Every call is an integer(c_int) function returning a status code,
+!>   ACADEMY_OK (0) on success; academy_last_error() gives the detail of
+!>   this thread's last failure.
+!> - The procedures have the C functions' names and take the C
+!>   arguments in the C order, except that the nullable ones (name,
+!>   options_json, args_json, kwargs_json) are optional and come last.
+!> - Strings in are character(len=*), passed without trailing blanks.
+!>   Strings out are character(len=:), allocatable, intent(out) arguments,
+!>   set only on success; the library's copy is freed here.
+!> - Handles are the derived types academy_factory, academy_client and
+!>   academy_exchange; free them with their _free subroutine.
+!> - Timeouts are real(c_double) seconds (e.g. 30d0); < 0 waits forever.
+!> - The module keeps no state, so its procedures may be called from
+!>   handlers, which run on library threads. Compile code that runs in a
+!>   handler with -frecursive (gfortran) so that its locals are on the stack.
+!>
+!> The completion queue (DESIGN.md 2b) is declared at the end; its bodies
+!> are in fortran/academy_queue.f90, to be linked once the library has it.
+module academy
+  use, intrinsic :: iso_c_binding
+  implicit none
+  private
+
+  ! ---- status codes (academy_status; fixed values) ----
+  integer(c_int), parameter, public :: ACADEMY_OK = 0
+  integer(c_int), parameter, public :: ACADEMY_ERR_INVALID_ARGUMENT = 1
+  integer(c_int), parameter, public :: ACADEMY_ERR_TIMEOUT = 2
+  integer(c_int), parameter, public :: ACADEMY_ERR_BAD_ENTITY_ID = 3
+  integer(c_int), parameter, public :: ACADEMY_ERR_MAILBOX_TERMINATED = 4
+  integer(c_int), parameter, public :: ACADEMY_ERR_UNAUTHORIZED = 5
+  integer(c_int), parameter, public :: ACADEMY_ERR_FORBIDDEN = 6
+  integer(c_int), parameter, public :: ACADEMY_ERR_MESSAGE_TOO_LARGE = 7
+  integer(c_int), parameter, public :: ACADEMY_ERR_BAD_REQUEST = 8
+  integer(c_int), parameter, public :: ACADEMY_ERR_CONNECTION = 9
+  integer(c_int), parameter, public :: ACADEMY_ERR_HTTP = 10
+  integer(c_int), parameter, public :: ACADEMY_ERR_PROTOCOL = 11
+  integer(c_int), parameter, public :: ACADEMY_ERR_CLOSED = 12
+  integer(c_int), parameter, public :: ACADEMY_ERR_REMOTE = 13
+  integer(c_int), parameter, public :: ACADEMY_ERR_INTERNAL = 99
+
+  ! ---- mailbox status (academy_mailbox_status) ----
+  integer(c_int), parameter, public :: ACADEMY_MAILBOX_MISSING = 0
+  integer(c_int), parameter, public :: ACADEMY_MAILBOX_ACTIVE = 1
+  integer(c_int), parameter, public :: ACADEMY_MAILBOX_INACTIVE = 2
+  integer(c_int), parameter, public :: ACADEMY_MAILBOX_TERMINATED = 3
+
+  ! ---- handles (opaque C pointers; NULL until made) ----
+  type, public :: academy_factory
+    type(c_ptr) :: ptr = c_null_ptr
+  end type academy_factory
+
+  type, public :: academy_client
+    type(c_ptr) :: ptr = c_null_ptr
+  end type academy_client
+
+  type, public :: academy_exchange
+    type(c_ptr) :: ptr = c_null_ptr
+  end type academy_exchange
+
+  ! ---- callbacks: write them as bind(C) procedures of these shapes ----
+  abstract interface
+    !> An action handler (academy_action_fn). action, args_json (a JSON
+    !> array) and kwargs_json (a JSON object) are C strings valid during
+    !> the call: read them with academy_c_string. Complete reply exactly
+    !> once, now or later from any thread, with academy_reply_ok or
+    !> academy_reply_error. Runs on a library thread.
+    subroutine academy_action_fn(user_data, action, args_json, kwargs_json, reply) bind(C)
+      import :: c_ptr
+      type(c_ptr), value :: user_data, action, args_json, kwargs_json, reply
+    end subroutine academy_action_fn
+
+    !> Called once when a send of academy_client_send_async ends
+    !> (academy_send_done_fn); error is NULL on success. Runs on a library
+    !> thread; keep it short and make no blocking call from it.
+    subroutine academy_send_done_fn(user_data, status, error) bind(C)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: user_data
+      integer(c_int), value :: status
+      type(c_ptr), value :: error
+    end subroutine academy_send_done_fn
+  end interface
+
+  public :: academy_c_string
+  public :: academy_version, academy_status_str, academy_last_error
+  public :: academy_http_factory_new, academy_factory_free
+  public :: academy_user_client_new, academy_client_register_agent, academy_agent_client_new
+  public :: academy_client_mailbox_id, academy_client_send, academy_client_send_async
+  public :: academy_client_flush, academy_client_recv, academy_client_status
+  public :: academy_client_terminate, academy_client_discover, academy_client_heartbeat
+  public :: academy_client_heartbeat_status, academy_client_agent_stats
+  public :: academy_client_share_mailbox, academy_client_shared_groups, academy_client_unshare_mailbox
+  public :: academy_client_close, academy_client_free
+  public :: academy_client_request, academy_client_action, academy_client_ping
+  public :: academy_client_shutdown_agent
+  public :: academy_agent_serve, academy_agent_stop, academy_reply_ok, academy_reply_error
+  public :: academy_message_new, academy_message_response, academy_action_request_body
+  public :: academy_message_result, academy_user_id_new, academy_agent_id_new
+  public :: academy_exchange_spawn, academy_exchange_url, academy_exchange_stop, academy_exchange_free
+
+  ! ---- the C functions (include/academy.h). Required strings are
+  ! NUL-terminated character arrays; nullable ones are pointers. ----
+  interface
+    function strlen(s) bind(C, name="strlen") result(n)
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: s
+      integer(c_size_t) :: n
+    end function strlen
+
+    function c_version() bind(C, name="academy_version") result(s)
+      import :: c_ptr
+      type(c_ptr) :: s
+    end function c_version
+
+    function c_status_str(status) bind(C, name="academy_status_str") result(s)
+      import :: c_ptr, c_int
+      integer(c_int), value :: status
+      type(c_ptr) :: s
+    end function c_status_str
+
+    function c_last_error() bind(C, name="academy_last_error") result(s)
+      import :: c_ptr
+      type(c_ptr) :: s
+    end function c_last_error
+
+    subroutine c_string_free(s) bind(C, name="academy_string_free")
+      import :: c_ptr
+      type(c_ptr), value :: s
+    end subroutine c_string_free
+
+    function c_http_factory_new(url, options_json, out) bind(C, name="academy_http_factory_new") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: url(*)
+      type(c_ptr), value :: options_json
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_http_factory_new
+
+    subroutine c_factory_free(factory) bind(C, name="academy_factory_free")
+      import :: c_ptr
+      type(c_ptr), value :: factory
+    end subroutine c_factory_free
+
+    function c_user_client_new(factory, name, out) bind(C, name="academy_user_client_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: factory, name
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_user_client_new
+
+    function c_client_register_agent(client, agent_types, name, out) &
+        bind(C, name="academy_client_register_agent") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_types(*)
+      type(c_ptr), value :: name
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_register_agent
+
+    function c_agent_client_new(factory, registration_json, out) bind(C, name="academy_agent_client_new") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: factory
+      character(kind=c_char), intent(in) :: registration_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_agent_client_new
+
+    function c_client_mailbox_id(client, out) bind(C, name="academy_client_mailbox_id") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: client
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_mailbox_id
+
+    function c_client_send(client, message_json) bind(C, name="academy_client_send") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: message_json(*)
+      integer(c_int) :: status
+    end function c_client_send
+
+    function c_client_send_async(client, message_json, done, user_data) &
+        bind(C, name="academy_client_send_async") result(status)
+      import :: c_ptr, c_int, c_char, c_funptr
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: message_json(*)
+      type(c_funptr), value :: done
+      type(c_ptr), value :: user_data
+      integer(c_int) :: status
+    end function c_client_send_async
+
+    function c_client_flush(client, timeout_s) bind(C, name="academy_client_flush") result(status)
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: client
+      real(c_double), value :: timeout_s
+      integer(c_int) :: status
+    end function c_client_flush
+
+    function c_client_recv(client, timeout_s, out) bind(C, name="academy_client_recv") result(status)
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: client
+      real(c_double), value :: timeout_s
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_recv
+
+    function c_client_status(client, id_json, out) bind(C, name="academy_client_status") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*)
+      integer(c_int), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_status
+
+    function c_client_terminate(client, id_json) bind(C, name="academy_client_terminate") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*)
+      integer(c_int) :: status
+    end function c_client_terminate
+
+    function c_client_discover(client, agent_type, allow_subclasses, out) &
+        bind(C, name="academy_client_discover") result(status)
+      import :: c_ptr, c_int, c_char, c_bool
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_type(*)
+      logical(c_bool), value :: allow_subclasses
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_discover
+
+    function c_client_heartbeat(client) bind(C, name="academy_client_heartbeat") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: client
+      integer(c_int) :: status
+    end function c_client_heartbeat
+
+    function c_client_heartbeat_status(client, id_json, out) bind(C, name="academy_client_heartbeat_status") result(status)
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*)
+      real(c_double), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_heartbeat_status
+
+    function c_client_agent_stats(client, id_json, out) bind(C, name="academy_client_agent_stats") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_agent_stats
+
+    function c_client_share_mailbox(client, id_json, group_id) bind(C, name="academy_client_share_mailbox") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*), group_id(*)
+      integer(c_int) :: status
+    end function c_client_share_mailbox
+
+    function c_client_shared_groups(client, id_json, out) bind(C, name="academy_client_shared_groups") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_shared_groups
+
+    function c_client_unshare_mailbox(client, id_json, group_id) bind(C, name="academy_client_unshare_mailbox") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: id_json(*), group_id(*)
+      integer(c_int) :: status
+    end function c_client_unshare_mailbox
+
+    function c_client_close(client) bind(C, name="academy_client_close") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: client
+      integer(c_int) :: status
+    end function c_client_close
+
+    subroutine c_client_free(client) bind(C, name="academy_client_free")
+      import :: c_ptr
+      type(c_ptr), value :: client
+    end subroutine c_client_free
+
+    function c_client_request(client, dest_json, body_json, timeout_s, out) &
+        bind(C, name="academy_client_request") result(status)
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: dest_json(*), body_json(*)
+      real(c_double), value :: timeout_s
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_request
+
+    function c_client_action(client, agent_id_json, action, args_json, kwargs_json, timeout_s, out) &
+        bind(C, name="academy_client_action") result(status)
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_id_json(*), action(*)
+      type(c_ptr), value :: args_json, kwargs_json
+      real(c_double), value :: timeout_s
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_action
+
+    function c_client_ping(client, agent_id_json, timeout_s, out) bind(C, name="academy_client_ping") result(status)
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_id_json(*)
+      real(c_double), value :: timeout_s
+      real(c_double), intent(out) :: out
+      integer(c_int) :: status
+    end function c_client_ping
+
+    function c_client_shutdown_agent(client, agent_id_json, terminate) &
+        bind(C, name="academy_client_shutdown_agent") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_id_json(*)
+      integer(c_int), value :: terminate
+      integer(c_int) :: status
+    end function c_client_shutdown_agent
+
+    function c_agent_serve(client, handler, user_data) bind(C, name="academy_agent_serve") result(status)
+      import :: c_ptr, c_int, c_funptr
+      type(c_ptr), value :: client
+      type(c_funptr), value :: handler
+      type(c_ptr), value :: user_data
+      integer(c_int) :: status
+    end function c_agent_serve
+
+    function c_agent_stop(client) bind(C, name="academy_agent_stop") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: client
+      integer(c_int) :: status
+    end function c_agent_stop
+
+    function c_reply_ok(reply, result_json) bind(C, name="academy_reply_ok") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: reply
+      character(kind=c_char), intent(in) :: result_json(*)
+      integer(c_int) :: status
+    end function c_reply_ok
+
+    function c_reply_error(reply, message) bind(C, name="academy_reply_error") result(status)
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: reply
+      character(kind=c_char), intent(in) :: message(*)
+      integer(c_int) :: status
+    end function c_reply_error
+
+    function c_message_new(src_json, dest_json, body_json, out) bind(C, name="academy_message_new") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: src_json(*), dest_json(*), body_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_message_new
+
+    function c_message_response(request_json, body_json, out) bind(C, name="academy_message_response") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: request_json(*), body_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_message_response
+
+    function c_action_request_body(action, args_json, kwargs_json, out) &
+        bind(C, name="academy_action_request_body") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: action(*)
+      type(c_ptr), value :: args_json, kwargs_json
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_action_request_body
+
+    function c_message_result(response_json, out) bind(C, name="academy_message_result") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: response_json(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_message_result
+
+    function c_user_id_new(name, out) bind(C, name="academy_user_id_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: name
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_user_id_new
+
+    function c_agent_id_new(name, out) bind(C, name="academy_agent_id_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: name
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_agent_id_new
+
+    function c_exchange_spawn(options_json, out) bind(C, name="academy_exchange_spawn") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: options_json
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_exchange_spawn
+
+    function c_exchange_url(exchange, out) bind(C, name="academy_exchange_url") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: exchange
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_exchange_url
+
+    function c_exchange_stop(exchange) bind(C, name="academy_exchange_stop") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: exchange
+      integer(c_int) :: status
+    end function c_exchange_stop
+
+    subroutine c_exchange_free(exchange) bind(C, name="academy_exchange_free")
+      import :: c_ptr
+      type(c_ptr), value :: exchange
+    end subroutine c_exchange_free
+  end interface
+
+  ! =====================================================================
+  ! COMPLETION QUEUE (DESIGN.md section 2b). NOT IN THE LIBRARY YET.
+  !
+  ! The C functions below are declared by academy.h's design but not yet
+  ! exported by libacademy. Their interface blocks are here; the wrapper
+  ! bodies are in the submodule fortran/academy_queue.f90, which is
+  ! compiled (make fortran) but must not be linked until the library has
+  ! these symbols: a program that calls one of the wrappers links
+  ! fortran/academy_queue.o beside academy.o.
+  ! =====================================================================
+
+  integer(c_int), parameter, public :: ACADEMY_EVENT_CALL = 1     !< an _async request, action or ping ended
+  integer(c_int), parameter, public :: ACADEMY_EVENT_MESSAGE = 2  !< a message for a client given to academy_client_listen
+  integer(c_int), parameter, public :: ACADEMY_EVENT_REQUEST = 3  !< an action request for academy_agent_serve_queue
+
+  !> A completion queue (academy_queue).
+  type, public :: academy_queue
+    type(c_ptr) :: ptr = c_null_ptr
+  end type academy_queue
+
+  !> The C layout of academy_event (read-only; the library allocates it).
+  !> token is a uint64_t in C.
+  type, bind(C), public :: academy_event_c
+    integer(c_int) :: kind
+    integer(c_int64_t) :: token
+    integer(c_int) :: status
+    type(c_ptr) :: json
+    type(c_ptr) :: error
+    real(c_double) :: rtt_s
+    type(c_ptr) :: action
+    type(c_ptr) :: args_json
+    type(c_ptr) :: kwargs_json
+    type(c_ptr) :: reply
+  end type academy_event_c
+
+  !> An event as academy_queue_poll gives it to Fortran: the strings
+  !> copied (unallocated where C has NULL), the C event already freed.
+  !> reply (REQUEST events) is completed with academy_reply_ok or
+  !> academy_reply_error, then or later: DESIGN.md 2b lets a program
+  !> complete it after freeing the event.
+  type, public :: academy_event
+    integer(c_int) :: kind = 0
+    integer(c_int64_t) :: token = 0
+    integer(c_int) :: status = ACADEMY_OK
+    character(len=:), allocatable :: json
+    character(len=:), allocatable :: error
+    real(c_double) :: rtt_s = 0
+    character(len=:), allocatable :: action
+    character(len=:), allocatable :: args_json
+    character(len=:), allocatable :: kwargs_json
+    type(c_ptr) :: reply = c_null_ptr
+  end type academy_event
+
+  public :: academy_queue_new, academy_queue_free, academy_queue_fd, academy_queue_poll
+  public :: academy_client_request_async, academy_client_action_async, academy_client_ping_async
+  public :: academy_client_listen, academy_agent_serve_queue
+
+  interface
+    function c_queue_new(out) bind(C, name="academy_queue_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_queue_new
+
+    subroutine c_queue_free(queue) bind(C, name="academy_queue_free")
+      import :: c_ptr
+      type(c_ptr), value :: queue
+    end subroutine c_queue_free
+
+    function c_queue_fd(queue, out) bind(C, name="academy_queue_fd") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: queue
+      integer(c_int), intent(out) :: out
+      integer(c_int) :: status
+    end function c_queue_fd
+
+    function c_queue_poll(queue, timeout_s, out) bind(C, name="academy_queue_poll") result(status)
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: queue
+      real(c_double), value :: timeout_s
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_queue_poll
+
+    subroutine c_event_free(event) bind(C, name="academy_event_free")
+      import :: c_ptr
+      type(c_ptr), value :: event
+    end subroutine c_event_free
+
+    function c_client_request_async(client, dest_json, body_json, timeout_s, queue, token) &
+        bind(C, name="academy_client_request_async") result(status)
+      import :: c_ptr, c_int, c_char, c_double, c_int64_t
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: dest_json(*), body_json(*)
+      real(c_double), value :: timeout_s
+      type(c_ptr), value :: queue
+      integer(c_int64_t), value :: token
+      integer(c_int) :: status
+    end function c_client_request_async
+
+    function c_client_action_async(client, agent_id_json, action, args_json, kwargs_json, timeout_s, queue, token) &
+        bind(C, name="academy_client_action_async") result(status)
+      import :: c_ptr, c_int, c_char, c_double, c_int64_t
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_id_json(*), action(*)
+      type(c_ptr), value :: args_json, kwargs_json
+      real(c_double), value :: timeout_s
+      type(c_ptr), value :: queue
+      integer(c_int64_t), value :: token
+      integer(c_int) :: status
+    end function c_client_action_async
+
+    function c_client_ping_async(client, agent_id_json, timeout_s, queue, token) &
+        bind(C, name="academy_client_ping_async") result(status)
+      import :: c_ptr, c_int, c_char, c_double, c_int64_t
+      type(c_ptr), value :: client
+      character(kind=c_char), intent(in) :: agent_id_json(*)
+      real(c_double), value :: timeout_s
+      type(c_ptr), value :: queue
+      integer(c_int64_t), value :: token
+      integer(c_int) :: status
+    end function c_client_ping_async
+
+    function c_client_listen(client, queue, token) bind(C, name="academy_client_listen") result(status)
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: client, queue
+      integer(c_int64_t), value :: token
+      integer(c_int) :: status
+    end function c_client_listen
+
+    function c_agent_serve_queue(client, queue, token) bind(C, name="academy_agent_serve_queue") result(status)
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: client, queue
+      integer(c_int64_t), value :: token
+      integer(c_int) :: status
+    end function c_agent_serve_queue
+  end interface
+
+  ! The wrappers' interfaces; their bodies are in fortran/academy_queue.f90.
+  interface
+    !> Makes a completion queue.
+    module function academy_queue_new(queue) result(status)
+      type(academy_queue), intent(out) :: queue
+      integer(c_int) :: status
+    end function academy_queue_new
+
+    !> Frees a queue and the events still in it.
+    module subroutine academy_queue_free(queue)
+      type(academy_queue), intent(inout) :: queue
+    end subroutine academy_queue_free
+
+    !> The queue's file descriptor, readable while the queue has events
+    !> (never read or close it).
+    module function academy_queue_fd(queue, fd) result(status)
+      type(academy_queue), intent(in) :: queue
+      integer(c_int), intent(out) :: fd
+      integer(c_int) :: status
+    end function academy_queue_fd
+
+    !> Takes the next event, waiting up to timeout_s (0: do not wait);
+    !> ACADEMY_ERR_TIMEOUT when none came.
+    module function academy_queue_poll(queue, timeout_s, event) result(status)
+      type(academy_queue), intent(in) :: queue
+      real(c_double), intent(in) :: timeout_s
+      type(academy_event), intent(out) :: event
+      integer(c_int) :: status
+    end function academy_queue_poll
+
+    !> Starts a request; its CALL event carries the response message.
+    module function academy_client_request_async(client, dest_json, body_json, timeout_s, queue, token) result(status)
+      type(academy_client), intent(in) :: client
+      character(len=*), intent(in) :: dest_json, body_json
+      real(c_double), intent(in) :: timeout_s
+      type(academy_queue), intent(in) :: queue
+      integer(c_int64_t), intent(in) :: token
+      integer(c_int) :: status
+    end function academy_client_request_async
+
+    !> Starts an action call; its CALL event carries the result JSON.
+    module function academy_client_action_async(client, agent_id_json, action, timeout_s, queue, token, &
+        args_json, kwargs_json) result(status)
+      type(academy_client), intent(in) :: client
+      character(len=*), intent(in) :: agent_id_json, action
+      real(c_double), intent(in) :: timeout_s
+      type(academy_queue), intent(in) :: queue
+      integer(c_int64_t), intent(in) :: token
+      character(len=*), intent(in), optional :: args_json, kwargs_json
+      integer(c_int) :: status
+    end function academy_client_action_async
+
+    !> Starts a ping; its CALL event carries rtt_s.
+    module function academy_client_ping_async(client, agent_id_json, timeout_s, queue, token) result(status)
+      type(academy_client), intent(in) :: client
+      character(len=*), intent(in) :: agent_id_json
+      real(c_double), intent(in) :: timeout_s
+      type(academy_queue), intent(in) :: queue
+      integer(c_int64_t), intent(in) :: token
+      integer(c_int) :: status
+    end function academy_client_ping_async
+
+    !> Routes the client's messages that no call waits for to the queue
+    !> (MESSAGE events).
+    module function academy_client_listen(client, queue, token) result(status)
+      type(academy_client), intent(in) :: client
+      type(academy_queue), intent(in) :: queue
+      integer(c_int64_t), intent(in) :: token
+      integer(c_int) :: status
+    end function academy_client_listen
+
+    !> Serves the agent from the queue (REQUEST events); returns at once,
+    !> academy_agent_stop ends it.
+    module function academy_agent_serve_queue(client, queue, token) result(status)
+      type(academy_client), intent(in) :: client
+      type(academy_queue), intent(in) :: queue
+      integer(c_int64_t), intent(in) :: token
+      integer(c_int) :: status
+    end function academy_agent_serve_queue
+  end interface
+
+contains
+
+  ! ---- strings ----
+
+  !> A NUL-terminated copy of s without its trailing blanks, for C.
+  pure function c_str(s) result(buf)
+    character(len=*), intent(in) :: s
+    character(kind=c_char) :: buf(len_trim(s) + 1)
+    integer :: i
+    do i = 1, len_trim(s)
+      buf(i) = s(i:i)
+    end do
+    buf(size(buf)) = c_null_char
+  end function c_str
+
+  !> A pointer to a C copy of s kept in buf, or NULL when s is absent.
+  function optional_c_str(s, buf) result(p)
+    character(len=*), intent(in), optional :: s
+    character(kind=c_char), allocatable, target, intent(out) :: buf(:)
+    type(c_ptr) :: p
+    p = c_null_ptr
+    if (present(s)) then
+      buf = c_str(s)
+      p = c_loc(buf)
+    end if
+  end function optional_c_str
+
+  !> A Fortran copy of the C string p (which stays the caller's); "" for NULL.
+  function academy_c_string(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(len=:), allocatable :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    if (.not. c_associated(p)) then
+      s = ''
+      return
+    end if
+    n = int(strlen(p))
+    call c_f_pointer(p, chars, [n])
+    allocate (character(len=n) :: s)
+    do i = 1, n
+      s(i:i) = chars(i)
+    end do
+  end function academy_c_string
+
+  !> A Fortran copy of a string the library returned, which is then freed.
+  function take_string(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(len=:), allocatable :: s
+    s = academy_c_string(p)
+    call c_string_free(p)
+  end function take_string
+
+  ! ---- basics ----
+
+  !> The library's version, e.g. "0.1.0".
+  function academy_version() result(s)
+    character(len=:), allocatable :: s
+    s = academy_c_string(c_version())
+  end function academy_version
+
+  !> The name of a status code, e.g. "ACADEMY_ERR_TIMEOUT".
+  function academy_status_str(status) result(s)
+    integer(c_int), intent(in) :: status
+    character(len=:), allocatable :: s
+    s = academy_c_string(c_status_str(status))
+  end function academy_status_str
+
+  !> The detail of this thread's last failed call ("" after a success).
+  function academy_last_error() result(s)
+    character(len=:), allocatable :: s
+    s = academy_c_string(c_last_error())
+  end function academy_last_error
+
+  ! ---- factory ----
+
+  !> A factory for the HTTP exchange at url; options_json as in C.
+  function academy_http_factory_new(url, factory, options_json) result(status)
+    character(len=*), intent(in) :: url
+    type(academy_factory), intent(out) :: factory
+    character(len=*), intent(in), optional :: options_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: options_buf(:)
+    type(c_ptr) :: out
+    status = c_http_factory_new(c_str(url), optional_c_str(options_json, options_buf), out)
+    if (status == ACADEMY_OK) factory%ptr = out
+  end function academy_http_factory_new
+
+  subroutine academy_factory_free(factory)
+    type(academy_factory), intent(inout) :: factory
+    call c_factory_free(factory%ptr)
+    factory%ptr = c_null_ptr
+  end subroutine academy_factory_free
+
+  ! ---- clients ----
+
+  !> Registers a user mailbox and makes its client.
+  function academy_user_client_new(factory, client, name) result(status)
+    type(academy_factory), intent(in) :: factory
+    type(academy_client), intent(out) :: client
+    character(len=*), intent(in), optional :: name
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: name_buf(:)
+    type(c_ptr) :: out
+    status = c_user_client_new(factory%ptr, optional_c_str(name, name_buf), out)
+    if (status == ACADEMY_OK) client%ptr = out
+  end function academy_user_client_new
+
+  !> Registers an agent mailbox; registration gets its registration JSON.
+  function academy_client_register_agent(client, agent_types, registration, name) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: agent_types
+    character(len=:), allocatable, intent(out) :: registration
+    character(len=*), intent(in), optional :: name
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: name_buf(:)
+    type(c_ptr) :: out
+    status = c_client_register_agent(client%ptr, c_str(agent_types), optional_c_str(name, name_buf), out)
+    if (status == ACADEMY_OK) registration = take_string(out)
+  end function academy_client_register_agent
+
+  !> The client of an agent registered before.
+  function academy_agent_client_new(factory, registration_json, client) result(status)
+    type(academy_factory), intent(in) :: factory
+    character(len=*), intent(in) :: registration_json
+    type(academy_client), intent(out) :: client
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_agent_client_new(factory%ptr, c_str(registration_json), out)
+    if (status == ACADEMY_OK) client%ptr = out
+  end function academy_agent_client_new
+
+  function academy_client_mailbox_id(client, id_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=:), allocatable, intent(out) :: id_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_mailbox_id(client%ptr, out)
+    if (status == ACADEMY_OK) id_json = take_string(out)
+  end function academy_client_mailbox_id
+
+  function academy_client_send(client, message_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: message_json
+    integer(c_int) :: status
+    status = c_client_send(client%ptr, c_str(message_json))
+  end function academy_client_send
+
+  !> Starts a send and returns; done (a bind(C) procedure, optional) is
+  !> called once on a library thread with user_data and the outcome.
+  function academy_client_send_async(client, message_json, done, user_data) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: message_json
+    procedure(academy_send_done_fn), optional :: done
+    type(c_ptr), intent(in), optional :: user_data
+    integer(c_int) :: status
+    type(c_funptr) :: fn
+    type(c_ptr) :: data
+    fn = c_null_funptr
+    if (present(done)) fn = c_funloc(done)
+    data = c_null_ptr
+    if (present(user_data)) data = user_data
+    status = c_client_send_async(client%ptr, c_str(message_json), fn, data)
+  end function academy_client_send_async
+
+  function academy_client_flush(client, timeout_s) result(status)
+    type(academy_client), intent(in) :: client
+    real(c_double), intent(in) :: timeout_s
+    integer(c_int) :: status
+    status = c_client_flush(client%ptr, timeout_s)
+  end function academy_client_flush
+
+  function academy_client_recv(client, timeout_s, message_json) result(status)
+    type(academy_client), intent(in) :: client
+    real(c_double), intent(in) :: timeout_s
+    character(len=:), allocatable, intent(out) :: message_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_recv(client%ptr, timeout_s, out)
+    if (status == ACADEMY_OK) message_json = take_string(out)
+  end function academy_client_recv
+
+  !> mailbox_status gets one of the ACADEMY_MAILBOX_* values.
+  function academy_client_status(client, id_json, mailbox_status) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json
+    integer(c_int), intent(out) :: mailbox_status
+    integer(c_int) :: status
+    integer(c_int) :: out
+    status = c_client_status(client%ptr, c_str(id_json), out)
+    if (status == ACADEMY_OK) mailbox_status = out
+  end function academy_client_status
+
+  function academy_client_terminate(client, id_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json
+    integer(c_int) :: status
+    status = c_client_terminate(client%ptr, c_str(id_json))
+  end function academy_client_terminate
+
+  !> ids_json gets a JSON array of the agent ids found.
+  function academy_client_discover(client, agent_type, allow_subclasses, ids_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: agent_type
+    logical, intent(in) :: allow_subclasses
+    character(len=:), allocatable, intent(out) :: ids_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_discover(client%ptr, c_str(agent_type), logical(allow_subclasses, c_bool), out)
+    if (status == ACADEMY_OK) ids_json = take_string(out)
+  end function academy_client_discover
+
+  function academy_client_heartbeat(client) result(status)
+    type(academy_client), intent(in) :: client
+    integer(c_int) :: status
+    status = c_client_heartbeat(client%ptr)
+  end function academy_client_heartbeat
+
+  function academy_client_heartbeat_status(client, id_json, age_s) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json
+    real(c_double), intent(out) :: age_s
+    integer(c_int) :: status
+    real(c_double) :: out
+    status = c_client_heartbeat_status(client%ptr, c_str(id_json), out)
+    if (status == ACADEMY_OK) age_s = out
+  end function academy_client_heartbeat_status
+
+  function academy_client_agent_stats(client, id_json, stats_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json
+    character(len=:), allocatable, intent(out) :: stats_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_agent_stats(client%ptr, c_str(id_json), out)
+    if (status == ACADEMY_OK) stats_json = take_string(out)
+  end function academy_client_agent_stats
+
+  function academy_client_share_mailbox(client, id_json, group_id) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json, group_id
+    integer(c_int) :: status
+    status = c_client_share_mailbox(client%ptr, c_str(id_json), c_str(group_id))
+  end function academy_client_share_mailbox
+
+  function academy_client_shared_groups(client, id_json, group_ids_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json
+    character(len=:), allocatable, intent(out) :: group_ids_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_shared_groups(client%ptr, c_str(id_json), out)
+    if (status == ACADEMY_OK) group_ids_json = take_string(out)
+  end function academy_client_shared_groups
+
+  function academy_client_unshare_mailbox(client, id_json, group_id) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: id_json, group_id
+    integer(c_int) :: status
+    status = c_client_unshare_mailbox(client%ptr, c_str(id_json), c_str(group_id))
+  end function academy_client_unshare_mailbox
+
+  function academy_client_close(client) result(status)
+    type(academy_client), intent(in) :: client
+    integer(c_int) :: status
+    status = c_client_close(client%ptr)
+  end function academy_client_close
+
+  subroutine academy_client_free(client)
+    type(academy_client), intent(inout) :: client
+    call c_client_free(client%ptr)
+    client%ptr = c_null_ptr
+  end subroutine academy_client_free
+
+  ! ---- calls ----
+
+  !> Sends a request body to dest_json; response_json gets the response message.
+  function academy_client_request(client, dest_json, body_json, timeout_s, response_json) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: dest_json, body_json
+    real(c_double), intent(in) :: timeout_s
+    character(len=:), allocatable, intent(out) :: response_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_client_request(client%ptr, c_str(dest_json), c_str(body_json), timeout_s, out)
+    if (status == ACADEMY_OK) response_json = take_string(out)
+  end function academy_client_request
+
+  !> Calls an action of an agent; result_json gets its result as JSON.
+  !> ACADEMY_ERR_REMOTE when the action raised (the traceback is in
+  !> academy_last_error()).
+  function academy_client_action(client, agent_id_json, action, timeout_s, result_json, args_json, kwargs_json) &
+      result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: agent_id_json, action
+    real(c_double), intent(in) :: timeout_s
+    character(len=:), allocatable, intent(out) :: result_json
+    character(len=*), intent(in), optional :: args_json, kwargs_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:)
+    type(c_ptr) :: out
+    status = c_client_action(client%ptr, c_str(agent_id_json), c_str(action), &
+                             optional_c_str(args_json, args_buf), optional_c_str(kwargs_json, kwargs_buf), &
+                             timeout_s, out)
+    if (status == ACADEMY_OK) result_json = take_string(out)
+  end function academy_client_action
+
+  function academy_client_ping(client, agent_id_json, timeout_s, rtt_s) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: agent_id_json
+    real(c_double), intent(in) :: timeout_s
+    real(c_double), intent(out) :: rtt_s
+    integer(c_int) :: status
+    real(c_double) :: out
+    status = c_client_ping(client%ptr, c_str(agent_id_json), timeout_s, out)
+    if (status == ACADEMY_OK) rtt_s = out
+  end function academy_client_ping
+
+  !> Asks an agent to shut down; terminate: -1 (the default) lets the
+  !> agent decide, 0 keeps its mailbox, 1 terminates it.
+  function academy_client_shutdown_agent(client, agent_id_json, terminate) result(status)
+    type(academy_client), intent(in) :: client
+    character(len=*), intent(in) :: agent_id_json
+    integer, intent(in), optional :: terminate
+    integer(c_int) :: status
+    integer(c_int) :: t
+    t = -1
+    if (present(terminate)) t = int(terminate, c_int)
+    status = c_client_shutdown_agent(client%ptr, c_str(agent_id_json), t)
+  end function academy_client_shutdown_agent
+
+  ! ---- serving ----
+
+  !> Serves the agent of client until it is shut down or stopped, calling
+  !> handler (a bind(C) procedure with the academy_action_fn interface)
+  !> for each action request, on library threads.
+  function academy_agent_serve(client, handler, user_data) result(status)
+    type(academy_client), intent(in) :: client
+    procedure(academy_action_fn) :: handler
+    type(c_ptr), intent(in), optional :: user_data
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (present(user_data)) data = user_data
+    status = c_agent_serve(client%ptr, c_funloc(handler), data)
+  end function academy_agent_serve
+
+  function academy_agent_stop(client) result(status)
+    type(academy_client), intent(in) :: client
+    integer(c_int) :: status
+    status = c_agent_stop(client%ptr)
+  end function academy_agent_stop
+
+  !> Completes reply (the handler's reply argument) with a JSON result.
+  function academy_reply_ok(reply, result_json) result(status)
+    type(c_ptr), intent(in) :: reply
+    character(len=*), intent(in) :: result_json
+    integer(c_int) :: status
+    status = c_reply_ok(reply, c_str(result_json))
+  end function academy_reply_ok
+
+  !> Completes reply with an error; a Python caller raises AcademyRemoteError(message).
+  function academy_reply_error(reply, message) result(status)
+    type(c_ptr), intent(in) :: reply
+    character(len=*), intent(in) :: message
+    integer(c_int) :: status
+    status = c_reply_error(reply, c_str(message))
+  end function academy_reply_error
+
+  ! ---- messages (no network) ----
+
+  function academy_message_new(src_json, dest_json, body_json, message_json) result(status)
+    character(len=*), intent(in) :: src_json, dest_json, body_json
+    character(len=:), allocatable, intent(out) :: message_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_message_new(c_str(src_json), c_str(dest_json), c_str(body_json), out)
+    if (status == ACADEMY_OK) message_json = take_string(out)
+  end function academy_message_new
+
+  function academy_message_response(request_json, body_json, message_json) result(status)
+    character(len=*), intent(in) :: request_json, body_json
+    character(len=:), allocatable, intent(out) :: message_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_message_response(c_str(request_json), c_str(body_json), out)
+    if (status == ACADEMY_OK) message_json = take_string(out)
+  end function academy_message_response
+
+  function academy_action_request_body(action, body_json, args_json, kwargs_json) result(status)
+    character(len=*), intent(in) :: action
+    character(len=:), allocatable, intent(out) :: body_json
+    character(len=*), intent(in), optional :: args_json, kwargs_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:)
+    type(c_ptr) :: out
+    status = c_action_request_body(c_str(action), optional_c_str(args_json, args_buf), &
+                                   optional_c_str(kwargs_json, kwargs_buf), out)
+    if (status == ACADEMY_OK) body_json = take_string(out)
+  end function academy_action_request_body
+
+  function academy_message_result(response_json, result_json) result(status)
+    character(len=*), intent(in) :: response_json
+    character(len=:), allocatable, intent(out) :: result_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_message_result(c_str(response_json), out)
+    if (status == ACADEMY_OK) result_json = take_string(out)
+  end function academy_message_result
+
+  function academy_user_id_new(id_json, name) result(status)
+    character(len=:), allocatable, intent(out) :: id_json
+    character(len=*), intent(in), optional :: name
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: name_buf(:)
+    type(c_ptr) :: out
+    status = c_user_id_new(optional_c_str(name, name_buf), out)
+    if (status == ACADEMY_OK) id_json = take_string(out)
+  end function academy_user_id_new
+
+  function academy_agent_id_new(id_json, name) result(status)
+    character(len=:), allocatable, intent(out) :: id_json
+    character(len=*), intent(in), optional :: name
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: name_buf(:)
+    type(c_ptr) :: out
+    status = c_agent_id_new(optional_c_str(name, name_buf), out)
+    if (status == ACADEMY_OK) id_json = take_string(out)
+  end function academy_agent_id_new
+
+  ! ---- embedded exchange ----
+
+  !> Starts an exchange server in this process (options_json as in C).
+  function academy_exchange_spawn(exchange, options_json) result(status)
+    type(academy_exchange), intent(out) :: exchange
+    character(len=*), intent(in), optional :: options_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: options_buf(:)
+    type(c_ptr) :: out
+    status = c_exchange_spawn(optional_c_str(options_json, options_buf), out)
+    if (status == ACADEMY_OK) exchange%ptr = out
+  end function academy_exchange_spawn
+
+  function academy_exchange_url(exchange, url) result(status)
+    type(academy_exchange), intent(in) :: exchange
+    character(len=:), allocatable, intent(out) :: url
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_exchange_url(exchange%ptr, out)
+    if (status == ACADEMY_OK) url = take_string(out)
+  end function academy_exchange_url
+
+  function academy_exchange_stop(exchange) result(status)
+    type(academy_exchange), intent(in) :: exchange
+    integer(c_int) :: status
+    status = c_exchange_stop(exchange%ptr)
+  end function academy_exchange_stop
+
+  subroutine academy_exchange_free(exchange)
+    type(academy_exchange), intent(inout) :: exchange
+    call c_exchange_free(exchange%ptr)
+    exchange%ptr = c_null_ptr
+  end subroutine academy_exchange_free
+
+end module academy
