@@ -27,6 +27,16 @@
 #define ACADEMY_VERSION_MINOR 1
 #define ACADEMY_VERSION_PATCH 0
 
+/* Marks a function that will go in a later version; the compiler warns
+ * where it is used, with the note saying what to use instead. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ACADEMY_DEPRECATED(note) __attribute__((deprecated(note)))
+#elif defined(_MSC_VER)
+#define ACADEMY_DEPRECATED(note) __declspec(deprecated(note))
+#else
+#define ACADEMY_DEPRECATED(note)
+#endif
+
 
 /**
  * The status of a mailbox.

@@ -1,20 +1,31 @@
 //! The committed C header must be what cbindgen generates from the code now.
 //! Regenerate it with `ACADEMY_BLESS=1 cargo test --test header`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The header cbindgen makes of `crate_dir` with our cbindgen.toml, written
+/// to `out` (tools/gen-header, built on first use).
+fn cbindgen(crate_dir: &Path, out: &Path) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["run", "--release", "--quiet", "-p", "gen-header", "--"])
+        .arg(crate_dir)
+        .arg(root.join("cbindgen.toml"))
+        .arg(out)
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs tools/gen-header");
+    assert!(status.success(), "tools/gen-header failed");
+}
 
 fn generate() -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config =
-        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
-    let bindings = cbindgen::Builder::new()
-        .with_crate(&root)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen generates the header");
-    let mut out = Vec::new();
-    bindings.write(&mut out);
-    String::from_utf8(out).expect("the header is UTF-8")
+    let out = std::env::temp_dir().join(format!("academy-header-{}.h", std::process::id()));
+    cbindgen(&root, &out);
+    let text = std::fs::read_to_string(&out).expect("the generated header");
+    let _ = std::fs::remove_file(&out);
+    text
 }
 
 #[test]
@@ -53,7 +64,6 @@ fn version_macros_match_the_crate() {
 /// made with our cbindgen.toml, and a C compiler warns where it is used.
 #[test]
 fn deprecated_functions_warn_in_c() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("academy-deprecated-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -67,15 +77,8 @@ fn deprecated_functions_warn_in_c() {
         "/// Old.\n#[deprecated(note = \"use academy_new_thing\")]\n#[no_mangle]\npub extern \"C\" fn academy_old_thing() -> i32 { 1 }\n",
     )
     .unwrap();
-    let config =
-        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let header = dir.join("scratch.h");
-    cbindgen::Builder::new()
-        .with_crate(&dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen generates the scratch header")
-        .write_to_file(&header);
+    cbindgen(&dir, &header);
     let text = std::fs::read_to_string(&header).unwrap();
     assert!(
         text.contains("ACADEMY_DEPRECATED(\"use academy_new_thing\")"),

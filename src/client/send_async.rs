@@ -156,7 +156,7 @@ impl InFlight {
             if lock(&self.pending)
                 .unfinished
                 .first()
-                .map_or(true, |&seq| seq > last)
+                .is_none_or(|&seq| seq > last)
             {
                 return;
             }

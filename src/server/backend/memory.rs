@@ -131,7 +131,7 @@ impl Backend {
 
     /// `_has_mailbox_ownership`: an unknown mailbox is owned by everybody.
     fn owns(client: &Client, mb: Option<&Mailbox>) -> bool {
-        mb.map_or(true, |m| m.owner == client.id)
+        mb.is_none_or(|m| m.owner == client.id)
     }
 
     /// `_has_permissions`: ownership or a share with one of the groups.
