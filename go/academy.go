@@ -135,8 +135,12 @@ func seconds(d time.Duration) C.double {
 // Version is the version of libacademy.
 func Version() string { return C.GoString(C.academy_version()) }
 
-// Options of a factory; zero values mean the library's defaults.
+// Options of a factory; zero values mean the library's defaults. The
+// README's "Factory options" table says what each does.
 type Options struct {
+	// AuthMethod: "" or "globus".
+	AuthMethod          string            `json:"auth_method,omitempty"`
+	GlobusTokenURL      string            `json:"globus_token_url,omitempty"`
 	AdditionalHeaders   map[string]string `json:"additional_headers,omitempty"`
 	SSLVerify           *bool             `json:"ssl_verify,omitempty"`
 	CAFile              string            `json:"ca_file,omitempty"`

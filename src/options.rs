@@ -1,6 +1,10 @@
 //! Factory options: a JSON object whose keys mirror `HttpExchangeFactory`'s
 //! arguments. Unknown keys and values of the wrong type are errors, caught
 //! when the factory is made (a new option never changes the ABI).
+//!
+//! [`OPTIONS`] is the one table of them, as librdkafka's property table is:
+//! the README's options table is made from it, and tests check that the
+//! parser, the header and the Go binding agree with it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +15,136 @@ use crate::error::{Error, Result};
 
 /// Globus Auth's token endpoint, the default of `globus_token_url`.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
+
+/// One factory option, as the docs show it.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionDoc {
+    /// The JSON key.
+    pub name: &'static str,
+    /// The JSON type it takes.
+    pub kind: &'static str,
+    /// Its default, as JSON.
+    pub default: &'static str,
+    /// The factories it applies to.
+    pub factories: &'static [&'static str],
+    /// What it does.
+    pub doc: &'static str,
+}
+
+const HTTP: &[&str] = &["http"];
+
+/// Every factory option.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        name: "auth_method",
+        kind: "null or \"globus\"",
+        default: "null",
+        factories: HTTP,
+        doc: "`\"globus\"`: bearer tokens from Globus Auth with the client credentials in `ACADEMY_GLOBUS_CLIENT_ID` and `ACADEMY_GLOBUS_CLIENT_SECRET` (unless `additional_headers` has an Authorization header).",
+    },
+    OptionDoc {
+        name: "additional_headers",
+        kind: "object of strings",
+        default: "{}",
+        factories: HTTP,
+        doc: "Headers sent with every request.",
+    },
+    OptionDoc {
+        name: "ssl_verify",
+        kind: "boolean or null",
+        default: "null",
+        factories: HTTP,
+        doc: "Whether to verify the exchange's TLS certificate; null verifies for https.",
+    },
+    OptionDoc {
+        name: "ca_file",
+        kind: "string (a path)",
+        default: "null",
+        factories: HTTP,
+        doc: "A PEM file of CA certificates to trust besides the system's.",
+    },
+    OptionDoc {
+        name: "request_timeout_s",
+        kind: "number of seconds",
+        default: "60",
+        factories: HTTP,
+        doc: "Bounds one request (never the life of a listen stream).",
+    },
+    OptionDoc {
+        name: "connect_timeout_s",
+        kind: "number of seconds",
+        default: "30",
+        factories: HTTP,
+        doc: "Bounds making a connection.",
+    },
+    OptionDoc {
+        name: "retries",
+        kind: "integer",
+        default: "1",
+        factories: HTTP,
+        doc: "How many times a transient failure (429, 5xx, a lost connection) is tried again.",
+    },
+    OptionDoc {
+        name: "initial_retry_backoff_s",
+        kind: "number of seconds",
+        default: "1.0",
+        factories: HTTP,
+        doc: "The wait before the first retry; it doubles for each further one.",
+    },
+    OptionDoc {
+        name: "heartbeat_interval_s",
+        kind: "number of seconds",
+        default: "30",
+        factories: HTTP,
+        doc: "How often clients mark their mailbox alive; peers see a mailbox INACTIVE after three intervals without.",
+    },
+    OptionDoc {
+        name: "max_concurrency",
+        kind: "integer, 1 to 4096",
+        default: "1",
+        factories: HTTP,
+        doc: "How many action requests a served agent handles at once.",
+    },
+    OptionDoc {
+        name: "globus_token_url",
+        kind: "string (a URL)",
+        default: "Globus Auth's",
+        factories: HTTP,
+        doc: "The OAuth2 token endpoint for `auth_method: \"globus\"`.",
+    },
+    OptionDoc {
+        name: "busy_poll_us",
+        kind: "integer, 0 to 1000000",
+        default: "200",
+        factories: HTTP,
+        doc: "How long a thread blocked on a call to an agent polls for the answer before it sleeps, while the library's thread polls too (keeps the CPUs awake through short round trips; costs at most twice this much CPU per call); 0 sleeps at once.",
+    },
+    OptionDoc {
+        name: "max_in_flight",
+        kind: "integer, 1 to 4096",
+        default: "64",
+        factories: HTTP,
+        doc: "How many `academy_client_send_async` sends of a client may be pending; one more waits for a free slot.",
+    },
+];
+
+/// The options table in Markdown (the README's, made by the tests).
+pub fn options_markdown() -> String {
+    let mut out = String::from(
+        "| option | type | default | factories | what it does |\n|---|---|---|---|---|\n",
+    );
+    for o in OPTIONS {
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | {} |\n",
+            o.name,
+            o.kind,
+            o.default,
+            o.factories.join(", "),
+            o.doc
+        ));
+    }
+    out
+}
 
 /// How the client gets authorization headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +214,7 @@ impl Default for FactoryOptions {
 }
 
 /// The JSON shape; every field optional, no other keys allowed.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOptions {
     #[serde(default)]
@@ -223,6 +357,71 @@ impl FactoryOptions {
 mod tests {
     use super::*;
     use crate::error::Status;
+
+    /// The field names serde's derive gives the parser: a deserializer
+    /// that only records what `deserialize_struct` is asked for.
+    fn parser_fields() -> Vec<&'static str> {
+        use serde::de::{self, Visitor};
+        #[derive(Debug)]
+        struct Fields(Vec<&'static str>);
+        impl std::fmt::Display for Fields {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl std::error::Error for Fields {}
+        impl de::Error for Fields {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Fields(Vec::new())
+            }
+        }
+        struct Recorder;
+        impl<'de> de::Deserializer<'de> for Recorder {
+            type Error = Fields;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+                Err(Fields(Vec::new()))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Fields> {
+                Err(Fields(fields.to_vec()))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        RawOptions::deserialize(Recorder).unwrap_err().0
+    }
+
+    #[test]
+    fn the_table_lists_exactly_the_options_the_parser_takes() {
+        let mut parsed = parser_fields();
+        let mut documented: Vec<_> = OPTIONS.iter().map(|o| o.name).collect();
+        parsed.sort_unstable();
+        documented.sort_unstable();
+        assert!(!parsed.is_empty());
+        assert_eq!(parsed, documented);
+        // Each documented default is what the parser gives.
+        for o in OPTIONS
+            .iter()
+            .filter(|o| o.default.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            let text = format!("{{\"{}\": {}}}", o.name, o.default);
+            let with = FactoryOptions::from_json(Some(&text)).unwrap();
+            assert_eq!(
+                format!("{with:?}"),
+                format!("{:?}", FactoryOptions::default()),
+                "{} defaults to {}",
+                o.name,
+                o.default
+            );
+        }
+    }
 
     #[test]
     fn defaults_match_academy_py() {

@@ -28,29 +28,29 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
 }
 
 /// Makes a factory for the HTTP exchange at `url` (`http://host:port` or
-/// `https://...`). `options_json` (nullable) is a JSON object with any of
-/// `auth_method` (null | "globus"), `additional_headers` (object of
-/// strings), `ssl_verify` (null = verify for https), `ca_file` (PEM path),
-/// `request_timeout_s` (60), `connect_timeout_s` (30), `retries` (1),
-/// `initial_retry_backoff_s` (1.0), `heartbeat_interval_s` (30),
-/// `max_concurrency` (1, for serving), `busy_poll_us` (200: how long a
-/// thread blocked on a call to an agent polls for the acknowledgement and
-/// then for the answer before it sleeps, while the library's runtime
-/// thread polls too, which keeps the CPUs from idling through short round
-/// trips; costs at most twice that much CPU time per call in the caller and
-/// that much in the runtime thread; 0 sleeps at once), `max_in_flight` (64:
-/// how many `academy_client_send_async` sends of a client may be pending)
-/// and
-/// `globus_token_url` (Globus Auth's;
-/// for `auth_method: "globus"`, which reads `ACADEMY_GLOBUS_CLIENT_ID` and
-/// `ACADEMY_GLOBUS_CLIENT_SECRET`). The options are copied. Does not contact
-/// the exchange and does not block. Proxies come from `HTTPS_PROXY`,
-/// `HTTP_PROXY` and `NO_PROXY`, as for the Python client.
+/// `https://…`, academy-py's `HttpExchangeFactory`). Does not contact the
+/// exchange. Proxies come from `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`,
+/// as for the Python client.
 ///
-/// On success `*out` gets a factory that the caller frees with
-/// `academy_factory_free` (clients made from it stay valid after that).
-/// Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `url` or `out`, a bad
-/// URL, malformed options JSON, unknown keys or values of the wrong type.
+/// `options_json` (nullable: the defaults) is a JSON object with any of
+/// `auth_method`, `additional_headers`, `ssl_verify`, `ca_file`,
+/// `request_timeout_s`, `connect_timeout_s`, `retries`,
+/// `initial_retry_backoff_s`, `heartbeat_interval_s`, `max_concurrency`,
+/// `globus_token_url`, `busy_poll_us` and `max_in_flight`; the README's
+/// "Factory options" table says what each does and its default. The
+/// options are copied.
+///
+/// @param url the exchange's URL.
+/// @param options_json the options, or NULL.
+/// @param out receives the factory on success; free it with
+///        academy_factory_free (clients made from it stay valid after).
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `url` or
+///         `out`, a bad URL, malformed options, an unknown option or a
+///         value of the wrong type, an unreadable `ca_file`, or
+///         `auth_method: "globus"` without the client credentials in the
+///         environment.
+///
+/// Does not block. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn academy_http_factory_new(
     url: *const c_char,
