@@ -236,6 +236,14 @@ enum Mode {
     Poll,
 }
 
+/// The wait before the next attempt after `failures` failures in a row:
+/// doubling from `retry`, at most [`MAX_RETRY`] (or `retry` if longer).
+fn reconnect_wait(retry: Duration, failures: u32) -> Duration {
+    retry
+        .saturating_mul(1 << failures.saturating_sub(1).min(4))
+        .min(MAX_RETRY.max(retry))
+}
+
 pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
     let mut mode = Mode::Stream;
     let mut timeout = match weak.upgrade() {
@@ -259,6 +267,10 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
                 continue;
             }
             Err(e) if is_missing_endpoint(&e) && matches!(mode, Mode::Stream) => {
+                tracing::debug!(
+                    mailbox = %inner.id.uid,
+                    "the exchange has no SSE listen endpoint; receiving by long poll (GET /message) instead"
+                );
                 mode = Mode::Poll;
                 continue;
             }
@@ -267,19 +279,25 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
                 continue;
             }
             Err(e) if is_final(&e) => {
+                tracing::debug!(mailbox = %inner.id.uid, "receiving stopped: {}", e.message);
                 inner.fail_pending(&e);
                 inner.set_state(ListenerState::Ended(e));
                 return;
             }
             Err(e) => {
-                inner.set_state(ListenerState::Failing(e));
                 failures = failures.saturating_add(1);
+                let wait = reconnect_wait(retry, failures);
+                tracing::debug!(
+                    mailbox = %inner.id.uid,
+                    failures,
+                    "receiving failed: {}; reconnecting in {wait:?}",
+                    e.message
+                );
+                inner.set_state(ListenerState::Failing(e));
             }
         }
         drop(inner);
-        let wait = retry
-            .saturating_mul(1 << failures.saturating_sub(1).min(4))
-            .min(MAX_RETRY.max(retry));
+        let wait = reconnect_wait(retry, failures);
         tokio::time::sleep(wait).await;
     }
 }
@@ -292,6 +310,9 @@ async fn stream_once(
     failures: &mut u32,
 ) -> Result<()> {
     let mut response = inner.transport.listen(&inner.id, timeout).await?;
+    if *failures > 0 {
+        tracing::debug!(mailbox = %inner.id.uid, "listen stream reconnected");
+    }
     // Connected: the back-off starts over at the next failure.
     *failures = 0;
     inner.set_state(ListenerState::Running);

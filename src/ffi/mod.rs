@@ -18,6 +18,7 @@ use crate::error::{Error, Result, Status};
 pub mod client;
 pub mod exchange;
 pub mod factory;
+pub mod log;
 pub mod messages;
 pub mod serve;
 
@@ -118,6 +119,8 @@ fn set_last_error(text: &str) {
 /// Runs the body of an exported function: catches panics, records the
 /// error text for `academy_last_error`, and returns the status.
 pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
+    // The first C call sets up ACADEMY_LOG (see crate::logging).
+    crate::logging::init_from_env();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             set_last_error("");
