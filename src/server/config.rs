@@ -215,6 +215,21 @@ impl fmt::Debug for RedisConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PyLevel(pub i64);
 
+impl fmt::Display for PyLevel {
+    /// `logging.getLevelName`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            50 => f.write_str("CRITICAL"),
+            40 => f.write_str("ERROR"),
+            30 => f.write_str("WARNING"),
+            20 => f.write_str("INFO"),
+            10 => f.write_str("DEBUG"),
+            0 => f.write_str("NOTSET"),
+            n => write!(f, "Level {n}"),
+        }
+    }
+}
+
 impl PyLevel {
     pub const DEBUG: PyLevel = PyLevel(10);
     pub const INFO: PyLevel = PyLevel(20);
