@@ -54,7 +54,8 @@ typedef enum academy_log_level {
    */
   ACADEMY_LOG_DEBUG = 4,
   /**
-   * Everything, including the libraries libacademy uses.
+   * Everything, including the debug lines of the libraries libacademy
+   * uses (at the other levels only their warnings and errors come).
    */
   ACADEMY_LOG_TRACE = 5,
 } academy_log_level;

@@ -204,11 +204,19 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
+        // "exchange.log" sorts first, then its backups, oldest first.
         assert_eq!(names.len(), 3, "the file and 2 backups: {names:?}");
-        assert!(names[..2].iter().all(|n| n.starts_with("exchange.log.")));
-        assert!(names[..2]
+        assert_eq!(names[0], "exchange.log");
+        assert!(names[1..]
             .iter()
-            .all(|n| is_date(&n["exchange.log.".len()..])));
+            .all(|n| n.strip_prefix("exchange.log.").is_some_and(is_date)));
+        // The newest two are kept: those of days 2 and 3.
+        let day = |d: u64| date(&local_tm(start + Duration::from_secs(d * 86_400 + 60)));
+        assert_eq!(names[2], format!("exchange.log.{}", day(3)), "{names:?}");
+        assert_eq!(
+            std::fs::read_to_string(path.with_file_name(&names[2])).unwrap(),
+            "day 3\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
