@@ -318,26 +318,89 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -
             (r, Some(f))
         }
     };
-    let status = response.status().as_u16();
-    let took = start.elapsed();
-    if let Some(m) = &app.metrics {
-        m.request(route, status, took);
+    let answered = Answered {
+        route,
+        method: &method,
+        path,
+        addr: peer.addr,
+        status: response.status().as_u16(),
+        took: start.elapsed(),
+        why: error.as_ref().map_or("", |f| f.text.as_str()),
+        closed: error.as_ref().is_some_and(|f| f.close),
+    };
+    note(app.metrics.as_deref(), &answered);
+    response
+}
+
+/// An answered request, as the metrics and the access line see it.
+pub(crate) struct Answered<'a> {
+    /// Its index in [`ENDPOINTS`].
+    pub(crate) route: usize,
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) status: u16,
+    pub(crate) took: Duration,
+    /// The text of an error answer of ours; else "".
+    pub(crate) why: &'a str,
+    /// The connection is closed after it (a body not read to its end).
+    pub(crate) closed: bool,
+}
+
+/// Counts an answered request and writes its access line.
+pub(crate) fn note(metrics: Option<&Metrics>, a: &Answered<'_>) {
+    if let Some(m) = metrics {
+        m.request(a.route, a.status, a.took);
     }
-    let ms = took.as_secs_f64() * 1000.0;
-    let why = error.as_ref().map_or("", |f| f.text.as_str());
-    let addr = peer.addr;
-    if !ordinary(status) || error.as_ref().is_some_and(|f| f.close) {
+    let Answered {
+        method,
+        path,
+        addr,
+        status,
+        why,
+        ..
+    } = a;
+    let ms = a.took.as_secs_f64() * 1000.0;
+    if !ordinary(*status) || a.closed {
         tracing::warn!(
             target: ACCESS,
             "{addr} \"{method} {path}\" {status} {ms:.3} ms{}",
             if why.is_empty() { String::new() } else { format!(": {}", clip(why)) }
         );
-    } else if route == PUT_MESSAGE {
+    } else if a.route == PUT_MESSAGE {
         tracing::debug!(target: ACCESS, "{addr} \"{method} {path}\" {status} {ms:.3} ms");
     } else {
         tracing::info!(target: ACCESS, "{addr} \"{method} {path}\" {status} {ms:.3} ms");
     }
-    response
+}
+
+/// What the bookkeeping of one `PUT /message` costs (the route lookup, the
+/// clock, the metrics with `metrics`, the access line at the level this
+/// process logs at): nanoseconds per request over `requests`.
+pub(crate) fn bookkeeping_ns(requests: u32, metrics: bool) -> f64 {
+    let m = metrics.then(|| Metrics::new(ENDPOINTS, 1000));
+    let addr = SocketAddr::from(([127, 0, 0, 1], 40000));
+    let put = Method::PUT;
+    let start = Instant::now();
+    for _ in 0..requests {
+        let began = Instant::now();
+        let route = endpoint(std::hint::black_box(&put), std::hint::black_box("/message"));
+        let answered = Answered {
+            route,
+            method: &put,
+            path: ENDPOINTS[route].1,
+            addr,
+            status: 200,
+            took: began.elapsed(),
+            why: "",
+            closed: false,
+        };
+        note(m.as_ref(), std::hint::black_box(&answered));
+        if let Some(m) = &m {
+            m.accepted.inc();
+        }
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(requests.max(1))
 }
 
 /// A path as sent, cut to at most 200 bytes (URI paths are ASCII).
@@ -348,22 +411,23 @@ fn clip_path(path: &str) -> String {
     }
 }
 
-/// Only GET (and HEAD) for the operations endpoints.
-fn get_only(method: &Method) -> Result<(), Resp> {
+/// The 405 answer to anything but GET (and HEAD) on the operations
+/// endpoints.
+fn unless_get(method: &Method) -> Option<Resp> {
     if method == Method::GET || method == Method::HEAD {
-        return Ok(());
+        return None;
     }
     let mut r = text(405, "405: Method Not Allowed");
     r.headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
-    Err(r)
+    Some(r)
 }
 
 async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
     let path = req.uri().path();
     // For probes and load balancers: no credentials, nothing secret.
     if path == "/health" {
-        if let Err(r) = get_only(req.method()) {
+        if let Some(r) = unless_get(req.method()) {
             return Ok(r);
         }
         return health(app).await;
@@ -383,7 +447,7 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
         },
     };
     if path == "/metrics" && serves_metrics {
-        if let Err(r) = get_only(req.method()) {
+        if let Some(r) = unless_get(req.method()) {
             return Ok(r);
         }
         return Ok(scrape(app).await);
