@@ -411,7 +411,7 @@ async fn accept_loop(
             Err(_) => {
                 if let Some(skipped) = AT_CAP.admit() {
                     tracing::warn!(
-                        "connection limit reached ({} open, max_connections): new connections wait until one closes ({skipped} more times since the last warning)",
+                        "connection limit reached: {} connections open (max_connections); new ones wait until one closes ({skipped} more times since the last warning)",
                         gate.max
                     );
                 }
