@@ -14,6 +14,9 @@
 //!   `ACADEMY_BENCH_EXCHANGE_PID` names its process.
 //! - `cpu N`: client CPU seconds per 1,000 messages sent, and peak RSS.
 //! - `clients N`: RSS of this process holding N listening clients.
+//! - `bookkeeping N` (URL unused): nanoseconds the embedded exchange spends
+//!   per request on metrics and its access line (at its default level),
+//!   timed alone over N requests, with the metrics and without.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -268,6 +271,29 @@ fn clients(url: &str, n: usize) -> R<Value> {
     )
 }
 
+/// The exchange's bookkeeping per request (metrics, access line), timed
+/// alone, with the log at the level the exchange runs at by default.
+fn bookkeeping(requests: u32) -> Value {
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(std::io::sink)
+            .finish(),
+    );
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for _ in 0..5 {
+        let (a, b) = academy::server::bookkeeping_cost_ns(requests);
+        with.push(a);
+        without.push(b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    json!({"with_metrics_ns": median(&mut with), "without_metrics_ns": median(&mut without)})
+}
+
 fn main() -> R<()> {
     let args: Vec<String> = std::env::args().collect();
     let (workload, url) = (args[1].as_str(), args[2].as_str());
@@ -300,6 +326,7 @@ fn main() -> R<()> {
             throughput(url, n(3, 5000), n(4, 32), senders)?
         }
         "cpu" => cpu(url, n(3, 2000))?,
+        "bookkeeping" => bookkeeping(n(3, 1_000_000) as u32),
         "clients" => clients(url, n(3, 100))?,
         other => return Err(format!("unknown workload {other}").into()),
     };

@@ -39,6 +39,38 @@
 
 
 /**
+ * Levels of the library's log lines, most severe first.
+ */
+typedef enum academy_log_level {
+  /**
+   * Nothing (only as the level of `academy_set_log_callback`).
+   */
+  ACADEMY_LOG_OFF = 0,
+  /**
+   * Failures the library cannot recover from by itself.
+   */
+  ACADEMY_LOG_ERROR = 1,
+  /**
+   * Trouble it works around (slow Redis, refused requests of an exchange).
+   */
+  ACADEMY_LOG_WARN = 2,
+  /**
+   * The exchange's requests; rare events.
+   */
+  ACADEMY_LOG_INFO = 3,
+  /**
+   * Reconnects, retries with their back-off, why the fast path is off,
+   * fork detection, the exchange's sends.
+   */
+  ACADEMY_LOG_DEBUG = 4,
+  /**
+   * Everything, including the debug lines of the libraries libacademy
+   * uses (at the other levels only their warnings and errors come).
+   */
+  ACADEMY_LOG_TRACE = 5,
+} academy_log_level;
+
+/**
  * The status of a mailbox.
  */
 typedef enum academy_mailbox_status {
@@ -128,6 +160,13 @@ typedef enum academy_status {
 } academy_status;
 
 /**
+ * A Python logging level number (`logging.DEBUG` is 10, `INFO` 20,
+ * `WARNING` 30, `ERROR` 40, `CRITICAL` 50): a record passes when its level
+ * is at least this.
+ */
+typedef struct PyLevel PyLevel;
+
+/**
  * A client bound to one mailbox (opaque). Thread-safe.
  */
 typedef struct academy_client academy_client;
@@ -156,6 +195,16 @@ typedef struct academy_reply academy_reply;
  * (those return INVALID_ARGUMENT there).
  */
 typedef void (*academy_send_done_fn)(void *user_data, enum academy_status status, const char *error);
+
+/**
+ * Receives one log line: its level, its target (the part of the library
+ * that logged, e.g. "academy::transport") and its message. Both strings
+ * are valid only during the call.
+ */
+typedef void (*academy_log_fn)(void *user_data,
+                               enum academy_log_level level,
+                               const char *target,
+                               const char *message);
 
 /**
  * An action handler: called for each action request with the action name,
@@ -453,16 +502,20 @@ enum academy_status academy_client_shutdown_agent(struct academy_client *client,
 /**
  * Starts an exchange server in this process, wire-compatible with
  * academy-py 1.0's `python -m academy.exchange.cloud`, on the library's
- * runtime. `options_json` (nullable) is a JSON object with `host`
- * ("127.0.0.1"), `port` (0 = any free port), `listen_timeout_s`,
- * `message_size_limit_kb` and `backend`: absent for mailboxes in memory,
- * or `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys
- * of academy-py's `[backend]` TOML table) to keep them in Redis, shared
- * with every other exchange process on that Redis. Returns once the
- * server listens. On success `*out` gets the server: stop it with
+ * runtime. `options_json` (nullable) is a JSON object with the keys of the
+ * `academy-exchange` TOML file (README, "Running the exchange as a
+ * service"), except `logger`: `host` ("127.0.0.1"), `port` (0 = any free
+ * port), `listen_timeout_s`, `message_size_limit_kb`, `certfile`,
+ * `keyfile`, `auth`, `metrics`, `metrics_port`, `max_connections`,
+ * `body_read_timeout_s` and `backend`: absent for mailboxes in memory, or
+ * `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys of
+ * academy-py's `[backend]` TOML table) to keep them in Redis, shared with
+ * every other exchange process on that Redis. Returns once the server
+ * listens. On success `*out` gets the server: stop it with
  * `academy_exchange_stop`, free it with `academy_exchange_free`. Returns
  * INVALID_ARGUMENT for bad options and CONNECTION when the address cannot
- * be bound or Redis cannot be reached.
+ * be bound or Redis cannot be reached. Its log lines go where the
+ * library's do (`academy_set_log_callback`, `ACADEMY_LOG`).
  */
 enum academy_status academy_exchange_spawn(const char *options_json, struct academy_exchange **out);
 
@@ -529,6 +582,72 @@ void academy_factory_free(struct academy_factory *factory);
  * Does not block. Thread-safe: each thread has its own.
  */
 const char *academy_last_error(void);
+
+/**
+ * The version of libacademy, e.g. "0.1.0", as in the
+ * `ACADEMY_VERSION_*` macros of the header this library was built with.
+ *
+ * @return a static string; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_version(void);
+
+/**
+ * A static, human-readable text of a status code, e.g. "timeout" for
+ * ACADEMY_ERR_TIMEOUT.
+ *
+ * @param status any int: bindings may pass a plain number.
+ * @return a static string, "unknown status" for a number that is no
+ *         status; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_status_str(int status);
+
+/**
+ * The name of a status code as in this header, e.g. "ACADEMY_ERR_TIMEOUT"
+ * (for logs and for bindings that generate their error types).
+ *
+ * @param status any int.
+ * @return a static string, "unknown status" for a number that is no
+ *         status; never free it. Never NULL.
+ *
+ * Does not block. Thread-safe.
+ */
+const char *academy_status_name(int status);
+
+/**
+ * Routes libacademy's log lines at `level` (an `academy_log_level`) or
+ * more severe to `callback(user_data, level, target, message)`, replacing
+ * any callback set before. A NULL `callback` or `ACADEMY_LOG_OFF` stops
+ * it. By default the library logs nothing; setting the environment
+ * variable `ACADEMY_LOG` (e.g. `ACADEMY_LOG=debug`, or
+ * `academy::transport=debug`) also writes lines to stderr, whatever the
+ * callback.
+ *
+ * Threads: the callback is called on the thread that logs: inside a
+ * libacademy call on the caller's own thread, on the library's runtime
+ * threads ("academy-rt", "academy-exchange"), or on threads serving an
+ * agent; from several threads at once. So it must be thread-safe, and
+ * `user_data` usable from any thread.
+ *
+ * It must return quickly: it holds up the library thread that logged
+ * (network I/O of every client, or the embedded exchange). To write to a
+ * slow place, queue the line and write it from a thread of your own. It
+ * must not call blocking libacademy functions (they return
+ * ACADEMY_ERR_INVALID_ARGUMENT there) nor `academy_set_log_callback`
+ * (INVALID_ARGUMENT); lines the library logs while the callback runs on
+ * that thread are dropped.
+ *
+ * When this function returns, the callback it replaced is not running and
+ * will not be called again, so its `user_data` may be freed. Returns
+ * INVALID_ARGUMENT for a level outside 0..5, from inside the callback, or
+ * when the process already has another `tracing` subscriber as its
+ * global one (a Rust program that links libacademy and set up its own:
+ * the library's lines go to it instead).
+ */
+enum academy_status academy_set_log_callback(academy_log_fn callback, void *user_data, int level);
 
 /**
  * Makes a message from `src_json` to `dest_json` with `body_json` (an
@@ -631,40 +750,6 @@ enum academy_status academy_reply_ok(struct academy_reply *reply, const char *re
  * INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
  */
 enum academy_status academy_reply_error(struct academy_reply *reply, const char *message);
-
-/**
- * The version of libacademy, e.g. "0.1.0", as in the
- * `ACADEMY_VERSION_*` macros of the header this library was built with.
- *
- * @return a static string; never free it. Never NULL.
- *
- * Does not block. Thread-safe.
- */
-const char *academy_version(void);
-
-/**
- * A static, human-readable text of a status code, e.g. "timeout" for
- * ACADEMY_ERR_TIMEOUT.
- *
- * @param status any int: bindings may pass a plain number.
- * @return a static string, "unknown status" for a number that is no
- *         status; never free it. Never NULL.
- *
- * Does not block. Thread-safe.
- */
-const char *academy_status_str(int status);
-
-/**
- * The name of a status code as in this header, e.g. "ACADEMY_ERR_TIMEOUT"
- * (for logs and for bindings that generate their error types).
- *
- * @param status any int.
- * @return a static string, "unknown status" for a number that is no
- *         status; never free it. Never NULL.
- *
- * Does not block. Thread-safe.
- */
-const char *academy_status_name(int status);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -65,6 +65,10 @@ impl ProcessBound {
         if pid == self.pid {
             Ok(())
         } else {
+            tracing::debug!(
+                "fork detected: a {what} made in process {} was used in the child process {pid}",
+                self.pid
+            );
             Err(Error::closed(format!(
                 "this {what} was made in process {} before fork(); in the child process {pid} make a new factory and client",
                 self.pid

@@ -7,7 +7,7 @@
 //!
 //! | layer | what it holds |
 //! |---|---|
-//! | [`error`], [`fork`], [`runtime`] | the error type, fork tracking, the one tokio runtime |
+//! | [`error`], [`logging`], [`fork`], [`runtime`] | the error type, where the library's log goes, fork tracking, the one tokio runtime |
 //! | [`wire`] | ids, messages, Python-compatible JSON, the SSE parser: bytes and values, no I/O |
 //! | [`options`] | the factory options |
 //! | [`transport`] | the one request path to an exchange (retries, auth, errors) and its HTTP/1.1 client |
@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod fork;
+pub mod logging;
 pub mod runtime;
 pub mod wire;
 

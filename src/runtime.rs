@@ -89,7 +89,14 @@ impl Slot {
         let pid = current_pid();
         match &*guard {
             Some(owned) if owned.pid == pid => Ok(owned.runtime),
-            _ => {
+            other => {
+                if let Some(parent) = other {
+                    tracing::debug!(
+                        runtime = self.name,
+                        "fork detected: process {pid} is a child of {}; its runtime's threads did not come along, starting a fresh one",
+                        parent.pid
+                    );
+                }
                 let runtime = self.build()?;
                 *guard = Some(Owned { pid, runtime });
                 Ok(runtime)

@@ -210,6 +210,14 @@ impl Inner {
     }
 }
 
+/// The wait before the next attempt after `failures` failures in a row:
+/// doubling from `retry`, at most [`MAX_RETRY`] (or `retry` if longer).
+fn reconnect_wait(retry: Duration, failures: u32) -> Duration {
+    retry
+        .saturating_mul(1 << failures.saturating_sub(1).min(4))
+        .min(MAX_RETRY.max(retry))
+}
+
 pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
     let mut retry = DEFAULT_RETRY;
     let mut failures: u32 = 0;
@@ -224,19 +232,25 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
                 continue;
             }
             Err(e) if e.is_final() => {
+                tracing::debug!(mailbox = %inner.id.uid, "receiving stopped: {}", e.message);
                 inner.fail_pending(&e);
                 inner.set_state(ListenerState::Ended(e));
                 return;
             }
             Err(e) => {
-                inner.set_state(ListenerState::Failing(e));
                 failures = failures.saturating_add(1);
+                let wait = reconnect_wait(retry, failures);
+                tracing::debug!(
+                    mailbox = %inner.id.uid,
+                    failures,
+                    "receiving failed: {}; reconnecting in {wait:?}",
+                    e.message
+                );
+                inner.set_state(ListenerState::Failing(e));
             }
         }
         drop(inner);
-        let wait = retry
-            .saturating_mul(1 << failures.saturating_sub(1).min(4))
-            .min(MAX_RETRY.max(retry));
+        let wait = reconnect_wait(retry, failures);
         tokio::time::sleep(wait).await;
     }
 }
@@ -245,6 +259,9 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
 /// or fails.
 async fn listen_once(inner: &Inner, retry: &mut Duration, failures: &mut u32) -> Result<()> {
     let mut inbound = inner.transport.inbound(&inner.id).await?;
+    if *failures > 0 {
+        tracing::debug!(mailbox = %inner.id.uid, "listen stream reconnected");
+    }
     // Connected: the back-off starts over at the next failure.
     *failures = 0;
     inner.set_state(ListenerState::Running);

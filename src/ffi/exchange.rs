@@ -27,16 +27,20 @@ impl Handle for academy_exchange {
 
 /// Starts an exchange server in this process, wire-compatible with
 /// academy-py 1.0's `python -m academy.exchange.cloud`, on the library's
-/// runtime. `options_json` (nullable) is a JSON object with `host`
-/// ("127.0.0.1"), `port` (0 = any free port), `listen_timeout_s`,
-/// `message_size_limit_kb` and `backend`: absent for mailboxes in memory,
-/// or `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys
-/// of academy-py's `[backend]` TOML table) to keep them in Redis, shared
-/// with every other exchange process on that Redis. Returns once the
-/// server listens. On success `*out` gets the server: stop it with
+/// runtime. `options_json` (nullable) is a JSON object with the keys of the
+/// `academy-exchange` TOML file (README, "Running the exchange as a
+/// service"), except `logger`: `host` ("127.0.0.1"), `port` (0 = any free
+/// port), `listen_timeout_s`, `message_size_limit_kb`, `certfile`,
+/// `keyfile`, `auth`, `metrics`, `metrics_port`, `max_connections`,
+/// `body_read_timeout_s` and `backend`: absent for mailboxes in memory, or
+/// `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys of
+/// academy-py's `[backend]` TOML table) to keep them in Redis, shared with
+/// every other exchange process on that Redis. Returns once the server
+/// listens. On success `*out` gets the server: stop it with
 /// `academy_exchange_stop`, free it with `academy_exchange_free`. Returns
 /// INVALID_ARGUMENT for bad options and CONNECTION when the address cannot
-/// be bound or Redis cannot be reached.
+/// be bound or Redis cannot be reached. Its log lines go where the
+/// library's do (`academy_set_log_callback`, `ACADEMY_LOG`).
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_spawn(
     options_json: *const c_char,

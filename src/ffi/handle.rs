@@ -39,7 +39,7 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 
-use super::academy_status;
+use super::status::academy_status;
 use crate::error::{Error, Result};
 use crate::fork::current_pid;
 
@@ -235,6 +235,8 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// panics (`ACADEMY_ERR_INTERNAL`), records the error text for
 /// `academy_last_error` ("" on success), and returns the status.
 pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
+    // The first C call sets up ACADEMY_LOG (see crate::logging).
+    crate::logging::init_from_env();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             set_last_error("");

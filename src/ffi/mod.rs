@@ -17,6 +17,8 @@ pub mod client;
 pub mod exchange;
 pub mod factory;
 pub mod handle;
+pub mod info;
+pub mod log;
 pub mod messages;
 pub mod serve;
 pub mod status;

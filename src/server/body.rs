@@ -23,6 +23,7 @@ use tokio::time::Sleep;
 
 use crate::server::backend::memory::{Backend, Batch, Mailbox};
 use crate::server::backend::redis::{Received, RedisBackend};
+use crate::server::metrics::OpenStream;
 use crate::wire::ids::EntityId;
 
 /// aiohttp-sse's keep-alive comment interval.
@@ -158,6 +159,7 @@ pub(crate) struct SseStream {
     notified: Option<Pin<Box<OwnedNotified>>>,
     shutdown: Pin<Box<OwnedNotified>>,
     done: bool,
+    open: OpenStream,
 }
 
 impl SseStream {
@@ -173,6 +175,7 @@ impl SseStream {
         let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
         shutdown.as_mut().enable();
         SseStream {
+            open: OpenStream::new(backend.metrics.as_ref()),
             peer,
             backend,
             mailbox,
@@ -217,6 +220,7 @@ impl SseStream {
                     self.notified = None;
                     let deadline = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(deadline);
+                    self.open.delivered(messages.len());
                     return Poll::Ready(Some(data_frames(messages.iter().map(|m| m.as_bytes()))));
                 }
                 Batch::Terminated => return self.finish(),
@@ -254,6 +258,7 @@ pub(crate) struct RedisSseStream {
     ping: Pin<Box<Sleep>>,
     shutdown: Pin<Box<OwnedNotified>>,
     done: bool,
+    open: OpenStream,
 }
 
 impl RedisSseStream {
@@ -268,6 +273,7 @@ impl RedisSseStream {
         let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
         shutdown.as_mut().enable();
         RedisSseStream {
+            open: OpenStream::new(backend.metrics.as_ref()),
             peer,
             backend,
             uid,
@@ -293,6 +299,7 @@ impl RedisSseStream {
             // receive task lost) ends the stream.
             if let Ok(Ok(message)) = received {
                 if !self.peer.is_some_and(PeerSocket::closed) {
+                    self.open.delivered(1);
                     return Poll::Ready(Some(data_frames([message.as_slice()])));
                 }
                 // Too late to deliver: back to the queue.

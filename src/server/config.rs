@@ -2,25 +2,40 @@
 //! --config FILE.toml` (academy-py 1.0.0 `ExchangeServingConfig`), and the
 //! JSON options of the C call `academy_exchange_spawn`.
 //!
-//! The TOML file has the same keys and defaults as academy-py, and like
-//! pydantic's `extra='forbid'` an unknown key is an error:
+//! Both are read by serde into one set of structs ([`Options`] and its
+//! sections), with `deny_unknown_fields` as pydantic's `extra='forbid'`:
+//! an unknown key is an error. One set of limits holds for both. The keys
+//! and defaults are academy-py's, plus a few of ours (marked; academy-py
+//! refuses a file that has them):
 //!
 //! ```toml
-//! host = "localhost"          # default "localhost"
-//! port = 8700                 # default 8700
+//! host = "localhost"          # default "localhost" (JSON: "127.0.0.1")
+//! port = 8700                 # default 8700 (JSON: 0, any free port)
 //! certfile = "/path/cert.pem" # optional: serve HTTPS
 //! keyfile = "/path/key.pem"   # optional: else the key is read from certfile
 //! listen_timeout_s = 60       # default 60: the longest recv/listen timeout
 //!
+//! # ours:
+//! metrics = true              # default true: GET /metrics (Prometheus text)
+//! metrics_port = 9700         # optional: serve /metrics and /health there only
+//! max_connections = 10000     # default: the open-file limit less 64
+//! body_read_timeout_s = 60    # default 60: a request body must arrive within this
+//! message_size_limit_kb = 512 # also accepted here (was JSON-only); same as [backend]'s
+//!
 //! [backend]
 //! kind = "python"             # "python": in memory (default); "redis": below
-//! message_size_limit_kb = 512 # default 512, 1..=512
+//! message_size_limit_kb = 512 # default 512, 1..=1048576 (academy-py: 1..=512)
 //!
 //! [auth]                      # default: no authentication
-//! method = "token"            # extension, see below ("globus" is not supported)
+//! method = "token"            # ours, see below ("globus" is not supported)
 //!
-//! [logger]                    # accepted and validated, otherwise ignored
-//! level = "INFO"
+//! [logger]                    # academy-py's LogConfig (the command only)
+//! level = "WARNING"           # stdout: a level name or number (default WARNING)
+//! logfile = "/var/log/x.log"  # optional: also write to this file
+//! logfile_level = "INFO"      # default INFO
+//! rotate = false              # rotate the file every rotation_interval_days
+//! rotation_interval_days = 1  # default 1
+//! backup_count = 7            # default 7: rotated files kept
 //! ```
 //!
 //! Self-hosted authentication with a table of bearer tokens (this library's
@@ -43,31 +58,40 @@
 //!
 //! Mailboxes in Redis, shared by every exchange process (ours or
 //! academy-py's) configured with the same Redis (academy-py's
-//! `RedisBackendConfig`; `kind` may be left out when `hostname` or `port`
-//! is given):
+//! `RedisBackendConfig`; as pydantic picks the union member, `kind` may be
+//! left out when a key only Redis has is given):
 //!
 //! ```toml
 //! [backend]
 //! kind = "redis"
 //! hostname = "localhost"      # default "localhost"
 //! port = 6379                 # default 6379
-//! message_size_limit_kb = 512 # default 512, 1..=512
+//! message_size_limit_kb = 512 # default 512
 //! mailbox_expiration_d = 7    # default 7: queued messages expire (days)
 //! gravestone_expiration_d = 365 # default 365: a terminated id is kept (days)
-//! [backend.kwargs]            # optional: db, username, password
-//! db = 0
+//! [backend.kwargs]            # optional: db, username, password (academy-py
+//! db = 0                      # passes any redis-py argument; others are errors)
 //! ```
+//!
+//! Integers may be written as whole floats (`8700.0`), as pydantic's lax
+//! mode allows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::Value as Json;
-use toml::Value as Toml;
+use serde::{Deserialize, Deserializer};
 
-use crate::error::{Error, Result, Status};
+use crate::error::{clip, Error, Result, Status};
 use crate::server::auth::{Authenticator, ClientInfo, TokenAuthenticator};
+
+/// The largest `message_size_limit_kb`: 1 GiB.
+pub const MAX_MESSAGE_SIZE_LIMIT_KB: u64 = 1024 * 1024;
+/// The default `body_read_timeout_s`: a client's default request timeout,
+/// past which nobody waits for the answer anyway.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How requests are authenticated.
 #[derive(Clone, Default)]
@@ -123,6 +147,20 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Keep mailboxes in this Redis instead of in memory.
     pub redis: Option<RedisConfig>,
+    /// Count requests, messages and Redis round trips and serve them at
+    /// `GET /metrics`.
+    pub metrics: bool,
+    /// Serve `/metrics` and `/health` on this port (of `host`) instead of
+    /// the exchange's; 0 picks a free port.
+    pub metrics_port: Option<u16>,
+    /// Open connections at most; past it, new connections wait in the
+    /// listen backlog until one closes. `None`: the process's open-file
+    /// limit less 64 (kept for Redis connections and log files).
+    pub max_connections: Option<usize>,
+    /// A request's body must arrive within this after its head (else 408).
+    pub body_read_timeout: Duration,
+    /// academy-py's `[logger]`: used by the `academy-exchange` command.
+    pub logger: LoggerConfig,
 }
 
 /// The Redis of a scaled-out exchange (academy-py's `RedisBackendConfig`).
@@ -171,8 +209,80 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
+/// A Python logging level number (`logging.DEBUG` is 10, `INFO` 20,
+/// `WARNING` 30, `ERROR` 40, `CRITICAL` 50): a record passes when its level
+/// is at least this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PyLevel(pub i64);
+
+impl fmt::Display for PyLevel {
+    /// `logging.getLevelName`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            50 => f.write_str("CRITICAL"),
+            40 => f.write_str("ERROR"),
+            30 => f.write_str("WARNING"),
+            20 => f.write_str("INFO"),
+            10 => f.write_str("DEBUG"),
+            0 => f.write_str("NOTSET"),
+            n => write!(f, "Level {n}"),
+        }
+    }
+}
+
+impl PyLevel {
+    pub const DEBUG: PyLevel = PyLevel(10);
+    pub const INFO: PyLevel = PyLevel(20);
+    pub const WARNING: PyLevel = PyLevel(30);
+
+    /// `logging.getLevelName`'s names (case-sensitive, as `setLevel`).
+    fn from_name(name: &str) -> Option<PyLevel> {
+        Some(PyLevel(match name {
+            "CRITICAL" | "FATAL" => 50,
+            "ERROR" => 40,
+            "WARNING" | "WARN" => 30,
+            "INFO" => 20,
+            "DEBUG" => 10,
+            "NOTSET" => 0,
+            _ => return None,
+        }))
+    }
+}
+
+/// academy-py's `LogConfig`: where the `academy-exchange` command writes
+/// its log and how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggerConfig {
+    /// Level of the lines written to stdout.
+    pub level: PyLevel,
+    /// Also write to this file (its folder is created).
+    pub logfile: Option<PathBuf>,
+    /// Level of the lines written to the file.
+    pub logfile_level: PyLevel,
+    /// Start a new file every `rotation_interval_days`, keeping
+    /// `backup_count` old ones (Python's `TimedRotatingFileHandler`).
+    pub rotate: bool,
+    pub rotation_interval_days: u32,
+    pub backup_count: u32,
+}
+
+impl Default for LoggerConfig {
+    /// academy-py's defaults.
+    fn default() -> Self {
+        LoggerConfig {
+            level: PyLevel::WARNING,
+            logfile: None,
+            logfile_level: PyLevel::INFO,
+            rotate: false,
+            rotation_interval_days: 1,
+            backup_count: 7,
+        }
+    }
+}
+
 impl Default for ServerConfig {
-    /// academy-py's defaults: `localhost:8700`, 60 s, 512 KiB, no auth.
+    /// academy-py's defaults: `localhost:8700`, 60 s, 512 KiB, no auth;
+    /// and ours: metrics on the exchange's port.
     fn default() -> Self {
         ServerConfig {
             host: "localhost".to_owned(),
@@ -183,6 +293,11 @@ impl Default for ServerConfig {
             message_size_limit_kb: 512,
             auth: AuthConfig::None,
             redis: None,
+            metrics: true,
+            metrics_port: None,
+            max_connections: None,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            logger: LoggerConfig::default(),
         }
     }
 }
@@ -191,39 +306,373 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::new(Status::InvalidArgument, msg)
 }
 
-fn type_name(v: &Toml) -> &'static str {
-    v.type_str()
-}
-
-fn toml_str(key: &str, v: &Toml) -> Result<String> {
-    v.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| invalid(format!("{key}: expected a string, got {}", type_name(v))))
-}
-
 /// A pydantic `int` in lax mode: an integer, or a float without fraction.
-fn toml_int(key: &str, v: &Toml) -> Result<i64> {
-    match v {
-        Toml::Integer(i) => Ok(*i),
-        Toml::Float(f) if f.fract() == 0.0 && f.is_finite() => Ok(*f as i64),
-        _ => Err(invalid(format!("{key}: expected an integer, got {v:?}"))),
+#[derive(Debug, Clone, Copy)]
+struct LaxInt(i64);
+
+impl<'de> Deserialize<'de> for LaxInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LaxInt;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<LaxInt, E> {
+                Ok(LaxInt(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<LaxInt, E> {
+                i64::try_from(v)
+                    .map(LaxInt)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<LaxInt, E> {
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(LaxInt(v as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
-fn toml_table<'a>(key: &str, v: &'a Toml) -> Result<&'a toml::Table> {
-    v.as_table()
-        .ok_or_else(|| invalid(format!("{key}: expected a table, got {}", type_name(v))))
+/// A `[logger]` level: a name or a number, as `logging.setLevel` takes.
+#[derive(Debug, Clone, Copy)]
+struct LevelValue(PyLevel);
+
+impl<'de> Deserialize<'de> for LevelValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LevelValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a level name (DEBUG, INFO, WARNING, ERROR, CRITICAL) or number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<LevelValue, E> {
+                Ok(LevelValue(PyLevel(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<LevelValue, E> {
+                Ok(LevelValue(PyLevel(v.min(i64::MAX as u64) as i64)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<LevelValue, E> {
+                PyLevel::from_name(v).map(LevelValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown level {v:?}: use DEBUG, INFO, WARNING, ERROR or CRITICAL (upper case, as Python's logging), or a number"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
-fn extra(section: &str, key: &str) -> Error {
-    let at = if section.is_empty() {
-        key.to_owned()
+/// The file (or JSON options) as written: every key optional, nothing
+/// else allowed.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    host: Option<String>,
+    port: Option<LaxInt>,
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    listen_timeout_s: Option<LaxInt>,
+    message_size_limit_kb: Option<LaxInt>,
+    auth: Option<AuthSection>,
+    backend: Option<BackendSection>,
+    logger: Option<LoggerSection>,
+    metrics: Option<bool>,
+    metrics_port: Option<LaxInt>,
+    max_connections: Option<LaxInt>,
+    body_read_timeout_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    method: Option<String>,
+    /// academy-py passes these on to the authenticator; read per method.
+    kwargs: Option<serde_json::Value>,
+}
+
+/// `[auth.kwargs]` of `method = "token"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenKwargs {
+    #[serde(default)]
+    tokens: BTreeMap<String, TokenEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    client_id: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BackendKind {
+    Python,
+    Redis,
+}
+
+/// `[backend]`: academy-py's `PythonBackendConfig | RedisBackendConfig`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BackendSection {
+    kind: Option<BackendKind>,
+    message_size_limit_kb: Option<LaxInt>,
+    hostname: Option<String>,
+    port: Option<LaxInt>,
+    mailbox_expiration_d: Option<f64>,
+    gravestone_expiration_d: Option<f64>,
+    kwargs: Option<RedisKwargs>,
+}
+
+/// academy-py passes `kwargs` on to `redis.asyncio.Redis`; the connection
+/// settings that mean the same here are accepted, anything else is an error
+/// rather than silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisKwargs {
+    db: Option<LaxInt>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoggerSection {
+    level: Option<LevelValue>,
+    logfile: Option<String>,
+    logfile_level: Option<LevelValue>,
+    rotate: Option<bool>,
+    rotation_interval_days: Option<LaxInt>,
+    backup_count: Option<LaxInt>,
+}
+
+/// An integer key within `range`, or the error naming it.
+fn ranged(key: &str, v: LaxInt, range: std::ops::RangeInclusive<i64>) -> Result<i64> {
+    if range.contains(&v.0) {
+        Ok(v.0)
     } else {
-        format!("{section}.{key}")
-    };
-    invalid(format!(
-        "{at}: extra inputs are not permitted (unknown key)"
-    ))
+        Err(invalid(format!(
+            "{key}: {} must be between {} and {}",
+            v.0,
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+fn port(key: &str, v: LaxInt) -> Result<u16> {
+    u16::try_from(v.0).map_err(|_| invalid(format!("{key}: {} is not a valid port", v.0)))
+}
+
+/// A positive number of days, in whole seconds as academy-py rounds it.
+fn days(key: &str, days: f64) -> Result<u64> {
+    if !(days > 0.0 && days.is_finite()) {
+        return Err(invalid(format!("{key}: {days} must be greater than 0")));
+    }
+    Ok((days * 86_400.0).min(u64::MAX as f64) as u64)
+}
+
+impl Options {
+    /// Checks the values and applies them over `config`'s defaults.
+    fn apply(self, mut config: ServerConfig) -> Result<ServerConfig> {
+        if let Some(h) = self.host {
+            config.host = h;
+        }
+        if let Some(p) = self.port {
+            config.port = port("port", p)?;
+        }
+        config.certfile = self.certfile.map(PathBuf::from);
+        config.keyfile = self.keyfile.map(PathBuf::from);
+        if config.keyfile.is_some() && config.certfile.is_none() {
+            return Err(invalid("keyfile is set but certfile is not"));
+        }
+        if let Some(t) = self.listen_timeout_s {
+            config.listen_timeout_s = ranged("listen_timeout_s", t, 1..=i64::MAX)? as u64;
+        }
+        let limit_range = 1..=MAX_MESSAGE_SIZE_LIMIT_KB as i64;
+        let top_limit = self
+            .message_size_limit_kb
+            .map(|l| ranged("message_size_limit_kb", l, limit_range.clone()))
+            .transpose()?;
+        let backend = self.backend.unwrap_or_default();
+        let backend_limit = backend
+            .message_size_limit_kb
+            .map(|l| ranged("backend.message_size_limit_kb", l, limit_range))
+            .transpose()?;
+        config.message_size_limit_kb = match (top_limit, backend_limit) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(format!(
+                    "message_size_limit_kb is {a} but backend.message_size_limit_kb is {b}: set it once"
+                )))
+            }
+            (Some(l), _) | (None, Some(l)) => l as u64,
+            (None, None) => config.message_size_limit_kb,
+        };
+        config.redis = backend.redis()?;
+        if let Some(auth) = self.auth {
+            config.auth = auth.config()?;
+        }
+        if let Some(logger) = self.logger {
+            config.logger = logger.config()?;
+        }
+        if let Some(m) = self.metrics {
+            config.metrics = m;
+        }
+        if let Some(p) = self.metrics_port {
+            let p = port("metrics_port", p)?;
+            if p != 0 && p == config.port {
+                return Err(invalid(format!(
+                    "metrics_port: {p} is the exchange's port; leave metrics_port out to serve /metrics there"
+                )));
+            }
+            config.metrics_port = Some(p);
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = Some(ranged("max_connections", n, 1..=1_000_000)? as usize);
+        }
+        if let Some(t) = self.body_read_timeout_s {
+            if !(t > 0.0 && t <= 86_400.0) {
+                return Err(invalid(format!(
+                    "body_read_timeout_s: {t} must be greater than 0 and at most 86400"
+                )));
+            }
+            config.body_read_timeout = Duration::from_secs_f64(t);
+        }
+        Ok(config)
+    }
+}
+
+impl BackendSection {
+    /// Which backend: `kind`, or as pydantic's union picks when it is left
+    /// out (Python's config forbids Redis' keys, so any of them means Redis).
+    fn kind(&self) -> BackendKind {
+        let redis_keys = self.hostname.is_some()
+            || self.port.is_some()
+            || self.mailbox_expiration_d.is_some()
+            || self.gravestone_expiration_d.is_some()
+            || self.kwargs.is_some();
+        match self.kind {
+            Some(k) => k,
+            None if redis_keys => BackendKind::Redis,
+            None => BackendKind::Python,
+        }
+    }
+
+    fn redis(self) -> Result<Option<RedisConfig>> {
+        if self.kind() == BackendKind::Python {
+            let redis_only = [
+                ("hostname", self.hostname.is_some()),
+                ("port", self.port.is_some()),
+                ("mailbox_expiration_d", self.mailbox_expiration_d.is_some()),
+                (
+                    "gravestone_expiration_d",
+                    self.gravestone_expiration_d.is_some(),
+                ),
+                ("kwargs", self.kwargs.is_some()),
+            ];
+            if let Some((key, _)) = redis_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(format!(
+                    "backend.{key}: extra inputs are not permitted with kind = \"python\" (it is a key of kind = \"redis\")"
+                )));
+            }
+            return Ok(None);
+        }
+        let mut r = RedisConfig::default();
+        if let Some(h) = self.hostname {
+            r.hostname = h;
+        }
+        if let Some(p) = self.port {
+            r.port = port("backend.port", p)?;
+        }
+        if let Some(d) = self.mailbox_expiration_d {
+            r.mailbox_expiration_s = days("backend.mailbox_expiration_d", d)?;
+        }
+        if let Some(d) = self.gravestone_expiration_d {
+            r.gravestone_expiration_s = days("backend.gravestone_expiration_d", d)?;
+        }
+        if let Some(k) = self.kwargs {
+            if let Some(db) = k.db {
+                r.db = db.0;
+            }
+            r.username = k.username;
+            r.password = k.password;
+        }
+        Ok(Some(r))
+    }
+}
+
+impl AuthSection {
+    fn config(self) -> Result<AuthConfig> {
+        match self.method.as_deref() {
+            None => Ok(AuthConfig::None),
+            Some("globus") => Err(invalid(
+                "auth.method = \"globus\" is not supported by this server; use method = \"token\" with [auth.kwargs.tokens] (see the documentation of academy::server::config)",
+            )),
+            Some("token") => {
+                let kwargs = self.kwargs.unwrap_or(serde_json::Value::Null);
+                let kwargs: TokenKwargs = if kwargs.is_null() {
+                    TokenKwargs {
+                        tokens: BTreeMap::new(),
+                    }
+                } else {
+                    serde_json::from_value(kwargs)
+                        .map_err(|e| invalid(format!("auth.kwargs: {e}")))?
+                };
+                let mut tokens = HashMap::new();
+                for (token, entry) in kwargs.tokens {
+                    if token.is_empty() || token.contains(' ') {
+                        return Err(invalid("auth tokens must be non-empty and contain no spaces"));
+                    }
+                    let info = ClientInfo {
+                        client_id: entry.client_id,
+                        groups: entry.groups,
+                    };
+                    tokens.insert(token, info);
+                }
+                if tokens.is_empty() {
+                    return Err(invalid(
+                        "auth.method = \"token\" needs at least one token in [auth.kwargs.tokens]",
+                    ));
+                }
+                Ok(AuthConfig::Tokens(tokens))
+            }
+            Some(other) => Err(invalid(format!(
+                "auth.method: unknown authentication method {other:?} (supported: \"token\")"
+            ))),
+        }
+    }
+}
+
+impl LoggerSection {
+    fn config(self) -> Result<LoggerConfig> {
+        let d = LoggerConfig::default();
+        let positive = |key: &str, v: Option<LaxInt>, default: u32| -> Result<u32> {
+            match v {
+                None => Ok(default),
+                Some(v) => Ok(ranged(key, v, 1..=u32::MAX as i64)? as u32),
+            }
+        };
+        Ok(LoggerConfig {
+            level: self.level.map_or(d.level, |l| l.0),
+            logfile: self.logfile.map(PathBuf::from),
+            logfile_level: self.logfile_level.map_or(d.logfile_level, |l| l.0),
+            rotate: self.rotate.unwrap_or(d.rotate),
+            rotation_interval_days: positive(
+                "logger.rotation_interval_days",
+                self.rotation_interval_days,
+                d.rotation_interval_days,
+            )?,
+            backup_count: positive("logger.backup_count", self.backup_count, d.backup_count)?,
+        })
+    }
 }
 
 impl ServerConfig {
@@ -238,350 +687,50 @@ impl ServerConfig {
 
     /// Parses TOML text as academy-py's `ExchangeServingConfig`.
     pub fn from_toml_str(text: &str) -> Result<ServerConfig> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e| invalid(format!("invalid TOML: {e}")))?;
-        let mut config = ServerConfig::default();
-        for (key, value) in &table {
-            match key.as_str() {
-                "host" => config.host = toml_str(key, value)?,
-                "port" => {
-                    let p = toml_int(key, value)?;
-                    config.port = u16::try_from(p)
-                        .map_err(|_| invalid(format!("port: {p} is not a valid port")))?;
-                }
-                "certfile" => config.certfile = Some(toml_str(key, value)?.into()),
-                "keyfile" => config.keyfile = Some(toml_str(key, value)?.into()),
-                "listen_timeout_s" => {
-                    let t = toml_int(key, value)?;
-                    if t <= 0 {
-                        return Err(invalid(format!(
-                            "listen_timeout_s: {t} must be greater than 0"
-                        )));
-                    }
-                    config.listen_timeout_s = t as u64;
-                }
-                "auth" => config.auth = parse_auth(toml_table(key, value)?)?,
-                "backend" => {
-                    let (limit, redis) = parse_backend(toml_table(key, value)?)?;
-                    config.message_size_limit_kb = limit;
-                    config.redis = redis;
-                }
-                "logger" => check_logger(toml_table(key, value)?)?,
-                _ => return Err(extra("", key)),
-            }
-        }
-        if config.keyfile.is_some() && config.certfile.is_none() {
-            return Err(invalid("keyfile is set but certfile is not"));
-        }
-        Ok(config)
+        let options: Options = toml::from_str(text).map_err(|e| invalid(format!("{e}")))?;
+        options.apply(ServerConfig::default())
     }
 
     /// The options of `academy_exchange_spawn(options_json)`: a JSON object
-    /// (or NULL / empty for all defaults) with `host` (default
-    /// `"127.0.0.1"`), `port` (default 0: any free port), `listen_timeout_s`
-    /// (default 60) and `message_size_limit_kb` (default 512). Unknown keys
-    /// and values of the wrong type are `InvalidArgument` errors.
+    /// (or NULL / empty / `null` for all defaults) with the keys of the TOML
+    /// file (`null` for a key is its default), except `logger`: an exchange
+    /// inside a program logs through the library's logging. The defaults
+    /// differ in two: `host` is `"127.0.0.1"` and `port` 0 (any free port).
+    /// Unknown keys and values of the wrong type are `InvalidArgument`
+    /// errors.
     pub fn from_json_options(options: Option<&str>) -> Result<ServerConfig> {
-        let mut config = ServerConfig {
+        let defaults = ServerConfig {
             host: "127.0.0.1".to_owned(),
             port: 0,
             ..ServerConfig::default()
         };
         let text = match options {
-            None => return Ok(config),
-            Some(t) if t.trim().is_empty() => return Ok(config),
-            Some(t) => t,
+            Some(t) if !t.trim().is_empty() => t,
+            _ => return Ok(defaults),
         };
-        let value: Json = serde_json::from_str(text)
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| invalid(format!("exchange options are not valid JSON: {e}")))?;
-        let object = match value {
-            Json::Object(o) => o,
-            Json::Null => return Ok(config),
+        let options: Options = match value {
+            serde_json::Value::Null => return Ok(defaults),
+            // From a `Value`, so that only an object is taken (serde would
+            // also fill a struct from an array, by position).
+            serde_json::Value::Object(_) => serde_json::from_value(value)
+                .map_err(|e| invalid(format!("exchange options: {e}")))?,
             other => {
                 return Err(invalid(format!(
-                    "exchange options must be a JSON object, got {other}"
+                    "exchange options must be a JSON object, got {}",
+                    clip(&other.to_string())
                 )))
             }
         };
-        let uint = |key: &str, v: &Json| -> Result<u64> {
-            v.as_u64()
-                .or_else(|| {
-                    v.as_f64()
-                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64)
-                        .map(|f| f as u64)
-                })
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "exchange option {key}: expected a non-negative integer, got {v}"
-                    ))
-                })
-        };
-        for (key, v) in &object {
-            match key.as_str() {
-                "host" => {
-                    if !v.is_null() {
-                        config.host = v
-                            .as_str()
-                            .ok_or_else(|| {
-                                invalid(format!("exchange option host: expected a string, got {v}"))
-                            })?
-                            .to_owned();
-                    }
-                }
-                "port" => {
-                    if !v.is_null() {
-                        let p = uint(key, v)?;
-                        config.port = u16::try_from(p).map_err(|_| {
-                            invalid(format!("exchange option port: {p} is not a valid port"))
-                        })?;
-                    }
-                }
-                "listen_timeout_s" => {
-                    if !v.is_null() {
-                        let t = uint(key, v)?;
-                        if t == 0 {
-                            return Err(invalid("exchange option listen_timeout_s must be greater than 0"));
-                        }
-                        config.listen_timeout_s = t;
-                    }
-                }
-                "message_size_limit_kb" => {
-                    if !v.is_null() {
-                        let l = uint(key, v)?;
-                        if l == 0 || l > 1024 * 1024 {
-                            return Err(invalid(
-                                "exchange option message_size_limit_kb must be between 1 and 1048576",
-                            ));
-                        }
-                        config.message_size_limit_kb = l;
-                    }
-                }
-                "backend" => {
-                    if !v.is_null() {
-                        let Toml::Table(table) = json_to_toml(key, v)? else {
-                            return Err(invalid(format!(
-                                "exchange option backend: expected an object, got {v}"
-                            )));
-                        };
-                        // The top-level option stands unless the table sets one.
-                        let (limit, redis) = parse_backend(&table)?;
-                        if table.contains_key("message_size_limit_kb") {
-                            config.message_size_limit_kb = limit;
-                        }
-                        config.redis = redis;
-                    }
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "unknown exchange option {key:?} (known: host, port, listen_timeout_s, message_size_limit_kb, backend)"
-                    )))
-                }
-            }
+        if options.logger.is_some() {
+            return Err(invalid(
+                "exchange option logger: an exchange inside a program logs through the library \
+                 (academy_set_log_callback or ACADEMY_LOG); [logger] is for the academy-exchange command",
+            ));
         }
-        Ok(config)
+        options.apply(defaults)
     }
-}
-
-/// `[backend]`: the message size limit, and the Redis when kind = "redis".
-fn parse_backend(table: &toml::Table) -> Result<(u64, Option<RedisConfig>)> {
-    let mut limit = 512;
-    let kind = match table.get("kind") {
-        Some(k) => toml_str("backend.kind", k)?,
-        None if table.contains_key("hostname") || table.contains_key("port") => "redis".to_owned(),
-        None => "python".to_owned(),
-    };
-    let mut redis = match kind.as_str() {
-        "python" => None,
-        "redis" => Some(RedisConfig::default()),
-        _ => {
-            return Err(invalid(format!(
-                "backend.kind: input should be 'python' or 'redis', got {kind:?}"
-            )))
-        }
-    };
-    for (key, value) in table {
-        let at = format!("backend.{key}");
-        match (key.as_str(), redis.as_mut()) {
-            ("kind", _) => {}
-            ("message_size_limit_kb", _) => {
-                let l = toml_int(&at, value)?;
-                if !(1..=512).contains(&l) {
-                    return Err(invalid(format!(
-                        "{at}: {l} must be greater than 0 and at most 512"
-                    )));
-                }
-                limit = l as u64;
-            }
-            ("hostname", Some(r)) => r.hostname = toml_str(&at, value)?,
-            ("port", Some(r)) => {
-                let p = toml_int(&at, value)?;
-                r.port = u16::try_from(p)
-                    .map_err(|_| invalid(format!("{at}: {p} is not a valid port")))?;
-            }
-            ("mailbox_expiration_d", Some(r)) => r.mailbox_expiration_s = toml_days(&at, value)?,
-            ("gravestone_expiration_d", Some(r)) => {
-                r.gravestone_expiration_s = toml_days(&at, value)?
-            }
-            ("kwargs", Some(r)) => parse_redis_kwargs(r, toml_table(&at, value)?)?,
-            _ => return Err(extra("backend", key)),
-        }
-    }
-    Ok((limit, redis))
-}
-
-/// A positive number of days, in whole seconds as academy-py rounds it.
-fn toml_days(key: &str, v: &Toml) -> Result<u64> {
-    let days = match v {
-        Toml::Integer(i) => *i as f64,
-        Toml::Float(f) => *f,
-        _ => return Err(invalid(format!("{key}: expected a number, got {v:?}"))),
-    };
-    if !(days > 0.0 && days.is_finite()) {
-        return Err(invalid(format!("{key}: {days} must be greater than 0")));
-    }
-    Ok((days * 86_400.0) as u64)
-}
-
-/// academy-py passes `kwargs` on to `redis.asyncio.Redis`; the connection
-/// settings that mean the same here are accepted, anything else is an error
-/// rather than silently ignored.
-fn parse_redis_kwargs(redis: &mut RedisConfig, table: &toml::Table) -> Result<()> {
-    for (key, value) in table {
-        let at = format!("backend.kwargs.{key}");
-        match key.as_str() {
-            "db" => redis.db = toml_int(&at, value)?,
-            "username" => redis.username = Some(toml_str(&at, value)?),
-            "password" => redis.password = Some(toml_str(&at, value)?),
-            _ => {
-                return Err(invalid(format!(
-                    "{at}: not supported by this server (supported: db, username, password)"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A JSON value as TOML, so that JSON options share the TOML parser.
-fn json_to_toml(key: &str, v: &Json) -> Result<Toml> {
-    Ok(match v {
-        Json::Bool(b) => Toml::Boolean(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Toml::Integer(i),
-            None => Toml::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Toml::String(s.clone()),
-        Json::Array(a) => Toml::Array(
-            a.iter()
-                .map(|x| json_to_toml(key, x))
-                .collect::<Result<_>>()?,
-        ),
-        Json::Object(o) => {
-            let mut t = toml::Table::new();
-            for (k, x) in o {
-                t.insert(k.clone(), json_to_toml(key, x)?);
-            }
-            Toml::Table(t)
-        }
-        Json::Null => {
-            return Err(invalid(format!(
-                "exchange option {key}: null is not allowed here"
-            )))
-        }
-    })
-}
-
-fn parse_auth(table: &toml::Table) -> Result<AuthConfig> {
-    let mut method: Option<String> = None;
-    let mut kwargs: Option<&toml::Table> = None;
-    for (key, value) in table {
-        match key.as_str() {
-            "method" => method = Some(toml_str("auth.method", value)?),
-            "kwargs" => kwargs = Some(toml_table("auth.kwargs", value)?),
-            _ => return Err(extra("auth", key)),
-        }
-    }
-    match method.as_deref() {
-        None => Ok(AuthConfig::None),
-        Some("globus") => Err(invalid(
-            "auth.method = \"globus\" is not supported by this server; use method = \"token\" with [auth.kwargs.tokens] (see the documentation of academy::server::config)",
-        )),
-        Some("token") => {
-            let empty = toml::Table::new();
-            let kwargs = kwargs.unwrap_or(&empty);
-            let mut tokens = HashMap::new();
-            for (key, value) in kwargs {
-                if key != "tokens" {
-                    return Err(extra("auth.kwargs", key));
-                }
-                for (token, entry) in toml_table("auth.kwargs.tokens", value)? {
-                    let entry = toml_table("auth.kwargs.tokens.<token>", entry)?;
-                    let mut client_id = None;
-                    let mut groups = Vec::new();
-                    for (k, v) in entry {
-                        match k.as_str() {
-                            "client_id" => client_id = Some(toml_str("client_id", v)?),
-                            "groups" => {
-                                let list = v.as_array().ok_or_else(|| {
-                                    invalid("auth.kwargs.tokens.<token>.groups: expected a list of strings")
-                                })?;
-                                for g in list {
-                                    groups.push(toml_str("groups", g)?);
-                                }
-                            }
-                            _ => return Err(extra("auth.kwargs.tokens.<token>", k)),
-                        }
-                    }
-                    let client_id = client_id.ok_or_else(|| {
-                        invalid("auth.kwargs.tokens.<token>.client_id is required")
-                    })?;
-                    if token.is_empty() || token.contains(' ') {
-                        return Err(invalid("auth tokens must be non-empty and contain no spaces"));
-                    }
-                    tokens.insert(token.clone(), ClientInfo { client_id, groups });
-                }
-            }
-            if tokens.is_empty() {
-                return Err(invalid(
-                    "auth.method = \"token\" needs at least one token in [auth.kwargs.tokens]",
-                ));
-            }
-            Ok(AuthConfig::Tokens(tokens))
-        }
-        Some(other) => Err(invalid(format!(
-            "auth.method: unknown authentication method {other:?} (supported: \"token\")"
-        ))),
-    }
-}
-
-fn check_logger(table: &toml::Table) -> Result<()> {
-    for (key, value) in table {
-        match key.as_str() {
-            "level" | "logfile_level" => {
-                if !(value.is_integer() || value.is_str()) {
-                    return Err(invalid(format!(
-                        "logger.{key}: expected an integer or a string"
-                    )));
-                }
-            }
-            "logfile" => {
-                toml_str("logger.logfile", value)?;
-            }
-            "rotate" => {
-                if !value.is_bool() {
-                    return Err(invalid("logger.rotate: expected a boolean"));
-                }
-            }
-            "rotation_interval_days" | "backup_count" => {
-                if toml_int(key, value)? <= 0 {
-                    return Err(invalid(format!("logger.{key}: must be greater than 0")));
-                }
-            }
-            _ => return Err(extra("logger", key)),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -595,6 +744,10 @@ mod tests {
         assert_eq!(c.port, 8700);
         assert_eq!(c.listen_timeout_s, 60);
         assert_eq!(c.message_size_limit_kb, 512);
+        assert_eq!(c.logger, LoggerConfig::default());
+        assert_eq!(c.logger.level, PyLevel(30));
+        assert!(c.metrics && c.metrics_port.is_none() && c.max_connections.is_none());
+        assert_eq!(c.body_read_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -602,13 +755,21 @@ mod tests {
         let c = ServerConfig::from_toml_str(
             r#"
 host = "0.0.0.0"
-port = 1234
+port = 1234.0
 listen_timeout_s = 5
+metrics_port = 1235
+max_connections = 100
+body_read_timeout_s = 2.5
 [backend]
 kind = "python"
 message_size_limit_kb = 10
 [logger]
 level = "INFO"
+logfile = "/tmp/x/exchange.log"
+logfile_level = 10
+rotate = true
+rotation_interval_days = 2
+backup_count = 3
 [auth]
 method = "token"
 [auth.kwargs.tokens.abc]
@@ -619,30 +780,100 @@ groups = ["g"]
         .unwrap();
         assert_eq!(c.port, 1234);
         assert_eq!(c.message_size_limit_kb, 10);
+        assert_eq!(c.metrics_port, Some(1235));
+        assert_eq!(c.max_connections, Some(100));
+        assert_eq!(c.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            c.logger,
+            LoggerConfig {
+                level: PyLevel::INFO,
+                logfile: Some("/tmp/x/exchange.log".into()),
+                logfile_level: PyLevel::DEBUG,
+                rotate: true,
+                rotation_interval_days: 2,
+                backup_count: 3,
+            }
+        );
         match c.auth {
-            AuthConfig::Tokens(t) => assert_eq!(t["abc"].client_id, "alice"),
+            AuthConfig::Tokens(t) => {
+                assert_eq!(t["abc"].client_id, "alice");
+                assert_eq!(t["abc"].groups, ["g"]);
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
-        for bad in [
-            "nope = 1",
-            "[backend]\nx = 1",
-            "[auth]\nfoo = 1",
-            "[logger]\nx = 1",
-            "port = \"x\"",
-            "[backend]\nmessage_size_limit_kb = 513",
-            "[backend]\nkind = \"redis\"\nx = 1",
-            "[backend]\nkind = \"redis\"\n[backend.kwargs]\nssl = true",
-            "[backend]\nkind = \"redis\"\nmailbox_expiration_d = 0",
-            "[backend]\nkind = \"mongo\"",
-            "[backend]\nhostname = 5",
-            "[auth]\nmethod = \"globus\"",
+    fn bad_values_are_errors_that_name_the_key() {
+        for (bad, says) in [
+            ("nope = 1", "nope"),
+            ("[backend]\nx = 1", "x"),
+            ("[auth]\nfoo = 1", "foo"),
+            ("[logger]\nx = 1", "x"),
+            ("[logger]\nlevel = \"info\"", "upper case"),
+            ("[logger]\nlevel = true", "level name"),
+            ("[logger]\nbackup_count = 0", "logger.backup_count"),
+            ("port = \"x\"", "integer"),
+            ("port = 1.5", "integer"),
+            ("port = 70000", "port: 70000"),
+            ("listen_timeout_s = 0", "listen_timeout_s"),
+            (
+                "[backend]\nmessage_size_limit_kb = 0",
+                "backend.message_size_limit_kb",
+            ),
+            ("[backend]\nmessage_size_limit_kb = 1048577", "1048576"),
+            (
+                "message_size_limit_kb = 4\n[backend]\nmessage_size_limit_kb = 5",
+                "set it once",
+            ),
+            ("[backend]\nkind = \"redis\"\nx = 1", "x"),
+            (
+                "[backend]\nkind = \"redis\"\n[backend.kwargs]\nssl = true",
+                "ssl",
+            ),
+            (
+                "[backend]\nkind = \"redis\"\nmailbox_expiration_d = 0",
+                "mailbox_expiration_d",
+            ),
+            ("[backend]\nkind = \"mongo\"", "mongo"),
+            (
+                "[backend]\nkind = \"python\"\nhostname = \"h\"",
+                "backend.hostname",
+            ),
+            ("[backend]\nhostname = 5", "hostname"),
+            ("[auth]\nmethod = \"globus\"", "globus"),
+            ("[auth]\nmethod = \"token\"", "at least one token"),
+            (
+                "[auth]\nmethod = \"token\"\n[auth.kwargs.tokens.t]\ngroups = []",
+                "client_id",
+            ),
+            (
+                "[auth]\nmethod = \"token\"\n[auth.kwargs]\nx = 1",
+                "auth.kwargs",
+            ),
+            ("keyfile = \"k\"", "certfile"),
+            ("metrics_port = 8700", "metrics_port"),
+            ("max_connections = 0", "max_connections"),
+            ("body_read_timeout_s = 0", "body_read_timeout_s"),
+            ("metrics = 1", "metrics"),
         ] {
             let e = ServerConfig::from_toml_str(bad).unwrap_err();
             assert_eq!(e.status, Status::InvalidArgument, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn levels_are_python_names_or_numbers() {
+        for (text, level) in [
+            ("\"DEBUG\"", 10),
+            ("\"WARN\"", 30),
+            ("\"CRITICAL\"", 50),
+            ("\"NOTSET\"", 0),
+            ("25", 25),
+        ] {
+            let c = ServerConfig::from_toml_str(&format!("[logger]\nlevel = {text}")).unwrap();
+            assert_eq!(c.logger.level, PyLevel(level), "{text}");
         }
     }
 
@@ -661,6 +892,15 @@ groups = ["g"]
             (43_200, 172_800)
         );
         assert!(!format!("{r:?}").contains("pw"));
+        // As pydantic's union: a key only Redis has picks Redis.
+        let c = ServerConfig::from_toml_str("[backend]\nmailbox_expiration_d = 1").unwrap();
+        assert_eq!(c.redis.map(|r| r.mailbox_expiration_s), Some(86_400));
+        assert!(
+            ServerConfig::from_toml_str("[backend]\nmessage_size_limit_kb = 4")
+                .unwrap()
+                .redis
+                .is_none()
+        );
         let c = ServerConfig::from_json_options(Some(
             r#"{"backend": {"kind": "redis", "port": 6390}, "message_size_limit_kb": 9}"#,
         ))
@@ -671,26 +911,64 @@ groups = ["g"]
     }
 
     #[test]
+    fn one_limit_for_toml_and_json() {
+        for text in [
+            "message_size_limit_kb = 1048576",
+            "[backend]\nmessage_size_limit_kb = 1048576",
+        ] {
+            let c = ServerConfig::from_toml_str(text).unwrap();
+            assert_eq!(c.message_size_limit_kb, 1_048_576, "{text}");
+        }
+        for text in [
+            r#"{"message_size_limit_kb": 1048576}"#,
+            r#"{"backend": {"message_size_limit_kb": 1048576}}"#,
+        ] {
+            let c = ServerConfig::from_json_options(Some(text)).unwrap();
+            assert_eq!(c.message_size_limit_kb, 1_048_576, "{text}");
+            let over = text.replace("1048576", "1048577");
+            assert!(
+                ServerConfig::from_json_options(Some(&over)).is_err(),
+                "{over}"
+            );
+        }
+    }
+
+    #[test]
     fn json_options() {
         let c = ServerConfig::from_json_options(None).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 0));
+        let c = ServerConfig::from_json_options(Some("null")).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 0));
         let c = ServerConfig::from_json_options(Some(
-            r#"{"port": 5, "listen_timeout_s": 3, "message_size_limit_kb": 7}"#,
+            r#"{"port": 5, "listen_timeout_s": 3.0, "message_size_limit_kb": 7, "host": null, "metrics": false}"#,
         ))
         .unwrap();
         assert_eq!(
             (c.port, c.listen_timeout_s, c.message_size_limit_kb),
             (5, 3, 7)
         );
-        for bad in [
-            r#"{"x": 1}"#,
-            r#"{"port": "1"}"#,
-            "[1]",
-            "{",
-            r#"{"port": 70000}"#,
+        assert_eq!(c.host, "127.0.0.1");
+        assert!(!c.metrics);
+        let c = ServerConfig::from_json_options(Some(
+            r#"{"auth": {"method": "token", "kwargs": {"tokens": {"t": {"client_id": "a"}}}}}"#,
+        ))
+        .unwrap();
+        assert!(matches!(c.auth, AuthConfig::Tokens(ref t) if t["t"].client_id == "a"));
+        for (bad, says) in [
+            (r#"{"x": 1}"#, "unknown field `x`"),
+            (r#"{"port": "1"}"#, "integer"),
+            ("[1]", "JSON object"),
+            ("{", "not valid JSON"),
+            (r#"{"port": 70000}"#, "not a valid port"),
+            (r#"{"port": -1}"#, "not a valid port"),
+            (
+                r#"{"logger": {"level": "INFO"}}"#,
+                "academy_set_log_callback",
+            ),
         ] {
             let e = ServerConfig::from_json_options(Some(bad)).unwrap_err();
             assert_eq!(e.status, Status::InvalidArgument, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
         }
     }
 }

@@ -263,6 +263,7 @@ impl HttpTransport {
         if transport.uses_globus() {
             auth::client_credentials()?; // fail at creation, not at first use
             transport.direct = None; // tokens come and go: reqwest only
+            tracing::debug!("fast path off: Globus auth goes through reqwest");
         }
         Ok(transport)
     }
@@ -320,6 +321,14 @@ impl HttpTransport {
             };
             if transient && attempts_left > 0 {
                 attempts_left -= 1;
+                tracing::debug!(
+                    attempts_left,
+                    "{}; retrying in {backoff:?}",
+                    match &outcome {
+                        Ok(r) => format!("answer {}", r.status()),
+                        Err(f) => f.error.message.clone(),
+                    }
+                );
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 continue;

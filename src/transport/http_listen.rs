@@ -44,6 +44,10 @@ impl HttpTransport {
             };
             match opened {
                 Err(e) if e.is_missing_endpoint() && !self.lacks_sse.load(Ordering::Relaxed) => {
+                    tracing::debug!(
+                        mailbox = %id.uid,
+                        "the exchange has no SSE listen endpoint; receiving by long poll (GET /message) instead"
+                    );
                     self.lacks_sse.store(true, Ordering::Relaxed);
                 }
                 Err(e) if server_max_timeout(&e).is_some_and(|max| max < timeout) => {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::server::backend::model::{
     py_repr_id, AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
+use crate::server::metrics::Metrics;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
@@ -107,10 +108,11 @@ pub(crate) struct Backend {
     heartbeats: Mutex<HashMap<EntityId, Instant>>,
     pub(crate) limit: usize,
     pub(crate) shutdown: Shutdown,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Backend {
-    pub(crate) fn new(message_size_limit_kb: u64) -> Backend {
+    pub(crate) fn new(message_size_limit_kb: u64, metrics: Option<Arc<Metrics>>) -> Backend {
         Backend {
             mailboxes: RwLock::new(HashMap::new()),
             agents: RwLock::new(Vec::new()),
@@ -118,7 +120,21 @@ impl Backend {
             heartbeats: Mutex::new(HashMap::new()),
             limit: (message_size_limit_kb as usize).saturating_mul(1024),
             shutdown: Shutdown::default(),
+            metrics,
         }
+    }
+
+    /// Mailboxes by state: (active, terminated).
+    pub(crate) fn mailbox_counts(&self) -> (u64, u64) {
+        let boxes: Vec<Arc<Mailbox>> = self
+            .mailboxes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let terminated = boxes.iter().filter(|m| m.is_closed()).count() as u64;
+        (boxes.len() as u64 - terminated, terminated)
     }
 
     pub(crate) fn mailbox(&self, uid: &EntityId) -> Option<Arc<Mailbox>> {

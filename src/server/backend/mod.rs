@@ -196,6 +196,39 @@ impl Store {
         }
     }
 
+    /// Mailboxes by state: (active, terminated).
+    pub(crate) async fn mailbox_counts(&self) -> BResult<(u64, u64)> {
+        match self {
+            Store::Memory(b) => Ok(b.mailbox_counts()),
+            Store::Redis(r) => r.mailbox_counts().await,
+        }
+    }
+
+    /// academy-py's name of the backend kind.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "python",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether the backend works (`GET /health`): `None` in memory, the
+    /// time of a Redis round trip, or why Redis does not answer.
+    pub(crate) async fn check_health(&self) -> BResult<Option<Duration>> {
+        match self {
+            Store::Memory(_) => Ok(None),
+            Store::Redis(r) => r.ping().await.map(Some),
+        }
+    }
+
+    /// Whether the server is stopping.
+    pub(crate) fn stopping(&self) -> bool {
+        match self {
+            Store::Memory(b) => b.shutdown.is_set(),
+            Store::Redis(r) => r.shutdown.is_set(),
+        }
+    }
+
     /// Ends waiting receives and open listen streams.
     pub(crate) fn begin_shutdown(&self) {
         match self {

@@ -42,6 +42,8 @@ use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
 use crate::server::config::RedisConfig;
+use crate::server::metrics::Metrics;
+use crate::server::throttle::Throttle;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
@@ -59,6 +61,10 @@ const POP_RETRY: Duration = Duration::from_millis(100);
 /// the exchange; a stuck Redis becomes a 503 the client retries).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A round trip slower than this is logged as a warning (Redis is meant
+/// to be close to the exchange; one takes well under a millisecond there).
+pub(crate) const SLOW_REDIS: Duration = Duration::from_millis(100);
+static SLOW: Throttle = Throttle::new();
 
 /// Functions shared by the scripts. `permitted` is academy-py's
 /// `_has_permissions`: no owner, the owner, or a member of a shared group.
@@ -353,11 +359,16 @@ pub(crate) struct RedisBackend {
     gravestone_s: u64,
     pub(crate) shutdown: Shutdown,
     tasks: Arc<Tasks>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl RedisBackend {
     /// Connects to Redis (failing now if it cannot be reached).
-    pub(crate) async fn connect(config: &RedisConfig, message_size_limit_kb: u64) -> Result<Self> {
+    pub(crate) async fn connect(
+        config: &RedisConfig,
+        message_size_limit_kb: u64,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self> {
         let mut settings = RedisConnectionInfo::default().set_db(config.db);
         if let Some(u) = &config.username {
             settings = settings.set_username(u);
@@ -400,7 +411,68 @@ impl RedisBackend {
             gravestone_s: config.gravestone_expiration_s,
             shutdown: Shutdown::default(),
             tasks: Arc::new(Tasks::default()),
+            metrics,
         })
+    }
+
+    /// One round trip, counted, timed, and logged when slow.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let start = Instant::now();
+        let outcome = round_trip.await;
+        let took = start.elapsed();
+        if let Some(m) = &self.metrics {
+            m.redis(took, outcome.is_ok());
+        }
+        if took >= SLOW_REDIS {
+            if let Some(skipped) = SLOW.admit() {
+                tracing::warn!(
+                    "slow Redis: {op} took {:.0} ms (over {} ms; {skipped} more slow round trips since the last warning)",
+                    took.as_secs_f64() * 1000.0,
+                    SLOW_REDIS.as_millis()
+                );
+            }
+        }
+        outcome
+    }
+
+    /// Whether Redis answers (`GET /health`), with the round trip time.
+    pub(crate) async fn ping(&self) -> BResult<Duration> {
+        let start = Instant::now();
+        self.timed(
+            "PING",
+            redis::cmd("PING").query_async::<()>(&mut self.conn()),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(start.elapsed())
+    }
+
+    /// Mailboxes by state, (active, terminated), of every exchange on this
+    /// Redis: a scan of `active:*` (as academy-py's discovery scans).
+    pub(crate) async fn mailbox_counts(&self) -> BResult<(u64, u64)> {
+        let keys = self.scan("active:*").await?;
+        let (mut active, mut terminated) = (0, 0);
+        for batch in keys.chunks(1000) {
+            let states: Vec<Option<String>> = self
+                .timed(
+                    "MGET",
+                    redis::cmd("MGET").arg(batch).query_async(&mut self.conn()),
+                )
+                .await
+                .map_err(unavailable)?;
+            for state in states.iter().flatten() {
+                match state.as_str() {
+                    "ACTIVE" => active += 1,
+                    "TERMINATED" => terminated += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok((active, terminated))
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -413,6 +485,7 @@ impl RedisBackend {
     /// the client's groups (the shape every such script shares).
     async fn mailbox_script<T: redis::FromRedisValue>(
         &self,
+        op: &'static str,
         script: &Script,
         uid: &EntityId,
         prefixes: &[&str],
@@ -428,7 +501,7 @@ impl RedisBackend {
             call.arg(arg);
         }
         call.arg(groups(client));
-        call.invoke_async(&mut self.conn())
+        self.timed(op, call.invoke_async(&mut self.conn()))
             .await
             .map_err(unavailable)
     }
@@ -440,6 +513,7 @@ impl RedisBackend {
     ) -> BResult<MailboxStatus> {
         let answer: String = self
             .mailbox_script(
+                "check",
                 &self.scripts.check,
                 uid,
                 &["owner", "share", "active"],
@@ -464,6 +538,7 @@ impl RedisBackend {
         let mro = agent.as_ref().map(|a| a.join(","));
         let answer: String = self
             .mailbox_script(
+                "create",
                 &self.scripts.create,
                 uid,
                 &["owner", "share", "active", "agent", "heartbeat"],
@@ -483,6 +558,7 @@ impl RedisBackend {
     pub(crate) async fn terminate(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: Vec<String> = self
             .mailbox_script(
+                "terminate",
                 &self.scripts.terminate,
                 uid,
                 &["owner", "share", "active", "queue", "agent", "pending"],
@@ -508,6 +584,7 @@ impl RedisBackend {
     pub(crate) async fn update_heartbeat(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
             .mailbox_script(
+                "heartbeat",
                 &self.scripts.heartbeat,
                 uid,
                 &["owner", "share", "heartbeat", "active", "agent"],
@@ -527,6 +604,7 @@ impl RedisBackend {
     ) -> BResult<Option<f64>> {
         let answer: Vec<String> = self
             .mailbox_script(
+                "heartbeat_status",
                 &self.scripts.heartbeat_status,
                 uid,
                 &["owner", "share", "active", "heartbeat"],
@@ -557,6 +635,7 @@ impl RedisBackend {
     pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
         let answer: Vec<String> = self
             .mailbox_script(
+                "stats",
                 &self.scripts.stats,
                 uid,
                 &["owner", "share", "queue", "completions", "outgoing"],
@@ -583,13 +662,14 @@ impl RedisBackend {
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self
+                .timed("SCAN", scan.query_async(&mut conn))
                 .await
                 .map_err(unavailable)?;
             found.extend(keys);
@@ -613,9 +693,8 @@ impl RedisBackend {
         let keys = self.scan("agent:*").await?;
         let mut candidates: Vec<String> = Vec::new();
         for batch in keys.chunks(1000) {
-            let mros: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(batch)
-                .query_async(&mut conn)
+            let mros: Vec<Option<String>> = self
+                .timed("MGET", redis::cmd("MGET").arg(batch).query_async(&mut conn))
                 .await
                 .map_err(unavailable)?;
             for (k, mro) in batch.iter().zip(mros) {
@@ -633,14 +712,14 @@ impl RedisBackend {
             return Ok(Vec::new());
         }
         let groups = groups(client);
-        let active: Vec<String> = self
-            .scripts
-            .discover_filter
+        let mut filter = self.scripts.discover_filter.prepare_invoke();
+        filter
             .arg(owner_of(client))
             .arg(groups.len())
             .arg(&groups)
-            .arg(&candidates)
-            .invoke_async(&mut conn)
+            .arg(&candidates);
+        let active: Vec<String> = self
+            .timed("discover", filter.invoke_async(&mut conn))
             .await
             .map_err(unavailable)?;
         Ok(active
@@ -654,6 +733,7 @@ impl RedisBackend {
     pub(crate) async fn receivable(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
             .mailbox_script(
+                "recv_check",
                 &self.scripts.recv_check,
                 uid,
                 &["owner", "share", "active", "heartbeat", "agent", "queue"],
@@ -693,10 +773,8 @@ impl RedisBackend {
             Some(c) => (owner_of(c), groups(c)),
             None => (String::new(), Vec::new()),
         };
-        let answer: String = self
-            .scripts
-            .put
-            .key(key("owner", &h.dest))
+        let mut call = self.scripts.put.prepare_invoke();
+        call.key(key("owner", &h.dest))
             .key(key("share", &h.dest))
             .key(key("active", &h.dest))
             .key(key("queue", &h.dest))
@@ -711,8 +789,9 @@ impl RedisBackend {
             .arg(h.tag.to_string())
             .arg(if text.len() > self.limit { "1" } else { "0" })
             .arg(if client.is_none() { "1" } else { "0" })
-            .arg(groups)
-            .invoke_async(&mut self.conn())
+            .arg(groups);
+        let answer: String = self
+            .timed("put", call.invoke_async(&mut self.conn()))
             .await
             .map_err(unavailable)?;
         if answer == "too_large" {
@@ -739,6 +818,7 @@ impl RedisBackend {
         };
         let answer: Vec<String> = self
             .mailbox_script(
+                "shares",
                 &self.scripts.shares,
                 uid,
                 &["active", "owner", "share"],
@@ -826,11 +906,10 @@ impl RedisBackend {
     async fn unpop(&self, uid: &EntityId, item: Vec<u8>) {
         let queue = key("queue", uid);
         for _ in 0..50 {
-            let r: redis::RedisResult<()> = redis::cmd("LPUSH")
-                .arg(&queue)
-                .arg(&item)
-                .query_async(&mut self.conn())
-                .await;
+            let mut push = redis::cmd("LPUSH");
+            push.arg(&queue).arg(&item);
+            let mut conn = self.conn();
+            let r: redis::RedisResult<()> = self.timed("LPUSH", push.query_async(&mut conn)).await;
             if r.is_ok() {
                 return;
             }

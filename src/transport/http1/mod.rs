@@ -227,7 +227,19 @@ impl Pool {
         headers: &[(String, String)],
         connect_timeout: Duration,
     ) -> Option<Pool> {
-        if url.scheme() != "http" || proxy_configured() {
+        if url.scheme() != "http" {
+            tracing::debug!(
+                url = url.as_str(),
+                "fast path off: {} goes through reqwest (only plain http:// has the direct path)",
+                url.scheme()
+            );
+            return None;
+        }
+        if proxy_configured() {
+            tracing::debug!(
+                url = url.as_str(),
+                "fast path off: a proxy is configured (HTTP_PROXY / ALL_PROXY), requests go through reqwest"
+            );
             return None;
         }
         let host = url.host_str()?;
