@@ -121,34 +121,6 @@ fn backend_error(e: BackendError) -> Fail {
     }
 }
 
-/// Python's `repr()` of a float, as `json.dumps` writes it.
-pub(crate) fn py_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".to_owned();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
-    }
-    let a = f.abs();
-    if !(1e-4..1e16).contains(&a) {
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    }
-}
-
 struct Ctx<'a> {
     app: &'a App,
     client: Client,
@@ -471,7 +443,7 @@ async fn heartbeat_status(ctx: &Ctx<'_>) -> R {
         .heartbeat_status(&ctx.client, &id)
         .await
         .map_err(backend_error)?;
-    let age = age.map_or_else(|| "null".to_owned(), py_float);
+    let age = age.map_or_else(|| "null".to_owned(), pyjson::float);
     Ok(json(format!("{{\"heartbeat\": {age}}}")))
 }
 
@@ -486,19 +458,4 @@ async fn stats(ctx: &Ctx<'_>) -> R {
         "{{\"incoming\": {}, \"outgoing\": {}, \"completed\": {}, \"in_progress\": {}, \"queued\": {}}}",
         s.incoming, s.outgoing, s.completed, s.in_progress, s.queued
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::py_float;
-
-    #[test]
-    fn floats_like_python_repr() {
-        assert_eq!(py_float(0.5), "0.5");
-        assert_eq!(py_float(2.0), "2.0");
-        assert_eq!(py_float(2.5e-5), "2.5e-05");
-        assert_eq!(py_float(1e16), "1e+16");
-        assert_eq!(py_float(0.0001), "0.0001");
-        assert_eq!(py_float(123.456), "123.456");
-    }
 }
