@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
@@ -18,6 +18,10 @@ use crate::server::body::{PeerSocket, ServerBody};
 use crate::wire::ids::EntityId;
 use crate::wire::message::Message;
 use crate::wire::pyjson;
+
+/// The answer header that says this exchange drops repeated messages
+/// (the same name the client looks for).
+const DEDUP_HEADER: &str = "academy-dedup";
 
 pub(crate) struct App {
     pub(crate) store: Store,
@@ -193,7 +197,81 @@ const ROUTES: &[(&str, &str)] = &[
     ("/mailbox/stats", "GET,HEAD"),
 ];
 
+/// Bytes of a too-large request body read (and dropped) before the 413 is
+/// sent: a server that answers and closes with the body unread makes the
+/// kernel reset the connection, and the client may lose the answer; reading
+/// it to the end lets the client see the 413 whatever the size (academy-py
+/// answers 413 at every size). Past this, the 413 goes with
+/// `connection: close`.
+const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
+/// How long the rest of a too-large body may take to arrive.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
+
+/// Answers one request; every answer of an exchange that drops repeated
+/// messages says so (`academy-dedup: tag`), so that clients may send again
+/// a message whose answer they never got.
 pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
+    let mut response = answer(app, req).await;
+    if app.store.drops_repeats() {
+        response
+            .headers_mut()
+            .insert(DEDUP_HEADER, HeaderValue::from_static("tag"));
+    }
+    response
+}
+
+/// The whole request body, or the answer to give instead: a 413 once it
+/// passes `limit` (the rest read and dropped, see [`DRAIN_LIMIT`]).
+async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, Resp> {
+    let too_large = || text(413, format!("Maximum request body size {limit} exceeded."));
+    let mut body = body;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(drain(body, too_large()).await);
+    }
+    let mut data = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Err(text(400, format!("Could not read the request body: {e}"))),
+        };
+        if let Ok(chunk) = frame.into_data() {
+            if data.len() + chunk.len() > limit {
+                return Err(drain(body, too_large()).await);
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Reads the rest of a body and drops it, then gives `answer` (which
+/// closes the connection if the body could not be read to its end).
+async fn drain(mut body: Incoming, mut answer: Resp) -> Resp {
+    let rest = async {
+        let mut read = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if read > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let drained = matches!(tokio::time::timeout(DRAIN_TIME, rest).await, Ok(true));
+    if !drained {
+        answer
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
+}
+
+async fn answer(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     // Authentication first, for every request (an aiohttp middleware).
     let info = match &app.auth {
         None => ClientInfo::default(),
@@ -223,20 +301,14 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     }
 
     // Every body is JSON, also on GET and DELETE.
-    let bytes: Bytes = match Limited::new(req.into_body(), app.body_limit)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return text(
-                    413,
-                    format!("Maximum request body size {} exceeded.", app.body_limit),
-                );
-            }
-            return text(400, format!("Could not read the request body: {e}"));
-        }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = match read_body(req.into_body(), declared, app.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
     };
     // academy-py answers 500 (an uncaught JSONDecodeError) here; a 400 is
     // the honest answer and is not retried by clients.
@@ -359,7 +431,11 @@ async fn send(ctx: &Ctx<'_>) -> R {
     let Some(raw) = raw.as_str() else {
         return Err(not_a_string("Message", raw));
     };
-    let message = Message::from_json(raw).map_err(|e| validation_error("Message", &e.message))?;
+    // Any body is relayed, as academy-py's exchange does (its `Message`
+    // skips validating the body): a peer of a later protocol version must
+    // get its message through to be answered that it is incompatible.
+    let message =
+        Message::from_json_any_body(raw).map_err(|e| validation_error("Message", &e.message))?;
     ctx.store()
         .put(&ctx.client, &message)
         .await

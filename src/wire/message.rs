@@ -154,6 +154,13 @@ impl Message {
         Ok(message)
     }
 
+    /// Parses a message whose body may be anything (an exchange relays
+    /// every body, as academy-py's does; only the header must be valid).
+    pub fn from_json_any_body(text: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("not an Academy message: {e}")))
+    }
+
     /// The response to this request with the given body.
     pub fn response(&self, body: Value) -> Result<Self> {
         if self.header.kind != MessageKind::Request {

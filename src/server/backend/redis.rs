@@ -22,17 +22,17 @@
 //! scans `request:{uid}:*`).
 //!
 //! Each operation is one Lua script (one round trip, atomic) where
-//! academy-py makes up to 17 sequential commands; receiving is a `BLPOP` on a
-//! connection of its own, since a blocking command holds its connection.
+//! academy-py makes up to 17 sequential commands; a receive takes a waiting
+//! message with `LPOP`, and otherwise waits in a `BLPOP` that it shares with
+//! other waiting receives on one of a fixed number of connections
+//! ([`crate::server::backend::redis_wait`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script,
-};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -41,19 +41,16 @@ use crate::error::{Error, Result, Status};
 use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
+use crate::server::backend::redis_wait::Lanes;
 use crate::server::config::RedisConfig;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
 /// academy-py's queue sentinel, pushed at terminate to end a blocked get.
-const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
+pub(crate) const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
 /// academy-py appends this to the client id in `owner:{uid}`.
 const OWNER_SUFFIX: &str = "_";
-/// A blocking pop waits at most this long at a time, so that a stopping
-/// server and a receiver that went away are noticed soon.
-const POP_SLICE: Duration = Duration::from_secs(2);
-/// Pause before retrying a blocking pop after a Redis error (Redis
-/// restarting): receivers wait it out instead of failing.
+/// Pause between tries to put a message back after a Redis error.
 const POP_RETRY: Duration = Duration::from_millis(100);
 /// Commands other than blocking pops answer within this (Redis is local to
 /// the exchange; a stuck Redis becomes a 503 the client retries).
@@ -322,7 +319,7 @@ struct Tasks {
     idle: Notify,
 }
 
-struct TaskGuard(Arc<Tasks>);
+pub(crate) struct TaskGuard(Arc<Tasks>);
 
 impl Tasks {
     fn enter(self: &Arc<Self>) -> TaskGuard {
@@ -345,8 +342,8 @@ pub(crate) type Received = BResult<Vec<u8>>;
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     client: redis::Client,
-    /// Idle connections for blocking pops.
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// The connections waiting receives share.
+    lanes: Lanes,
     scripts: Scripts,
     pub(crate) limit: usize,
     mailbox_s: u64,
@@ -393,7 +390,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             conn,
             client,
-            blocking: Mutex::new(Vec::new()),
+            lanes: Lanes::new(),
             scripts: Scripts::new(),
             limit: (message_size_limit_kb as usize).saturating_mul(1024),
             mailbox_s: config.mailbox_expiration_s,
@@ -406,6 +403,21 @@ impl RedisBackend {
     fn conn(&self) -> ConnectionManager {
         // A cheap handle on the shared, pipelined connection.
         self.conn.clone()
+    }
+
+    /// The shared, pipelined connection (for the receive lanes).
+    pub(crate) fn shared_connection(&self) -> ConnectionManager {
+        self.conn()
+    }
+
+    /// The client that makes the lanes' connections.
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Counts a piece of work that `stop` must wait for.
+    pub(crate) fn tasks_enter(&self) -> TaskGuard {
+        self.tasks.enter()
     }
 
     /// Runs a per-mailbox script: KEYS are the keys of `uid` with these
@@ -782,52 +794,17 @@ impl RedisBackend {
         }
     }
 
-    fn take_blocking(&self) -> Option<MultiplexedConnection> {
-        self.blocking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-    }
-
-    fn give_back_blocking(&self, conn: MultiplexedConnection) {
-        self.blocking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
-    }
-
-    /// One `BLPOP` of at most `wait`, on a connection of its own.
-    async fn pop_once(&self, queue: &str, wait: Duration) -> redis::RedisResult<Option<Vec<u8>>> {
-        let mut conn = match self.take_blocking() {
-            Some(c) => c,
-            None => {
-                // A pop answers within its slice; past that plus some
-                // slack, Redis is stuck and the connection is given up.
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(POP_SLICE + RESPONSE_TIMEOUT));
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?
-            }
-        };
-        let answer: Option<(Vec<u8>, Vec<u8>)> = redis::cmd("BLPOP")
-            .arg(queue)
-            .arg(format!("{:.3}", wait.as_secs_f64().max(0.001)))
-            .query_async(&mut conn)
-            .await?;
-        // Only a connection that answered goes back to the pool.
-        self.give_back_blocking(conn);
-        Ok(answer.map(|(_, item)| item))
-    }
-
     /// Puts a message taken for a receiver that has gone back at the head
     /// of its queue, so that the next receiver gets it first.
     async fn unpop(&self, uid: &EntityId, item: Vec<u8>) {
-        let queue = key("queue", uid);
+        self.unpop_queue(&key("queue", uid), item).await
+    }
+
+    /// [`RedisBackend::unpop`] by the queue's key.
+    pub(crate) async fn unpop_queue(&self, queue: &str, item: Vec<u8>) {
         for _ in 0..50 {
             let r: redis::RedisResult<()> = redis::cmd("LPUSH")
-                .arg(&queue)
+                .arg(queue)
                 .arg(&item)
                 .query_async(&mut self.conn())
                 .await;
@@ -850,9 +827,10 @@ impl RedisBackend {
         });
     }
 
-    /// Waits until `deadline` for the next message of the mailbox, in a task
-    /// of its own: if the receiver is gone when a message is taken (the HTTP
-    /// client disconnected), the message goes back to the queue.
+    /// Waits until `deadline` for the next message of the mailbox: one
+    /// waiting is taken at once; otherwise the receive waits in a lane
+    /// ([`Lanes`]). If the receiver is gone when a message is taken (the
+    /// HTTP client disconnected), the message goes back to the queue.
     pub(crate) fn receive(
         self: &Arc<Self>,
         uid: &EntityId,
@@ -860,39 +838,29 @@ impl RedisBackend {
     ) -> oneshot::Receiver<Received> {
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        let uid = uid.clone();
+        let queue = key("queue", uid);
         let guard = self.tasks.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            let queue = key("queue", &uid);
-            loop {
-                if tx.is_closed() {
-                    return;
+            if me.shutdown.is_set() {
+                let _ = tx.send(Err(BackendError::ShuttingDown));
+                return;
+            }
+            let waiting: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("LPOP")
+                .arg(&queue)
+                .query_async(&mut me.conn())
+                .await;
+            match waiting {
+                Ok(Some(item)) if item == CLOSE_SENTINEL => {
+                    let _ = tx.send(Err(BackendError::Terminated));
                 }
-                if me.shutdown.is_set() {
-                    let _ = tx.send(Err(BackendError::ShuttingDown));
-                    return;
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    let _ = tx.send(Err(BackendError::Timeout));
-                    return;
-                }
-                match me.pop_once(&queue, (deadline - now).min(POP_SLICE)).await {
-                    Ok(None) => {}
-                    Ok(Some(item)) if item == CLOSE_SENTINEL => {
-                        let _ = tx.send(Err(BackendError::Terminated));
-                        return;
+                Ok(Some(item)) => {
+                    if let Err(Ok(item)) = tx.send(Ok(item)) {
+                        me.unpop_queue(&queue, item).await;
                     }
-                    Ok(Some(item)) => {
-                        if let Err(Ok(item)) = tx.send(Ok(item)) {
-                            me.unpop(&uid, item).await;
-                        }
-                        return;
-                    }
-                    // Redis restarting: wait it out until the deadline.
-                    Err(_) => tokio::time::sleep(POP_RETRY).await,
                 }
+                // Nothing yet, or Redis restarting (the lane waits it out).
+                _ => me.lanes.wait(&me, queue, tx, deadline).await,
             }
         });
         rx

@@ -801,6 +801,56 @@ mod tests {
     }
 
     #[test]
+    fn pipelined_requests_behind_a_timed_out_one_are_not_sent_again() {
+        // A stub that reads whatever comes and never answers; it counts
+        // the requests it read.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pool = pool_at(listener.local_addr().unwrap().port());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        count.fetch_add(
+                            text.matches("PUT /m").count(),
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                });
+            }
+        });
+        let rt = runtime();
+        let (first, second) = rt.block_on(async {
+            let a =
+                pool.request_pipelined("PUT", "/m", b"{}", Some(Duration::from_millis(300)), false);
+            let b = pool.request_pipelined("PUT", "/m", b"{}", Some(Duration::from_secs(5)), false);
+            tokio::join!(a, b)
+        });
+        let first = first.unwrap_err();
+        assert!(
+            matches!(first.failure, Failure::Timeout),
+            "{}",
+            first.failure
+        );
+        let second = second.unwrap_err();
+        assert_eq!(second.reach, Reach::Unknown, "{}", second.failure);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "each written once"
+        );
+    }
+
+    #[test]
     fn a_pipeline_whose_task_died_is_replaced() {
         let (pool, _server) = serve(vec![
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
