@@ -133,13 +133,18 @@ fn academy_py_tests_pass_against_our_exchange() {
         .and_then(|(n, _)| n.trim_start_matches('=').trim().parse().ok())
         .unwrap_or(0);
     assert!(passed >= 60, "only {passed} tests ran: {summary}");
-    assert!(!summary.contains("failed") && !summary.contains("error"), "{summary}");
+    assert!(
+        !summary.contains("failed") && !summary.contains("error"),
+        "{summary}"
+    );
     for must in [
         "test_user_client_reply_on_incompatible_protocol[HttpExchangeFactory]",
         "test_agent_client_reply_on_incompatible_protocol[HttpExchangeFactory]",
     ] {
         assert!(
-            report.contains(&format!("PASSED tests/unit/exchange/client_test.py::{must}")),
+            report.contains(&format!(
+                "PASSED tests/unit/exchange/client_test.py::{must}"
+            )),
             "{must} did not pass:\n{report}"
         );
     }

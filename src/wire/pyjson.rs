@@ -30,22 +30,70 @@ pub fn float(f: f64) -> String {
     if f == 0.0 {
         return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
     }
-    let a = f.abs();
-    if !(1e-4..1e16).contains(&a) {
-        // Rust's `{:e}` is the shortest text that reads back the same, as
-        // Python's repr; only the exponent is written differently.
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
+    let (digits, exp) = shortest_digits(f.abs());
+    let sign = if f < 0.0 { "-" } else { "" };
+    if !(-4..16).contains(&exp) {
+        let mantissa = match digits.split_at(1) {
+            (first, "") => first.to_owned(),
+            (first, rest) => format!("{first}.{rest}"),
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{esign}{:02}", exp.abs())
+    } else if exp < 0 {
+        format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
     } else {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
+        let point = exp as usize + 1;
+        if digits.len() <= point {
+            format!("{sign}{digits}{}.0", "0".repeat(point - digits.len()))
         } else {
-            format!("{s}.0")
+            format!("{sign}{}.{}", &digits[..point], &digits[point..])
         }
+    }
+}
+
+/// The shortest decimal digits that read back as `a` (positive, finite,
+/// not zero) and the exponent of the first, as Python's `repr` picks them:
+/// Rust's shortest digits, except that of two equally near (an exact tie)
+/// Python takes the one with an even last digit, where Rust rounds up.
+fn shortest_digits(a: f64) -> (String, i32) {
+    let text = format!("{a:e}");
+    let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let n = digits.len();
+    // A tie needs the exact value to be those digits and a 5 after them.
+    let near = format!("{a:.n$e}");
+    if !near
+        .split_once('e')
+        .is_some_and(|(m, e)| m.ends_with('5') && e.parse() == Ok(exp))
+    {
+        return (digits, exp);
+    }
+    let exact = format!("{a:.1100e}");
+    let exact_digits: String = exact
+        .split_once('e')
+        .map_or("", |(m, _)| m)
+        .chars()
+        .filter(|c| *c != '.')
+        .collect();
+    let exact_digits = exact_digits.trim_end_matches('0');
+    if exact_digits.len() != n + 1 || !exact_digits.ends_with('5') {
+        return (digits, exp);
+    }
+    let floor = &exact_digits[..n];
+    let even = if floor.ends_with(['0', '2', '4', '6', '8']) {
+        floor.to_owned()
+    } else {
+        // floor + 1 (its last digit is odd, so no carry past it).
+        let mut up = floor.as_bytes().to_vec();
+        *up.last_mut().unwrap_or(&mut b'0') += 1;
+        String::from_utf8(up).unwrap_or_default()
+    };
+    let back = format!("{}.{}e{exp}", &even[..1], &even[1..]);
+    if back.parse::<f64>() == Ok(a) {
+        (even, exp)
+    } else {
+        (digits, exp)
     }
 }
 
@@ -341,6 +389,13 @@ mod tests {
             (0.0001, "0.0001"),
             (123.456, "123.456"),
             (-0.0, "-0.0"),
+            (2018822251877034.25, "2018822251877034.2"),
+            (1e15, "1000000000000000.0"),
+            (1.5, "1.5"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (0.1, "0.1"),
+            (1234.5e-9, "1.2345e-06"),
             (f64::NAN, "NaN"),
             (f64::NEG_INFINITY, "-Infinity"),
         ] {
