@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod fork;
+pub mod panics;
 pub mod runtime;
 pub mod wire;
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const RANKS: &[(&str, u32)] = &[
     ("error", 0),
     ("fork", 1),
+    ("panics", 1),
     ("runtime", 2),
     ("wire", 3),
     ("options", 4),

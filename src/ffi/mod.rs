@@ -115,10 +115,11 @@ fn set_last_error(text: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c_text(text));
 }
 
-/// Runs the body of an exported function: catches panics, records the
-/// error text for `academy_last_error`, and returns the status.
+/// Runs the body of an exported function: catches panics (printing
+/// nothing on the host's stderr, see [`crate::panics`]), records the error
+/// text for `academy_last_error`, and returns the status.
 pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match crate::panics::quiet(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(())) => {
             set_last_error("");
             academy_status::ACADEMY_OK
@@ -128,11 +129,13 @@ pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
             err.status.into()
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let what = crate::panics::take_last().unwrap_or_else(|| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned())
+            });
             set_last_error(&format!(
                 "internal error in libacademy (please report): {what}"
             ));
@@ -144,7 +147,8 @@ pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
 /// Runs a function that returns no status (free functions): panics are
 /// swallowed, never unwound into C.
 pub(crate) fn boundary_void<F: FnOnce()>(f: F) {
-    let _ = catch_unwind(AssertUnwindSafe(f));
+    let _ = crate::panics::quiet(|| catch_unwind(AssertUnwindSafe(f)));
+    crate::panics::take_last();
 }
 
 /// A required string argument.
@@ -269,6 +273,18 @@ mod tests {
         std::thread::spawn(|| assert_eq!(last(), "", "another thread has its own"))
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn a_panic_in_a_call_is_internal_with_its_text_and_location() {
+        let status = boundary(|| panic!("boom {}", 7));
+        assert_eq!(status, academy_status::ACADEMY_ERR_INTERNAL);
+        let text = last();
+        assert!(
+            text.contains("boom 7") && text.contains("src/ffi/mod.rs"),
+            "{text}"
+        );
+        assert!(!crate::panics::inside(), "the boundary is left");
     }
 
     #[test]

@@ -41,13 +41,12 @@ use crate::error::{Error, Result, Status};
 use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
-use crate::server::backend::redis_wait::Lanes;
+use crate::server::backend::redis_wait::{Lanes, Queues};
+pub(crate) use crate::server::backend::redis_wait::{Received, CLOSE_SENTINEL};
 use crate::server::config::RedisConfig;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
-/// academy-py's queue sentinel, pushed at terminate to end a blocked get.
-pub(crate) const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
 /// academy-py appends this to the client id in `owner:{uid}`.
 const OWNER_SUFFIX: &str = "_";
 /// Pause between tries to put a message back after a Redis error.
@@ -336,9 +335,6 @@ impl Drop for TaskGuard {
     }
 }
 
-/// What a background receive hands to the request that wanted it.
-pub(crate) type Received = BResult<Vec<u8>>;
-
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     client: redis::Client,
@@ -403,21 +399,6 @@ impl RedisBackend {
     fn conn(&self) -> ConnectionManager {
         // A cheap handle on the shared, pipelined connection.
         self.conn.clone()
-    }
-
-    /// The shared, pipelined connection (for the receive lanes).
-    pub(crate) fn shared_connection(&self) -> ConnectionManager {
-        self.conn()
-    }
-
-    /// The client that makes the lanes' connections.
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
-    /// Counts a piece of work that `stop` must wait for.
-    pub(crate) fn tasks_enter(&self) -> TaskGuard {
-        self.tasks.enter()
     }
 
     /// Runs a per-mailbox script: KEYS are the keys of `uid` with these
@@ -801,7 +782,7 @@ impl RedisBackend {
     }
 
     /// [`RedisBackend::unpop`] by the queue's key.
-    pub(crate) async fn unpop_queue(&self, queue: &str, item: Vec<u8>) {
+    async fn unpop_queue(&self, queue: &str, item: Vec<u8>) {
         for _ in 0..50 {
             let r: redis::RedisResult<()> = redis::cmd("LPUSH")
                 .arg(queue)
@@ -882,5 +863,29 @@ impl RedisBackend {
             }
             idle.await;
         }
+    }
+}
+
+impl Queues for RedisBackend {
+    type Busy = TaskGuard;
+
+    fn shared_connection(&self) -> ConnectionManager {
+        self.conn()
+    }
+
+    fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    fn busy(&self) -> TaskGuard {
+        self.tasks.enter()
+    }
+
+    async fn put_back(&self, queue: &str, item: Vec<u8>) {
+        self.unpop_queue(queue, item).await
     }
 }

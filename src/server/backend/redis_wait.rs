@@ -17,13 +17,32 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::server::backend::model::BackendError;
-use crate::server::backend::redis::{Received, RedisBackend, CLOSE_SENTINEL};
+use crate::server::backend::model::{BResult, BackendError, Shutdown};
+
+/// academy-py's queue sentinel, pushed at terminate to end a blocked get.
+pub(crate) const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
+
+/// What a receive hands to the request that wanted it.
+pub(crate) type Received = BResult<Vec<u8>>;
+
+/// What the lanes need of the Redis backend.
+pub(crate) trait Queues: Send + Sync + 'static {
+    /// Held while a popped message is in hand (`stop` waits for it).
+    type Busy: Send;
+    /// The shared, pipelined connection.
+    fn shared_connection(&self) -> ConnectionManager;
+    /// The client that makes the lanes' connections.
+    fn client(&self) -> &redis::Client;
+    fn shutdown(&self) -> &Shutdown;
+    fn busy(&self) -> Self::Busy;
+    /// Puts a message back at the head of its queue.
+    fn put_back(&self, queue: &str, item: Vec<u8>) -> impl std::future::Future<Output = ()> + Send;
+}
 
 /// Connections used for waiting receives, whatever their number.
 pub(crate) const LANES: usize = 16;
@@ -90,9 +109,9 @@ impl Lanes {
 
     /// Waits in a lane for the next message of `queue` (already found
     /// empty), until `deadline`.
-    pub(crate) async fn wait(
+    pub(crate) async fn wait<B: Queues>(
         &self,
-        backend: &Arc<RedisBackend>,
+        backend: &Arc<B>,
         queue: String,
         tx: oneshot::Sender<Received>,
         deadline: Instant,
@@ -150,10 +169,10 @@ enum Next {
 impl Lane {
     /// Drops receives that have gone, answers those whose time is up, and
     /// says what to wait on.
-    fn next(&self, backend: &RedisBackend) -> Next {
+    fn next(&self, shutdown: &Shutdown) -> Next {
         let now = Instant::now();
         let mut state = lock(&self.state);
-        if backend.shutdown.is_set() {
+        if shutdown.is_set() {
             for (_, waiters) in state.waiting.drain() {
                 for w in waiters {
                     let _ = w.tx.send(Err(BackendError::ShuttingDown));
@@ -220,19 +239,19 @@ impl Lane {
 }
 
 /// A lane's task: pops for its receives until none is left.
-async fn run(backend: Arc<RedisBackend>, lane: Arc<Lane>) {
+async fn run<B: Queues>(backend: Arc<B>, lane: Arc<Lane>) {
     let mut conn: Option<MultiplexedConnection> = None;
     loop {
-        let (keys, wait) = match lane.next(&backend) {
+        let (keys, wait) = match lane.next(backend.shutdown()) {
             Next::Stop => return,
             Next::Idle => {
                 let notified = lane.idle.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let stop = backend.shutdown.notify.notified();
+                let stop = backend.shutdown().notify.notified();
                 tokio::pin!(stop);
                 stop.as_mut().enable();
-                if lock(&lane.state).waiting.is_empty() && !backend.shutdown.is_set() {
+                if lock(&lane.state).waiting.is_empty() && !backend.shutdown().is_set() {
                     tokio::select! {
                         _ = notified => {}
                         _ = stop => {}
@@ -253,7 +272,7 @@ async fn run(backend: Arc<RedisBackend>, lane: Arc<Lane>) {
         };
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match connect(&backend).await {
+            None => match connect(backend.client()).await {
                 Ok(c) => c,
                 Err(_) => {
                     tokio::time::sleep(POP_RETRY).await;
@@ -272,11 +291,11 @@ async fn run(backend: Arc<RedisBackend>, lane: Arc<Lane>) {
             Ok(Some((key, _))) if key == lane.wake_key => conn = Some(c),
             Ok(Some((queue, item))) => {
                 conn = Some(c);
-                let guard = backend.tasks_enter();
+                let busy = backend.busy();
                 if let Some(item) = lane.deliver(&queue, item) {
-                    backend.unpop_queue(&queue, item).await;
+                    backend.put_back(&queue, item).await;
                 }
-                drop(guard);
+                drop(busy);
             }
             // Redis restarting, or the connection broke: a new one.
             Err(_) => tokio::time::sleep(POP_RETRY).await,
@@ -286,12 +305,11 @@ async fn run(backend: Arc<RedisBackend>, lane: Arc<Lane>) {
 
 /// A connection for a lane: a pop answers within its slice; past that plus
 /// some slack, Redis is stuck and the connection is given up.
-async fn connect(backend: &RedisBackend) -> redis::RedisResult<MultiplexedConnection> {
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(POP_SLICE + Duration::from_secs(5)));
-    backend
-        .client()
+    client
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
