@@ -1,19 +1,50 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers for a bounded time each (default 60 s per target):
-#   scripts/fuzz.sh [SECONDS]
+# Fuzzes each target for a bounded time (default 60 s per target) and keeps
+# what it finds:
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Targets: sse_parser message options (parsers), http_answer (the client's
+# HTTP/1.1 answer reader), pipeline (background sends fed arbitrary server
+# bytes), server_request (the exchange's routes and bodies).
+#
 # Needs the nightly toolchain and cargo-fuzz (installed here if missing).
-# Inputs that crash are saved under fuzz/artifacts/; copy them into
-# fuzz/regressions/<target>/ once fixed: tests/fuzz_corpus.rs replays them
-# (and the seed corpus) in every test run.
+# New inputs that reach new code are added to fuzz/corpus/<target>/ (then
+# minimized with `cargo fuzz cmin`); inputs that crash are copied to
+# fuzz/regressions/<target>/. tests/fuzz_corpus.rs replays both in every
+# test run, so a crash found here fails the tests until it is fixed.
+# Prints, per target, the executions run and the crashes found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(sse_parser message options http_answer pipeline server_request)
+fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in sse_parser message options; do
-    mkdir -p "fuzz/corpus/$target"
-    work="$(mktemp -d)"
-    cp -r "fuzz/corpus/$target/." "$work/"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+summary=()
+for target in "${targets[@]}"; do
+    corpus="fuzz/corpus/$target"
+    artifacts="fuzz/artifacts/$target"
+    mkdir -p "$corpus" "$artifacts" "fuzz/regressions/$target"
+    log="$(mktemp)"
     echo "== fuzzing $target for $seconds s"
-    cargo +nightly fuzz run "$target" "$work" -- -max_total_time="$seconds" -max_len=4096
-    rm -rf "$work"
+    status=0
+    # One job: the machine is shared. -rss_limit_mb bounds memory.
+    cargo +nightly fuzz run --release "$target" "$corpus" -- \
+        -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
+        -timeout=30 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+        2>&1 | tee "$log" | grep -E '^#[0-9]+.*(NEW|pulse|DONE)|ERROR|panicked|SUMMARY' || status=$?
+    execs="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')"
+    crashes=0
+    for crash in "$artifacts"/*; do
+        [ -e "$crash" ] || continue
+        cp "$crash" "fuzz/regressions/$target/"
+        crashes=$((crashes + 1))
+    done
+    cargo +nightly fuzz cmin --release "$target" "$corpus" >/dev/null 2>&1 || true
+    summary+=("$target: $execs executions, $crashes crashing inputs, $(ls "$corpus" | wc -l) in the corpus")
+    rm -f "$log"
 done
+echo
+printf '%s\n' "${summary[@]}"

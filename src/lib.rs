@@ -20,6 +20,7 @@
 pub mod error;
 pub mod fork;
 pub mod logging;
+pub mod panics;
 pub mod runtime;
 pub mod wire;
 

@@ -13,6 +13,17 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Headers that `additional_headers` may not set: the library writes them
+/// itself (they frame or route the request; a second copy would make it
+/// mean one thing to the exchange and another to a proxy in between).
+pub const RESERVED_HEADERS: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "content-type",
+];
+
 /// Globus Auth's token endpoint, the default of `globus_token_url`.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
 
@@ -47,7 +58,7 @@ pub const OPTIONS: &[OptionDoc] = &[
         kind: "object of strings",
         default: "{}",
         factories: HTTP,
-        doc: "Headers sent with every request.",
+        doc: "Headers sent with every request; not Content-Length, Transfer-Encoding, Host, Connection or Content-Type, which the library writes itself.",
     },
     OptionDoc {
         name: "ssl_verify",
@@ -61,7 +72,7 @@ pub const OPTIONS: &[OptionDoc] = &[
         kind: "string (a path)",
         default: "null",
         factories: HTTP,
-        doc: "A PEM file of CA certificates to trust besides the system's.",
+        doc: "A PEM file of CA certificates to trust besides the system's roots, `SSL_CERT_FILE` / `SSL_CERT_DIR` and the bundled Mozilla roots.",
     },
     OptionDoc {
         name: "request_timeout_s",
@@ -75,21 +86,21 @@ pub const OPTIONS: &[OptionDoc] = &[
         kind: "number of seconds",
         default: "30",
         factories: HTTP,
-        doc: "Bounds making a connection.",
+        doc: "Bounds making a connection, per address tried.",
     },
     OptionDoc {
         name: "retries",
         kind: "integer",
         default: "1",
         factories: HTTP,
-        doc: "How many times a transient failure (429, 5xx, a lost connection) is tried again.",
+        doc: "How many times a transient failure (429, 5xx, a lost connection) is tried again, after a random wait (full jitter) or the server's `Retry-After` if longer, up to 120 s.",
     },
     OptionDoc {
         name: "initial_retry_backoff_s",
         kind: "number of seconds",
         default: "1.0",
         factories: HTTP,
-        doc: "The wait before the first retry; it doubles for each further one.",
+        doc: "The bound of the random wait before the first retry; it doubles for each further one, up to 30 s.",
     },
     OptionDoc {
         name: "heartbeat_interval_s",
@@ -125,6 +136,13 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: "64",
         factories: HTTP,
         doc: "How many `academy_client_send_async` sends of a client may be pending; one more waits for a free slot.",
+    },
+    OptionDoc {
+        name: "resend_unacknowledged",
+        kind: "boolean",
+        default: "false",
+        factories: HTTP,
+        doc: "Whether a message whose request was written but never answered is sent again to any exchange. false: only to one that drops repeated messages (libacademy's says so with `academy-dedup`); otherwise the send fails with CONNECTION or TIMEOUT saying it may or may not have been delivered. true can deliver it twice through academy-py's exchange.",
     },
 ];
 
@@ -191,6 +209,14 @@ pub struct FactoryOptions {
     /// (`academy_client_send_async`) may wait for the exchange at once; one
     /// more waits for a free slot.
     pub max_in_flight: usize,
+    /// Whether a message whose request was written but never answered (the
+    /// connection died, or the answer did not come in time) is sent again
+    /// to an exchange that does not drop repeated messages (academy-py's),
+    /// which can deliver it twice. Off by default: such a send fails with
+    /// an error that says the message may or may not have been delivered.
+    /// Exchanges that drop repeated messages (libacademy's in-memory one,
+    /// which says so in its answers) get it again whatever this says.
+    pub resend_unacknowledged: bool,
 }
 
 impl Default for FactoryOptions {
@@ -209,6 +235,7 @@ impl Default for FactoryOptions {
             globus_token_url: DEFAULT_TOKEN_URL.to_owned(),
             busy_poll: Duration::from_micros(200),
             max_in_flight: 64,
+            resend_unacknowledged: false,
         }
     }
 }
@@ -243,6 +270,8 @@ struct RawOptions {
     busy_poll_us: Option<u64>,
     #[serde(default)]
     max_in_flight: Option<usize>,
+    #[serde(default)]
+    resend_unacknowledged: Option<bool>,
 }
 
 /// A count option: 1 to 4096, or the default.
@@ -314,6 +343,12 @@ impl FactoryOptions {
                     "additional_headers has an invalid header {k:?}"
                 )));
             }
+            if RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)) {
+                return Err(Error::invalid(format!(
+                    "additional_headers may not set {k:?}: libacademy writes {} itself",
+                    RESERVED_HEADERS.join(", ")
+                )));
+            }
         }
         Ok(FactoryOptions {
             auth_method,
@@ -349,6 +384,7 @@ impl FactoryOptions {
             globus_token_url: raw.globus_token_url.unwrap_or(d.globus_token_url),
             busy_poll,
             max_in_flight,
+            resend_unacknowledged: raw.resend_unacknowledged.unwrap_or(d.resend_unacknowledged),
         })
     }
 }
@@ -438,7 +474,7 @@ mod tests {
             r#"{"auth_method":null,"additional_headers":{"X-A":"b"},"ssl_verify":false,"ca_file":"/x.pem",
                "request_timeout_s":5,"connect_timeout_s":1.5,"retries":3,"initial_retry_backoff_s":0.1,
                "heartbeat_interval_s":2,"max_concurrency":8,"busy_poll_us":0,
-               "max_in_flight":7}"#,
+               "max_in_flight":7,"resend_unacknowledged":true}"#,
         ))
         .unwrap();
         assert_eq!(o.additional_headers["X-A"], "b");
@@ -448,6 +484,8 @@ mod tests {
         assert_eq!(o.max_concurrency, 8);
         assert_eq!(o.busy_poll, Duration::ZERO);
         assert_eq!(o.max_in_flight, 7);
+        assert!(o.resend_unacknowledged);
+        assert!(!FactoryOptions::default().resend_unacknowledged);
     }
 
     #[test]
@@ -463,6 +501,12 @@ mod tests {
             r#"{"max_in_flight":0}"#,
             r#"{"max_in_flight":5000}"#,
             r#"{"additional_headers":{"bad header":"x"}}"#,
+            r#"{"additional_headers":{"Content-Length":"5"}}"#,
+            r#"{"additional_headers":{"transfer-encoding":"chunked"}}"#,
+            r#"{"additional_headers":{"HOST":"evil"}}"#,
+            r#"{"additional_headers":{"Connection":"close"}}"#,
+            r#"{"additional_headers":{"content-type":"text/plain"}}"#,
+            r#"{"resend_unacknowledged":1}"#,
             "[1,2]",
             "{",
         ] {

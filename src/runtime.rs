@@ -74,6 +74,9 @@ impl Slot {
             .worker_threads(self.threads())
             .thread_name(self.name)
             .on_thread_start(move || {
+                // Panics on the library's threads are not printed on the
+                // host program's stderr.
+                crate::panics::mark_library_thread();
                 if marks {
                     LIBRARY_THREAD.with(|b| b.set(true));
                 }

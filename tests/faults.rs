@@ -228,7 +228,7 @@ fn an_unreachable_exchange_is_a_connection_error_and_receiving_resumes_after() {
 }
 
 #[test]
-fn a_send_whose_answer_is_lost_is_retried_and_delivered_once() {
+fn a_send_whose_answer_is_lost_is_delivered_once() {
     for (name, url) in exchanges() {
         let proxy = Proxy::start(port_of(&url));
         let direct = Factory::new(&url, None).unwrap();
@@ -246,7 +246,21 @@ fn a_send_whose_answer_is_lost_is_retried_and_delivered_once() {
         for _ in 0..3 {
             proxy.lose_replies.store(1, Ordering::SeqCst);
             let m = message(&sender.id(), &agent_id, r#"{"kind": "ping-request"}"#);
-            sender.send(&m).unwrap(); // the first try's answer is lost; the retry's is not
+            match sender.send(&m) {
+                // Ours drops a repeat, so the send goes again and succeeds.
+                Ok(()) => {}
+                // academy-py's does not: a send whose answer was lost is not
+                // sent again (it was delivered), and the error says so.
+                Err(e) if name == "python" => {
+                    assert_eq!(e.status, ACADEMY_ERR_CONNECTION, "{}", e.message);
+                    assert!(
+                        e.message.contains("may or may not have delivered"),
+                        "{}",
+                        e.message
+                    );
+                }
+                Err(e) => panic!("{name}: {}", e.message),
+            }
             sent.push(m);
         }
         let mut received = Vec::new();

@@ -36,6 +36,11 @@ struct StubServer {
 
 impl StubServer {
     fn start(script: Vec<(u16, &'static str)>) -> StubServer {
+        StubServer::start_with_headers(script.into_iter().map(|(s, b)| (s, b, "")).collect())
+    }
+
+    /// As [`StubServer::start`], each answer with extra header lines.
+    fn start_with_headers(script: Vec<(u16, &'static str, &'static str)>) -> StubServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -70,9 +75,9 @@ impl StubServer {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
-                let (status, text) = script[n.min(script.len() - 1)];
+                let (status, text, extra) = script[n.min(script.len() - 1)];
                 let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{text}",
                     text.len()
                 );
                 let _ = stream.write_all(reply.as_bytes());
@@ -99,7 +104,7 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 #[test]
-fn transient_failures_are_retried_with_exponential_back_off() {
+fn transient_failures_are_retried_with_jittered_back_off() {
     let id = academy::EntityId::new_user(None);
     let stub = StubServer::start(vec![
         (503, "busy"),
@@ -115,12 +120,33 @@ fn transient_failures_are_retried_with_exponential_back_off() {
         block(t.mailbox_status(&id)).unwrap(),
         academy::MailboxStatus::Active
     );
+    // Full jitter: each wait is random, up to 0.1 s then 0.2 s.
     assert!(
-        start.elapsed() >= Duration::from_millis(300),
-        "waits 0.1 s then 0.2 s: {:?}",
+        start.elapsed() < Duration::from_millis(300) + Duration::from_millis(250),
+        "waits at most 0.1 s then 0.2 s: {:?}",
         start.elapsed()
     );
     assert_eq!(stub.seen().len(), 3);
+
+    // Clients failed by one outage do not come back in step: the waits of
+    // many clients spread over the back-off.
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let stub = StubServer::start(vec![(503, "busy"), (200, r#"{"status": "ACTIVE"}"#)]);
+        let t = transport(
+            &stub.url,
+            r#"{"retries": 1, "initial_retry_backoff_s": 0.4}"#,
+        );
+        let start = Instant::now();
+        block(t.mailbox_status(&id)).unwrap();
+        waits.push(start.elapsed());
+    }
+    let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+    assert!(*max < Duration::from_millis(400 + 200), "{waits:?}");
+    assert!(
+        *max - *min > Duration::from_millis(40),
+        "jittered: {waits:?}"
+    );
 
     let stub = StubServer::start(vec![
         (503, "busy"),
@@ -150,6 +176,38 @@ fn transient_failures_are_retried_with_exponential_back_off() {
         block(t.terminate(&id)).unwrap_err().status,
         academy::Status::MailboxTerminated
     );
+    assert_eq!(stub.seen().len(), 1);
+}
+
+#[test]
+fn retry_after_is_honoured_up_to_a_limit() {
+    let id = academy::EntityId::new_user(None);
+    let stub = StubServer::start_with_headers(vec![
+        (503, "busy", "retry-after: 1\r\n"),
+        (200, r#"{"status": "ACTIVE"}"#, ""),
+    ]);
+    let t = transport(
+        &stub.url,
+        r#"{"retries": 1, "initial_retry_backoff_s": 0.01}"#,
+    );
+    let start = Instant::now();
+    block(t.mailbox_status(&id)).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "waited as the server asked: {:?}",
+        start.elapsed()
+    );
+    // Asked to wait for hours: not retried, and the error says so.
+    let stub = StubServer::start_with_headers(vec![
+        (429, "come back tomorrow", "retry-after: 86400\r\n"),
+        (200, r#"{"status": "ACTIVE"}"#, ""),
+    ]);
+    let t = transport(
+        &stub.url,
+        r#"{"retries": 3, "initial_retry_backoff_s": 0.01}"#,
+    );
+    let err = block(t.mailbox_status(&id)).unwrap_err();
+    assert!(err.message.contains("86400"), "{}", err.message);
     assert_eq!(stub.seen().len(), 1);
 }
 
@@ -280,6 +338,57 @@ fn globus_client_credentials_and_one_reauthentication_on_403() {
     );
     assert!(!text.contains("fresh-token"), "{text}");
     drop(user);
+    block(server.stop()).unwrap();
+}
+
+#[test]
+fn globus_tokens_are_replaced_before_they_expire() {
+    // The stand-in token endpoint hands out tokens that live 2 s; the
+    // exchange takes both, so no 403 prompts the refresh.
+    let tokens = StubServer::start(vec![
+        (
+            200,
+            r#"{"access_token": "short-token-1", "token_type": "Bearer", "expires_in": 2}"#,
+        ),
+        (
+            200,
+            r#"{"access_token": "short-token-2", "token_type": "Bearer", "expires_in": 2}"#,
+        ),
+    ]);
+    let mut table = HashMap::new();
+    for token in ["short-token-1", "short-token-2"] {
+        table.insert(
+            token.to_owned(),
+            ClientInfo {
+                client_id: "dana".into(),
+                groups: vec![],
+            },
+        );
+    }
+    let config = ServerConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        auth: academy::server::AuthConfig::Tokens(table),
+        ..ServerConfig::default()
+    };
+    let server = block(async { ExchangeServer::start(config).await }).unwrap();
+    std::env::set_var("ACADEMY_GLOBUS_CLIENT_ID", "my-client");
+    std::env::set_var("ACADEMY_GLOBUS_CLIENT_SECRET", "my-secret");
+    let t = transport(
+        &server.url(),
+        &format!(
+            r#"{{"auth_method": "globus", "globus_token_url": "{}/token"}}"#,
+            tokens.url
+        ),
+    );
+    let id = academy::EntityId::new_user(None);
+    block(t.create_mailbox(&id, None)).unwrap();
+    assert_eq!(tokens.seen().len(), 1);
+    block(t.heartbeat(&id)).unwrap();
+    assert_eq!(tokens.seen().len(), 1, "the token is still fresh");
+    std::thread::sleep(Duration::from_millis(2000));
+    block(t.heartbeat(&id)).unwrap();
+    assert_eq!(tokens.seen().len(), 2, "replaced before it expired");
     block(server.stop()).unwrap();
 }
 

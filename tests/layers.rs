@@ -13,6 +13,8 @@ const RANKS: &[(&str, u32)] = &[
     ("error", 0),
     ("logging", 1),
     ("fork", 1),
+    ("panics", 1),
+    ("panics", 1),
     ("runtime", 2),
     ("wire", 3),
     ("options", 4),

@@ -36,7 +36,8 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
 /// `auth_method`, `additional_headers`, `ssl_verify`, `ca_file`,
 /// `request_timeout_s`, `connect_timeout_s`, `retries`,
 /// `initial_retry_backoff_s`, `heartbeat_interval_s`, `max_concurrency`,
-/// `globus_token_url`, `busy_poll_us` and `max_in_flight`; the README's
+/// `globus_token_url`, `busy_poll_us`, `max_in_flight` and
+/// `resend_unacknowledged`; the README's
 /// "Factory options" table says what each does and its default. The
 /// options are copied.
 ///
@@ -46,7 +47,8 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
 ///        academy_factory_free (clients made from it stay valid after).
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `url` or
 ///         `out`, a bad URL, malformed options, an unknown option or a
-///         value of the wrong type, an unreadable `ca_file`, or
+///         value of the wrong type, a header that `additional_headers`
+///         may not set, an unreadable `ca_file`, or
 ///         `auth_method: "globus"` without the client credentials in the
 ///         environment.
 ///

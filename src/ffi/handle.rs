@@ -222,12 +222,16 @@ fn set_last_error(text: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c_text(text));
 }
 
+/// The text of a caught panic: as the panic hook recorded it, with its
+/// location (see [`crate::panics`]), else its payload.
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
+    let what = crate::panics::take_last().unwrap_or_else(|| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned())
+    });
     format!("internal error in libacademy (please report): {what}")
 }
 
@@ -237,7 +241,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
     // The first C call sets up ACADEMY_LOG (see crate::logging).
     crate::logging::init_from_env();
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match crate::panics::quiet(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(())) => {
             set_last_error("");
             academy_status::ACADEMY_OK
@@ -257,7 +261,7 @@ pub(crate) fn boundary<F: FnOnce() -> Result<()>>(f: F) -> academy_status {
 /// frees): a panic gives `fallback` (and its text to `academy_last_error`),
 /// never an unwind into C.
 pub(crate) fn boundary_or<T, F: FnOnce() -> T>(fallback: T, f: F) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match crate::panics::quiet(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(value) => value,
         Err(panic) => {
             set_last_error(&panic_text(&*panic));
@@ -360,6 +364,18 @@ mod tests {
         assert_eq!(untoken(3, big), Some((123_456, u16::MAX)));
         assert_eq!(untoken(3, 0), None);
         assert_eq!(untoken(0, 0x7fff_1234_5670), None, "a real address");
+    }
+
+    #[test]
+    fn a_panic_in_a_call_is_internal_with_its_text_and_location() {
+        let status = boundary(|| panic!("boom {}", 7));
+        assert_eq!(status, academy_status::ACADEMY_ERR_INTERNAL);
+        let text = last();
+        assert!(
+            text.contains("boom 7") && text.contains("src/ffi/handle.rs"),
+            "{text}"
+        );
+        assert!(!crate::panics::inside(), "the boundary is left");
     }
 
     #[test]

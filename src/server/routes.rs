@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
@@ -26,6 +26,10 @@ use crate::server::metrics::{self, Metrics};
 use crate::wire::ids::EntityId;
 use crate::wire::message::Message;
 use crate::wire::pyjson;
+
+/// The answer header that says this exchange drops repeated messages
+/// (the same name the client looks for).
+const DEDUP_HEADER: &str = "academy-dedup";
 
 pub(crate) struct App {
     pub(crate) store: Store,
@@ -153,34 +157,6 @@ fn backend_error(e: BackendError) -> Fail {
         BackendError::ShuttingDown => fail(503, "Exchange is shutting down"),
         BackendError::KeyError(k) => fail(400, format!("Missing or invalid field: {k}")),
         BackendError::Unavailable(why) => fail(503, format!("Exchange backend unavailable: {why}")),
-    }
-}
-
-/// Python's `repr()` of a float, as `json.dumps` writes it.
-pub(crate) fn py_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".to_owned();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();
-    }
-    let a = f.abs();
-    if !(1e-4..1e16).contains(&a) {
-        let s = format!("{f:e}");
-        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.0")
-        }
     }
 }
 
@@ -329,6 +305,15 @@ pub(crate) async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -
         closed: error.as_ref().is_some_and(|f| f.close),
     };
     note(app.metrics.as_deref(), &answered);
+    // An exchange that drops repeated messages says so on every answer
+    // (`academy-dedup: tag`), so that clients may send again a message
+    // whose answer they never got.
+    let mut response = response;
+    if app.store.drops_repeats() {
+        response
+            .headers_mut()
+            .insert(DEDUP_HEADER, HeaderValue::from_static("tag"));
+    }
     response
 }
 
@@ -438,6 +423,82 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
     }
     // Authentication first, for every other request (an aiohttp
     // middleware).
+    /// Bytes of a too-large request body read (and dropped) before the 413 is
+    /// sent: a server that answers and closes with the body unread makes the
+    /// kernel reset the connection, and the client may lose the answer; reading
+    /// it to the end lets the client see the 413 whatever the size (academy-py
+    /// answers 413 at every size). Past this, the 413 goes with
+    /// `connection: close`.
+    const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
+    /// How long the rest of a too-large body may take to arrive.
+    const DRAIN_TIME: Duration = Duration::from_secs(30);
+
+    /// The whole request body, or the answer to give instead: a 413 once it
+    /// passes the limit (the rest read and dropped, see [`DRAIN_LIMIT`]), a 408
+    /// (closing the connection) when it takes longer than `body_read_timeout_s`.
+    async fn read_body(
+        app: &App,
+        mut body: Incoming,
+        declared: Option<u64>,
+    ) -> Result<Bytes, Fail> {
+        let limit = app.body_limit;
+        let too_large = || fail(413, format!("Maximum request body size {limit} exceeded."));
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(drain(body, too_large()).await);
+        }
+        let deadline = tokio::time::Instant::now() + app.body_read_timeout;
+        let mut data = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(e))) => {
+                    return Err(fail(400, format!("Could not read the request body: {e}")))
+                }
+                Err(_) => {
+                    return Err(Fail {
+                        code: 408,
+                        text: format!(
+                            "Timed out reading the request body (body_read_timeout_s = {})",
+                            app.body_read_timeout.as_secs_f64()
+                        ),
+                        close: true,
+                    })
+                }
+            };
+            if let Ok(chunk) = frame.into_data() {
+                if data.len() + chunk.len() > limit {
+                    return Err(drain(body, too_large()).await);
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(Bytes::from(data))
+    }
+
+    /// Reads the rest of a body and drops it, then gives `answer` (which
+    /// closes the connection if the body could not be read to its end).
+    async fn drain(mut body: Incoming, mut answer: Fail) -> Fail {
+        let rest = async {
+            let mut read = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => {
+                        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if read > DRAIN_LIMIT {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+            true
+        };
+        let drained = matches!(tokio::time::timeout(DRAIN_TIME, rest).await, Ok(true));
+        answer.close |= !drained;
+        answer
+    }
+
     let info = match &app.auth {
         None => ClientInfo::default(),
         Some(auth) => match auth.authenticate(req.headers()) {
@@ -470,29 +531,12 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
     }
 
     // Every body is JSON, also on GET and DELETE.
-    let body = Limited::new(req.into_body(), app.body_limit).collect();
-    let bytes: Bytes = match tokio::time::timeout(app.body_read_timeout, body).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return Err(fail(
-                    413,
-                    format!("Maximum request body size {} exceeded.", app.body_limit),
-                ));
-            }
-            return Err(fail(400, format!("Could not read the request body: {e}")));
-        }
-        Err(_) => {
-            return Err(Fail {
-                code: 408,
-                text: format!(
-                    "Timed out reading the request body (body_read_timeout_s = {})",
-                    app.body_read_timeout.as_secs_f64()
-                ),
-                close: true,
-            })
-        }
-    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = read_body(app, req.into_body(), declared).await?;
     // academy-py answers 500 (an uncaught JSONDecodeError) here; a 400 is
     // the honest answer and is not retried by clients.
     let data: Value = match serde_json::from_slice(&bytes) {
@@ -666,7 +710,11 @@ async fn send(ctx: &Ctx<'_>) -> R {
     let Some(raw) = raw.as_str() else {
         return Err(not_a_string("Message", raw));
     };
-    let message = Message::from_json(raw).map_err(|e| validation_error("Message", &e.message))?;
+    // Any body is relayed, as academy-py's exchange does (its `Message`
+    // skips validating the body): a peer of a later protocol version must
+    // get its message through to be answered that it is incompatible.
+    let message =
+        Message::from_json_any_body(raw).map_err(|e| validation_error("Message", &e.message))?;
     ctx.store()
         .put(&ctx.client, &message)
         .await
@@ -756,7 +804,7 @@ async fn heartbeat_status(ctx: &Ctx<'_>) -> R {
         .heartbeat_status(&ctx.client, &id)
         .await
         .map_err(backend_error)?;
-    let age = age.map_or_else(|| "null".to_owned(), py_float);
+    let age = age.map_or_else(|| "null".to_owned(), pyjson::float);
     Ok(json(format!("{{\"heartbeat\": {age}}}")))
 }
 
@@ -771,19 +819,4 @@ async fn stats(ctx: &Ctx<'_>) -> R {
         "{{\"incoming\": {}, \"outgoing\": {}, \"completed\": {}, \"in_progress\": {}, \"queued\": {}}}",
         s.incoming, s.outgoing, s.completed, s.in_progress, s.queued
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::py_float;
-
-    #[test]
-    fn floats_like_python_repr() {
-        assert_eq!(py_float(0.5), "0.5");
-        assert_eq!(py_float(2.0), "2.0");
-        assert_eq!(py_float(2.5e-5), "2.5e-05");
-        assert_eq!(py_float(1e16), "1e+16");
-        assert_eq!(py_float(0.0001), "0.0001");
-        assert_eq!(py_float(123.456), "123.456");
-    }
 }

@@ -8,8 +8,12 @@
 //! scope `https://auth.globus.org/scopes/<exchange client id>/academy_exchange`
 //! (the exchange client id from `ACADEMY_EXCHANGE_CLIENT_ID`, else the
 //! hosted exchange's), as academy-py's `ClientApp` does. The token is
-//! fetched before the first request and again once when the exchange
-//! answers 403. The secret and tokens never appear in error messages.
+//! fetched before the first request, again before it expires (when a
+//! tenth of its `expires_in`, at most five minutes, is left), and once when
+//! the exchange answers 403. The secret and tokens never appear in error
+//! messages.
+
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
@@ -41,9 +45,37 @@ pub fn client_credentials() -> Result<(String, String)> {
     }
 }
 
-/// Gets a bearer token with the client-credentials grant; returns the
-/// `Authorization` header to send.
-pub async fn globus_headers(http: &reqwest::Client, token_url: &str) -> Result<HeaderMap> {
+/// How long before a token expires it is replaced: a tenth of its life,
+/// at most this.
+const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+
+/// A bearer token as headers to send, and when to replace it.
+#[derive(Debug, Default)]
+pub struct Token {
+    /// The `Authorization` header (empty before the first token).
+    pub headers: HeaderMap,
+    /// When to get a new one (`None`: the endpoint gave no `expires_in`).
+    pub refresh_at: Option<Instant>,
+    /// Counts the tokens fetched, so that requests refused with the same
+    /// token refresh it once.
+    pub serial: u64,
+}
+
+impl Token {
+    /// Whether a new token should be fetched before the next request.
+    pub fn due(&self, now: Instant) -> bool {
+        self.headers.is_empty() || self.refresh_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// When to replace a token that lives `life`.
+fn refresh_at(fetched: Instant, life: Duration) -> Instant {
+    fetched + life - (life / 10).min(REFRESH_AHEAD)
+}
+
+/// Gets a bearer token with the client-credentials grant.
+pub async fn globus_token(http: &reqwest::Client, token_url: &str) -> Result<Token> {
+    let fetched = Instant::now();
     let (id, secret) = client_credentials()?;
     let scope = exchange_scope();
     let response = http
@@ -93,5 +125,41 @@ pub async fn globus_headers(http: &reqwest::Client, token_url: &str) -> Result<H
     value.set_sensitive(true);
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, value);
-    Ok(headers)
+    let life = body
+        .get("expires_in")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(1e9)));
+    Ok(Token {
+        headers,
+        refresh_at: life.map(|life| refresh_at(fetched, life)),
+        serial: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_replaced_before_they_expire() {
+        let t0 = Instant::now();
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(10)),
+            t0 + Duration::from_secs(9)
+        );
+        assert_eq!(
+            refresh_at(t0, Duration::from_secs(48 * 3600)),
+            t0 + Duration::from_secs(48 * 3600 - 300)
+        );
+        let mut token = Token::default();
+        assert!(token.due(t0), "no token yet");
+        token
+            .headers
+            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(!token.due(t0), "no expiry given");
+        token.refresh_at = Some(t0 + Duration::from_secs(1));
+        assert!(!token.due(t0));
+        assert!(token.due(t0 + Duration::from_secs(1)));
+    }
 }

@@ -1,15 +1,25 @@
 //! The HTTP transport to an Academy exchange (`HttpExchangeTransport` of
 //! academy-py): one request path that every endpoint goes through, with
-//! retries and exponential back-off on transient failures, one refresh of
-//! the auth headers on 403, and one mapping of HTTP statuses to errors.
+//! retries on transient failures (exponential back-off with full jitter
+//! and a cap, or the server's `Retry-After`), one refresh of the auth
+//! headers on 403 (and before the token expires), and one mapping of HTTP
+//! statuses to errors.
+//!
+//! Once only: a `PUT /message` that may have reached the exchange (all of
+//! it was written, and no answer came) is sent again only to an exchange
+//! that drops repeated messages (it says so with the `academy-dedup`
+//! header, as libacademy's in-memory exchange does) or when the factory
+//! option `resend_unacknowledged` asks for it; otherwise the send fails
+//! with an error that says the message may or may not have been delivered.
+//! Every other request is safe to repeat.
 //!
 //! Each attempt goes out through [`crate::transport::http1`] (plain `http://`: on the
 //! caller's own thread when it is blocked in the library, else on the
 //! runtime) or through reqwest (listen streams, TLS, proxies, Globus).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -31,6 +41,17 @@ const STALE_HEARTBEATS: f64 = 3.0;
 const TRANSIENT: [u16; 5] = [429, 500, 502, 503, 504];
 /// How much of a server's error text goes into an error message.
 const MAX_ERROR_TEXT: usize = 400;
+/// The longest wait between two tries (the back-off doubles up to this).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest `Retry-After` honoured; a server that asks for more gets
+/// the failure reported instead of a caller blocked for that long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// What the exchange has said about dropping repeated messages.
+const DEDUP_UNKNOWN: u8 = 0;
+const DEDUP_YES: u8 = 1;
+/// Sticky: one answer without the header, and resends stay off (several
+/// exchanges may serve one URL, not all of them ours).
+const DEDUP_NO: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -90,9 +111,13 @@ pub struct HttpTransport {
     /// instructions of a send.
     base_url: reqwest::Url,
     options: FactoryOptions,
-    /// Authorization headers (Globus); fetched before the first request
-    /// and replaced when they are refreshed on a 403.
-    auth_headers: RwLock<HeaderMap>,
+    /// Authorization headers (Globus); fetched before the first request,
+    /// again before the token expires, and when the exchange answers 403.
+    auth: RwLock<auth::Token>,
+    /// One refresh at a time (the others wait for it and use its token).
+    refreshing: tokio::sync::Mutex<()>,
+    /// Whether the exchange drops repeated messages (`DEDUP_*`).
+    dedup: AtomicU8,
     /// Set once the server turned out to have no `POST /mailbox/heartbeat`
     /// (academy-py < 1.0): heartbeat ages then say nothing about liveness.
     lacks_heartbeats: AtomicBool,
@@ -125,6 +150,28 @@ impl Reply {
         }
     }
 
+    /// The server's `Retry-After`, if it sent one.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Reply::Read(a) => a.retry_after,
+            Reply::Streamed(r) => r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| http1::answer::retry_after(v.as_bytes())),
+        }
+    }
+
+    /// Whether the exchange says that it drops repeated messages.
+    fn dedups(&self) -> bool {
+        match self {
+            Reply::Read(a) => a.dedups,
+            Reply::Streamed(r) => r
+                .headers()
+                .get(http1::DEDUP_HEADER)
+                .is_some_and(|v| http1::answer::has_token(v.as_bytes(), "tag")),
+        }
+    }
+
     /// The whole body.
     async fn bytes(self, method: Method, path: &str) -> Result<Vec<u8>> {
         match self {
@@ -152,9 +199,11 @@ impl Reply {
     }
 }
 
-/// A failed attempt at a request, and whether to try again.
+/// A failed attempt at a request, whether to try again, and whether the
+/// exchange may have acted on it.
 struct Failed {
     transient: bool,
+    reach: http1::Reach,
     error: Error,
 }
 
@@ -216,11 +265,15 @@ impl HttpTransport {
             })
             .collect();
 
+        // TLS trusts the system's roots (and SSL_CERT_FILE / SSL_CERT_DIR)
+        // besides the bundled Mozilla roots; a ca_file adds to them. Plain
+        // http does not read the system's store (it takes milliseconds).
         let mut builder = reqwest::Client::builder()
             .default_headers(defaults)
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90));
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tls_built_in_native_certs(https);
         let verify = options.ssl_verify.unwrap_or(https);
         if !verify {
             builder = builder.danger_accept_invalid_certs(true);
@@ -254,7 +307,9 @@ impl HttpTransport {
             base_url: parsed.clone(),
             base,
             options,
-            auth_headers: RwLock::new(HeaderMap::new()),
+            auth: RwLock::new(auth::Token::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+            dedup: AtomicU8::new(DEDUP_UNKNOWN),
             lacks_heartbeats: AtomicBool::new(false),
             lacks_sse: AtomicBool::new(false),
             listen_timeout_ms: AtomicU64::new(listen_timeout_ms),
@@ -290,8 +345,10 @@ impl HttpTransport {
     }
 
     /// The one request path: sends `body` as JSON, retries transient
-    /// failures with exponential back-off, refreshes auth once on 403, and
-    /// maps any non-2xx answer to an [`Error`].
+    /// failures (a request that may have reached the exchange only if it
+    /// may be repeated, see the module's notes), refreshes auth on 403 and
+    /// before the token expires, and maps any non-2xx answer to an
+    /// [`Error`].
     pub async fn call(
         &self,
         method: Method,
@@ -301,57 +358,113 @@ impl HttpTransport {
     ) -> Result<Reply> {
         let url = self.endpoint(path);
         let payload = serde_json::to_vec(body).expect("JSON values serialize");
-        let mut attempts_left = self.options.retries;
-        let mut backoff = self.options.initial_retry_backoff;
+        let mut backoff = self.backoff();
         let mut may_refresh = self.uses_globus();
-        if may_refresh
-            && self
-                .auth_headers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-        {
-            self.refresh_auth().await?;
+        if may_refresh && self.auth_due() {
+            self.refresh_auth(None).await?;
         }
         loop {
-            let outcome = self.attempt(method, path, &url, &payload, kind).await;
-            let transient = match &outcome {
-                Ok(r) => TRANSIENT.contains(&r.status()),
-                Err(f) => f.transient,
-            };
-            if transient && attempts_left > 0 {
-                attempts_left -= 1;
-                tracing::debug!(
-                    attempts_left,
-                    "{}; retrying in {backoff:?}",
-                    match &outcome {
-                        Ok(r) => format!("answer {}", r.status()),
-                        Err(f) => f.error.message.clone(),
+            let repeatable = self.repeatable(method, path);
+            let outcome = self
+                .attempt(method, path, &url, &payload, kind, repeatable)
+                .await;
+            let retry = match &outcome {
+                Ok(r) => {
+                    let code = r.status();
+                    if (200..300).contains(&code) {
+                        self.note_dedup(r.dedups());
                     }
-                );
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                continue;
+                    // 429 and 503 say the request was not acted on.
+                    TRANSIENT.contains(&code) && (repeatable || code == 429 || code == 503)
+                }
+                Err(f) => f.transient && (repeatable || f.reach == http1::Reach::NotSent),
+            };
+            if retry {
+                let server_wait = outcome.as_ref().ok().and_then(Reply::retry_after);
+                if let Some(wait) = next_wait(&mut backoff, server_wait) {
+                    tracing::debug!(
+                        "{}; retrying in {wait:?}",
+                        match &outcome {
+                            Ok(r) => format!("answer {}", r.status()),
+                            Err(f) => f.error.message.clone(),
+                        }
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
-            let response = outcome.map_err(|f| f.error)?;
+            let response = outcome.map_err(|f| self.unacknowledged(f, repeatable))?;
             let code = response.status();
             if code == 403 && may_refresh {
                 may_refresh = false;
-                if self.refresh_auth().await? {
+                let stale = self.auth.read().unwrap_or_else(|p| p.into_inner()).serial;
+                if self.refresh_auth(Some(stale)).await? {
                     continue;
                 }
             }
             if (200..300).contains(&code) {
                 return Ok(response);
             }
+            let retry_after = response.retry_after();
             let text = response.bytes(method, path).await.unwrap_or_default();
-            return Err(http_error(
-                method,
-                path,
-                code,
-                &String::from_utf8_lossy(&text),
-            ));
+            let mut error = http_error(method, path, code, &String::from_utf8_lossy(&text));
+            if TRANSIENT.contains(&code) && !repeatable && !(code == 429 || code == 503) {
+                error.message.push_str(UNACKNOWLEDGED);
+            }
+            if let Some(wait) = retry_after.filter(|w| *w > MAX_RETRY_AFTER) {
+                error.message.push_str(&format!(
+                    " (the exchange asked to try again after {} s, longer than libacademy waits)",
+                    wait.as_secs()
+                ));
+            }
+            return Err(error);
         }
+    }
+
+    /// The waits between tries: exponential from the factory's initial
+    /// back-off, capped, as many as the factory's retries.
+    fn backoff(&self) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.options.initial_retry_backoff)
+            .with_factor(2.0)
+            .with_max_delay(MAX_BACKOFF.max(self.options.initial_retry_backoff))
+            .with_max_times(self.options.retries as usize)
+            .build()
+    }
+
+    /// Whether this request may be sent again after it may have reached
+    /// the exchange: anything but a `PUT /message`, which only if the
+    /// exchange drops repeats or the factory says to resend.
+    fn repeatable(&self, method: Method, path: &str) -> bool {
+        !(method == Method::Put && path == "/message")
+            || self.options.resend_unacknowledged
+            || self.dedup.load(Ordering::Relaxed) == DEDUP_YES
+    }
+
+    /// Learns from a successful answer whether the exchange drops
+    /// repeated messages.
+    fn note_dedup(&self, dedups: bool) {
+        if !dedups {
+            self.dedup.store(DEDUP_NO, Ordering::Relaxed);
+        } else {
+            let _ = self.dedup.compare_exchange(
+                DEDUP_UNKNOWN,
+                DEDUP_YES,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The error of a failed request; for one that may have reached the
+    /// exchange and was not sent again, it says so.
+    fn unacknowledged(&self, failed: Failed, repeatable: bool) -> Error {
+        let mut error = failed.error;
+        if failed.reach == http1::Reach::Unknown && !repeatable {
+            error.message.push_str(UNACKNOWLEDGED);
+        }
+        error
     }
 
     /// One try at a request: through [`crate::transport::http1`] where it may go (on
@@ -364,6 +477,7 @@ impl HttpTransport {
         url: &reqwest::Url,
         payload: &[u8],
         kind: Kind,
+        resend: bool,
     ) -> std::result::Result<Reply, Failed> {
         let timeout = match kind {
             Kind::Plain | Kind::BeforeReply | Kind::Background => {
@@ -382,11 +496,14 @@ impl HttpTransport {
                     Kind::BeforeReply => self.options.busy_poll,
                     _ => Duration::ZERO,
                 };
-                Some(pool.request_blocking(verb, target, payload, timeout, poll))
+                Some(pool.request_blocking(verb, target, payload, timeout, poll, resend))
             } else if runtime::on_library_thread() && kind == Kind::Background {
-                Some(pool.request_pipelined(verb, target, payload, timeout).await)
+                Some(
+                    pool.request_pipelined(verb, target, payload, timeout, resend)
+                        .await,
+                )
             } else if runtime::on_library_thread() {
-                Some(pool.request(verb, target, payload, timeout).await)
+                Some(pool.request(verb, target, payload, timeout, resend).await)
             } else {
                 None
             };
@@ -401,9 +518,10 @@ impl HttpTransport {
             .request(method.as_reqwest(), url.clone())
             .header(CONTENT_TYPE, "application/json")
             .headers(
-                self.auth_headers
+                self.auth
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
+                    .headers
                     .clone(),
             )
             .body(payload.to_vec());
@@ -421,28 +539,41 @@ impl HttpTransport {
             .map(Reply::Streamed)
             .map_err(|e| Failed {
                 transient: e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+                // reqwest (hyper) sends again by itself only requests it
+                // never wrote; a failed connect wrote nothing.
+                reach: if e.is_connect() {
+                    http1::Reach::NotSent
+                } else {
+                    http1::Reach::Unknown
+                },
                 error: self.connection_error(method, path, e.is_timeout(), &describe(&e)),
             })
     }
 
-    fn direct_failure(&self, method: Method, path: &str, failure: http1::Failure) -> Failed {
-        match failure {
-            http1::Failure::Protocol(_) => Failed {
-                transient: false,
-                error: Error::protocol(format!(
+    fn direct_failure(&self, method: Method, path: &str, attempt: http1::Attempt) -> Failed {
+        let http1::Attempt { failure, reach } = attempt;
+        let (transient, error) = match failure {
+            http1::Failure::Protocol(_) => (
+                false,
+                Error::protocol(format!(
                     "{} {}{path}: {failure}",
                     method.as_str(),
                     self.base
                 )),
-            },
-            http1::Failure::Timeout => Failed {
-                transient: true,
-                error: self.connection_error(method, path, true, &failure.to_string()),
-            },
-            http1::Failure::Connect(_) | http1::Failure::Io(_) => Failed {
-                transient: true,
-                error: self.connection_error(method, path, false, &failure.to_string()),
-            },
+            ),
+            http1::Failure::Timeout => (
+                true,
+                self.connection_error(method, path, true, &failure.to_string()),
+            ),
+            http1::Failure::Connect(_) | http1::Failure::Io(_) => (
+                true,
+                self.connection_error(method, path, false, &failure.to_string()),
+            ),
+        };
+        Failed {
+            transient,
+            reach,
+            error,
         }
     }
 
@@ -485,12 +616,36 @@ impl HttpTransport {
                 .any(|k| k.eq_ignore_ascii_case("authorization"))
     }
 
-    async fn refresh_auth(&self) -> Result<bool> {
+    /// Whether the Globus token is missing or about to expire.
+    fn auth_due(&self) -> bool {
+        self.auth
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(Instant::now())
+    }
+
+    /// Gets a new Globus token, once for all the requests that ask at the
+    /// same time: `stale` is the serial of the token a 403 refused (a
+    /// refresh since then is enough), `None` a refresh because it is due.
+    async fn refresh_auth(&self, stale: Option<u64>) -> Result<bool> {
         if !self.uses_globus() {
             return Ok(false);
         }
-        let headers = auth::globus_headers(&self.http, &self.options.globus_token_url).await?;
-        *self.auth_headers.write().unwrap_or_else(|p| p.into_inner()) = headers;
+        let _one = self.refreshing.lock().await;
+        let serial = {
+            let token = self.auth.read().unwrap_or_else(|p| p.into_inner());
+            let fresh = match stale {
+                Some(s) => token.serial != s,
+                None => !token.due(Instant::now()),
+            };
+            if fresh {
+                return Ok(true);
+            }
+            token.serial
+        };
+        let mut token = auth::globus_token(&self.http, &self.options.globus_token_url).await?;
+        token.serial = serial + 1;
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = token;
         Ok(true)
     }
 
@@ -674,6 +829,36 @@ impl HttpTransport {
         let body = json!({"mailbox": id.to_json(), "group_id": group_id});
         self.call_ok(Method::Delete, "/mailbox/share", &body).await
     }
+}
+
+/// Said of a request that may have reached the exchange and was not sent
+/// again (so that a message is never delivered twice).
+const UNACKNOWLEDGED: &str = "; the exchange may or may not have delivered the message: it was \
+     not sent again, since this exchange does not say that it drops repeated messages (set the \
+     factory option resend_unacknowledged to send it again anyway)";
+
+/// The wait before the next try: full jitter (a random time up to the
+/// back-off, so that clients failed by one outage do not retry in step),
+/// but at least what the server asked for with `Retry-After`. `None`: no
+/// tries left, or the server asked for more than [`MAX_RETRY_AFTER`].
+fn next_wait(
+    backoff: &mut backon::ExponentialBackoff,
+    server_wait: Option<Duration>,
+) -> Option<Duration> {
+    let ceiling = backoff.next()?;
+    let jittered = ceiling.mul_f64(unit_random());
+    match server_wait {
+        Some(wait) if wait > MAX_RETRY_AFTER => None,
+        Some(wait) => Some(wait.max(jittered)),
+        None => Some(jittered),
+    }
+}
+
+/// A random number in [0, 1).
+fn unit_random() -> f64 {
+    // The low 53 bits of a v4 uuid are all random.
+    let bits = crate::wire::ids::random_uuid().as_u128() as u64 & ((1 << 53) - 1);
+    bits as f64 / (1u64 << 53) as f64
 }
 
 fn mailbox_body(id: &EntityId) -> Value {

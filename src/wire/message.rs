@@ -154,6 +154,13 @@ impl Message {
         Ok(message)
     }
 
+    /// Parses a message whose body may be anything (an exchange relays
+    /// every body, as academy-py's does; only the header must be valid).
+    pub fn from_json_any_body(text: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("not an Academy message: {e}")))
+    }
+
     /// The response to this request with the given body.
     pub fn response(&self, body: Value) -> Result<Self> {
         if self.header.kind != MessageKind::Request {
@@ -192,9 +199,10 @@ pub fn body_kind(body: &Value) -> Result<&str> {
         })
 }
 
-/// Parses JSON text given by a caller, with a clear error.
+/// Parses JSON text given by a caller, with a clear error (Python's
+/// `NaN`, `Infinity` and `-Infinity` included, as `json.loads` reads them).
 pub fn parse_json(what: &str, text: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what} is not valid JSON: {e}")))
+    pyjson::loads(text).map_err(|e| Error::invalid(format!("{what} is not valid JSON: {e}")))
 }
 
 /// The body of an action request with JSON serialization, as a Python
@@ -266,7 +274,7 @@ pub fn decode_action_request(body: &Value) -> Result<ActionCall> {
 fn decode_json_field(field: Option<&Value>, default: Value) -> Result<Value> {
     match field {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::String(text)) => serde_json::from_str(text)
+        Some(Value::String(text)) => pyjson::loads(text)
             .map_err(|e| Error::protocol(format!("action arguments are not JSON: {e}"))),
         Some(other) => Ok(other.clone()),
     }
@@ -329,7 +337,7 @@ pub fn response_result(message: &Message) -> Result<Value> {
                 )));
             }
             match data {
-                Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+                Value::String(text) => pyjson::loads(&text).map_err(|e| {
                     Error::protocol(format!("the action result is not valid JSON: {e}"))
                 }),
                 other => Ok(other),
@@ -352,7 +360,7 @@ fn remote_exception(body: &Value) -> Error {
     let exception = body.get("exception");
     if serialization == "json" {
         if let Some(Value::String(text)) = exception {
-            if let Ok(value) = serde_json::from_str::<Value>(text) {
+            if let Ok(value) = pyjson::loads(text) {
                 if let Some(s) = value.get("exception_str").and_then(Value::as_str) {
                     return Error::new(Status::Remote, s.trim_end().to_owned());
                 }

@@ -2,6 +2,15 @@
 //! `GET /mailbox/listen`). Bytes go in as they arrive; complete events come
 //! out. Comments (`:` lines, the server's keep-alives) are dropped, `retry:`
 //! and `id:` are remembered, and `data:` lines of one event are joined.
+//!
+//! A server's `retry:` is held to [`MIN_RETRY_MS`] ..= [`MAX_RETRY_MS`]: a
+//! server cannot make clients reconnect in a tight loop, nor stay away for
+//! days.
+
+/// The shortest reconnection delay a server may ask for (ms).
+pub const MIN_RETRY_MS: u64 = 100;
+/// The longest reconnection delay a server may ask for (ms).
+pub const MAX_RETRY_MS: u64 = 60_000;
 
 /// One complete event: the joined `data:` lines (without the last newline).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +46,10 @@ impl SseParser {
         self
     }
 
-    /// The last `retry:` the server sent, in milliseconds.
+    /// The last `retry:` the server sent, in milliseconds, held to
+    /// [`MIN_RETRY_MS`] ..= [`MAX_RETRY_MS`].
     pub fn retry_ms(&self) -> Option<u64> {
-        self.retry_ms
+        self.retry_ms.map(|ms| ms.clamp(MIN_RETRY_MS, MAX_RETRY_MS))
     }
 
     /// The last `id:` the server sent.
@@ -115,10 +125,10 @@ impl SseParser {
                 self.has_data = true;
             }
             "id" => self.last_id = Some(value.to_owned()),
-            "retry" => {
-                if let Ok(ms) = value.trim().parse() {
-                    self.retry_ms = Some(ms);
-                }
+            // The spec's digits only; larger than u64 is as large as it
+            // gets.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry_ms = Some(value.parse().unwrap_or(u64::MAX));
             }
             _ => {} // "event" and unknown fields are ignored, as the spec says
         }
@@ -144,6 +154,25 @@ mod tests {
             assert_eq!(events[1].data, "x\ny");
             assert_eq!(p.retry_ms(), Some(250));
         }
+    }
+
+    #[test]
+    fn retry_is_held_to_bounds() {
+        let retry = |text: &str| {
+            let mut p = SseParser::new();
+            p.feed(text.as_bytes()).unwrap();
+            p.retry_ms()
+        };
+        assert_eq!(retry("retry: 0\n"), Some(MIN_RETRY_MS));
+        assert_eq!(retry("retry: 1\n"), Some(MIN_RETRY_MS));
+        assert_eq!(retry("retry: 2500\n"), Some(2500));
+        assert_eq!(retry("retry: 86400000\n"), Some(MAX_RETRY_MS));
+        assert_eq!(
+            retry("retry: 99999999999999999999999\n"),
+            Some(MAX_RETRY_MS)
+        );
+        assert_eq!(retry("retry: -5\n"), None);
+        assert_eq!(retry("retry: 5s\n"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::server::backend::dedup::RecentTags;
 use crate::server::backend::model::{
     py_repr_id, AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
@@ -24,6 +25,8 @@ pub(crate) struct Queue {
     pub(crate) items: VecDeque<Arc<str>>,
     /// Terminated (academy-py shuts the queue down immediately).
     pub(crate) closed: bool,
+    /// Tags taken recently: a message sent again is dropped.
+    recent: RecentTags,
 }
 
 pub(crate) struct Mailbox {
@@ -202,6 +205,7 @@ impl Backend {
                 queue: Mutex::new(Queue {
                     items: VecDeque::new(),
                     closed: false,
+                    recent: RecentTags::default(),
                 }),
                 notify: Arc::new(Notify::new()),
                 shares: Mutex::new(None),
@@ -379,6 +383,12 @@ impl Backend {
         let mb = mb.ok_or(BackendError::BadEntityId)?;
         let header = &message.header;
         let mut q = lock(&mb.queue);
+        let now = Instant::now();
+        if q.recent.seen(header.tag, message.is_request(), now) {
+            // Sent again by a client that never got the first answer: it
+            // was delivered once, and that is the answer.
+            return Ok(());
+        }
         {
             // Tracked before the terminated check, as academy-py does.
             let mut stats = lock(&self.stats);
@@ -405,6 +415,7 @@ impl Backend {
         if q.closed {
             return Err(BackendError::Terminated);
         }
+        q.recent.remember(header.tag, message.is_request(), now);
         q.items.push_back(text);
         drop(q);
         mb.notify.notify_one();

@@ -2,9 +2,11 @@
 //! Redis (shared by several exchange processes). The routes call these and
 //! never look at which one it is.
 
+pub(crate) mod dedup;
 pub(crate) mod memory;
 pub(crate) mod model;
 pub(crate) mod redis;
+pub(crate) mod redis_wait;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,13 @@ pub(crate) enum Store {
 }
 
 impl Store {
+    /// Whether a message sent again (same tag, kind and mailbox) is
+    /// dropped: in memory yes; in Redis no, since academy-py's exchanges on
+    /// the same Redis would not.
+    pub(crate) fn drops_repeats(&self) -> bool {
+        matches!(self, Store::Memory(_))
+    }
+
     /// The largest message accepted, in bytes.
     pub(crate) fn limit(&self) -> usize {
         match self {

@@ -22,17 +22,17 @@
 //! scans `request:{uid}:*`).
 //!
 //! Each operation is one Lua script (one round trip, atomic) where
-//! academy-py makes up to 17 sequential commands; receiving is a `BLPOP` on a
-//! connection of its own, since a blocking command holds its connection.
+//! academy-py makes up to 17 sequential commands; a receive takes a waiting
+//! message with `LPOP`, and otherwise waits in a `BLPOP` that it shares with
+//! other waiting receives on one of a fixed number of connections
+//! ([`crate::server::backend::redis_wait`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script,
-};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -41,21 +41,17 @@ use crate::error::{Error, Result, Status};
 use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
 };
+use crate::server::backend::redis_wait::{Lanes, Queues};
+pub(crate) use crate::server::backend::redis_wait::{Received, CLOSE_SENTINEL};
 use crate::server::config::RedisConfig;
 use crate::server::metrics::Metrics;
 use crate::server::throttle::Throttle;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
-/// academy-py's queue sentinel, pushed at terminate to end a blocked get.
-const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
 /// academy-py appends this to the client id in `owner:{uid}`.
 const OWNER_SUFFIX: &str = "_";
-/// A blocking pop waits at most this long at a time, so that a stopping
-/// server and a receiver that went away are noticed soon.
-const POP_SLICE: Duration = Duration::from_secs(2);
-/// Pause before retrying a blocking pop after a Redis error (Redis
-/// restarting): receivers wait it out instead of failing.
+/// Pause between tries to put a message back after a Redis error.
 const POP_RETRY: Duration = Duration::from_millis(100);
 /// Commands other than blocking pops answer within this (Redis is local to
 /// the exchange; a stuck Redis becomes a 503 the client retries).
@@ -328,7 +324,7 @@ struct Tasks {
     idle: Notify,
 }
 
-struct TaskGuard(Arc<Tasks>);
+pub(crate) struct TaskGuard(Arc<Tasks>);
 
 impl Tasks {
     fn enter(self: &Arc<Self>) -> TaskGuard {
@@ -345,14 +341,11 @@ impl Drop for TaskGuard {
     }
 }
 
-/// What a background receive hands to the request that wanted it.
-pub(crate) type Received = BResult<Vec<u8>>;
-
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     client: redis::Client,
-    /// Idle connections for blocking pops.
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// The connections waiting receives share.
+    lanes: Lanes,
     scripts: Scripts,
     pub(crate) limit: usize,
     mailbox_s: u64,
@@ -404,7 +397,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             conn,
             client,
-            blocking: Mutex::new(Vec::new()),
+            lanes: Lanes::new(),
             scripts: Scripts::new(),
             limit: (message_size_limit_kb as usize).saturating_mul(1024),
             mailbox_s: config.mailbox_expiration_s,
@@ -862,52 +855,17 @@ impl RedisBackend {
         }
     }
 
-    fn take_blocking(&self) -> Option<MultiplexedConnection> {
-        self.blocking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-    }
-
-    fn give_back_blocking(&self, conn: MultiplexedConnection) {
-        self.blocking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
-    }
-
-    /// One `BLPOP` of at most `wait`, on a connection of its own.
-    async fn pop_once(&self, queue: &str, wait: Duration) -> redis::RedisResult<Option<Vec<u8>>> {
-        let mut conn = match self.take_blocking() {
-            Some(c) => c,
-            None => {
-                // A pop answers within its slice; past that plus some
-                // slack, Redis is stuck and the connection is given up.
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(POP_SLICE + RESPONSE_TIMEOUT));
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?
-            }
-        };
-        let answer: Option<(Vec<u8>, Vec<u8>)> = redis::cmd("BLPOP")
-            .arg(queue)
-            .arg(format!("{:.3}", wait.as_secs_f64().max(0.001)))
-            .query_async(&mut conn)
-            .await?;
-        // Only a connection that answered goes back to the pool.
-        self.give_back_blocking(conn);
-        Ok(answer.map(|(_, item)| item))
-    }
-
     /// Puts a message taken for a receiver that has gone back at the head
     /// of its queue, so that the next receiver gets it first.
     async fn unpop(&self, uid: &EntityId, item: Vec<u8>) {
-        let queue = key("queue", uid);
+        self.unpop_queue(&key("queue", uid), item).await
+    }
+
+    /// [`RedisBackend::unpop`] by the queue's key.
+    async fn unpop_queue(&self, queue: &str, item: Vec<u8>) {
         for _ in 0..50 {
             let mut push = redis::cmd("LPUSH");
-            push.arg(&queue).arg(&item);
+            push.arg(queue).arg(&item);
             let mut conn = self.conn();
             let r: redis::RedisResult<()> = self.timed("LPUSH", push.query_async(&mut conn)).await;
             if r.is_ok() {
@@ -929,9 +887,10 @@ impl RedisBackend {
         });
     }
 
-    /// Waits until `deadline` for the next message of the mailbox, in a task
-    /// of its own: if the receiver is gone when a message is taken (the HTTP
-    /// client disconnected), the message goes back to the queue.
+    /// Waits until `deadline` for the next message of the mailbox: one
+    /// waiting is taken at once; otherwise the receive waits in a lane
+    /// ([`Lanes`]). If the receiver is gone when a message is taken (the
+    /// HTTP client disconnected), the message goes back to the queue.
     pub(crate) fn receive(
         self: &Arc<Self>,
         uid: &EntityId,
@@ -939,39 +898,29 @@ impl RedisBackend {
     ) -> oneshot::Receiver<Received> {
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        let uid = uid.clone();
+        let queue = key("queue", uid);
         let guard = self.tasks.enter();
         tokio::spawn(async move {
             let _guard = guard;
-            let queue = key("queue", &uid);
-            loop {
-                if tx.is_closed() {
-                    return;
+            if me.shutdown.is_set() {
+                let _ = tx.send(Err(BackendError::ShuttingDown));
+                return;
+            }
+            let waiting: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("LPOP")
+                .arg(&queue)
+                .query_async(&mut me.conn())
+                .await;
+            match waiting {
+                Ok(Some(item)) if item == CLOSE_SENTINEL => {
+                    let _ = tx.send(Err(BackendError::Terminated));
                 }
-                if me.shutdown.is_set() {
-                    let _ = tx.send(Err(BackendError::ShuttingDown));
-                    return;
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    let _ = tx.send(Err(BackendError::Timeout));
-                    return;
-                }
-                match me.pop_once(&queue, (deadline - now).min(POP_SLICE)).await {
-                    Ok(None) => {}
-                    Ok(Some(item)) if item == CLOSE_SENTINEL => {
-                        let _ = tx.send(Err(BackendError::Terminated));
-                        return;
+                Ok(Some(item)) => {
+                    if let Err(Ok(item)) = tx.send(Ok(item)) {
+                        me.unpop_queue(&queue, item).await;
                     }
-                    Ok(Some(item)) => {
-                        if let Err(Ok(item)) = tx.send(Ok(item)) {
-                            me.unpop(&uid, item).await;
-                        }
-                        return;
-                    }
-                    // Redis restarting: wait it out until the deadline.
-                    Err(_) => tokio::time::sleep(POP_RETRY).await,
                 }
+                // Nothing yet, or Redis restarting (the lane waits it out).
+                _ => me.lanes.wait(&me, queue, tx, deadline).await,
             }
         });
         rx
@@ -993,5 +942,29 @@ impl RedisBackend {
             }
             idle.await;
         }
+    }
+}
+
+impl Queues for RedisBackend {
+    type Busy = TaskGuard;
+
+    fn shared_connection(&self) -> ConnectionManager {
+        self.conn()
+    }
+
+    fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    fn busy(&self) -> TaskGuard {
+        self.tasks.enter()
+    }
+
+    async fn put_back(&self, queue: &str, item: Vec<u8>) {
+        self.unpop_queue(queue, item).await
     }
 }

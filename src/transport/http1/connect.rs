@@ -1,5 +1,6 @@
-//! Connecting to an exchange: every address of its host in turn, within
-//! the connect timeout and the request's deadline.
+//! Connecting to an exchange: every address of its host in turn, each
+//! within the connect timeout and all within the request's deadline (an
+//! address that does not answer in time is given up for the next one).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -13,6 +14,8 @@ pub(crate) struct Connector {
     /// `host:port` as written in the URL.
     authority: String,
     connect_timeout: Duration,
+    /// Addresses to use instead of resolving `authority` (tests).
+    fixed: Option<Vec<SocketAddr>>,
 }
 
 impl Connector {
@@ -21,10 +24,14 @@ impl Connector {
         Connector {
             authority,
             connect_timeout,
+            fixed: None,
         }
     }
 
     fn addresses(&self) -> Result<Vec<SocketAddr>, Failure> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
         Ok(self
             .authority
             .to_socket_addrs()
@@ -40,6 +47,15 @@ impl Connector {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn with_addresses(addrs: &[SocketAddr], connect_timeout: Duration) -> Connector {
+        Connector {
+            authority: String::new(),
+            connect_timeout,
+            fixed: Some(addrs.to_vec()),
+        }
+    }
+
     pub(crate) fn connect_blocking(&self, deadline: Option<Instant>) -> Result<TcpStream, Failure> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for addr in self.addresses()? {
@@ -48,8 +64,7 @@ impl Connector {
                     stream.set_nodelay(true).map_err(Failure::Connect)?;
                     return Ok(stream);
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::Timeout),
-                Err(e) => last = e,
+                Err(e) => last = timed_out_to(addr, e),
             }
         }
         Err(Failure::Connect(last))
@@ -61,8 +76,13 @@ impl Connector {
     ) -> Result<tokio::net::TcpStream, Failure> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         // Names other than literal addresses resolve on a blocking thread.
-        let addrs = match self.authority.parse::<SocketAddr>() {
-            Ok(addr) => vec![addr],
+        let addrs = match self
+            .fixed
+            .clone()
+            .map(Ok)
+            .unwrap_or_else(|| self.authority.parse::<SocketAddr>().map(|a| vec![a]))
+        {
+            Ok(addrs) => addrs,
             Err(_) => tokio::net::lookup_host(&self.authority)
                 .await
                 .map_err(Failure::Connect)?
@@ -75,10 +95,15 @@ impl Connector {
                     stream.set_nodelay(true).map_err(Failure::Connect)?;
                     return Ok(stream);
                 }
-                Ok(Err(e)) => last = e,
-                Err(_) => return Err(Failure::Timeout),
+                Ok(Err(e)) => last = timed_out_to(addr, e),
+                Err(_) => last = timed_out_to(addr, io::ErrorKind::TimedOut.into()),
             }
         }
         Err(Failure::Connect(last))
     }
+}
+
+/// A connect error that names the address (a timeout says it timed out).
+fn timed_out_to(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{addr}: {e}"))
 }

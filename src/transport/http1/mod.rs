@@ -22,13 +22,14 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use answer::{closed_early, io_failure, parse_answer, remaining, Attempt, Parsed};
-pub use answer::{Answer, Failure};
+use crate::options::RESERVED_HEADERS;
+use answer::{closed_early, io_failure, remaining, AnswerReader, Step};
+pub use answer::{Answer, Attempt, Failure, Reach, DEDUP_HEADER};
 use connect::Connector;
 use pipeline::Pipeline;
 
@@ -43,19 +44,17 @@ const MAX_IDLE: usize = 8;
 /// that threads sending at once do not queue on one lock (with 32 sending
 /// threads on 2 cores a preempted lock holder stalled the others).
 const SHARDS: usize = 16;
-/// A connection idle longer than this is checked before reuse (servers
-/// close idle keep-alive connections; aiohttp after 75 s).
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read (more while a long body arrives).
 const READ_SIZE: usize = 4096;
+/// How far a blocking socket's timeout may be off what is left of its
+/// request's time before it is set again (a system call each time).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 
 /// A kept-alive connection: a blocking std socket or a tokio one.
 struct Conn<S> {
     stream: S,
-    last_used: Instant,
-    /// Bytes read and not yet parsed (kept between answers: it starts with
-    /// any bytes read past the end of the previous answer, none with
-    /// servers that answer one request at a time).
+    /// Bytes read and not yet parsed (empty between answers: a connection
+    /// with bytes left over after an answer is never reused).
     buf: Vec<u8>,
     /// The timeout last set on a blocking socket (a system call to change).
     socket_timeout: Option<Duration>,
@@ -65,45 +64,77 @@ impl<S> Conn<S> {
     fn new(stream: S) -> Self {
         Conn {
             stream,
-            last_used: Instant::now(),
             buf: Vec::new(),
             socket_timeout: None,
         }
     }
 
-    /// Room for one more read at the end of `buf`; returns where it starts.
-    fn room(&mut self, need: usize) -> usize {
+    /// Room for one more read of up to `want` bytes at the end of `buf`;
+    /// returns where it starts.
+    fn room(&mut self, want: usize) -> usize {
         let start = self.buf.len();
-        let want = need.saturating_sub(start).max(READ_SIZE);
         self.buf.resize(start + want, 0);
         start
     }
 
-    /// After a read of `n` bytes into the room made at `start`: parses what
-    /// there is. `Ok(None)`: more bytes are needed.
-    fn after_read(&mut self, start: usize, n: usize) -> Result<Option<(Answer, bool)>, Failure> {
+    /// After a read of `n` bytes into the room made at `start`: reads what
+    /// there is of the answer. `Ok(None)`: more bytes are needed.
+    fn after_read(
+        &mut self,
+        reader: &mut AnswerReader,
+        start: usize,
+        n: usize,
+    ) -> Result<Option<(Answer, bool)>, Failure> {
         self.buf.truncate(start + n);
-        let eof = n == 0;
-        match parse_answer(&self.buf, eof)? {
-            Parsed::Complete {
-                answer,
-                used,
-                reusable,
-            } => {
-                self.buf.drain(..used);
-                Ok(Some((answer, reusable)))
-            }
-            Parsed::Incomplete { .. } if eof => Err(closed_early()),
-            Parsed::Incomplete { .. } => Ok(None),
+        match reader.read(&mut self.buf, n == 0)? {
+            // Bytes after the answer: the server and we disagree on where
+            // it ended, so the connection is not used again.
+            Step::Done { answer, reusable } => Ok(Some((answer, reusable && self.buf.is_empty()))),
+            Step::More => Ok(None),
         }
     }
 
-    /// How many bytes to wait for before parsing again.
-    fn need(&self) -> Result<usize, Failure> {
-        match parse_answer(&self.buf, false)? {
-            Parsed::Incomplete { need } => Ok(need),
-            Parsed::Complete { .. } => Ok(self.buf.len()),
+    /// Whether bytes of an answer have arrived.
+    fn answer_started(&self, reader: &AnswerReader) -> bool {
+        reader.in_body() || !self.buf.is_empty()
+    }
+}
+
+impl<S: AsRawFd> Conn<S> {
+    /// After a failed write: an answer the server sent before it stopped
+    /// reading (a 413 for a body it will not take) may be waiting; reads
+    /// what is there without waiting.
+    fn answer_waiting(&mut self) -> Option<Answer> {
+        let mut reader = AnswerReader::new();
+        loop {
+            let start = self.room(READ_SIZE);
+            let read = recv_now(&self.stream, &mut self.buf[start..]);
+            let eof = matches!(read, Ok(0));
+            self.buf.truncate(start + read.as_ref().map_or(0, |n| *n));
+            match reader.read(&mut self.buf, eof) {
+                Ok(Step::Done { answer, .. }) => return Some(answer),
+                Ok(Step::More) if matches!(read, Ok(n) if n > 0) => {}
+                _ => return None,
+            }
         }
+    }
+}
+
+/// Reads what a socket holds without blocking.
+fn recv_now(stream: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: a valid socket and a buffer we own, of the length given.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -132,21 +163,25 @@ impl<S: AsRawFd> Idle<S> {
     }
 
     /// An idle connection: the calling thread's shard first, then others.
+    /// Each is checked first (one system call): one the server closed, or
+    /// one with bytes the server sent after its last answer, is dropped.
     fn take(&self) -> Option<Conn<S>> {
         let own = shard();
         (0..SHARDS).find_map(|i| {
             let shard = &self.0[(own + i) % SHARDS];
             loop {
                 let conn = shard.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-                if conn.last_used.elapsed() < CHECK_AFTER_IDLE || still_open(&conn.stream) {
+                if still_open(&conn.stream) {
                     return Some(conn);
                 }
             }
         })
     }
 
-    fn give_back(&self, mut conn: Conn<S>) {
-        conn.last_used = Instant::now();
+    fn give_back(&self, conn: Conn<S>) {
+        if !conn.buf.is_empty() {
+            return;
+        }
         let mut idle = self.0[shard()].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
@@ -183,8 +218,8 @@ fn nothing_yet(peeked: &io::Result<bool>) -> bool {
     matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Whether the server has not closed an idle connection (nothing to read,
-/// no end of stream).
+/// Whether an idle connection may carry a request: nothing to read (no
+/// stray bytes), no end of stream, no error.
 fn still_open(stream: &impl AsRawFd) -> bool {
     nothing_yet(&peek(stream))
 }
@@ -207,21 +242,31 @@ pub struct Pool {
     blocking: Idle<TcpStream>,
     pub(crate) nonblocking: Idle<tokio::net::TcpStream>,
     /// The connection background sends are pipelined on, started by the
-    /// first (on the library's runtime).
-    pipeline: std::sync::OnceLock<Pipeline>,
+    /// first (on the library's runtime), and again if its task ended.
+    pipeline: Mutex<Option<Arc<Pipeline>>>,
 }
 
-/// Whether reqwest would route `http://` requests through a proxy.
-fn proxy_configured() -> bool {
-    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+/// Whether reqwest would send requests to `url` through a proxy: the same
+/// matcher it uses (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` and the lower
+/// case names, as curl reads them).
+fn proxied(url: &reqwest::Url) -> bool {
+    proxied_by(
+        url,
+        &hyper_util::client::proxy::matcher::Matcher::from_system(),
+    )
+}
+
+fn proxied_by(url: &reqwest::Url, matcher: &hyper_util::client::proxy::matcher::Matcher) -> bool {
+    match url.as_str().parse::<hyper::Uri>() {
+        Ok(uri) => matcher.intercept(&uri).is_some(),
+        Err(_) => true,
+    }
 }
 
 impl Pool {
     /// A pool for `url`, or `None` where requests must go through reqwest
-    /// (not `http`, or a proxy is configured). `headers` are sent with
-    /// every request.
+    /// (not `http`, or a proxy applies to it). `headers` are sent with
+    /// every request; none of them may be one of [`RESERVED_HEADERS`].
     pub fn new(
         url: &reqwest::Url,
         headers: &[(String, String)],
@@ -235,10 +280,10 @@ impl Pool {
             );
             return None;
         }
-        if proxy_configured() {
+        if proxied(url) {
             tracing::debug!(
                 url = url.as_str(),
-                "fast path off: a proxy is configured (HTTP_PROXY / ALL_PROXY), requests go through reqwest"
+                "fast path off: a proxy applies to this URL (HTTP_PROXY / ALL_PROXY, not NO_PROXY), requests go through reqwest"
             );
             return None;
         }
@@ -251,6 +296,12 @@ impl Pool {
         };
         let mut head_lines = format!("host: {authority}\r\n").into_bytes();
         for (name, value) in headers {
+            if RESERVED_HEADERS
+                .iter()
+                .any(|r| name.eq_ignore_ascii_case(r))
+            {
+                continue;
+            }
             head_lines.extend_from_slice(name.as_bytes());
             head_lines.extend_from_slice(b": ");
             head_lines.extend_from_slice(value.as_bytes());
@@ -259,7 +310,7 @@ impl Pool {
         Some(Pool {
             connector: Connector::new(authority, connect_timeout),
             head_lines,
-            pipeline: std::sync::OnceLock::new(),
+            pipeline: Mutex::new(None),
             blocking: Idle::new(),
             nonblocking: Idle::new(),
         })
@@ -282,6 +333,10 @@ impl Pool {
     /// Sends one request and reads its answer, blocking the calling thread
     /// for at most `timeout` (`None`: no bound). `target` is the path. The
     /// thread polls for the answer for up to `busy_poll` before it sleeps.
+    ///
+    /// A request on a kept-alive connection that fails before any answer
+    /// arrives goes again on a new connection if the server cannot have
+    /// acted on it, or if `resend` (the request may safely be repeated).
     pub fn request_blocking(
         &self,
         method: &str,
@@ -289,23 +344,20 @@ impl Pool {
         body: &[u8],
         timeout: Option<Duration>,
         busy_poll: Duration,
-    ) -> Result<Answer, Failure> {
+        resend: bool,
+    ) -> Result<Answer, Attempt> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let request = self.render(method, target, body);
-        // A kept-alive connection the server has closed fails before any
-        // answer arrives; then the request goes again on a new connection.
         if let Some(mut conn) = self.blocking.take() {
-            match exchange_blocking(&mut conn, &request, timeout, deadline, busy_poll) {
+            match exchange_blocking(&mut conn, &request, deadline, busy_poll) {
                 Ok(answer) => return Ok(self.keep_blocking(conn, answer)),
-                Err(Attempt::Untouched(_)) => {}
-                Err(Attempt::Failed(f)) => return Err(f),
+                Err(a) if may_go_again(&a, resend) => {}
+                Err(a) => return Err(a),
             }
         }
         let mut conn = Conn::new(self.connector.connect_blocking(deadline)?);
-        match exchange_blocking(&mut conn, &request, timeout, deadline, busy_poll) {
-            Ok(answer) => Ok(self.keep_blocking(conn, answer)),
-            Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
-        }
+        exchange_blocking(&mut conn, &request, deadline, busy_poll)
+            .map(|answer| self.keep_blocking(conn, answer))
     }
 
     fn keep_blocking(&self, conn: Conn<TcpStream>, (answer, reusable): (Answer, bool)) -> Answer {
@@ -323,20 +375,33 @@ impl Pool {
         target: &str,
         body: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<Answer, Failure> {
+        resend: bool,
+    ) -> Result<Answer, Attempt> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let request = self.render(method, target, body);
         if let Some(mut conn) = self.nonblocking.take() {
             match exchange(&mut conn, &request, deadline).await {
                 Ok(answer) => return Ok(self.keep(conn, answer)),
-                Err(Attempt::Untouched(_)) => {}
-                Err(Attempt::Failed(f)) => return Err(f),
+                Err(a) if may_go_again(&a, resend) => {}
+                Err(a) => return Err(a),
             }
         }
         let mut conn = Conn::new(self.connector.connect(deadline).await?);
-        match exchange(&mut conn, &request, deadline).await {
-            Ok(answer) => Ok(self.keep(conn, answer)),
-            Err(Attempt::Untouched(f) | Attempt::Failed(f)) => Err(f),
+        exchange(&mut conn, &request, deadline)
+            .await
+            .map(|answer| self.keep(conn, answer))
+    }
+
+    /// The pipelined connection, started again if its task has ended.
+    fn pipeline(&self) -> Arc<Pipeline> {
+        let mut slot = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(p) if p.is_running() => p.clone(),
+            _ => {
+                let p = Arc::new(Pipeline::start(self.connector.clone()));
+                *slot = Some(p.clone());
+                p
+            }
         }
     }
 
@@ -349,22 +414,18 @@ impl Pool {
         target: &str,
         body: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<Answer, Failure> {
+        resend: bool,
+    ) -> Result<Answer, Attempt> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let request = self.render(method, target, body);
-        let pipeline = self
-            .pipeline
-            .get_or_init(|| Pipeline::start(self.connector.clone()));
-        // Requests the server never read (it closed the connection first)
-        // go again once, on the connection the pipeline makes next.
-        match pipeline.request(request.clone(), deadline).await {
-            Err(Attempt::Untouched(_)) => {}
-            done => return done.map_err(Attempt::into_failure),
+        // A request the connection failed under goes again once, on the
+        // connection the pipeline makes next, if that cannot deliver it
+        // twice.
+        match self.pipeline().request(request.clone(), deadline).await {
+            Err(a) if may_go_again(&a, resend) => {}
+            done => return done,
         }
-        pipeline
-            .request(request, deadline)
-            .await
-            .map_err(Attempt::into_failure)
+        self.pipeline().request(request, deadline).await
     }
 
     fn keep(
@@ -379,54 +440,95 @@ impl Pool {
     }
 }
 
+/// Whether a failed request may go again at once on a new connection: the
+/// server cannot have acted on it, or it may safely be repeated; never
+/// after a timeout (its time is up) or a bad answer.
+fn may_go_again(attempt: &Attempt, resend: bool) -> bool {
+    let connection_failed = matches!(attempt.failure, Failure::Io(_) | Failure::Connect(_));
+    connection_failed && (attempt.reach == Reach::NotSent || resend)
+}
+
+/// Sets a blocking socket's timeouts to what is left of its request's time
+/// (`None`: no bound), unless they are already that within
+/// [`TIMEOUT_SLACK`]: a slow server cannot stretch a request past its
+/// deadline by more than that.
+fn bound_socket(conn: &mut Conn<TcpStream>, left: Option<Duration>) -> io::Result<()> {
+    let close_enough = match (conn.socket_timeout, left) {
+        (None, None) => true,
+        (Some(set), Some(left)) => set <= left + TIMEOUT_SLACK && set + TIMEOUT_SLACK >= left,
+        _ => false,
+    };
+    if !close_enough {
+        conn.stream.set_read_timeout(left)?;
+        conn.stream.set_write_timeout(left)?;
+        conn.socket_timeout = left;
+    }
+    Ok(())
+}
+
+fn left(deadline: Option<Instant>) -> Result<Option<Duration>, Failure> {
+    deadline.map(remaining).transpose()
+}
+
 /// Writes `request` and reads one answer on a blocking socket. Returns it
 /// and whether the connection may be used again.
 fn exchange_blocking(
     conn: &mut Conn<TcpStream>,
     request: &[u8],
-    timeout: Option<Duration>,
     deadline: Option<Instant>,
     busy_poll: Duration,
 ) -> Result<(Answer, bool), Attempt> {
-    // The socket's timeouts bound each read and write by the whole
-    // request's timeout (set only when it changes: a system call each);
-    // the deadline is checked between reads.
-    if conn.socket_timeout != timeout {
-        conn.stream
-            .set_read_timeout(timeout)
-            .and_then(|()| conn.stream.set_write_timeout(timeout))
-            .map_err(|e| Attempt::Failed(Failure::Io(e)))?;
-        conn.socket_timeout = timeout;
+    let time = left(deadline)?;
+    bound_socket(conn, time).map_err(|e| Attempt::not_sent(Failure::Io(e)))?;
+    if let Err(e) = conn.stream.write_all(request) {
+        // Not all of it went out, so the server cannot have acted on it;
+        // but it may have answered already (and stopped reading).
+        return match conn.answer_waiting() {
+            Some(answer) => Ok((answer, false)),
+            None => Err(Attempt::not_sent(io_failure(e))),
+        };
     }
-    conn.stream
-        .write_all(request)
-        .map_err(|e| Attempt::of(io_failure(e), false))?;
     if !busy_poll.is_zero() {
         poll_until_readable(&conn.stream, Instant::now() + busy_poll);
     }
+    let mut reader = AnswerReader::new();
     loop {
-        if let Some(d) = deadline {
-            remaining(d).map_err(Attempt::Failed)?;
-        }
-        let need = conn.need().map_err(Attempt::Failed)?;
-        let start = conn.room(need);
-        let read = conn.stream.read(&mut conn.buf[start..]);
-        let n = match read {
+        let time = left(deadline).map_err(Attempt::unknown)?;
+        bound_socket(conn, time).map_err(|e| Attempt::unknown(Failure::Io(e)))?;
+        let start = conn.room(reader.want(READ_SIZE));
+        let n = match conn.stream.read(&mut conn.buf[start..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                conn.buf.truncate(start);
-                continue;
-            }
             Err(e) => {
                 conn.buf.truncate(start);
-                return Err(Attempt::of(io_failure(e), start > 0));
+                match e.kind() {
+                    // Interrupted, or the socket's timeout ran out before
+                    // the deadline (it may be up to the slack short).
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut => continue,
+                    _ => return Err(Attempt::unknown(io_failure(e))),
+                }
             }
         };
-        match conn.after_read(start, n) {
+        let started = conn.answer_started(&reader);
+        match conn.after_read(&mut reader, start, n) {
             Ok(Some(done)) => return Ok(done),
             Ok(None) => {}
-            Err(f) => return Err(Attempt::of(f, start > 0)),
+            Err(f) => return Err(failed_read(f, started)),
         }
+    }
+}
+
+/// A read that ended the connection: with no byte of an answer yet, the
+/// server closed it (reach unknown: it may have acted on the request).
+fn failed_read(failure: Failure, started: bool) -> Attempt {
+    if started {
+        Attempt::unknown(failure)
+    } else {
+        Attempt::unknown(match failure {
+            Failure::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => closed_early(),
+            other => other,
+        })
     }
 }
 
@@ -436,24 +538,28 @@ async fn exchange(
     request: &[u8],
     deadline: Option<Instant>,
 ) -> Result<(Answer, bool), Attempt> {
-    within(deadline, conn.stream.write_all(request))
-        .await
-        .map_err(|f| Attempt::of(f, false))?;
+    if let Err(f) = within(deadline, conn.stream.write_all(request)).await {
+        return match conn.answer_waiting() {
+            Some(answer) => Ok((answer, false)),
+            None => Err(Attempt::not_sent(f)),
+        };
+    }
+    let mut reader = AnswerReader::new();
     loop {
-        let need = conn.need().map_err(Attempt::Failed)?;
-        let start = conn.room(need);
+        let start = conn.room(reader.want(READ_SIZE));
         let read = within(deadline, conn.stream.read(&mut conn.buf[start..])).await;
         let n = match read {
             Ok(n) => n,
             Err(f) => {
                 conn.buf.truncate(start);
-                return Err(Attempt::of(f, start > 0));
+                return Err(Attempt::unknown(f));
             }
         };
-        match conn.after_read(start, n) {
+        let started = conn.answer_started(&reader);
+        match conn.after_read(&mut reader, start, n) {
             Ok(Some(done)) => return Ok(done),
             Ok(None) => {}
-            Err(f) => return Err(Attempt::of(f, start > 0)),
+            Err(f) => return Err(failed_read(f, started)),
         }
     }
 }
@@ -477,8 +583,10 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// Serves each accepted connection with `answers`, one per request
-    /// head read (a stand-in server: these tests are about framing).
+    /// A stub server (a stand-in: these tests are about framing and
+    /// hostile bytes): serves each accepted connection with `answers`, one
+    /// per request read; `b""` closes the connection without answering.
+    /// Returns the number of connections it accepted.
     fn serve(answers: Vec<&'static [u8]>) -> (Pool, std::thread::JoinHandle<usize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -507,43 +615,94 @@ mod tests {
             }
             accepted
         });
-        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
-        (pool, server)
+        (pool_at(port), server)
     }
 
-    /// Each kind of request: blocking (with and without busy polling), and
-    /// on a runtime of the test's.
+    fn pool_at(port: u16) -> Pool {
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        Pool::new(&url, &[], Duration::from_secs(2)).unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Each kind of request: blocking (with and without busy polling), on
+    /// a runtime of the test's, and pipelined.
     struct Asker {
         runtime: Option<tokio::runtime::Runtime>,
         poll: Duration,
+        pipelined: bool,
     }
 
     impl Asker {
         /// Blocking, blocking with busy polling, and async.
         fn all() -> [Asker; 3] {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
             let blocking = |poll| Asker {
                 runtime: None,
                 poll,
+                pipelined: false,
             };
             [
                 blocking(Duration::ZERO),
                 blocking(Duration::from_millis(50)),
                 Asker {
-                    runtime: Some(runtime),
+                    runtime: Some(runtime()),
                     poll: Duration::ZERO,
+                    pipelined: false,
+                },
+            ]
+        }
+
+        /// The three of [`Asker::all`] and the pipelined one.
+        fn every() -> [Asker; 4] {
+            let [a, b, c] = Asker::all();
+            [
+                a,
+                b,
+                c,
+                Asker {
+                    runtime: Some(runtime()),
+                    poll: Duration::ZERO,
+                    pipelined: true,
                 },
             ]
         }
 
         fn ask(&self, pool: &Pool, target: &str, t: Duration) -> Result<Answer, Failure> {
-            match &self.runtime {
-                None => pool.request_blocking("PUT", target, b"{}", Some(t), self.poll),
-                Some(rt) => rt.block_on(pool.request("PUT", target, b"{}", Some(t))),
+            self.ask_resending(pool, target, t, true)
+                .map_err(|a| a.failure)
+        }
+
+        fn ask_resending(
+            &self,
+            pool: &Pool,
+            target: &str,
+            t: Duration,
+            resend: bool,
+        ) -> Result<Answer, Attempt> {
+            self.ask_body(pool, target, b"{}", t, resend)
+        }
+
+        fn ask_body(
+            &self,
+            pool: &Pool,
+            target: &str,
+            body: &[u8],
+            t: Duration,
+            resend: bool,
+        ) -> Result<Answer, Attempt> {
+            match (&self.runtime, self.pipelined) {
+                (None, _) => pool.request_blocking("PUT", target, body, Some(t), self.poll, resend),
+                (Some(rt), false) => {
+                    rt.block_on(pool.request("PUT", target, body, Some(t), resend))
+                }
+                (Some(rt), true) => {
+                    rt.block_on(pool.request_pipelined("PUT", target, body, Some(t), resend))
+                }
             }
         }
     }
@@ -589,15 +748,146 @@ mod tests {
     }
 
     #[test]
-    fn times_out_and_refuses_on_time() {
+    fn a_request_that_may_have_arrived_is_not_sent_again_unless_allowed() {
         for asker in Asker::all() {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let url = reqwest::Url::parse(&format!(
-                "http://127.0.0.1:{}",
-                listener.local_addr().unwrap().port()
-            ))
+            // The server reads the second request and closes without an
+            // answer: it may have acted on it.
+            let (pool, server) = serve(vec![
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
+                b"",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb",
+            ]);
+            let t = Duration::from_secs(5);
+            assert_eq!(asker.ask(&pool, "/m", t).unwrap().body, b"a");
+            // Wait until the server has closed, so that the pool's check
+            // does not see it first (the race this is about).
+            let err = asker.ask_resending(&pool, "/m", t, false).unwrap_err();
+            assert_eq!(err.reach, Reach::Unknown, "{:?}", err.failure);
+            assert!(
+                err.failure.to_string().contains("closed"),
+                "{}",
+                err.failure
+            );
+            assert_eq!(asker.ask(&pool, "/m", t).unwrap().body, b"b");
+            assert_eq!(server.join().unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn connections_with_bytes_left_over_are_not_reused() {
+        for asker in Asker::all() {
+            let (pool, server) = serve(vec![
+                // A body on a 204, and more bytes than the length says.
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            ]);
+            let t = Duration::from_secs(5);
+            let a = asker.ask(&pool, "/m", t).unwrap();
+            assert_eq!((a.status, a.body.len()), (204, 0));
+            let b = asker.ask(&pool, "/m", t).unwrap();
+            assert_eq!(b.body, b"ok");
+            let c = asker.ask(&pool, "/m", t).unwrap();
+            assert_eq!(c.body, b"ok", "not the left-over EXTRA");
+            // Three answers on three connections: the stub counts them
+            // until its script ends.
+            drop(pool);
+            assert_eq!(server.join().unwrap(), 3);
+        }
+    }
+
+    #[test]
+    fn a_huge_chunk_fails_one_request_and_the_pipeline_goes_on() {
+        for asker in Asker::every() {
+            let (pool, server) = serve(vec![
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\nb",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            ]);
+            let t = Duration::from_secs(5);
+            let err = asker.ask(&pool, "/m", t).unwrap_err();
+            assert!(matches!(err, Failure::Protocol(_)), "{err}");
+            assert_eq!(asker.ask(&pool, "/m", t).unwrap().body, b"ok");
+            drop(pool);
+            assert_eq!(server.join().unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_behind_a_timed_out_one_are_not_sent_again() {
+        // A stub that reads whatever comes and never answers; it counts
+        // the requests it read.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pool = pool_at(listener.local_addr().unwrap().port());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        count.fetch_add(
+                            text.matches("PUT /m").count(),
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                });
+            }
+        });
+        let rt = runtime();
+        let (first, second) = rt.block_on(async {
+            let a =
+                pool.request_pipelined("PUT", "/m", b"{}", Some(Duration::from_millis(300)), false);
+            let b = pool.request_pipelined("PUT", "/m", b"{}", Some(Duration::from_secs(5)), false);
+            tokio::join!(a, b)
+        });
+        let first = first.unwrap_err();
+        assert!(
+            matches!(first.failure, Failure::Timeout),
+            "{}",
+            first.failure
+        );
+        let second = second.unwrap_err();
+        assert_eq!(second.reach, Reach::Unknown, "{}", second.failure);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "each written once"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_whose_task_died_is_replaced() {
+        let (pool, _server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb",
+        ]);
+        let t = Some(Duration::from_secs(5));
+        let first = runtime();
+        let a = first
+            .block_on(pool.request_pipelined("PUT", "/m", b"{}", t, false))
             .unwrap();
-            let pool = Pool::new(&url, &[], Duration::from_secs(2)).unwrap();
+        assert_eq!(a.body, b"a");
+        // The runtime that ran the pipeline's task goes away, and the task
+        // with it.
+        drop(first);
+        let b = runtime()
+            .block_on(pool.request_pipelined("PUT", "/m", b"{}", t, false))
+            .unwrap();
+        assert_eq!(b.body, b"b");
+    }
+
+    #[test]
+    fn times_out_and_refuses_on_time() {
+        for asker in Asker::every() {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let pool = pool_at(listener.local_addr().unwrap().port());
             let start = Instant::now();
             let err = asker
                 .ask(&pool, "/", Duration::from_millis(200))
@@ -608,5 +898,124 @@ mod tests {
             let err = asker.ask(&pool, "/", Duration::from_secs(1)).unwrap_err();
             assert!(matches!(err, Failure::Connect(_)), "{err}");
         }
+    }
+
+    #[test]
+    fn a_slow_server_cannot_stretch_a_request_past_its_deadline() {
+        for asker in Asker::every() {
+            // A stub that sends part of an answer just before the deadline,
+            // then nothing.
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let pool = pool_at(listener.local_addr().unwrap().port());
+            let server = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(Duration::from_millis(400));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab");
+                std::thread::sleep(Duration::from_secs(2));
+            });
+            let start = Instant::now();
+            let err = asker
+                .ask(&pool, "/", Duration::from_millis(500))
+                .unwrap_err();
+            let took = start.elapsed();
+            assert!(matches!(err, Failure::Timeout), "{err}");
+            assert!(
+                took < Duration::from_millis(800),
+                "a 500 ms request took {took:?}"
+            );
+            server.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_answer_sent_before_the_body_was_read_is_not_lost() {
+        for asker in Asker::every() {
+            // A stub that answers 413 after the head and closes without
+            // reading the body (as our exchange once did).
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let pool = pool_at(listener.local_addr().unwrap().port());
+            let server = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo long",
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            });
+            let body = vec![b'x'; 16 << 20];
+            let answer = asker
+                .ask_body(&pool, "/message", &body, Duration::from_secs(5), false)
+                .map_err(|a| a.failure.to_string())
+                .unwrap();
+            assert_eq!(
+                (answer.status, answer.body.as_slice()),
+                (413, &b"too long"[..])
+            );
+            server.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_connect_timeout_goes_on_to_the_next_address() {
+        // An address whose listen queue is full drops connection attempts,
+        // so connecting to it times out.
+        let full = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as _;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            assert_eq!(
+                libc::bind(
+                    fd,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of_val(&addr) as _
+                ),
+                0
+            );
+            assert_eq!(libc::listen(fd, 0), 0);
+            let mut len = std::mem::size_of_val(&addr) as libc::socklen_t;
+            libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+            std::net::SocketAddr::from(([127, 0, 0, 1], u16::from_be(addr.sin_port)))
+        };
+        // Fill its queue.
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            if let Ok(s) = TcpStream::connect_timeout(&full, Duration::from_millis(100)) {
+                held.push(s);
+            }
+        }
+        let good = TcpListener::bind("127.0.0.1:0").unwrap();
+        let connector = Connector::with_addresses(
+            &[full, good.local_addr().unwrap()],
+            Duration::from_millis(200),
+        );
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        connector
+            .connect_blocking(deadline)
+            .expect("the second address after the first timed out");
+        runtime()
+            .block_on(connector.connect(deadline))
+            .expect("the second address after the first timed out");
+    }
+
+    #[test]
+    fn no_proxy_keeps_the_direct_path() {
+        use hyper_util::client::proxy::matcher::Matcher;
+        let url = reqwest::Url::parse("http://127.0.0.1:8700").unwrap();
+        let with = |no: &str| {
+            Matcher::builder()
+                .http("http://proxy.example:3128")
+                .no(no)
+                .build()
+        };
+        assert!(proxied_by(&url, &with("")));
+        assert!(!proxied_by(&url, &with("127.0.0.1")));
+        assert!(!proxied_by(&url, &with("example.org, 127.0.0.0/8")));
+        let named = reqwest::Url::parse("http://exchange.lab.example:8700").unwrap();
+        assert!(!proxied_by(&named, &with(".lab.example")));
+        assert!(proxied_by(&named, &with("other.example")));
     }
 }

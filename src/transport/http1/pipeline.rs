@@ -21,7 +21,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::transport::http1::answer::{parse_answer, Answer, Attempt, Failure, Parsed};
+use crate::transport::http1::answer::{Answer, AnswerReader, Attempt, Failure, Reach, Step};
 use crate::transport::http1::connect::Connector;
 
 /// Bytes asked of the socket per read.
@@ -50,9 +50,13 @@ impl Pipeline {
         Pipeline { jobs }
     }
 
+    /// Whether its task still runs (it ends only if it failed; the pool
+    /// then starts another).
+    pub fn is_running(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// Sends one rendered request and waits for its answer.
-    /// `Attempt::Untouched`: no answer was started (the connection failed
-    /// or the server closed it first), so the request may go again.
     pub async fn request(
         &self,
         request: Vec<u8>,
@@ -65,11 +69,11 @@ impl Pipeline {
             answer,
         };
         if self.jobs.send(job).is_err() {
-            return Err(Attempt::Untouched(gone()));
+            return Err(Attempt::not_sent(gone()));
         }
         answered
             .await
-            .unwrap_or_else(|_| Err(Attempt::Failed(gone())))
+            .unwrap_or_else(|_| Err(Attempt::unknown(gone())))
     }
 }
 
@@ -96,7 +100,7 @@ async fn drive(connector: Connector, mut queue: mpsc::UnboundedReceiver<Job>) {
             Ok(stream) => stream,
             Err(f) => {
                 for job in carried.drain(..) {
-                    let _ = job.answer.send(Err(Attempt::Failed(copy(&f))));
+                    let _ = job.answer.send(Err(Attempt::not_sent(f.copy())));
                 }
                 continue;
             }
@@ -104,7 +108,10 @@ async fn drive(connector: Connector, mut queue: mpsc::UnboundedReceiver<Job>) {
         let mut link = Link {
             stream,
             out: Vec::new(),
+            queued: 0,
+            written: 0,
             buf: Vec::new(),
+            reader: AnswerReader::new(),
             waiting: VecDeque::new(),
         };
         for job in carried.drain(..) {
@@ -117,7 +124,7 @@ async fn drive(connector: Connector, mut queue: mpsc::UnboundedReceiver<Job>) {
 
 /// Why a connection's run ended.
 enum End {
-    /// The server closed it or it failed.
+    /// The server closed it, it failed, or it answered what is not HTTP.
     Broken(Failure),
     /// The request at the front timed out.
     TimedOut,
@@ -128,32 +135,49 @@ enum End {
     Done,
 }
 
+/// A request written (or queued to be), waiting for its answer.
+struct Waiting {
+    job: Job,
+    /// Where its bytes end in the connection's output.
+    end: u64,
+}
+
 struct Link {
     stream: TcpStream,
     /// Bytes not written yet.
     out: Vec<u8>,
+    /// Bytes queued for writing, and written, since the connection began.
+    queued: u64,
+    written: u64,
     /// Bytes read and not parsed yet.
     buf: Vec<u8>,
-    /// Requests written (or queued in `out`), waiting for their answers.
-    waiting: VecDeque<Job>,
+    /// The answer being read.
+    reader: AnswerReader,
+    /// Requests in the order written, waiting for their answers.
+    waiting: VecDeque<Waiting>,
 }
 
 impl Link {
     fn push(&mut self, job: Job) {
         self.out.extend_from_slice(&job.request);
-        self.waiting.push_back(job);
+        self.queued += job.request.len() as u64;
+        self.waiting.push_back(Waiting {
+            job,
+            end: self.queued,
+        });
     }
 
     async fn run(&mut self, queue: &mut mpsc::UnboundedReceiver<Job>) -> End {
         let mut open = true;
         loop {
             if let Err(e) = self.write_some() {
-                return End::Broken(Failure::Io(e));
+                // The server may have answered before it stopped reading.
+                return self.read_some().unwrap_or(End::Broken(Failure::Io(e)));
             }
             if !open && self.waiting.is_empty() {
                 return End::Done;
             }
-            let deadline = self.waiting.front().and_then(|w| w.deadline);
+            let deadline = self.waiting.front().and_then(|w| w.job.deadline);
             tokio::select! {
                 biased;
                 ready = self.stream.readable() => {
@@ -192,6 +216,7 @@ impl Link {
             match self.stream.try_write(&self.out) {
                 Ok(n) => {
                     self.out.drain(..n);
+                    self.written += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -205,7 +230,7 @@ impl Link {
     fn read_some(&mut self) -> Option<End> {
         loop {
             let start = self.buf.len();
-            self.buf.resize(start + READ_SIZE, 0);
+            self.buf.resize(start + self.reader.want(READ_SIZE), 0);
             let read = self.stream.try_read(&mut self.buf[start..]);
             let n = match read {
                 Ok(n) => n,
@@ -234,28 +259,24 @@ impl Link {
     /// Hands out every complete answer in `buf`, in order.
     fn answers(&mut self, eof: bool) -> Option<End> {
         loop {
-            if self.buf.is_empty() {
+            if self.buf.is_empty() && !eof {
                 return None;
             }
-            let parsed = match parse_answer(&self.buf, eof) {
-                Ok(parsed) => parsed,
+            if self.waiting.is_empty() {
+                return (!self.buf.is_empty()).then(|| {
+                    End::Broken(Failure::Protocol(
+                        "bytes came that no request asked for".into(),
+                    ))
+                });
+            }
+            let (answer, reusable) = match self.reader.read(&mut self.buf, eof) {
+                Ok(Step::Done { answer, reusable }) => (answer, reusable),
+                Ok(Step::More) => return None,
                 Err(f) => return Some(End::Broken(f)),
             };
-            let Parsed::Complete {
-                answer,
-                used,
-                reusable,
-            } = parsed
-            else {
-                return None;
-            };
-            self.buf.drain(..used);
-            let Some(waiting) = self.waiting.pop_front() else {
-                return Some(End::Broken(Failure::Protocol(
-                    "an answer came that no request asked for".into(),
-                )));
-            };
-            let _ = waiting.answer.send(Ok(answer));
+            if let Some(waiting) = self.waiting.pop_front() {
+                let _ = waiting.job.answer.send(Ok(answer));
+            }
             if !reusable {
                 return Some(End::Closed);
             }
@@ -264,38 +285,32 @@ impl Link {
 
     /// After the connection ended: the requests to send again on a new
     /// one (those a `connection: close` answer left unread, which the
-    /// server must not have processed, RFC 9112 9.6); fails the others.
-    /// Only the first can have had part of its answer read; the others
-    /// may go again (as a request on a stale kept-alive connection does).
+    /// server must not have acted on, RFC 9112 9.6); fails the others,
+    /// saying for each whether all of it was written (then the server may
+    /// have acted on it, and only the caller knows whether it may go
+    /// again).
     fn finish(&mut self, end: End) -> VecDeque<Job> {
         if matches!(end, End::Closed) {
-            return std::mem::take(&mut self.waiting);
+            return self.waiting.drain(..).map(|w| w.job).collect();
         }
-        let started = !self.buf.is_empty();
-        for (i, job) in self.waiting.drain(..).enumerate() {
-            let failure = || match &end {
-                End::Broken(f) => copy(f),
-                End::TimedOut => Failure::Timeout,
+        let written = self.written;
+        for (i, w) in self.waiting.drain(..).enumerate() {
+            let failure = match &end {
+                End::Broken(f) => f.copy(),
+                End::TimedOut if i == 0 => Failure::Timeout,
+                End::TimedOut => Failure::Io(io::Error::other(
+                    "the pipelined connection was given up after an earlier request timed out",
+                )),
                 End::Closed | End::Done => gone(),
             };
-            let attempt = match &end {
-                End::TimedOut if i == 0 => Attempt::Failed(Failure::Timeout),
-                End::Broken(_) if i == 0 && started => Attempt::Failed(failure()),
-                _ => Attempt::Untouched(failure()),
+            let reach = if written >= w.end {
+                Reach::Unknown
+            } else {
+                Reach::NotSent
             };
-            let _ = job.answer.send(Err(attempt));
+            let _ = w.job.answer.send(Err(Attempt { failure, reach }));
         }
         VecDeque::new()
-    }
-}
-
-/// A failure's copy for each request it ends (io errors are not Clone).
-fn copy(f: &Failure) -> Failure {
-    match f {
-        Failure::Connect(e) => Failure::Connect(io::Error::new(e.kind(), e.to_string())),
-        Failure::Timeout => Failure::Timeout,
-        Failure::Io(e) => Failure::Io(io::Error::new(e.kind(), e.to_string())),
-        Failure::Protocol(p) => Failure::Protocol(p.clone()),
     }
 }
 
