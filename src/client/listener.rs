@@ -4,16 +4,21 @@
 //! - The listener keeps one `GET /mailbox/listen` stream open (falling back
 //!   to long-poll `GET /message` on servers without it) and routes each
 //!   message ([`Inner::deliver`]): a response that a pending request waits
-//!   for goes to that call, anything else to the inbox that `recv` takes
-//!   from. The stream stays open across receives that time out, so
-//!   academy-py's exchange never writes a message to a stream nobody reads
-//!   (it loses such a message).
+//!   for goes to that call (a blocked caller, or the completion of a call
+//!   made without a thread, [`CallDone`]), anything else to the route a
+//!   listen set ([`Routed`]) or else to the inbox that `recv` takes from.
+//!   The stream stays open across receives that time out, so academy-py's
+//!   exchange never writes a message to a stream nobody reads (it loses
+//!   such a message).
+//! - Calls made without a thread have their deadlines in [`Deadlines`]:
+//!   one timer task per client (started by the first such call) for all
+//!   of them, not one per call.
 //! - The heartbeat keeps the mailbox ACTIVE for Python peers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -60,6 +65,129 @@ impl ServeControl {
 /// What a waiting request gets: the response, or why none will come.
 pub(crate) type Reply = Result<Message>;
 
+/// The end of a call made without a thread: told the outcome exactly once.
+/// Dropped untold (its client freed, say), it is told `Closed`, so that
+/// every started call ends in exactly one outcome whatever happens.
+pub struct CallDone(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl CallDone {
+    pub fn new(done: impl FnOnce(Reply) + Send + 'static) -> Self {
+        CallDone(Some(Box::new(done)))
+    }
+
+    /// Tells the outcome.
+    pub fn finish(mut self, outcome: Reply) {
+        if let Some(done) = self.0.take() {
+            done(outcome);
+        }
+    }
+
+    /// Drops it untold: for a call that was never started.
+    pub fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(Error::closed(
+                "the client was closed or freed before the call ended",
+            )));
+        }
+    }
+}
+
+impl std::fmt::Debug for CallDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallDone")
+    }
+}
+
+/// Who waits for the response to a request, by its tag.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A caller blocked in `Client::request`.
+    Blocked(oneshot::Sender<Reply>),
+    /// A call made without a thread.
+    Async(AsyncCall),
+    /// Nobody: the response is dropped when it comes.
+    Nobody,
+}
+
+/// A pending call made without a thread: what it costs while it waits.
+#[derive(Debug)]
+pub(crate) struct AsyncCall {
+    pub(crate) done: CallDone,
+    /// When it times out, and the timeout asked for (for the error text).
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    pub(crate) dest: EntityId,
+}
+
+/// What a listen route is told ([`Inner::route`]).
+#[derive(Debug)]
+pub enum Routed {
+    /// A message that no call waits for.
+    Message(String),
+    /// The listen ended (the client closed, the mailbox went away): the
+    /// last thing the route is told.
+    Ended(Result<()>),
+}
+
+/// Where a listening client's messages go instead of its inbox.
+pub(crate) struct Route(pub(crate) Box<dyn Fn(Routed) + Send + Sync>);
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route")
+    }
+}
+
+/// The deadlines of a client's calls made without a thread, earliest
+/// first, and what wakes its timer task when an earlier one comes.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    pub(crate) set: Mutex<BTreeSet<(Instant, Uuid)>>,
+    pub(crate) changed: Notify,
+    /// Whether the timer task runs (started by the first deadline).
+    pub(crate) started: AtomicBool,
+}
+
+impl Deadlines {
+    /// Adds one; wakes the timer when it is the earliest.
+    pub(crate) fn add(&self, at: Instant, tag: Uuid) {
+        let mut set = self.set.lock().unwrap();
+        let earliest = set.first().map_or(true, |(first, _)| at < *first);
+        set.insert((at, tag));
+        drop(set);
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+
+    pub(crate) fn remove(&self, at: Instant, tag: Uuid) {
+        self.set.lock().unwrap().remove(&(at, tag));
+    }
+
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.set.lock().unwrap().first().map(|(at, _)| *at)
+    }
+
+    /// Takes the tags whose deadline has passed.
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<Uuid> {
+        let mut set = self.set.lock().unwrap();
+        let mut expired = Vec::new();
+        while let Some(&(at, tag)) = set.first() {
+            if at > now {
+                break;
+            }
+            set.pop_first();
+            expired.push(tag);
+        }
+        expired
+    }
+}
+
 /// Why the listener stopped for good, or is failing for now.
 #[derive(Debug, Clone)]
 pub(crate) enum ListenerState {
@@ -80,7 +208,11 @@ pub(crate) struct Inner {
     pub(crate) inbox: Mutex<VecDeque<String>>,
     /// Wakes receivers: a message arrived or the state changed.
     pub(crate) changed: Notify,
-    pub(crate) pending: Mutex<HashMap<Uuid, Option<oneshot::Sender<Reply>>>>,
+    pub(crate) pending: Mutex<HashMap<Uuid, Waiter>>,
+    /// Deadlines of the calls in `pending` made without a thread.
+    pub(crate) deadlines: Arc<Deadlines>,
+    /// Set by a listen: where messages go instead of `inbox`.
+    pub(crate) route: Mutex<Option<Route>>,
     pub(crate) state: Mutex<ListenerState>,
     pub(crate) closed: AtomicBool,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -130,13 +262,38 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Stops the tasks and wakes everyone waiting.
+    /// Stops the tasks and wakes everyone waiting: blocked callers see
+    /// their call fail, calls made without a thread end `Closed`, and a
+    /// listen route is told it ended.
     pub(crate) fn shutdown(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
-        self.pending.lock().unwrap().clear();
+        let closed = Error::closed(format!("the client of {} was closed", self.id));
+        self.fail_pending(&closed);
+        self.end_route(Err(closed));
         self.changed.notify_waiters();
+    }
+
+    /// Takes the waiter of a request, and its deadline.
+    pub(crate) fn take_waiter(&self, tag: Uuid) -> Option<Waiter> {
+        let waiter = self.pending.lock().unwrap().remove(&tag);
+        if let Some(Waiter::Async(AsyncCall {
+            deadline: Some((at, _)),
+            ..
+        })) = &waiter
+        {
+            self.deadlines.remove(*at, tag);
+        }
+        waiter
+    }
+
+    /// Ends a listen route, telling it why (once: it is removed).
+    pub(crate) fn end_route(&self, outcome: Result<()>) {
+        let mut route = self.route.lock().unwrap();
+        if let Some(r) = route.take() {
+            (r.0)(Routed::Ended(outcome));
+        }
     }
 
     pub(crate) fn set_state(&self, state: ListenerState) {
@@ -156,13 +313,16 @@ impl Inner {
                 return; // a duplicate (a send retried after its answer was lost)
             }
             if message.header.kind == MessageKind::Response {
-                let waiter = self.pending.lock().unwrap().remove(&message.header.tag);
-                match waiter {
-                    Some(Some(tx)) => {
+                match self.take_waiter(message.header.tag) {
+                    Some(Waiter::Blocked(tx)) => {
                         let _ = tx.send(Ok(message));
                         return;
                     }
-                    Some(None) => return, // a response nobody waits for
+                    Some(Waiter::Async(call)) => {
+                        call.done.finish(Ok(message));
+                        return;
+                    }
+                    Some(Waiter::Nobody) => return, // a response nobody waits for
                     None => {}
                 }
             } else if message.kind() == "ping-request"
@@ -196,15 +356,33 @@ impl Inner {
                 return;
             }
         }
+        // Told under the lock, so that nothing follows a route's end.
+        if let Some(route) = self.route.lock().unwrap().as_ref() {
+            (route.0)(Routed::Message(raw));
+            return;
+        }
         self.inbox.lock().unwrap().push_back(raw);
         self.changed.notify_waiters();
     }
 
     /// Fails every waiting request with `err`.
     pub(crate) fn fail_pending(&self, err: &Error) {
-        for (_, waiter) in self.pending.lock().unwrap().drain() {
-            if let Some(tx) = waiter {
-                let _ = tx.send(Err(err.clone()));
+        // Told outside the lock: a completion may take other locks.
+        let waiters: Vec<Waiter> = self
+            .pending
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        self.deadlines.set.lock().unwrap().clear();
+        for waiter in waiters {
+            match waiter {
+                Waiter::Blocked(tx) => {
+                    let _ = tx.send(Err(err.clone()));
+                }
+                Waiter::Async(call) => call.done.finish(Err(err.clone())),
+                Waiter::Nobody => {}
             }
         }
     }
@@ -225,6 +403,7 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
             }
             Err(e) if e.is_final() => {
                 inner.fail_pending(&e);
+                inner.end_route(Err(e.clone()));
                 inner.set_state(ListenerState::Ended(e));
                 return;
             }
@@ -274,6 +453,50 @@ pub(crate) async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
         match inner.transport.heartbeat(&inner.id).await {
             Err(e) if e.is_final() || e.is_missing_endpoint() => return,
             _ => {}
+        }
+    }
+}
+
+/// The timer of a client's calls made without a thread: ends each with
+/// `Timeout` at its deadline unless its response came first.
+pub(crate) async fn deadline_loop(weak: std::sync::Weak<Inner>, deadlines: Arc<Deadlines>) {
+    loop {
+        let changed = deadlines.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match deadlines.earliest() {
+            None => changed.await,
+            Some(at) if at > Instant::now() => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = changed => {}
+                }
+            }
+            Some(_) => {}
+        }
+        let expired = deadlines.take_expired(Instant::now());
+        if expired.is_empty() {
+            continue;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        for tag in expired {
+            let waiter = inner.pending.lock().unwrap().remove(&tag);
+            let call = match waiter {
+                Some(Waiter::Async(call)) => call,
+                Some(other) => {
+                    // Not a timed call (cannot happen: tags are unique).
+                    inner.pending.lock().unwrap().insert(tag, other);
+                    continue;
+                }
+                None => continue,
+            };
+            let waited = call.deadline.map(|(_, t)| t).unwrap_or_default();
+            let error = Error::timeout(format!(
+                "no response from {} within {:.3} s",
+                call.dest,
+                waited.as_secs_f64()
+            ));
+            call.done.finish(Err(error));
         }
     }
 }

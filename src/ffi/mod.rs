@@ -19,6 +19,7 @@ pub mod client;
 pub mod exchange;
 pub mod factory;
 pub mod messages;
+pub mod queue;
 pub mod serve;
 
 /// Status codes returned by every libacademy call. The values are fixed.

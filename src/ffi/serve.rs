@@ -3,14 +3,16 @@
 use std::ffi::{c_char, c_void, CString};
 
 use super::client::academy_client;
+use super::queue::academy_queue;
 use super::{academy_status, arg_ref, arg_str, boundary};
 use crate::client::serve::{self as agent, Reply};
+use crate::client::serve_queue;
 use crate::error::{Error, Result};
 use crate::wire::message::{parse_json, ActionCall};
 
 /// The answer to one action request (opaque). Complete it exactly once.
 pub struct academy_reply {
-    reply: Reply,
+    pub(crate) reply: Reply,
 }
 
 /// An action handler: called for each action request with the action name,
@@ -89,7 +91,8 @@ fn call_handler(
 ///
 /// Returns OK after a shutdown request or `academy_agent_stop`,
 /// MAILBOX_TERMINATED if the mailbox was terminated by someone else,
-/// INVALID_ARGUMENT for a NULL handler or a client already serving,
+/// INVALID_ARGUMENT for a NULL handler or a client already serving (or
+/// listening to a queue),
 /// CLOSED after `academy_client_close`.
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_serve(
@@ -107,8 +110,50 @@ pub unsafe extern "C" fn academy_agent_serve(
     })
 }
 
-/// Ends `academy_agent_serve` running on `client` (from any thread,
-/// including a handler). Does not block. Returns INVALID_ARGUMENT if the
+/// Serves the agent whose client is `client` from the program's own loop,
+/// and returns at once. The library answers pings, honours shutdown
+/// requests (terminating the mailbox unless the request says
+/// `terminate: false`) and cancel requests, and answers requests it
+/// cannot read, exactly as `academy_agent_serve` does, on its own
+/// threads; no program code runs there. Each action request becomes an
+/// ACADEMY_EVENT_REQUEST event with `token` on `queue`, with `action`,
+/// `args_json`, `kwargs_json`, the request message in `json`, and a
+/// `reply` that the program completes exactly once, then or later, from
+/// any thread, with `academy_reply_ok` / `academy_reply_error` (which do
+/// not block for these replies). `max_concurrency` does not apply: every
+/// request becomes an event at once.
+///
+/// Serving ends after a shutdown request, `academy_agent_stop`,
+/// `academy_client_close`, or when the mailbox goes away. Its last event is
+/// an ACADEMY_EVENT_ENDED event with `token`, whose status is what
+/// `academy_agent_serve` would have returned: ACADEMY_OK after a shutdown
+/// request or `academy_agent_stop`, CLOSED after `academy_client_close`,
+/// MAILBOX_TERMINATED if someone else terminated the mailbox. Requests not
+/// yet answered then are answered with ActionCancelledError (a later
+/// `academy_reply_ok` returns CLOSED). If `queue` is freed while serving
+/// goes on, action requests are answered with ActionCancelledError.
+///
+/// Returns INVALID_ARGUMENT for NULL arguments or a client that is already
+/// serving or listening (`academy_client_listen`); CLOSED for a closed
+/// client or a freed queue. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn academy_agent_serve_queue(
+    client: *mut academy_client,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = &arg_ref(client, "client")?.client;
+        client.check_process()?;
+        let queue = &arg_ref(queue, "queue")?.queue;
+        serve_queue::serve_queue(client, queue, token)
+    })
+}
+
+/// Ends `academy_agent_serve` or `academy_agent_serve_queue` running on
+/// `client` (from any thread, including a handler). Does not block:
+/// `academy_agent_serve` returns soon after, and a queue gets the
+/// serving's ACADEMY_EVENT_ENDED event. Returns INVALID_ARGUMENT if the
 /// client is not serving.
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> academy_status {
@@ -133,7 +178,10 @@ unsafe fn complete(
 }
 
 /// Completes `reply` with the action's result, `result_json` (any JSON
-/// value; NULL means `null`). Blocks for one round trip. Frees `reply`,
+/// value; NULL means `null`). Blocks for one round trip, except for a
+/// reply from an ACADEMY_EVENT_REQUEST event: that returns at once and the
+/// response goes out in the background (a failure to send it is not
+/// reported; the caller's call then times out). Frees `reply`,
 /// except when it returns INVALID_ARGUMENT (malformed JSON), so that the
 /// caller can complete it again. Returns CLOSED if the request was already
 /// answered (cancelled, or serving ended).
@@ -154,7 +202,9 @@ pub unsafe extern "C" fn academy_reply_ok(
 
 /// Completes `reply` with an error; a Python caller raises
 /// `AcademyRemoteError(message)`. Frees `reply`, except when it returns
-/// INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
+/// INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip,
+/// except for a reply from an ACADEMY_EVENT_REQUEST event (see
+/// `academy_reply_ok`).
 #[no_mangle]
 pub unsafe extern "C" fn academy_reply_error(
     reply: *mut academy_reply,
