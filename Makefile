@@ -10,7 +10,7 @@ PREFIX ?= /usr/local
 # What a static link needs besides libacademy.a (rustc --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 BUILD := examples-c/build
-EXAMPLES := demo calculator_agent call_agent fork_children
+EXAMPLES := demo calculator_agent call_agent fork_children event_loop
 
 .PHONY: all lib examples run test clean install install-files
 

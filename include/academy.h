@@ -15,6 +15,15 @@
  *   pointer must not be (ACADEMY_ERR_INVALID_ARGUMENT).
  * - After fork(), handles made before it answer ACADEMY_ERR_CLOSED in the
  *   child; new factories and clients made in the child work.
+ * - Completion queues (academy_queue) let one thread keep any number of
+ *   calls in flight and serve agents from its own event loop: _async calls,
+ *   academy_client_listen and academy_agent_serve_queue post events; the
+ *   queue's fd (academy_queue_fd) is readable while events wait; the
+ *   program takes them with academy_queue_poll and frees each with
+ *   academy_event_free. The library never runs program code on its own
+ *   threads. A queue may be shared by many clients and polled by several
+ *   threads (each event goes to one of them). Freeing a queue that clients
+ *   still use drops their later events, never crashes.
  */
 
 #ifndef ACADEMY_H
@@ -187,6 +196,9 @@ typedef void (*academy_send_done_fn)(void *user_data, enum academy_status status
  * Fields may be added at the end in later versions.
  */
 typedef struct academy_event {
+  /**
+   * What the event reports (programs should skip kinds they do not know).
+   */
   enum academy_event_kind kind;
   /**
    * The token given when the call, listen or serving started.

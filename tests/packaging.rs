@@ -212,5 +212,8 @@ fn the_cpp_example_builds_with_cmake_against_the_installed_package() {
     run(Command::new("cmake").arg("--build").arg(&build));
     let out =
         run(Command::new(build.join("call_agent")).env("LD_LIBRARY_PATH", prefix.join("lib")));
-    assert_eq!(out, "add(2, 3) = 5.0\ndivide failed: remote\n");
+    assert_eq!(
+        out,
+        "add(2, 3) = 5.0\ndivide failed: remote\n100 actions through a queue: 100 correct\n"
+    );
 }

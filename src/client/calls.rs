@@ -1,13 +1,14 @@
 //! Calls without a thread each, and listening to a queue.
 //!
 //! [`Client::request_with`] starts a request and returns: the request goes
-//! out on the library's runtime (the pipelined connection of background
-//! sends on a plain http exchange, [`crate::transport::Transport::send_background`]),
-//! and while it waits for its response the call is only an entry in the
-//! client's pending map (`listener::Waiter::Async`) plus one in its
-//! deadline set, which one timer task per client watches
-//! (`listener::deadline_loop`). No thread, and no task, waits per call, so
-//! 10,000 calls in flight cost a few hundred bytes each.
+//! out on the library's runtime through the client's outbox (a few sender
+//! tasks per client, on a plain http exchange pipelined on one connection,
+//! [`crate::transport::Transport::send_background`]), and while it waits
+//! for its response the call is only an entry in the client's pending map
+//! (`listener::Waiter::Async`) plus one in its deadline set, which one
+//! timer task per client watches (`listener::deadline_loop`). No thread,
+//! and no task, waits per call, so 10,000 calls in flight cost a few
+//! hundred bytes each.
 //!
 //! Every started call ends exactly once: with its response, an error from
 //! the exchange, `Timeout` at its deadline, or `Closed` when the client
@@ -23,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::listener::{
-    deadline_loop, AsyncCall, CallDone, ListenerState, Route, Routed, Waiter,
-};
+use crate::client::listener::{deadline_loop, AsyncCall, CallDone, Route, Routed, Waiter};
 use crate::client::queue::{CallOutput, Completion, Event, EventBody, Queue};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -85,15 +84,7 @@ impl Client {
                 _ => Ok(()),
             };
         }
-        let inner = self.inner.clone();
-        let json = message.to_json();
-        handle.spawn(async move {
-            if let Err(e) = inner.transport.send_background(&json).await {
-                if let Some(Waiter::Async(call)) = inner.take_waiter(tag) {
-                    call.done.finish(Err(e));
-                }
-            }
-        });
+        self.inner.send_soon(&handle, Some(tag), message.to_json());
         Ok(())
     }
 
@@ -218,29 +209,7 @@ impl Client {
                 self.inner.id
             )));
         }
-        let mut slot = self.inner.route.lock().unwrap();
-        if slot.is_some() {
-            return Err(Error::invalid(format!(
-                "{} already listens to a queue",
-                self.inner.id
-            )));
-        }
-        for raw in self.inner.inbox.lock().unwrap().drain(..) {
-            route(Routed::Message(raw));
-        }
-        *slot = Some(Route(Box::new(route)));
-        drop(slot);
-        drop(serving);
-        // A close, or the end of the listener, that came before found no
-        // route to end: end it here.
-        let ended = self.inner.state.lock().unwrap().clone();
-        if self.inner.closed.load(Ordering::Acquire) {
-            self.inner
-                .end_route(Err(Error::closed("the client was closed")));
-        } else if let ListenerState::Ended(e) = ended {
-            self.inner.end_route(Err(e));
-        }
-        Ok(())
+        self.inner.set_route(Route(Box::new(route)))
     }
 
     /// [`listen_with`](Self::listen_with) into a queue: `Message` events,
@@ -250,7 +219,7 @@ impl Client {
         let queue = queue.clone();
         self.listen_with(move |routed| {
             let body = match routed {
-                Routed::Message(raw) => EventBody::Message(raw),
+                Routed::Message { raw, .. } => EventBody::Message(raw),
                 Routed::Ended(outcome) => EventBody::Ended(outcome),
             };
             queue.post(Event { token, body });

@@ -127,8 +127,12 @@ pub(crate) struct AsyncCall {
 /// What a listen route is told ([`Inner::route`]).
 #[derive(Debug)]
 pub enum Routed {
-    /// A message that no call waits for.
-    Message(String),
+    /// A message that no call waits for, as it arrived, and parsed if it
+    /// could be.
+    Message {
+        raw: String,
+        parsed: Option<Message>,
+    },
     /// The listen ended (the client closed, the mailbox went away): the
     /// last thing the route is told.
     Ended(Result<()>),
@@ -222,6 +226,32 @@ pub(crate) struct Inner {
     pub(crate) recent: Mutex<RecentTags>,
     /// Sends started by [`Client::send_in_background`].
     pub(crate) in_flight: InFlight,
+    /// Sends of calls made without a thread and of queue-served replies.
+    pub(crate) outbox: Outbox,
+}
+
+/// How many tasks at most send a client's [`Outbox`] (each waits for one
+/// exchange answer at a time; on plain http they share one pipelined
+/// connection, so this is how many of its requests are in flight).
+const OUTBOX_SENDERS: usize = 256;
+
+/// Messages a client sends in the background without a caller waiting for
+/// the send: the requests of calls made without a thread, and replies from
+/// a queue-served agent. They wait here as strings; at most
+/// [`OUTBOX_SENDERS`] tasks send them. Why not a task per message: 10,000
+/// calls started at once would then hold 10,000 tasks (about 1.5 KB each)
+/// until their requests were sent.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// The message JSON, and the tag of the call that waits for its
+    /// response (told the error if the send fails).
+    waiting: VecDeque<(Option<Uuid>, String)>,
+    senders: usize,
 }
 
 /// How many delivered tags are remembered to drop duplicates.
@@ -270,9 +300,31 @@ impl Inner {
             task.abort();
         }
         let closed = Error::closed(format!("the client of {} was closed", self.id));
+        // Requests of calls that end here now must not go out later.
+        self.outbox.state.lock().unwrap().waiting.clear();
         self.fail_pending(&closed);
         self.end_route(Err(closed));
         self.changed.notify_waiters();
+    }
+
+    /// Sends `message_json` soon, in the background (see [`Outbox`]); a
+    /// failure ends the call waiting with `tag`, if any.
+    pub(crate) fn send_soon(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        tag: Option<Uuid>,
+        message_json: String,
+    ) {
+        let start = {
+            let mut state = self.outbox.state.lock().unwrap();
+            state.waiting.push_back((tag, message_json));
+            let start = state.senders < OUTBOX_SENDERS;
+            state.senders += usize::from(start);
+            start
+        };
+        if start {
+            handle.spawn(send_outbox(self.clone()));
+        }
     }
 
     /// Takes the waiter of a request, and its deadline.
@@ -286,6 +338,42 @@ impl Inner {
             self.deadlines.remove(*at, tag);
         }
         waiter
+    }
+
+    /// Routes the messages that no call waits for to `route` from now on,
+    /// starting with those waiting in the inbox. `InvalidArgument` if a
+    /// route is set already. A route set after a close or the listener's
+    /// end is ended at once.
+    pub(crate) fn set_route(&self, route: Route) -> Result<()> {
+        let mut slot = self.route.lock().unwrap();
+        if slot.is_some() {
+            return Err(Error::invalid(format!(
+                "the messages of {} go to a queue already",
+                self.id
+            )));
+        }
+        for raw in self.inbox.lock().unwrap().drain(..) {
+            let parsed = Message::from_json(&raw).ok();
+            (route.0)(Routed::Message { raw, parsed });
+        }
+        *slot = Some(route);
+        drop(slot);
+        let ended = self.state.lock().unwrap().clone();
+        if self.closed.load(Ordering::Acquire) {
+            self.end_route(Err(Error::closed(format!(
+                "the client of {} was closed",
+                self.id
+            ))));
+        } else if let ListenerState::Ended(e) = ended {
+            self.end_route(Err(e));
+        }
+        Ok(())
+    }
+
+    /// Removes the route without telling it (its owner ends it); messages
+    /// go to the inbox again.
+    pub(crate) fn clear_route(&self) {
+        self.route.lock().unwrap().take();
     }
 
     /// Ends a listen route, telling it why (once: it is removed).
@@ -303,6 +391,7 @@ impl Inner {
 
     /// Routes one message from the exchange.
     pub(crate) async fn deliver(&self, raw: String) {
+        let mut parsed = None;
         if let Ok(message) = Message::from_json(&raw) {
             if !self
                 .recent
@@ -355,10 +444,11 @@ impl Inner {
                 }
                 return;
             }
+            parsed = Some(message);
         }
         // Told under the lock, so that nothing follows a route's end.
         if let Some(route) = self.route.lock().unwrap().as_ref() {
-            (route.0)(Routed::Message(raw));
+            (route.0)(Routed::Message { raw, parsed });
             return;
         }
         self.inbox.lock().unwrap().push_back(raw);
@@ -383,6 +473,29 @@ impl Inner {
                 }
                 Waiter::Async(call) => call.done.finish(Err(err.clone())),
                 Waiter::Nobody => {}
+            }
+        }
+    }
+}
+
+/// One sender of a client's [`Outbox`]: sends until it is empty.
+async fn send_outbox(inner: Arc<Inner>) {
+    loop {
+        let next = {
+            let mut state = inner.outbox.state.lock().unwrap();
+            match state.waiting.pop_front() {
+                Some(next) if !inner.closed.load(Ordering::Acquire) => next,
+                _ => {
+                    state.waiting.clear();
+                    state.senders -= 1;
+                    return;
+                }
+            }
+        };
+        let (tag, json) = next;
+        if let Err(e) = inner.transport.send_background(&json).await {
+            if let Some(Waiter::Async(call)) = tag.and_then(|tag| inner.take_waiter(tag)) {
+                call.done.finish(Err(e));
             }
         }
     }

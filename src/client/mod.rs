@@ -147,6 +147,7 @@ impl Client {
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
             in_flight: InFlight::new(transport.options().max_in_flight),
+            outbox: Default::default(),
             transport,
         });
         // The first heartbeat before returning, so peers see ACTIVE at once.

@@ -9,10 +9,11 @@
 //! call any blocking function of the library). A handler completes its
 //! [`Reply`] exactly once, then or later, from any thread.
 //!
-//! What the library does by itself with each request (pings, shutdown,
-//! cancel, requests it cannot read) is [`triage`], shared with
-//! [`crate::client::serve_queue`], which hands action requests to the
-//! program's own event loop instead of to handler threads.
+//! Which requests are the program's ([`sort`]) and what the library does
+//! by itself with the others (pings, shutdown, cancel, requests it cannot
+//! read: [`handle_library`]) is shared with [`crate::client::serve_queue`],
+//! which hands action requests to the program's own event loop instead of
+//! to handler threads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,11 +227,7 @@ fn respond_in_background(client: &Client, request: &Message, body: Value) {
     let (Ok(()), Ok(handle)) = (client.check_process(), runtime::handle()) else {
         return;
     };
-    let transport = client.inner.transport.clone();
-    let json = response.to_json();
-    handle.spawn(async move {
-        let _ = transport.send_background(&json).await;
-    });
+    client.inner.send_soon(&handle, None, response.to_json());
 }
 
 /// One unit of work for a worker thread.
@@ -330,7 +327,7 @@ fn dispatch(
         let (call, request) = match runtime::block_on(triage(session, raw))?? {
             Step::Continue => continue,
             Step::Stop => return Ok(()),
-            Step::Action { call, request, .. } => (call, request),
+            Step::Action { call, request } => (call, request),
         };
         let permit = runtime::block_on(async {
             tokio::select! {
@@ -357,26 +354,45 @@ pub(crate) enum Step {
     /// A shutdown request was honoured: serving ends.
     Stop,
     /// An action request for the program's handler.
+    Action { call: ActionCall, request: Message },
+}
+
+/// What a message from a served mailbox is for.
+pub(crate) enum Sorted {
+    /// Not a request (a stray response: academy-py logs and drops it).
+    Ignore,
+    /// An action request for the program's handler.
     Action {
         call: ActionCall,
         request: Message,
-        /// The request message as it arrived.
         raw: String,
     },
+    /// A request the library answers itself ([`handle_library`]).
+    Library(Message),
 }
 
-/// The library's part of serving one message from the mailbox, as
-/// academy-py's agent runtime does it: answers pings, shutdown and cancel
-/// requests and requests it cannot read; hands back action requests.
-/// An error (the response could not be sent) ends serving.
-pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
-    let client = &session.client;
-    let Ok(request) = Message::from_json(&raw) else {
-        return Ok(Step::Continue);
+/// Sorts one message from the mailbox (`parsed`: the message, if the
+/// caller parsed it already). Never blocks.
+pub(crate) fn sort(raw: String, parsed: Option<Message>) -> Sorted {
+    let Some(request) = parsed.or_else(|| Message::from_json(&raw).ok()) else {
+        return Sorted::Ignore;
     };
     if !request.is_request() {
-        return Ok(Step::Continue); // a stray response: academy-py logs and drops it
+        return Sorted::Ignore;
     }
+    if request.header.compatible() && request.kind() == "action-request" {
+        if let Ok(call) = message::decode_action_request(&request.body) {
+            return Sorted::Action { call, request, raw };
+        }
+    }
+    Sorted::Library(request)
+}
+
+/// The library's part of serving, as academy-py's agent runtime does it:
+/// answers pings, shutdown and cancel requests, and requests it cannot
+/// read. An error (the response could not be sent) ends serving.
+pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> Result<Step> {
+    let client = &session.client;
     if !request.header.compatible() {
         let body =
             message::academy_error_body(ErrorCode::IncompatibleProtocol, Some(client.mailbox_id()));
@@ -399,16 +415,29 @@ pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> 
             return Ok(Step::Stop);
         }
         "cancel-request" => cancel(session, &request).await?,
-        "action-request" => match message::decode_action_request(&request.body) {
-            Err(e) => respond_async(client, &request, message::user_error_body(&e.message)).await?,
-            Ok(call) => return Ok(Step::Action { call, request, raw }),
-        },
+        "action-request" => {
+            // Sorted here only when its body cannot be read.
+            let why = match message::decode_action_request(&request.body) {
+                Err(e) => e.message,
+                Ok(_) => "the action request could not be read".to_owned(),
+            };
+            respond_async(client, &request, message::user_error_body(&why)).await?;
+        }
         other => {
             let text = format!("this agent cannot handle a request of kind {other:?}");
             respond_async(client, &request, message::user_error_body(&text)).await?;
         }
     }
     Ok(Step::Continue)
+}
+
+/// [`sort`], then [`handle_library`] for what is the library's.
+pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
+    match sort(raw, None) {
+        Sorted::Ignore => Ok(Step::Continue),
+        Sorted::Action { call, request, .. } => Ok(Step::Action { call, request }),
+        Sorted::Library(request) => handle_library(session, request).await,
+    }
 }
 
 /// A cancel request: the target, if it is still running, is answered with
