@@ -261,6 +261,9 @@ pub unsafe extern "C" fn academy_client_flush(
 /// when nothing came in time (CONNECTION instead while the exchange cannot
 /// be reached), MAILBOX_TERMINATED once the mailbox is terminated,
 /// BAD_ENTITY_ID if it vanished, CLOSED after `academy_client_close`.
+/// While the client listens (`academy_client_listen`) or is served from a
+/// queue (`academy_agent_serve_queue`), messages go to the queue instead
+/// and this only times out.
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_recv(
     client: *mut academy_client,

@@ -211,8 +211,8 @@ pub unsafe extern "C" fn academy_queue_free(queue: *mut academy_queue) {
 /// a dup() of it) or Julia's FileWatching.poll_fd, then take the events
 /// with `academy_queue_poll(queue, 0, ...)` until it returns TIMEOUT.
 /// Never read, write or close it: it belongs to the queue and is closed
-/// by `academy_queue_free`. Does not block. Returns INVALID_ARGUMENT or
-/// CLOSED (a queue made before fork(), in the child).
+/// by `academy_queue_free`. Does not block; thread-safe. Returns
+/// INVALID_ARGUMENT or CLOSED (a queue made before fork(), in the child).
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_fd(
     queue: *const academy_queue,
@@ -233,11 +233,13 @@ pub unsafe extern "C" fn academy_queue_fd(
 /// several threads poll one queue; events come out in the order they were
 /// posted (the events of one call, listen or serving are in order).
 ///
+/// Blocks up to `timeout_s` (never with 0). Thread-safe: any number of
+/// threads may poll one queue, each event goes to one of them.
+///
 /// Returns TIMEOUT when the queue is still empty at the deadline, CLOSED
-/// when the queue is freed meanwhile or was made before fork() (in the
-/// child), INVALID_ARGUMENT for NULL arguments, a NaN timeout, or a wait
-/// (timeout_s != 0) from a library thread (an `academy_client_send_async`
-/// callback).
+/// for a queue made before fork() (in the child), INVALID_ARGUMENT for
+/// NULL arguments, a NaN timeout, or a wait (timeout_s != 0) from a
+/// library thread (an `academy_client_send_async` callback).
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_poll(
     queue: *mut academy_queue,
@@ -257,8 +259,9 @@ pub unsafe extern "C" fn academy_queue_poll(
     })
 }
 
-/// Frees an event and its strings. A REQUEST event's `reply` is not freed:
-/// it stays valid until completed. Freeing NULL is a no-op.
+/// Frees an event and its strings, from any thread, once. A REQUEST
+/// event's `reply` is not freed: it stays valid until completed. Freeing
+/// NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn academy_event_free(event: *mut academy_event) {
     boundary_void(|| {
