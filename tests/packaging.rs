@@ -187,8 +187,14 @@ fn go_tool() -> PathBuf {
     go
 }
 
+/// go vet, then go test: among the tests, 10,000 ActionAsync calls in
+/// flight at once from as many goroutines, with the process kept to at
+/// most 64 OS threads.
 #[test]
 fn the_go_package_passes_its_tests() {
+    run(Command::new(go_tool())
+        .args(["vet", "./..."])
+        .current_dir(repo().join("go")));
     let out = run(Command::new(go_tool())
         .args(["test", "-count=1", "./..."])
         .current_dir(repo().join("go")));
