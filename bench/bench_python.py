@@ -53,6 +53,53 @@ async def with_agent(url, n, what):
         return result
 
 
+async def gather(url, total, concurrency):
+    """`concurrency` Handle calls in flight under asyncio.gather, as
+    academy-py's users keep actions in flight: actions/s, and the latency
+    of a call under that load."""
+    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+        handle = await manager.launch(Calc)
+        h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
+        ms = []
+
+        async def worker(k):
+            for _ in range(k):
+                t = time.perf_counter()
+                await h.add(1, 2)
+                ms.append((time.perf_counter() - t) * 1e3)
+
+        async def run(n):
+            ms.clear()
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(n // concurrency + (i < n % concurrency)) for i in range(concurrency)))
+            return time.perf_counter() - start
+
+        await run(min(total, 200))  # warm up
+        seconds = await run(total)
+        await handle.shutdown()
+        return {'actions_per_s': total / seconds, 'p50_ms': percentile(ms, 0.5), 'p99_ms': percentile(ms, 0.99),
+                'n': total, 'in_flight': concurrency, 'callers': 'asyncio.gather'}
+
+
+async def pending(url, n):
+    """The RSS that n Handle calls add while they wait (for an agent
+    registered but not running)."""
+    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+        registration = await manager.register_agent(Calc)
+        h = Handle(registration.agent_id, request_serializer=SerializationStrategy.JSON)
+        first = asyncio.create_task(h.add(1, 2))
+        await asyncio.sleep(0.5)
+        base = rss_mib()
+        calls = [asyncio.create_task(h.add(1, 2)) for _ in range(n)]
+        await asyncio.sleep(3)
+        with_calls = rss_mib()
+        ended = sum(c.done() for c in calls)
+        for c in [first, *calls]:
+            c.cancel()
+        await asyncio.gather(first, *calls, return_exceptions=True)
+        return {'pending': n - ended, 'added_mib': with_calls - base, 'rss_mib': with_calls, 'base_rss_mib': base}
+
+
 async def transport(url, mailbox=None):
     info = _HttpConnectionInfo(url=url, additional_headers={})
     return await HttpExchangeTransport.new(connection_info=info, auth_method=None, mailbox_id=mailbox)
@@ -136,6 +183,10 @@ async def main():
         out = await cpu(url, nums[0])
     elif workload == 'clients':
         out = await clients(url, nums[0])
+    elif workload == 'actions':
+        out = await gather(url, nums[0], nums[1])
+    elif workload == 'pending':
+        out = await pending(url, nums[0])
     else:
         raise SystemExit(f'unknown workload {workload}')
     print(json.dumps(out), flush=True)

@@ -212,6 +212,69 @@ and the client.{cpu_text}"""
 else:
     floor_text = 'Not measured in this run.'
 
+def queues_section():
+    """Calls in flight: (a) ours, one thread, 1,000 in flight through a
+    completion queue; (b) ours, 32 threads each blocking; (c) academy-py's
+    Handle calls under asyncio.gather, 32 and 1,000 at once."""
+    t = ['| exchange | caller | in flight | actions/s | p50 (ms) | p99 (ms) |', '|---|---|---|---|---|---|']
+    for exchange, ename in (('python', 'academy-py 1.0.0'), ('embedded', 'embedded (Rust)')):
+        for client, workload, caller, k in (
+            ('ours', 'queue1000', '(a) libacademy, one thread, `academy_client_action_async` + queue', '1,000'),
+            ('ours', 'threads32', '(b) libacademy, 32 threads, `academy_client_action`', '32'),
+            ('theirs', 'gather32', '(c) academy-py `Handle`, `asyncio.gather`', '32'),
+            ('theirs', 'gather1000', '(c) academy-py `Handle`, `asyncio.gather`', '1,000'),
+        ):
+            t.append(f'| {ename} | {caller} | {k} | {fmt(med(exchange, client, workload, "actions_per_s"))} '
+                     f'| {fmt(med(exchange, client, workload, "p50_ms"))} | {fmt(med(exchange, client, workload, "p99_ms"))} |')
+    mem = ['| exchange | libacademy (`_async` calls) | academy-py (`Handle` calls as tasks) |', '|---|---|---|']
+    for exchange, ename in (('python', 'academy-py 1.0.0'), ('embedded', 'embedded (Rust)')):
+        mem.append(f'| {ename} | {fmt(med(exchange, "ours", "pending10000", "added_mib"))} MiB '
+                   f'| {fmt(med(exchange, "theirs", "pending10000", "added_mib"))} MiB |')
+    qg = ['| goal | result |', '|---|---|']
+    for exchange, ename in (('python', "academy-py's exchange"), ('embedded', 'the embedded exchange')):
+        a = med(exchange, 'ours', 'queue1000', 'actions_per_s')
+        s32 = med(exchange, 'ours', 'inflight32', 'msgs_per_s')
+        pairs = zip([r['actions_per_s'] for r in runs.get((exchange, 'ours', 'queue1000'), [])],
+                    [r['msgs_per_s'] for r in runs.get((exchange, 'ours', 'inflight32'), [])])
+        per_rep = ' / '.join(f'{x / y:.2f}' for x, y in pairs if y)
+        qg.append(goal(f'{ename}: (a) >= 0.4 x one-way `send_async` msg/s (32 in flight) of this run ({fmt(a)} vs '
+                       f'{fmt(s32)}: {ratio(a, s32)} on medians; each repetition: {per_rep})',
+                       a is not None and s32 and a >= 0.4 * s32))
+    a = med('embedded', 'ours', 'queue1000', 'actions_per_s')
+    cs = [v for v in (med('embedded', 'theirs', w, 'actions_per_s') for w in ('gather32', 'gather1000')) if v]
+    c_best = max(cs) if cs else None
+    qg.append(goal(f'the embedded exchange: (a) >= 20 x (c), the better of academy-py\'s two ({fmt(a)} vs {fmt(c_best)}: '
+                   f'{ratio(a, c_best)})', a is not None and c_best and a >= 20 * c_best))
+    p = [v for v in (med(e, 'ours', 'pending10000', 'added_mib') for e in ('python', 'embedded')) if v is not None]
+    qg.append(goal(f'10,000 pending calls add < 50 MB ({" / ".join(fmt(v) for v in p)} MiB)', p and max(p) < 50))
+    return f"""<!-- queues: begin -->
+## Calls in flight (completion queues)
+
+Measured {datetime.date.today()}, medians of {reps} repetitions, through the C
+API as a C program calls it (`examples/bench.rs`, workload `actions`): a
+user calls `add(1, 2)` on an agent served in the same process with
+`academy_agent_serve_queue` (a thread of its own answers from its queue).
+(a) one thread keeps 1,000 actions in flight with
+`academy_client_action_async`, waiting on the queue's fd with poll(2) and
+taking events with `academy_queue_poll(queue, 0, ...)`; (b) 32 threads each
+call the blocking `academy_client_action`; (c) academy-py's client: a
+`Handle` to an `Agent` launched by its `Manager`, with 32 or 1,000 calls in
+flight under `asyncio.gather` on one event loop. Latency is that of one
+call under that load. Rerun with `BENCH_ONLY=queues bench/run` (this
+section only). Load of the machine at the end: {sh('cat /proc/loadavg')}
+({sh('nproc')} cores, shared): compare within the run.
+
+{chr(10).join(t)}
+
+RSS added by 10,000 calls pending at once from one thread (to an agent
+registered but not running, so they wait):
+
+{chr(10).join(mem)}
+
+{chr(10).join(qg)}
+<!-- queues: end -->"""
+
+
 cores = sh('nproc')
 model = sh("lscpu | sed -n 's/^Model name: *//p'")
 memory = sh("free -g | awk '/Mem:/ {print $2}'")
@@ -268,6 +331,8 @@ metrics and logging cost under 5%):
 
 {chr(10).join(overhead_table())}
 
+{queues_section()}
+
 ## Where the time goes
 
 {floor_text}
@@ -285,6 +350,17 @@ file and `bench/chart.png` from `bench/results.jsonl`.
 
 ![latency and throughput](bench/chart.png)
 """
+if os.environ.get('BENCH_SECTION') == 'queues':
+    # A run of only the queue workloads: replace only its section.
+    old = open('BENCHMARKS.md').read()
+    begin, end = '<!-- queues: begin -->', '<!-- queues: end -->'
+    section = queues_section()
+    if begin in old:
+        old = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
+    else:
+        old = old.replace('\n## Where the time goes', f'\n{section}\n\n## Where the time goes', 1)
+    open('BENCHMARKS.md', 'w').write(old)
+    sys.exit(0)
 open('BENCHMARKS.md', 'w').write(doc)
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

@@ -1,7 +1,9 @@
 // A C++ user calls a C++-served agent through the embedded exchange, with
 // the RAII owners and exceptions of academy.hpp.
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <iostream>
 #include <thread>
 
@@ -31,6 +33,20 @@ int main() {
         } catch (const academy::Error &e) {
             std::cout << "divide failed: " << (e.status() == ACADEMY_ERR_REMOTE ? "remote" : "other") << "\n";
         }
+        // 100 actions in flight from this thread through a completion queue.
+        academy::Queue queue;
+        for (std::uint64_t token = 1; token <= 100; token++) {
+            user.action_async(id, "add", "[" + std::to_string(token) + ", 1]", "{}", 10, queue, token);
+        }
+        int correct = 0;
+        for (int i = 0; i < 100; i++) {
+            std::optional<academy::Event> event = queue.poll(10);
+            if (event && (*event)->kind == ACADEMY_EVENT_CALL && (*event)->status == ACADEMY_OK &&
+                std::stod((*event)->json) == double((*event)->token + 1)) {
+                correct++;
+            }
+        }
+        std::cout << "100 actions through a queue: " << correct << " correct\n";
         user.shutdown_agent(id, 1);
         serving.join();
         user.close();

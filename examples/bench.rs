@@ -17,6 +17,15 @@
 //! - `bookkeeping N` (URL unused): nanoseconds the embedded exchange spends
 //!   per request on metrics and its access line (at its default level),
 //!   timed alone over N requests, with the metrics and without.
+//! - `actions N IN_FLIGHT queue|threads`: `add` actions to an agent served
+//!   in this process with `academy_agent_serve_queue` (its own thread
+//!   answers from its queue), kept in flight by one thread through a
+//!   completion queue (`academy_client_action_async`, `queue`) or by
+//!   IN_FLIGHT threads each calling `academy_client_action` (`threads`):
+//!   actions/s and the p50/p99 latency of an action under that load.
+//!   Through the C API, as a C program makes these calls.
+//! - `pending N`: the RSS that N `academy_client_action_async` calls add
+//!   while they wait (for an agent nobody serves).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -294,6 +303,308 @@ fn bookkeeping(requests: u32) -> Value {
     json!({"with_metrics_ns": median(&mut with), "without_metrics_ns": median(&mut without)})
 }
 
+/// The C API, as a C program calls it (the `actions` and `pending`
+/// workloads measure what users call).
+mod capi {
+    use std::ffi::{c_char, CStr, CString};
+    use std::ptr;
+
+    use academy::ffi::academy_status::{self, ACADEMY_OK};
+    use academy::ffi::client::*;
+    use academy::ffi::factory::*;
+    use academy::ffi::queue::*;
+    use academy::ffi::reply::*;
+    use academy::ffi::serve::*;
+    use academy::ffi::*;
+
+    pub type R<T> = Result<T, String>;
+
+    pub fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    pub fn check(status: academy_status) -> R<()> {
+        if status == ACADEMY_OK {
+            return Ok(());
+        }
+        let text = unsafe { CStr::from_ptr(academy_last_error()) };
+        Err(format!("{status:?}: {}", text.to_string_lossy()))
+    }
+
+    fn take(p: *mut c_char) -> String {
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        unsafe { academy_string_free(p) };
+        s
+    }
+
+    pub struct Factory(pub *mut academy_factory);
+    pub struct Client(pub *mut academy_client);
+    pub struct Queue(pub *mut academy_queue);
+    unsafe impl Send for Client {}
+    unsafe impl Sync for Client {}
+    unsafe impl Send for Queue {}
+    unsafe impl Sync for Queue {}
+
+    impl Factory {
+        pub fn new(url: &str) -> R<Factory> {
+            let mut f = ptr::null_mut();
+            check(unsafe { academy_http_factory_new(c(url).as_ptr(), ptr::null(), &mut f) })?;
+            Ok(Factory(f))
+        }
+
+        pub fn user(&self) -> R<Client> {
+            let mut u = ptr::null_mut();
+            check(unsafe { academy_user_client_new(self.0, ptr::null(), &mut u) })?;
+            Ok(Client(u))
+        }
+
+        /// A new agent mailbox registered by `user`: its id.
+        pub fn register(&self, user: &Client) -> R<CString> {
+            let mut reg = ptr::null_mut();
+            check(unsafe {
+                academy_client_register_agent(
+                    user.0,
+                    c("bench.Calc").as_ptr(),
+                    ptr::null(),
+                    &mut reg,
+                )
+            })?;
+            let value: serde_json::Value =
+                serde_json::from_str(&take(reg)).map_err(|e| e.to_string())?;
+            Ok(c(&value["agent_id"].to_string()))
+        }
+
+        /// A new agent mailbox registered by `user`, its client, and its id.
+        pub fn agent(&self, user: &Client) -> R<(Client, CString)> {
+            let id = self.register(user)?;
+            let reg = serde_json::json!({
+                "agent_id": serde_json::from_str::<serde_json::Value>(id.to_str().unwrap()).unwrap(),
+                "exchange_type": "http",
+            });
+            let mut a = ptr::null_mut();
+            check(unsafe {
+                academy_agent_client_new(self.0, c(&reg.to_string()).as_ptr(), &mut a)
+            })?;
+            Ok((Client(a), id))
+        }
+    }
+
+    impl Queue {
+        pub fn new() -> R<Queue> {
+            let mut q = ptr::null_mut();
+            check(unsafe { academy_queue_new(&mut q) })?;
+            Ok(Queue(q))
+        }
+
+        pub fn fd(&self) -> R<i32> {
+            let mut fd = -1;
+            check(unsafe { academy_queue_fd(self.0, &mut fd) })?;
+            Ok(fd)
+        }
+    }
+
+    /// Serves `agent` from a queue answered by a thread of its own: `add`
+    /// sums its arguments. Returns when serving ends.
+    pub fn serve_adder(agent: &Client) -> R<()> {
+        let q = Queue::new()?;
+        check(unsafe { academy_agent_serve_queue(agent.0, q.0, 0) })?;
+        loop {
+            let mut e = ptr::null_mut();
+            check(unsafe { academy_queue_poll(q.0, -1.0, &mut e) })?;
+            let event = unsafe { &*e };
+            if event.kind == academy_event_kind::ACADEMY_EVENT_ENDED {
+                unsafe { academy_event_free(e) };
+                return Ok(());
+            }
+            let args = unsafe { CStr::from_ptr(event.args_json) }.to_string_lossy();
+            let sum: f64 = serde_json::from_str::<Vec<f64>>(&args)
+                .unwrap_or_default()
+                .iter()
+                .sum();
+            let result = c(&sum.to_string());
+            check(unsafe { academy_reply_ok(event.reply, result.as_ptr()) })?;
+            unsafe { academy_event_free(e) };
+        }
+    }
+
+    pub fn action_async(
+        user: &Client,
+        agent: &CString,
+        args: &CString,
+        timeout_s: f64,
+        q: &Queue,
+        token: u64,
+    ) -> R<()> {
+        check(unsafe {
+            academy_client_action_async(
+                user.0,
+                agent.as_ptr(),
+                c"add".as_ptr(),
+                args.as_ptr(),
+                ptr::null(),
+                timeout_s,
+                q.0,
+                token,
+            )
+        })
+    }
+
+    /// Takes every waiting event: (token, status) of each.
+    pub fn drain(q: &Queue, mut each: impl FnMut(u64, academy_status)) {
+        loop {
+            let mut e = ptr::null_mut();
+            if unsafe { academy_queue_poll(q.0, 0.0, &mut e) } != ACADEMY_OK {
+                return;
+            }
+            let event = unsafe { &*e };
+            each(event.token, event.status);
+            unsafe { academy_event_free(e) };
+        }
+    }
+
+    /// Waits until the fd is readable (up to `ms`).
+    pub fn wait_readable(fd: i32, ms: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut p, 1, ms) == 1 }
+    }
+
+    pub fn action(user: &Client, agent: &CString, args: &CString) -> R<()> {
+        let mut out = ptr::null_mut();
+        check(unsafe {
+            academy_client_action(
+                user.0,
+                agent.as_ptr(),
+                c"add".as_ptr(),
+                args.as_ptr(),
+                ptr::null(),
+                30.0,
+                &mut out,
+            )
+        })?;
+        unsafe { academy_string_free(out) };
+        Ok(())
+    }
+
+    pub fn stop(agent: &Client) {
+        unsafe { academy_agent_stop(agent.0) };
+    }
+}
+
+/// Actions to an agent served in this process, kept in flight from one
+/// thread through a queue or from `in_flight` threads (see the top).
+fn actions(url: &str, total: usize, in_flight: usize, through_queue: bool) -> R<Value> {
+    let factory = capi::Factory::new(url)?;
+    let user = Arc::new(factory.user()?);
+    let (agent, agent_id) = factory.agent(&user)?;
+    let agent = Arc::new(agent);
+    let serving = {
+        let agent = agent.clone();
+        std::thread::spawn(move || capi::serve_adder(&agent))
+    };
+    let agent_id = Arc::new(agent_id);
+    let args = Arc::new(capi::c("[1, 2]"));
+    let warmup = total.min(200);
+    let (ms, seconds) = if through_queue {
+        let q = capi::Queue::new()?;
+        let fd = q.fd()?;
+        let run = |n: usize| -> R<(Vec<f64>, f64)> {
+            let mut started_at = vec![Instant::now(); n];
+            let mut ms = Vec::with_capacity(n);
+            let (mut started, mut failed) = (0, None);
+            let start = Instant::now();
+            while ms.len() < n {
+                while started < n && started - ms.len() < in_flight {
+                    started_at[started] = Instant::now();
+                    capi::action_async(&user, &agent_id, &args, 30.0, &q, started as u64)?;
+                    started += 1;
+                }
+                if !capi::wait_readable(fd, 30_000) {
+                    return Err("no event for 30 s".into());
+                }
+                capi::drain(&q, |token, status| {
+                    if status != academy::ffi::academy_status::ACADEMY_OK {
+                        failed.get_or_insert(format!("action {token}: {status:?}"));
+                    }
+                    ms.push(started_at[token as usize].elapsed().as_secs_f64() * 1e3);
+                });
+            }
+            if let Some(f) = failed {
+                return Err(f.into());
+            }
+            Ok((ms, start.elapsed().as_secs_f64()))
+        };
+        run(warmup)?;
+        run(total)?
+    } else {
+        let run = |n: usize| -> R<(Vec<f64>, f64)> {
+            let start = Instant::now();
+            let threads: Vec<_> = (0..in_flight)
+                .map(|i| {
+                    let count = n / in_flight + usize::from(i < n % in_flight);
+                    let (user, agent_id, args) = (user.clone(), agent_id.clone(), args.clone());
+                    std::thread::spawn(move || -> capi::R<Vec<f64>> {
+                        let mut ms = Vec::with_capacity(count);
+                        for _ in 0..count {
+                            let t = Instant::now();
+                            capi::action(&user, &agent_id, &args)?;
+                            ms.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                        Ok(ms)
+                    })
+                })
+                .collect();
+            let mut ms = Vec::with_capacity(n);
+            for t in threads {
+                ms.extend(t.join().map_err(|_| "a caller panicked")??);
+            }
+            Ok((ms, start.elapsed().as_secs_f64()))
+        };
+        run(warmup)?;
+        run(total)?
+    };
+    capi::stop(&agent);
+    serving.join().map_err(|_| "the agent panicked")??;
+    let mut ms = ms;
+    ms.sort_by(f64::total_cmp);
+    Ok(
+        json!({"actions_per_s": total as f64 / seconds, "p50_ms": percentile(&ms, 0.5),
+              "p99_ms": percentile(&ms, 0.99), "n": total, "in_flight": in_flight,
+              "callers": if through_queue { "one thread, queue" } else { "threads" }}),
+    )
+}
+
+/// RSS added by `n` calls pending (to an agent nobody serves).
+fn pending(url: &str, n: usize) -> R<Value> {
+    let factory = capi::Factory::new(url)?;
+    let user = factory.user()?;
+    // A mailbox with no client: the requests wait on the exchange.
+    let agent_id = factory.register(&user)?;
+    let q = capi::Queue::new()?;
+    let args = capi::c("[1, 2]");
+    // One call first, so that connections and the timer exist already.
+    capi::action_async(&user, &agent_id, &args, 600.0, &q, 0)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let base = rss_kib();
+    for token in 1..=n {
+        capi::action_async(&user, &agent_id, &args, 600.0, &q, token as u64)?;
+    }
+    std::thread::sleep(Duration::from_secs(3)); // every request sent
+    let with = rss_kib();
+    let mut ended = 0;
+    capi::drain(&q, |_, _| ended += 1);
+    if ended != 0 {
+        return Err(format!("{ended} calls ended early").into());
+    }
+    Ok(
+        json!({"pending": n, "added_mib": (with as f64 - base as f64) / 1024.0,
+              "rss_mib": with as f64 / 1024.0, "base_rss_mib": base as f64 / 1024.0}),
+    )
+}
+
 fn main() -> R<()> {
     let args: Vec<String> = std::env::args().collect();
     let (workload, url) = (args[1].as_str(), args[2].as_str());
@@ -327,6 +638,17 @@ fn main() -> R<()> {
         }
         "cpu" => cpu(url, n(3, 2000))?,
         "bookkeeping" => bookkeeping(n(3, 1_000_000) as u32),
+        "actions" => {
+            let through_queue = match args.get(5).map(String::as_str) {
+                Some("queue") => true,
+                Some("threads") => false,
+                other => {
+                    return Err(format!("callers must be queue or threads, not {other:?}").into())
+                }
+            };
+            actions(url, n(3, 20000), n(4, 1000), through_queue)?
+        }
+        "pending" => pending(url, n(3, 10000))?,
         "clients" => clients(url, n(3, 100))?,
         other => return Err(format!("unknown workload {other}").into()),
     };

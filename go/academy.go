@@ -8,8 +8,12 @@
 //
 //	PKG_CONFIG_PATH=$PWD/target/release go test ./go/...
 //
-// Every call is safe from many goroutines; calls that talk to the exchange
-// block the calling goroutine.
+// Every call is safe from many goroutines. The plain calls that talk to
+// the exchange (Action, Ping, Serve...) block the calling goroutine and its
+// OS thread; the _async calls (ActionAsync, PingAsync, RequestAsync) and
+// ServeQueue go through a completion queue (Queue) whose fd waits on Go's
+// runtime poller, so thousands of calls in flight cost parked goroutines,
+// not threads.
 package academy
 
 /*
@@ -37,6 +41,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/cgo"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -189,7 +194,14 @@ func (f *Factory) Close() {
 }
 
 // Client is bound to one mailbox.
-type Client struct{ ptr *C.struct_academy_client }
+type Client struct {
+	ptr *C.struct_academy_client
+
+	qmu      sync.Mutex
+	queue    *Queue // of the _async calls (SetQueue, or made at the first)
+	ownQueue bool   // made by the client, closed by Close
+	closed   bool   // by Close
+}
 
 // NewUserClient registers a new user mailbox and returns its client.
 func (f *Factory) NewUserClient(name string) (*Client, error) {
@@ -338,10 +350,8 @@ func (c *Client) Discover(agentType string, allowSubclasses bool) ([]json.RawMes
 	return ids, json.Unmarshal([]byte(text), &ids)
 }
 
-// Action calls an action of an agent with JSON serialization.
-func (c *Client) Action(agentID, action string, args []any, kwargs map[string]any, timeout time.Duration) (json.RawMessage, error) {
-	var cs cstrings
-	defer cs.free()
+// marshalArgs gives the JSON of an action's arguments (nil: none).
+func marshalArgs(args []any, kwargs map[string]any) (string, string, error) {
 	if args == nil {
 		args = []any{}
 	}
@@ -350,13 +360,25 @@ func (c *Client) Action(agentID, action string, args []any, kwargs map[string]an
 	}
 	a, err := json.Marshal(args)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	k, err := json.Marshal(kwargs)
 	if err != nil {
+		return "", "", err
+	}
+	return string(a), string(k), nil
+}
+
+// Action calls an action of an agent with JSON serialization; it blocks
+// the goroutine and its OS thread (see ActionAsync for many calls at once).
+func (c *Client) Action(agentID, action string, args []any, kwargs map[string]any, timeout time.Duration) (json.RawMessage, error) {
+	a, k, err := marshalArgs(args, kwargs)
+	if err != nil {
 		return nil, err
 	}
-	id, act, ap, kp := cs.add(agentID), cs.add(action), cs.add(string(a)), cs.add(string(k))
+	var cs cstrings
+	defer cs.free()
+	id, act, ap, kp := cs.add(agentID), cs.add(action), cs.add(a), cs.add(k)
 	text, err := c.outString(func(o **C.char) C.enum_academy_status {
 		return C.academy_client_action(c.ptr, id, act, ap, kp, seconds(timeout), o)
 	})
@@ -389,17 +411,7 @@ type Handler func(action string, args, kwargs json.RawMessage) (any, error)
 func goActionHandler(userData unsafe.Pointer, action, args, kwargs *C.char, reply *C.struct_academy_reply) {
 	handler := cgo.Handle(uintptr(userData)).Value().(Handler)
 	result, err := handler(C.GoString(action), json.RawMessage(C.GoString(args)), json.RawMessage(C.GoString(kwargs)))
-	var text []byte
-	if err == nil {
-		text, err = json.Marshal(result)
-	}
-	var cs cstrings
-	defer cs.free()
-	if err != nil {
-		C.academy_reply_error(reply, cs.add(err.Error()))
-		return
-	}
-	C.academy_reply_ok(reply, cs.add(string(text)))
+	complete(reply, result, err)
 }
 
 // Serve serves the agent of this client until it is shut down or Stop is
@@ -411,14 +423,17 @@ func (c *Client) Serve(handler Handler) error {
 	return call(func() C.enum_academy_status { return C.serve_go(c.ptr, C.uintptr_t(h)) })
 }
 
-// Stop ends Serve from another goroutine.
+// Stop ends Serve or ServeQueue from another goroutine.
 func (c *Client) Stop() error {
 	return call(func() C.enum_academy_status { return C.academy_agent_stop(c.ptr) })
 }
 
-// Close stops the client (a user client terminates its mailbox) and frees it.
+// Close stops the client (a user client terminates its mailbox) and frees
+// it. Its _async calls still in flight return an error with StatusClosed;
+// the queue it made for them is closed (a queue given to SetQueue is not).
 func (c *Client) Close() error {
 	err := call(func() C.enum_academy_status { return C.academy_client_close(c.ptr) })
+	c.closeOwnQueue()
 	C.academy_client_free(c.ptr)
 	c.ptr = nil
 	return err

@@ -1,11 +1,15 @@
 package academy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,5 +238,396 @@ func TestAGoAgentServesAGoUser(t *testing.T) {
 	}
 	if s, _ := user.Status(id); s != Terminated {
 		t.Fatalf("status after shutdown: %v", s)
+	}
+}
+
+// calcHandler serves the actions of the queue tests.
+func calcHandler(action string, args, kwargs json.RawMessage) (any, error) {
+	switch action {
+	case "add":
+		var xs []int
+		if err := json.Unmarshal(args, &xs); err != nil {
+			return nil, err
+		}
+		return xs[0] + xs[1], nil
+	case "greet":
+		var kw map[string]string
+		if err := json.Unmarshal(kwargs, &kw); err != nil {
+			return nil, err
+		}
+		return map[string]string{"hello": kw["name"]}, nil
+	case "explode":
+		panic("boom")
+	}
+	return nil, fmt.Errorf("no action %s", action)
+}
+
+// serveOnQueue serves agent with handler through a queue of its own
+// until the test ends; the returned channel gets ServeQueue's result.
+func serveOnQueue(t *testing.T, agent *Client, handler Handler) (context.CancelFunc, <-chan error) {
+	t.Helper()
+	q, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- agent.ServeQueue(ctx, q, handler) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		q.Close()
+	})
+	return cancel, served
+}
+
+func TestActionAsyncResultsAndErrors(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.AsyncCalc", "")
+	serveOnQueue(t, agent, calcHandler)
+	id := agentID(t, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r, err := user.ActionAsync(ctx, id, "add", []any{40, 2}, nil); err != nil || string(r) != "42" {
+		t.Fatalf("add: %s %v", r, err)
+	}
+	if r, err := user.ActionAsync(ctx, id, "greet", nil, map[string]any{"name": "gö"}); err != nil || string(r) != `{"hello":"gö"}` {
+		t.Fatalf("greet: %s %v", r, err)
+	}
+	_, err := user.ActionAsync(ctx, id, "nope", nil, nil)
+	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "no action nope") {
+		t.Fatalf("want a remote error naming the action, got %v", err)
+	}
+	_, err = user.ActionAsync(ctx, id, "explode", nil, nil)
+	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "panic in the Go handler of explode: boom") {
+		t.Fatalf("want the handler's panic as a remote error, got %v", err)
+	}
+	if _, err := user.ActionAsync(ctx, id, "add", []any{func() {}}, nil); err == nil {
+		t.Fatal("unmarshalable arguments were accepted")
+	}
+	if _, err := user.ActionAsync(ctx, "{not json", "add", nil, nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("want invalid argument for a bad id, got %v", err)
+	}
+	if rtt, err := user.PingAsync(ctx, id); err != nil || rtt <= 0 {
+		t.Fatalf("ping: %v %v", rtt, err)
+	}
+	// A request through RequestAsync gets the whole response message.
+	response, err := user.RequestAsync(ctx, id, `{"kind": "action-request", "action": "add", "pargs": [1, 2], "kargs": {}, "serialization": "json"}`)
+	var m struct {
+		Header struct{ Kind string }
+		Body   struct {
+			Kind   string
+			Result []string
+		}
+	}
+	if err != nil || json.Unmarshal([]byte(response), &m) != nil || m.Header.Kind != "response" ||
+		m.Body.Kind != "action-response" || len(m.Body.Result) != 2 || m.Body.Result[1] != "3" {
+		t.Fatalf("request: %s %v", response, err)
+	}
+	// The agent's mailbox terminated: calls fail with its status.
+	if err := user.Terminate(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.ActionAsync(ctx, id, "add", []any{1, 2}, nil); !errors.Is(err, ErrMailboxTerminated) {
+		t.Fatalf("want mailbox terminated, got %v", err)
+	}
+	if q := user.queue; q == nil || q.waiting() != 0 {
+		t.Fatalf("the client's queue should exist with nothing waiting")
+	}
+}
+
+// gatedAgent serves "wait", which returns only once release is closed,
+// and "add".
+func gatedAgent(t *testing.T, agent *Client) (release chan struct{}, started chan string) {
+	release, started = make(chan struct{}), make(chan string, 100)
+	serveOnQueue(t, agent, func(action string, args, kwargs json.RawMessage) (any, error) {
+		if action == "wait" {
+			started <- string(args)
+			<-release
+			return "late", nil
+		}
+		return calcHandler(action, args, kwargs)
+	})
+	return release, started
+}
+
+func TestActionAsyncReturnsWhenItsContextEnds(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.Slow", "")
+	release, started := gatedAgent(t, agent)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	id := agentID(t, reg)
+
+	// Cancelled while the agent still works: ctx.Err() before the answer.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := user.ActionAsync(ctx, id, "wait", []any{1}, nil)
+		done <- err
+	}()
+	if got := <-started; got != "[1]" {
+		t.Fatalf("the agent got %s", got)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+
+	// A deadline that passes while the agent works: DeadlineExceeded.
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if _, err := user.ActionAsync(short, id, "wait", []any{2}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want context.DeadlineExceeded, got %v", err)
+	}
+	<-started
+
+	// A context that ended already starts nothing.
+	if _, err := user.ActionAsync(ctx, id, "add", []any{1, 2}, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled at once, got %v", err)
+	}
+
+	// The late answers come and are dropped; the next calls get their own.
+	q := user.queue
+	if n := q.waiting(); n != 0 {
+		t.Fatalf("%d calls still wait after their contexts ended", n)
+	}
+	close(release)
+	bg, cancelBg := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelBg()
+	for i := 0; i < 5; i++ {
+		if r, err := user.ActionAsync(bg, id, "add", []any{i, 1}, nil); err != nil || string(r) != fmt.Sprint(i+1) {
+			t.Fatalf("after the late answers, add(%d, 1): %s %v", i, r, err)
+		}
+	}
+}
+
+func TestClosingFailsCallsInFlight(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.Closing", "")
+	release, started := gatedAgent(t, agent)
+	defer close(release)
+	id := agentID(t, reg)
+	ctx := context.Background()
+
+	// A shared queue closed under a call: the call fails with CLOSED, and
+	// so do later calls on that queue.
+	shared, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user.SetQueue(shared)
+	done := make(chan error, 1)
+	go func() {
+		_, err := user.ActionAsync(ctx, id, "wait", []any{1}, nil)
+		done <- err
+	}()
+	<-started
+	shared.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("want closed after Queue.Close, got %v", err)
+	}
+	if _, err := user.ActionAsync(ctx, id, "add", []any{1, 2}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("want closed on a closed queue, got %v", err)
+	}
+	shared.Close() // twice is a no-op
+
+	// The client's own queue: closing the client fails its call.
+	user.SetQueue(nil)
+	go func() {
+		_, err := user.ActionAsync(ctx, id, "wait", []any{2}, nil)
+		done <- err
+	}()
+	<-started
+	if err := user.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("want closed after Client.Close, got %v", err)
+	}
+	if _, err := user.ActionAsync(ctx, id, "add", []any{1, 2}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("want closed on a closed client, got %v", err)
+	}
+}
+
+func TestServeQueue(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.QueueServed", "")
+	id := agentID(t, reg)
+	q, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	served := make(chan error, 1)
+	go func() { served <- agent.ServeQueue(context.Background(), q, calcHandler) }()
+
+	// Blocking callers are served too, several at once.
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := user.Action(id, "add", []any{i, i}, nil, 10*time.Second)
+			if err != nil || string(r) != fmt.Sprint(2*i) {
+				t.Errorf("add(%d, %d): %s %v", i, i, r, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if _, err := user.Action(id, "nope", nil, nil, 10*time.Second); !errors.Is(err, ErrRemote) {
+		t.Fatalf("want a remote error, got %v", err)
+	}
+	if err := agent.ServeQueue(context.Background(), q, calcHandler); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("serving twice: want invalid argument, got %v", err)
+	}
+	// A shutdown request ends serving with nil (and terminates the mailbox).
+	if err := user.ShutdownAgent(id, -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeQueue did not return after a shutdown request")
+	}
+	if q.waiting() != 0 {
+		t.Fatal("the serving still waits on the queue")
+	}
+	if s, _ := user.Status(id); s != Terminated {
+		t.Fatalf("status after shutdown: %v", s)
+	}
+}
+
+func TestServeQueueEndsWithItsContext(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.QueueCtx", "")
+	id := agentID(t, reg)
+	q, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- agent.ServeQueue(ctx, q, calcHandler) }()
+	if r, err := user.Action(id, "add", []any{1, 2}, nil, 10*time.Second); err != nil || string(r) != "3" {
+		t.Fatalf("add: %s %v", r, err)
+	}
+	cancel()
+	if err := <-served; !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	// Stopped, not shut down: the mailbox stays and the agent serves again.
+	if s, _ := user.Status(id); s != Active {
+		t.Fatalf("status after stop: %v", s)
+	}
+	go func() { served <- agent.ServeQueue(context.Background(), q, calcHandler) }()
+	if r, err := user.Action(id, "add", []any{2, 2}, nil, 10*time.Second); err != nil || string(r) != "4" {
+		t.Fatalf("add after serving again: %s %v", r, err)
+	}
+	if err := agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("want nil after Stop, got %v", err)
+	}
+}
+
+// osThreads is this process's thread count (Linux).
+func osThreads(t *testing.T) int {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if n, ok := strings.CutPrefix(line, "Threads:"); ok {
+			v, err := strconv.Atoi(strings.TrimSpace(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("no Threads: line in /proc/self/status")
+	return 0
+}
+
+// TestTenThousandActionsInFlightWithoutAThreadEach has 10,000 goroutines
+// each with one ActionAsync in flight at the same time (the agent, served
+// through a queue in the same process, holds every answer until all
+// 10,000 requests have come), and checks every result and that the
+// process's OS threads stay few.
+func TestTenThousandActionsInFlightWithoutAThreadEach(t *testing.T) {
+	const n = 10_000
+	const maxThreads = 64
+	user, agent, reg := userAndAgent(t, nil, "gotest.Many", "")
+	id := agentID(t, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var arrived atomic.Int64
+	allIn := make(chan struct{})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(allIn) }) }
+	defer release() // so that no handler waits past a failure
+	serveOnQueue(t, agent, func(action string, args, kwargs json.RawMessage) (any, error) {
+		if arrived.Add(1) == n {
+			release()
+		}
+		select {
+		case <-allIn:
+		case <-ctx.Done():
+		}
+		return calcHandler(action, args, kwargs)
+	})
+	before := osThreads(t)
+	peak := atomic.Int64{}
+	peak.Store(int64(before))
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if th := int64(osThreads(t)); th > peak.Load() {
+				peak.Store(th)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	var firstErr sync.Once
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := user.ActionAsync(ctx, id, "add", []any{i, n}, nil)
+			if err != nil || string(r) != fmt.Sprint(i+n) {
+				wrong.Add(1)
+				firstErr.Do(func() { t.Errorf("add(%d, %d): %s %v", i, n, r, err) })
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	if a := arrived.Load(); a != n {
+		t.Fatalf("%d of %d requests reached the agent", a, n)
+	}
+	if w := wrong.Load(); w != 0 {
+		t.Fatalf("%d of %d results wrong or failed", w, n)
+	}
+	t.Logf("%d actions in flight at once: OS threads %d before, %d at the peak, %d after", n, before, peak.Load(), osThreads(t))
+	if p := peak.Load(); p > maxThreads {
+		t.Fatalf("%d OS threads at the peak, want at most %d", p, maxThreads)
 	}
 }

@@ -15,6 +15,15 @@
  *   pointer must not be (ACADEMY_ERR_INVALID_ARGUMENT).
  * - After fork(), handles made before it answer ACADEMY_ERR_CLOSED in the
  *   child; new factories and clients made in the child work.
+ * - Completion queues (academy_queue) let one thread keep any number of
+ *   calls in flight and serve agents from its own event loop: _async calls,
+ *   academy_client_listen and academy_agent_serve_queue post events; the
+ *   queue's fd (academy_queue_fd) is readable while events wait; the
+ *   program takes them with academy_queue_poll and frees each with
+ *   academy_event_free. The library never runs program code on its own
+ *   threads. A queue may be shared by many clients and polled by several
+ *   threads (each event goes to one of them). Freeing a queue that clients
+ *   still use drops their later events, never crashes.
  */
 
 #ifndef ACADEMY_H
@@ -37,6 +46,34 @@
 #define ACADEMY_DEPRECATED(note)
 #endif
 
+
+/**
+ * What an event reports.
+ */
+typedef enum academy_event_kind {
+  /**
+   * An `_async` request, action or ping ended.
+   */
+  ACADEMY_EVENT_CALL = 1,
+  /**
+   * A message for a client given to `academy_client_listen`.
+   */
+  ACADEMY_EVENT_MESSAGE = 2,
+  /**
+   * An action request for an agent served with
+   * `academy_agent_serve_queue`.
+   */
+  ACADEMY_EVENT_REQUEST = 3,
+  /**
+   * A listen (`academy_client_listen`) or a serving
+   * (`academy_agent_serve_queue`) ended: the last event with its token
+   * (apart from CALL events). `status` says why: ACADEMY_OK after a
+   * shutdown request or `academy_agent_stop`; CLOSED after
+   * `academy_client_close`; MAILBOX_TERMINATED, BAD_ENTITY_ID,
+   * FORBIDDEN... when the mailbox went away; `error` has the text.
+   */
+  ACADEMY_EVENT_ENDED = 4,
+} academy_event_kind;
 
 /**
  * Levels of the library's log lines, most severe first.
@@ -182,6 +219,12 @@ typedef struct academy_exchange academy_exchange;
 typedef struct academy_factory academy_factory;
 
 /**
+ * A completion queue (opaque): holds finished work as events, and has a
+ * file descriptor that is readable while events wait. Thread-safe.
+ */
+typedef struct academy_queue academy_queue;
+
+/**
  * The answer to one action request (opaque). Complete it exactly once.
  */
 typedef struct academy_reply academy_reply;
@@ -205,6 +248,62 @@ typedef void (*academy_log_fn)(void *user_data,
                                enum academy_log_level level,
                                const char *target,
                                const char *message);
+
+/**
+ * One event (read-only). The library allocates it and owns its strings;
+ * the program frees it, strings and all, with `academy_event_free`.
+ * Fields may be added at the end in later versions.
+ */
+typedef struct academy_event {
+  /**
+   * What the event reports (programs should skip kinds they do not know).
+   */
+  enum academy_event_kind kind;
+  /**
+   * The token given when the call, listen or serving started.
+   */
+  uint64_t token;
+  /**
+   * CALL: the outcome; ENDED: why it ended; MESSAGE and REQUEST:
+   * ACADEMY_OK.
+   */
+  enum academy_status status;
+  /**
+   * CALL: the action's result JSON (action), the response message JSON
+   * (request), NULL (ping) or NULL on failure; MESSAGE: the message
+   * JSON; REQUEST: the request message JSON; ENDED: NULL.
+   */
+  const char *json;
+  /**
+   * CALL and ENDED with status != ACADEMY_OK: the text
+   * `academy_last_error` would give (for REMOTE, the remote traceback);
+   * else NULL.
+   */
+  const char *error;
+  /**
+   * CALL of a ping: the round trip in seconds; else 0.
+   */
+  double rtt_s;
+  /**
+   * REQUEST: the action's name; else NULL.
+   */
+  const char *action;
+  /**
+   * REQUEST: the positional arguments (a JSON array); else NULL.
+   */
+  const char *args_json;
+  /**
+   * REQUEST: the keyword arguments (a JSON object); else NULL.
+   */
+  const char *kwargs_json;
+  /**
+   * REQUEST: complete it exactly once with `academy_reply_ok` or
+   * `academy_reply_error`, then or later, from any thread. It belongs to
+   * the program and stays valid until completed, whether or not the
+   * event was freed. Else NULL.
+   */
+  struct academy_reply *reply;
+} academy_event;
 
 /**
  * An action handler: called for each action request with the action name,
@@ -340,6 +439,9 @@ enum academy_status academy_client_flush(struct academy_client *client, double t
  * when nothing came in time (CONNECTION instead while the exchange cannot
  * be reached), MAILBOX_TERMINATED once the mailbox is terminated,
  * BAD_ENTITY_ID if it vanished, CLOSED after `academy_client_close`.
+ * While the client listens (`academy_client_listen`) or is served from a
+ * queue (`academy_agent_serve_queue`), messages go to the queue instead
+ * and this only times out.
  */
 enum academy_status academy_client_recv(struct academy_client *client,
                                         double timeout_s,
@@ -427,7 +529,9 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
 /**
  * Closes the client: waits for its pending `academy_client_send_async`
  * sends, stops its listener and heartbeat, ends a running
- * `academy_agent_serve`, and fails calls waiting on it with CLOSED. A
+ * `academy_agent_serve` or `academy_agent_serve_queue` and a listen
+ * (their queues get an ACADEMY_EVENT_ENDED), and fails calls waiting on
+ * it with CLOSED (an `_async` call's event then says CLOSED). A
  * user client also terminates its own mailbox (an agent's mailbox stays,
  * so the agent can come back). Later calls on the client return CLOSED;
  * closing twice is a no-op. Blocks for one round trip (user clients).
@@ -498,6 +602,94 @@ enum academy_status academy_client_ping(struct academy_client *client,
 enum academy_status academy_client_shutdown_agent(struct academy_client *client,
                                                   const char *agent_id_json,
                                                   int terminate);
+
+/**
+ * Starts `academy_client_request` without waiting: sends the request
+ * (`body_json`, a request body) to `dest_json` and returns at once. When
+ * the call ends, one ACADEMY_EVENT_CALL event with `token` comes to
+ * `queue`: status ACADEMY_OK with the whole response message in `json`,
+ * or the failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED if the
+ * client is closed first, MAILBOX_TERMINATED, the transport errors) with
+ * its text in `error`. The response itself is not interpreted.
+ *
+ * Any status other than ACADEMY_OK means the call was not started and no
+ * event will come: INVALID_ARGUMENT (NULL or malformed arguments, a body
+ * that is not a request), CLOSED (a closed client or a freed queue; a
+ * handle made before fork(), in the child). Does not block: the request
+ * goes out on the library's runtime, on a plain http exchange pipelined on
+ * one connection with the client's other background sends. There is no
+ * limit on calls in flight but memory (a few hundred bytes each while
+ * waiting; no thread or task waits per call). Thread-safe; `token` is the
+ * program's, returned untouched.
+ */
+enum academy_status academy_client_request_async(struct academy_client *client,
+                                                 const char *dest_json,
+                                                 const char *body_json,
+                                                 double timeout_s,
+                                                 struct academy_queue *queue,
+                                                 uint64_t token);
+
+/**
+ * Starts `academy_client_action` without waiting: calls the action
+ * `action` of the agent `agent_id_json` (JSON serialization; `args_json`
+ * NULL = [], `kwargs_json` NULL = {}) and returns at once. When the call
+ * ends, one ACADEMY_EVENT_CALL event with `token` comes to `queue`:
+ * status ACADEMY_OK with the result JSON in `json`, or the failure with
+ * its text in `error`: REMOTE when the action raised (the remote
+ * traceback), TIMEOUT after `timeout_s` (< 0: never), CLOSED if the client
+ * is closed first, MAILBOX_TERMINATED (the agent is gone), PROTOCOL, the
+ * transport errors.
+ *
+ * Any status other than ACADEMY_OK means the call was not started and no
+ * event will come: INVALID_ARGUMENT (NULL or malformed arguments), CLOSED
+ * (a closed client or a freed queue; a handle made before fork(), in the
+ * child). Does not block; no limit on calls in flight but memory (see
+ * `academy_client_request_async`). Thread-safe.
+ */
+enum academy_status academy_client_action_async(struct academy_client *client,
+                                                const char *agent_id_json,
+                                                const char *action,
+                                                const char *args_json,
+                                                const char *kwargs_json,
+                                                double timeout_s,
+                                                struct academy_queue *queue,
+                                                uint64_t token);
+
+/**
+ * Starts `academy_client_ping` without waiting. When the ping ends, one
+ * ACADEMY_EVENT_CALL event with `token` comes to `queue`: status
+ * ACADEMY_OK with the round trip in `rtt_s` (and `json` NULL), or the
+ * failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED,
+ * MAILBOX_TERMINATED, REMOTE, the transport errors) with its text in
+ * `error`. Any other return than ACADEMY_OK means not started and no
+ * event: INVALID_ARGUMENT, CLOSED. Does not block. Thread-safe.
+ */
+enum academy_status academy_client_ping_async(struct academy_client *client,
+                                              const char *agent_id_json,
+                                              double timeout_s,
+                                              struct academy_queue *queue,
+                                              uint64_t token);
+
+/**
+ * Routes every message that arrives for this client's mailbox and that
+ * no call waits for to `queue`, as ACADEMY_EVENT_MESSAGE events with
+ * `token` and the message JSON exactly as the exchange delivered it,
+ * instead of to `academy_client_recv` (messages received before and not
+ * yet taken go first). It lasts as long as the client: one
+ * ACADEMY_EVENT_ENDED event with `token` ends it, with CLOSED after
+ * `academy_client_close`, or MAILBOX_TERMINATED / BAD_ENTITY_ID when the
+ * mailbox goes away. A user client still answers requests itself (as
+ * academy-py's does), and responses to calls still go to the calls.
+ * Does not block. Thread-safe.
+ *
+ * Returns INVALID_ARGUMENT for NULL arguments, a client that listens
+ * already, or one being served (`academy_agent_serve`,
+ * `academy_agent_serve_queue`: serving takes the messages); CLOSED for a
+ * closed client or a freed queue.
+ */
+enum academy_status academy_client_listen(struct academy_client *client,
+                                          struct academy_queue *queue,
+                                          uint64_t token);
 
 /**
  * Starts an exchange server in this process, wire-compatible with
@@ -706,6 +898,92 @@ enum academy_status academy_user_id_new(const char *name, char **out_id_json);
 enum academy_status academy_agent_id_new(const char *name, char **out_id_json);
 
 /**
+ * Makes a completion queue. On success `*out_queue` gets a queue that the
+ * program frees with `academy_queue_free`. A queue may be shared by many
+ * clients, calls, listens and servings, and polled by one thread or
+ * several. Does not block. Returns INVALID_ARGUMENT (NULL `out_queue`) or
+ * INTERNAL (the system refused a file descriptor).
+ */
+enum academy_status academy_queue_new(struct academy_queue **out_queue);
+
+/**
+ * Frees a queue: the events still in it are freed with it (an action
+ * request among them is answered with ActionCancelledError), and its fd
+ * is closed (remove it from your poller first). Does not block.
+ *
+ * Freeing a queue that clients still use (calls in flight, a listen, a
+ * serving) is safe: the library holds the queue internally by reference
+ * count, and this drops only the program's reference. Their later events
+ * are dropped: calls end unseen, and action requests are answered with
+ * ActionCancelledError so that no caller waits; serving and listening go
+ * on until stopped. A thread blocked in `academy_queue_poll` on it wakes
+ * with CLOSED; later calls with the handle answer CLOSED. In a child
+ * process after fork(), a queue made by the parent is only forgotten,
+ * never touched. Freeing NULL or a freed queue is a no-op.
+ */
+void academy_queue_free(struct academy_queue *queue);
+
+/**
+ * The queue's file descriptor: readable (POLLIN) while at least one event
+ * waits, not readable while the queue is empty. Watch it with poll,
+ * epoll (level- or edge-triggered), libuv, Go's netpoller (os.NewFile on
+ * a dup() of it) or Julia's FileWatching.poll_fd, then take the events
+ * with `academy_queue_poll(queue, 0, ...)` until it returns TIMEOUT.
+ * Never read, write or close it: it belongs to the queue and is closed
+ * by `academy_queue_free`. Does not block; thread-safe. Returns
+ * INVALID_ARGUMENT or CLOSED (a queue made before fork(), in the child).
+ */
+enum academy_status academy_queue_fd(const struct academy_queue *queue, int *out_fd);
+
+/**
+ * Takes the oldest event of the queue, waiting up to `timeout_s` seconds
+ * for one (0: do not wait; < 0: without a limit). On success
+ * `*out_event` gets the event, which the program frees with
+ * `academy_event_free`. Each event goes to exactly one caller, also when
+ * several threads poll one queue; events come out in the order they were
+ * posted (the events of one call, listen or serving are in order).
+ *
+ * Blocks up to `timeout_s` (never with 0). Thread-safe: any number of
+ * threads may poll one queue, each event goes to one of them.
+ *
+ * Returns TIMEOUT when the queue is still empty at the deadline, CLOSED
+ * for a queue made before fork() (in the child), INVALID_ARGUMENT for
+ * NULL arguments, a NaN timeout, or a wait (timeout_s != 0) from a
+ * library thread (an `academy_client_send_async` callback).
+ */
+enum academy_status academy_queue_poll(struct academy_queue *queue,
+                                       double timeout_s,
+                                       struct academy_event **out_event);
+
+/**
+ * Frees an event and its strings, from any thread, once. A REQUEST
+ * event's `reply` is not freed: it stays valid until completed. Freeing
+ * NULL is a no-op.
+ */
+void academy_event_free(struct academy_event *event);
+
+/**
+ * Completes `reply` with the action's result, `result_json` (any JSON
+ * value; NULL means `null`). Blocks for one round trip, except for a
+ * reply from an ACADEMY_EVENT_REQUEST event: that returns at once and the
+ * response goes out in the background (a failure to send it is not
+ * reported; the caller's call then times out). Frees `reply`,
+ * except when it returns INVALID_ARGUMENT (malformed JSON), so that the
+ * caller can complete it again. Returns CLOSED if the request was already
+ * answered (cancelled, or serving ended).
+ */
+enum academy_status academy_reply_ok(struct academy_reply *reply, const char *result_json);
+
+/**
+ * Completes `reply` with an error; a Python caller raises
+ * `AcademyRemoteError(message)`. Frees `reply`, except when it returns
+ * INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip,
+ * except for a reply from an ACADEMY_EVENT_REQUEST event (see
+ * `academy_reply_ok`).
+ */
+enum academy_status academy_reply_error(struct academy_reply *reply, const char *message);
+
+/**
  * Serves the agent whose client is `client`: blocks the calling thread,
  * answering pings, honouring shutdown requests (terminating the mailbox
  * unless the request says `terminate: false`) and cancel requests, and
@@ -723,7 +1001,8 @@ enum academy_status academy_agent_id_new(const char *name, char **out_id_json);
  *
  * Returns OK after a shutdown request or `academy_agent_stop`,
  * MAILBOX_TERMINATED if the mailbox was terminated by someone else,
- * INVALID_ARGUMENT for a NULL handler or a client already serving,
+ * INVALID_ARGUMENT for a NULL handler or a client already serving (or
+ * listening to a queue),
  * CLOSED after `academy_client_close`.
  */
 enum academy_status academy_agent_serve(struct academy_client *client,
@@ -731,27 +1010,45 @@ enum academy_status academy_agent_serve(struct academy_client *client,
                                         void *user_data);
 
 /**
- * Ends `academy_agent_serve` running on `client` (from any thread,
- * including a handler). Does not block. Returns INVALID_ARGUMENT if the
+ * Serves the agent whose client is `client` from the program's own loop,
+ * and returns at once. The library answers pings, honours shutdown
+ * requests (terminating the mailbox unless the request says
+ * `terminate: false`) and cancel requests, and answers requests it
+ * cannot read, exactly as `academy_agent_serve` does, on its own
+ * threads; no program code runs there. Each action request becomes an
+ * ACADEMY_EVENT_REQUEST event with `token` on `queue`, with `action`,
+ * `args_json`, `kwargs_json`, the request message in `json`, and a
+ * `reply` that the program completes exactly once, then or later, from
+ * any thread, with `academy_reply_ok` / `academy_reply_error` (which do
+ * not block for these replies). `max_concurrency` does not apply: every
+ * request becomes an event at once.
+ *
+ * Serving ends after a shutdown request, `academy_agent_stop`,
+ * `academy_client_close`, or when the mailbox goes away. Its last event is
+ * an ACADEMY_EVENT_ENDED event with `token`, whose status is what
+ * `academy_agent_serve` would have returned: ACADEMY_OK after a shutdown
+ * request or `academy_agent_stop`, CLOSED after `academy_client_close`,
+ * MAILBOX_TERMINATED if someone else terminated the mailbox. Requests not
+ * yet answered then are answered with ActionCancelledError (a later
+ * `academy_reply_ok` returns CLOSED). If `queue` is freed while serving
+ * goes on, action requests are answered with ActionCancelledError.
+ *
+ * Returns INVALID_ARGUMENT for NULL arguments or a client that is already
+ * serving or listening (`academy_client_listen`); CLOSED for a closed
+ * client or a freed queue. Thread-safe.
+ */
+enum academy_status academy_agent_serve_queue(struct academy_client *client,
+                                              struct academy_queue *queue,
+                                              uint64_t token);
+
+/**
+ * Ends `academy_agent_serve` or `academy_agent_serve_queue` running on
+ * `client` (from any thread, including a handler). Does not block:
+ * `academy_agent_serve` returns soon after, and a queue gets the
+ * serving's ACADEMY_EVENT_ENDED event. Returns INVALID_ARGUMENT if the
  * client is not serving.
  */
 enum academy_status academy_agent_stop(struct academy_client *client);
-
-/**
- * Completes `reply` with the action's result, `result_json` (any JSON
- * value; NULL means `null`). Blocks for one round trip. Frees `reply`,
- * except when it returns INVALID_ARGUMENT (malformed JSON), so that the
- * caller can complete it again. Returns CLOSED if the request was already
- * answered (cancelled, or serving ended).
- */
-enum academy_status academy_reply_ok(struct academy_reply *reply, const char *result_json);
-
-/**
- * Completes `reply` with an error; a Python caller raises
- * `AcademyRemoteError(message)`. Frees `reply`, except when it returns
- * INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
- */
-enum academy_status academy_reply_error(struct academy_reply *reply, const char *message);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,6 +6,8 @@
 #ifndef ACADEMY_HPP
 #define ACADEMY_HPP
 
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -60,6 +62,50 @@ private:
     T *p_ = nullptr;
 };
 
+/// An event taken from a Queue (read-only; freed with its owner). For a
+/// REQUEST event, complete `event->reply` with academy_reply_ok/_error; the
+/// reply outlives the event.
+class Event {
+public:
+    explicit Event(academy_event *e) : e_(e) {}
+    const academy_event *operator->() const noexcept { return e_.get(); }
+    const academy_event &operator*() const noexcept { return *e_.get(); }
+
+private:
+    Owner<academy_event, academy_event_free> e_;
+};
+
+/// A completion queue (academy_queue_new): _async calls, listens and
+/// serve_queue post events here; watch fd() in your event loop, or block in
+/// poll(). Shareable between clients and threads.
+class Queue {
+public:
+    Queue() {
+        academy_queue *q = nullptr;
+        check(academy_queue_new(&q));
+        h_ = Owner<academy_queue, academy_queue_free>(q);
+    }
+    academy_queue *get() const noexcept { return h_.get(); }
+    /// Readable while events wait; owned by the queue (never close it).
+    int fd() const {
+        int fd = -1;
+        check(academy_queue_fd(get(), &fd));
+        return fd;
+    }
+    /// The next event, waiting up to timeout_s (0: not at all, < 0: no
+    /// limit); empty when none came in time.
+    std::optional<Event> poll(double timeout_s = 0) {
+        academy_event *e = nullptr;
+        academy_status status = academy_queue_poll(get(), timeout_s, &e);
+        if (status == ACADEMY_ERR_TIMEOUT) return std::nullopt;
+        check(status);
+        return Event(e);
+    }
+
+private:
+    Owner<academy_queue, academy_queue_free> h_;
+};
+
 class Client {
 public:
     explicit Client(academy_client *p) : h_(p) {}
@@ -95,6 +141,27 @@ public:
     }
     void shutdown_agent(const std::string &agent_id, int terminate = -1) {
         check(academy_client_shutdown_agent(get(), agent_id.c_str(), terminate));
+    }
+    /// Starts an action and returns at once; one CALL event with `token`
+    /// comes to `queue` when it ends (see academy_client_action_async).
+    void action_async(const std::string &agent_id, const std::string &action, const std::string &args,
+                      const std::string &kwargs, double timeout_s, Queue &queue, std::uint64_t token) {
+        check(academy_client_action_async(get(), agent_id.c_str(), action.c_str(), args.c_str(), kwargs.c_str(),
+                                          timeout_s, queue.get(), token));
+    }
+    void request_async(const std::string &dest, const std::string &body, double timeout_s, Queue &queue,
+                       std::uint64_t token) {
+        check(academy_client_request_async(get(), dest.c_str(), body.c_str(), timeout_s, queue.get(), token));
+    }
+    void ping_async(const std::string &agent_id, double timeout_s, Queue &queue, std::uint64_t token) {
+        check(academy_client_ping_async(get(), agent_id.c_str(), timeout_s, queue.get(), token));
+    }
+    /// Messages that no call waits for go to `queue` (academy_client_listen).
+    void listen(Queue &queue, std::uint64_t token) { check(academy_client_listen(get(), queue.get(), token)); }
+    /// Serves from the program's loop: REQUEST events on `queue`
+    /// (academy_agent_serve_queue); returns at once.
+    void serve_queue(Queue &queue, std::uint64_t token) {
+        check(academy_agent_serve_queue(get(), queue.get(), token));
     }
     /// Blocks serving action requests (see academy_agent_serve).
     void serve(academy_action_fn handler, void *user_data = nullptr) {

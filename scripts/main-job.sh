@@ -3,7 +3,9 @@
 # Academy exchange. Without a URL it needs no Python: first in one process
 # on the embedded exchange (examples-c/demo.c), then across processes
 # (calculator_agent.c serves, call_agent.c calls) through the
-# `academy-exchange` server. With a URL, both run against that exchange.
+# `academy-exchange` server; then one thread with an epoll loop serves an
+# agent and keeps 1,000 actions to it in flight (examples-c/event_loop.c).
+# With a URL, all run against that exchange.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=examples-c/build
@@ -27,6 +29,9 @@ fi
 agent=$!
 "$build/call_agent" "$url"
 wait "$agent"
+
+echo "== one thread, one epoll loop: serves an agent and keeps 1,000 actions to it in flight"
+"$build/event_loop" "$url"
 if [ -n "$server" ]; then
     kill -TERM "$server"
     wait "$server" 2>/dev/null || true

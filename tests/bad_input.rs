@@ -12,6 +12,7 @@ use academy::ffi::client::*;
 use academy::ffi::exchange::*;
 use academy::ffi::factory::*;
 use academy::ffi::messages::*;
+use academy::ffi::reply::*;
 use academy::ffi::serve::*;
 use academy::ffi::*;
 use common::*;

@@ -39,7 +39,47 @@ fn examples_run() {
     a_c_user_calls_a_c_agent_in_another_process();
     the_main_job_is_clean_under_valgrind();
     forked_children_use_the_library();
+    one_epoll_loop_serves_an_agent_and_keeps_a_thousand_actions_in_flight();
+    the_event_loop_is_clean_under_valgrind();
     the_readme_main_job_runs();
+}
+
+const EVENT_LOOP_DONE: &str = "20000 actions with 1000 in flight from one thread: 20000 correct, 20000 requests served from the same loop\nserving ended: ok\n";
+
+/// examples-c/event_loop.c: one thread, an epoll loop on a queue's fd,
+/// serving the agent it calls; on both exchanges.
+fn one_epoll_loop_serves_an_agent_and_keeps_a_thousand_actions_in_flight() {
+    let out = run(Command::new(example("event_loop")).env_remove("ACADEMY_EXCHANGE_URL"));
+    assert_eq!(out, EVENT_LOOP_DONE);
+    for (_, url) in exchanges() {
+        let out = run(Command::new(example("event_loop")).arg(&url).arg("3000"));
+        assert_eq!(
+            out,
+            "3000 actions with 1000 in flight from one thread: 3000 correct, 3000 requests served from the same loop\nserving ended: ok\n"
+        );
+    }
+}
+
+/// Events, replies and queues are freed exactly once (no invalid access,
+/// no definite leak) through a whole run of the event loop.
+fn the_event_loop_is_clean_under_valgrind() {
+    let out = Command::new("valgrind")
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=42",
+        ])
+        .arg(example("event_loop"))
+        .args(["", "300"])
+        .output()
+        .expect("valgrind must be installed (apt-get install valgrind)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valgrind found errors or leaks:\n{report}"
+    );
+    assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("300 correct, 300 requests served"));
 }
 
 /// `make run`'s script: in one process on the embedded exchange, then
@@ -53,6 +93,7 @@ fn the_readme_main_job_runs() {
         "{out}"
     );
     assert!(out.contains("add(40, 2) = 42\n"), "{out}");
+    assert!(out.contains(EVENT_LOOP_DONE), "{out}");
 }
 
 /// HPC launchers fork: 8 children of a process that already uses the

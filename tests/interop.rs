@@ -3,6 +3,9 @@
 //! agent launched by academy's Manager; a Python user calls a C agent
 //! through academy's Handle; cancel, stop, protocol and user-client
 //! answers; message helpers validated by academy-py's pydantic models.
+//! The same through completion queues: a Python user calls a C agent
+//! served from a queue (academy_agent_serve_queue), and C keeps calls to a
+//! Python agent in flight from one thread (academy_client_action_async).
 
 mod common;
 
@@ -12,8 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use academy::ffi::academy_status::{self, *};
+use academy::ffi::client::academy_client_action_async;
 use academy::ffi::client::academy_mailbox_status::*;
 use academy::ffi::messages::*;
+use academy::ffi::queue::*;
+use academy::ffi::reply::*;
 use academy::ffi::serve::*;
 use common::*;
 use serde_json::{json, Value};
@@ -210,21 +216,7 @@ fn a_python_user_calls_a_c_agent_through_academys_handle() {
         let class = format!("cagent_{}.Calc", uuid::Uuid::new_v4().simple());
         let (_, agent_id, serving, agent) = serve_c_agent(&factory, &registrar, &class);
 
-        let mut py = PyPeer::start("interop_user.py", &[&url, &agent_id, &class]);
-        assert_eq!(py.line(), "add 5.0");
-        assert_eq!(py.line(), r#"echo {"k": [1, "h\u00e9", null, 1.5]}"#);
-        assert_eq!(py.line(), "kwargs 42.0");
-        assert_eq!(py.line(), "fail AcademyRemoteError it broke");
-        assert_eq!(py.line(), "concurrent True True");
-        assert_eq!(py.line(), "ping True");
-        let pickle = py.line();
-        assert!(
-            pickle.starts_with("pickle AcademyRemoteError") && pickle.contains("only JSON"),
-            "{pickle}"
-        );
-        assert_eq!(py.line(), "discover True");
-        assert_eq!(py.line(), "done");
-        assert!(py.wait(Duration::from_secs(30)));
+        python_user_calls(&url, &agent_id, &class);
 
         assert_eq!(
             serving.join().unwrap(),
@@ -233,6 +225,183 @@ fn a_python_user_calls_a_c_agent_through_academys_handle() {
         );
         wait_terminated(&registrar, &agent_id);
         drop(agent);
+    }
+}
+
+/// tests/py/interop_user.py calls the C agent `agent_id` through academy's
+/// Handle, then asks it to shut down.
+fn python_user_calls(url: &str, agent_id: &str, class: &str) {
+    let mut py = PyPeer::start("interop_user.py", &[url, agent_id, class]);
+    assert_eq!(py.line(), "add 5.0");
+    assert_eq!(py.line(), r#"echo {"k": [1, "h\u00e9", null, 1.5]}"#);
+    assert_eq!(py.line(), "kwargs 42.0");
+    assert_eq!(py.line(), "fail AcademyRemoteError it broke");
+    assert_eq!(py.line(), "concurrent True True");
+    assert_eq!(py.line(), "ping True");
+    let pickle = py.line();
+    assert!(
+        pickle.starts_with("pickle AcademyRemoteError") && pickle.contains("only JSON"),
+        "{pickle}"
+    );
+    assert_eq!(py.line(), "discover True");
+    assert_eq!(py.line(), "done");
+    assert!(py.wait(Duration::from_secs(30)));
+}
+
+/// The queue's next event (fails the test if none comes in 30 s).
+unsafe fn next_event(queue: *mut academy_queue) -> *mut academy_event {
+    let mut event = null_mut();
+    let status = academy_queue_poll(queue, 30.0, &mut event);
+    assert_eq!(status, ACADEMY_OK, "{}", last_error());
+    event
+}
+
+#[test]
+fn a_python_user_calls_a_c_agent_served_from_a_queue() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = Factory::new(&url, None).unwrap();
+        let registrar = factory.user(None).unwrap();
+        let class = format!("cagent_{}.Calc", uuid::Uuid::new_v4().simple());
+        let reg = registrar
+            .register_agent(&format!("{class},cagent.Base"), Some("c-calc"))
+            .unwrap();
+        let agent = Arc::new(factory.agent(&reg).unwrap());
+        let agent_id = agent_id_of(&reg);
+        let mut queue = null_mut();
+        assert_eq!(unsafe { academy_queue_new(&mut queue) }, ACADEMY_OK);
+        let queue_addr = queue as usize;
+        assert_eq!(
+            unsafe { academy_agent_serve_queue(agent.0, queue, 42) },
+            ACADEMY_OK
+        );
+        // The program's loop: the same handler as academy_agent_serve's,
+        // called with each REQUEST event's fields, until ENDED.
+        let serving = std::thread::spawn(move || unsafe {
+            let queue = queue_addr as *mut academy_queue;
+            loop {
+                let event = next_event(queue);
+                let e = &*event;
+                assert_eq!(e.token, 42);
+                if e.kind == academy_event_kind::ACADEMY_EVENT_ENDED {
+                    let status = e.status;
+                    academy_event_free(event);
+                    return status;
+                }
+                assert_eq!(e.kind, academy_event_kind::ACADEMY_EVENT_REQUEST);
+                calculator(null_mut(), e.action, e.args_json, e.kwargs_json, e.reply);
+                academy_event_free(event);
+            }
+        });
+        python_user_calls(&url, &agent_id, &class);
+        assert_eq!(
+            serving.join().unwrap(),
+            ACADEMY_OK,
+            "serving ends with OK after the shutdown request"
+        );
+        wait_terminated(&registrar, &agent_id);
+        unsafe { academy_queue_free(queue) };
+    }
+}
+
+#[test]
+fn c_keeps_calls_to_a_python_agent_in_flight_from_one_thread() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let mut py = PyPeer::start("interop_agent.py", &[&url]);
+        let agent = c(&py.line());
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let mut queue = null_mut();
+        assert_eq!(unsafe { academy_queue_new(&mut queue) }, ACADEMY_OK);
+        let call = |action: &str, args: &str, timeout_s: f64, token: u64| {
+            let (action, args) = (c(action), c(args));
+            let status = unsafe {
+                academy_client_action_async(
+                    user.0,
+                    agent.as_ptr(),
+                    action.as_ptr(),
+                    args.as_ptr(),
+                    std::ptr::null(),
+                    timeout_s,
+                    queue,
+                    token,
+                )
+            };
+            assert_eq!(status, ACADEMY_OK, "{}", last_error());
+        };
+        // 200 slow actions (0.2 s each in the agent) in flight at once.
+        for i in 0..200u64 {
+            call("slow", &format!("[{i}, 0.2]"), 60.0, i);
+        }
+        call("fail", "[]", 60.0, 1000);
+        call("slow", "[0, 30]", 0.5, 1001);
+        let mut results = std::collections::HashMap::new();
+        for _ in 0..202 {
+            unsafe {
+                let event = next_event(queue);
+                let e = &*event;
+                assert_eq!(e.kind, academy_event_kind::ACADEMY_EVENT_CALL);
+                let json = (!e.json.is_null()).then(|| text(e.json));
+                let error = (!e.error.is_null()).then(|| text(e.error));
+                results.insert(e.token, (e.status, json, error));
+                academy_event_free(event);
+            }
+        }
+        for i in 0..200u64 {
+            let (status, json, _) = &results[&i];
+            assert_eq!(*status, ACADEMY_OK);
+            assert_eq!(parse(json.as_ref().unwrap()), json!(i));
+        }
+        let (status, json, error) = &results[&1000];
+        assert_eq!(*status, ACADEMY_ERR_REMOTE);
+        assert!(json.is_none());
+        let error = error.as_ref().unwrap();
+        assert!(
+            error.contains("ValueError: boom") && error.contains("Traceback"),
+            "{error}"
+        );
+        assert_eq!(
+            results[&1001].0, ACADEMY_ERR_TIMEOUT,
+            "{:?}",
+            results[&1001]
+        );
+        user.shutdown_agent(agent.to_str().unwrap(), -1).unwrap();
+        assert!(py.wait(Duration::from_secs(30)));
+        unsafe { academy_queue_free(queue) };
+    }
+}
+
+#[test]
+fn serving_from_a_queue_ends_when_someone_terminates_the_mailbox() {
+    for (_, url) in exchanges() {
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let reg = user.register_agent("cagent.Doomed", None).unwrap();
+        let agent = factory.agent(&reg).unwrap();
+        let agent_id = agent_id_of(&reg);
+        let mut queue = null_mut();
+        assert_eq!(unsafe { academy_queue_new(&mut queue) }, ACADEMY_OK);
+        assert_eq!(
+            unsafe { academy_agent_serve_queue(agent.0, queue, 7) },
+            ACADEMY_OK
+        );
+        user.terminate(&agent_id).unwrap();
+        unsafe {
+            let event = next_event(queue);
+            let e = &*event;
+            assert_eq!(
+                (e.kind, e.token, e.status),
+                (
+                    academy_event_kind::ACADEMY_EVENT_ENDED,
+                    7,
+                    ACADEMY_ERR_MAILBOX_TERMINATED
+                )
+            );
+            assert!(!e.error.is_null());
+            academy_event_free(event);
+            academy_queue_free(queue);
+        }
     }
 }
 

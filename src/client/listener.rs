@@ -4,16 +4,21 @@
 //! - The listener keeps one `GET /mailbox/listen` stream open (falling back
 //!   to long-poll `GET /message` on servers without it) and routes each
 //!   message ([`Inner::deliver`]): a response that a pending request waits
-//!   for goes to that call, anything else to the inbox that `recv` takes
-//!   from. The stream stays open across receives that time out, so
-//!   academy-py's exchange never writes a message to a stream nobody reads
-//!   (it loses such a message).
+//!   for goes to that call (a blocked caller, or the completion of a call
+//!   made without a thread, [`CallDone`]), anything else to the route a
+//!   listen set ([`Routed`]) or else to the inbox that `recv` takes from.
+//!   The stream stays open across receives that time out, so academy-py's
+//!   exchange never writes a message to a stream nobody reads (it loses
+//!   such a message).
+//! - Calls made without a thread have their deadlines in [`Deadlines`]:
+//!   one timer task per client (started by the first such call) for all
+//!   of them, not one per call.
 //! - The heartbeat keeps the mailbox ACTIVE for Python peers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -60,6 +65,135 @@ impl ServeControl {
 /// What a waiting request gets: the response, or why none will come.
 pub(crate) type Reply = Result<Message>;
 
+/// The end of a call made without a thread: told the outcome exactly once.
+/// Dropped untold (its client freed, say), it is told `Closed`, so that
+/// every started call ends in exactly one outcome whatever happens.
+pub struct CallDone(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl CallDone {
+    pub fn new(done: impl FnOnce(Reply) + Send + 'static) -> Self {
+        CallDone(Some(Box::new(done)))
+    }
+
+    /// Tells the outcome.
+    pub fn finish(mut self, outcome: Reply) {
+        if let Some(done) = self.0.take() {
+            done(outcome);
+        }
+    }
+
+    /// Drops it untold: for a call that was never started.
+    pub fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(Error::closed(
+                "the client was closed or freed before the call ended",
+            )));
+        }
+    }
+}
+
+impl std::fmt::Debug for CallDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallDone")
+    }
+}
+
+/// Who waits for the response to a request, by its tag.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// A caller blocked in `Client::request`.
+    Blocked(oneshot::Sender<Reply>),
+    /// A call made without a thread.
+    Async(AsyncCall),
+    /// Nobody: the response is dropped when it comes.
+    Nobody,
+}
+
+/// A pending call made without a thread: what it costs while it waits.
+#[derive(Debug)]
+pub(crate) struct AsyncCall {
+    pub(crate) done: CallDone,
+    /// When it times out, and the timeout asked for (for the error text).
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    pub(crate) dest: EntityId,
+}
+
+/// What a listen route is told ([`Inner::route`]).
+#[derive(Debug)]
+// Moved once per message; a Box would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed {
+    /// A message that no call waits for, as it arrived, and parsed if it
+    /// could be.
+    Message {
+        raw: String,
+        parsed: Option<Message>,
+    },
+    /// The listen ended (the client closed, the mailbox went away): the
+    /// last thing the route is told.
+    Ended(Result<()>),
+}
+
+/// Where a listening client's messages go instead of its inbox.
+pub(crate) struct Route(pub(crate) Box<dyn Fn(Routed) + Send + Sync>);
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route")
+    }
+}
+
+/// The deadlines of a client's calls made without a thread, earliest
+/// first, and what wakes its timer task when an earlier one comes.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    pub(crate) set: Mutex<BTreeSet<(Instant, Uuid)>>,
+    pub(crate) changed: Notify,
+    /// Whether the timer task runs (started by the first deadline).
+    pub(crate) started: AtomicBool,
+}
+
+impl Deadlines {
+    /// Adds one; wakes the timer when it is the earliest.
+    pub(crate) fn add(&self, at: Instant, tag: Uuid) {
+        let mut set = self.set.lock().unwrap();
+        let earliest = set.first().is_none_or(|(first, _)| at < *first);
+        set.insert((at, tag));
+        drop(set);
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+
+    pub(crate) fn remove(&self, at: Instant, tag: Uuid) {
+        self.set.lock().unwrap().remove(&(at, tag));
+    }
+
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.set.lock().unwrap().first().map(|(at, _)| *at)
+    }
+
+    /// Takes the tags whose deadline has passed.
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<Uuid> {
+        let mut set = self.set.lock().unwrap();
+        let mut expired = Vec::new();
+        while let Some(&(at, tag)) = set.first() {
+            if at > now {
+                break;
+            }
+            set.pop_first();
+            expired.push(tag);
+        }
+        expired
+    }
+}
+
 /// Why the listener stopped for good, or is failing for now.
 #[derive(Debug, Clone)]
 pub(crate) enum ListenerState {
@@ -80,7 +214,11 @@ pub(crate) struct Inner {
     pub(crate) inbox: Mutex<VecDeque<String>>,
     /// Wakes receivers: a message arrived or the state changed.
     pub(crate) changed: Notify,
-    pub(crate) pending: Mutex<HashMap<Uuid, Option<oneshot::Sender<Reply>>>>,
+    pub(crate) pending: Mutex<HashMap<Uuid, Waiter>>,
+    /// Deadlines of the calls in `pending` made without a thread.
+    pub(crate) deadlines: Arc<Deadlines>,
+    /// Set by a listen: where messages go instead of `inbox`.
+    pub(crate) route: Mutex<Option<Route>>,
     pub(crate) state: Mutex<ListenerState>,
     pub(crate) closed: AtomicBool,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -90,6 +228,32 @@ pub(crate) struct Inner {
     pub(crate) recent: Mutex<RecentTags>,
     /// Sends started by [`Client::send_in_background`].
     pub(crate) in_flight: InFlight,
+    /// Sends of calls made without a thread and of queue-served replies.
+    pub(crate) outbox: Outbox,
+}
+
+/// How many tasks at most send a client's [`Outbox`] (each waits for one
+/// exchange answer at a time; on plain http they share one pipelined
+/// connection, so this is how many of its requests are in flight).
+const OUTBOX_SENDERS: usize = 256;
+
+/// Messages a client sends in the background without a caller waiting for
+/// the send: the requests of calls made without a thread, and replies from
+/// a queue-served agent. They wait here as strings; at most
+/// [`OUTBOX_SENDERS`] tasks send them. Why not a task per message: 10,000
+/// calls started at once would then hold 10,000 tasks (about 1.5 KB each)
+/// until their requests were sent.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// The message JSON, and the tag of the call that waits for its
+    /// response (told the error if the send fails).
+    waiting: VecDeque<(Option<Uuid>, String)>,
+    senders: usize,
 }
 
 /// How many delivered tags are remembered to drop duplicates.
@@ -130,13 +294,96 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Stops the tasks and wakes everyone waiting.
+    /// Stops the tasks and wakes everyone waiting: blocked callers see
+    /// their call fail, calls made without a thread end `Closed`, and a
+    /// listen route is told it ended.
     pub(crate) fn shutdown(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
-        self.pending.lock().unwrap().clear();
+        let closed = Error::closed(format!("the client of {} was closed", self.id));
+        // Requests of calls that end here now must not go out later.
+        self.outbox.state.lock().unwrap().waiting.clear();
+        self.fail_pending(&closed);
+        self.end_route(Err(closed));
         self.changed.notify_waiters();
+    }
+
+    /// Sends `message_json` soon, in the background (see [`Outbox`]); a
+    /// failure ends the call waiting with `tag`, if any.
+    pub(crate) fn send_soon(
+        self: &Arc<Self>,
+        handle: &tokio::runtime::Handle,
+        tag: Option<Uuid>,
+        message_json: String,
+    ) {
+        let start = {
+            let mut state = self.outbox.state.lock().unwrap();
+            state.waiting.push_back((tag, message_json));
+            let start = state.senders < OUTBOX_SENDERS;
+            state.senders += usize::from(start);
+            start
+        };
+        if start {
+            handle.spawn(send_outbox(self.clone()));
+        }
+    }
+
+    /// Takes the waiter of a request, and its deadline.
+    pub(crate) fn take_waiter(&self, tag: Uuid) -> Option<Waiter> {
+        let waiter = self.pending.lock().unwrap().remove(&tag);
+        if let Some(Waiter::Async(AsyncCall {
+            deadline: Some((at, _)),
+            ..
+        })) = &waiter
+        {
+            self.deadlines.remove(*at, tag);
+        }
+        waiter
+    }
+
+    /// Routes the messages that no call waits for to `route` from now on,
+    /// starting with those waiting in the inbox. `InvalidArgument` if a
+    /// route is set already. A route set after a close or the listener's
+    /// end is ended at once.
+    pub(crate) fn set_route(&self, route: Route) -> Result<()> {
+        let mut slot = self.route.lock().unwrap();
+        if slot.is_some() {
+            return Err(Error::invalid(format!(
+                "the messages of {} go to a queue already",
+                self.id
+            )));
+        }
+        for raw in self.inbox.lock().unwrap().drain(..) {
+            let parsed = Message::from_json(&raw).ok();
+            (route.0)(Routed::Message { raw, parsed });
+        }
+        *slot = Some(route);
+        drop(slot);
+        let ended = self.state.lock().unwrap().clone();
+        if self.closed.load(Ordering::Acquire) {
+            self.end_route(Err(Error::closed(format!(
+                "the client of {} was closed",
+                self.id
+            ))));
+        } else if let ListenerState::Ended(e) = ended {
+            self.end_route(Err(e));
+        }
+        Ok(())
+    }
+
+    /// Removes the route without telling it (its owner ends it); messages
+    /// go to the inbox again.
+    pub(crate) fn clear_route(&self) {
+        self.route.lock().unwrap().take();
+    }
+
+    /// Ends a listen route, telling it why (once: it is removed).
+    pub(crate) fn end_route(&self, outcome: Result<()>) {
+        let mut route = self.route.lock().unwrap();
+        if let Some(r) = route.take() {
+            (r.0)(Routed::Ended(outcome));
+        }
     }
 
     pub(crate) fn set_state(&self, state: ListenerState) {
@@ -146,6 +393,7 @@ impl Inner {
 
     /// Routes one message from the exchange.
     pub(crate) async fn deliver(&self, raw: String) {
+        let mut parsed = None;
         if let Ok(message) = Message::from_json(&raw) {
             if !self
                 .recent
@@ -156,13 +404,16 @@ impl Inner {
                 return; // a duplicate (a send retried after its answer was lost)
             }
             if message.header.kind == MessageKind::Response {
-                let waiter = self.pending.lock().unwrap().remove(&message.header.tag);
-                match waiter {
-                    Some(Some(tx)) => {
+                match self.take_waiter(message.header.tag) {
+                    Some(Waiter::Blocked(tx)) => {
                         let _ = tx.send(Ok(message));
                         return;
                     }
-                    Some(None) => return, // a response nobody waits for
+                    Some(Waiter::Async(call)) => {
+                        call.done.finish(Ok(message));
+                        return;
+                    }
+                    Some(Waiter::Nobody) => return, // a response nobody waits for
                     None => {}
                 }
             } else if message.kind() == "ping-request"
@@ -195,6 +446,12 @@ impl Inner {
                 }
                 return;
             }
+            parsed = Some(message);
+        }
+        // Told under the lock, so that nothing follows a route's end.
+        if let Some(route) = self.route.lock().unwrap().as_ref() {
+            (route.0)(Routed::Message { raw, parsed });
+            return;
         }
         self.inbox.lock().unwrap().push_back(raw);
         self.changed.notify_waiters();
@@ -202,9 +459,45 @@ impl Inner {
 
     /// Fails every waiting request with `err`.
     pub(crate) fn fail_pending(&self, err: &Error) {
-        for (_, waiter) in self.pending.lock().unwrap().drain() {
-            if let Some(tx) = waiter {
-                let _ = tx.send(Err(err.clone()));
+        // Told outside the lock: a completion may take other locks.
+        let waiters: Vec<Waiter> = self
+            .pending
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        self.deadlines.set.lock().unwrap().clear();
+        for waiter in waiters {
+            match waiter {
+                Waiter::Blocked(tx) => {
+                    let _ = tx.send(Err(err.clone()));
+                }
+                Waiter::Async(call) => call.done.finish(Err(err.clone())),
+                Waiter::Nobody => {}
+            }
+        }
+    }
+}
+
+/// One sender of a client's [`Outbox`]: sends until it is empty.
+async fn send_outbox(inner: Arc<Inner>) {
+    loop {
+        let next = {
+            let mut state = inner.outbox.state.lock().unwrap();
+            match state.waiting.pop_front() {
+                Some(next) if !inner.closed.load(Ordering::Acquire) => next,
+                _ => {
+                    state.waiting.clear();
+                    state.senders -= 1;
+                    return;
+                }
+            }
+        };
+        let (tag, json) = next;
+        if let Err(e) = inner.transport.send_background(&json).await {
+            if let Some(Waiter::Async(call)) = tag.and_then(|tag| inner.take_waiter(tag)) {
+                call.done.finish(Err(e));
             }
         }
     }
@@ -234,6 +527,7 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
             Err(e) if e.is_final() => {
                 tracing::debug!(mailbox = %inner.id.uid, "receiving stopped: {}", e.message);
                 inner.fail_pending(&e);
+                inner.end_route(Err(e.clone()));
                 inner.set_state(ListenerState::Ended(e));
                 return;
             }
@@ -291,6 +585,50 @@ pub(crate) async fn heartbeat_loop(weak: std::sync::Weak<Inner>) {
         match inner.transport.heartbeat(&inner.id).await {
             Err(e) if e.is_final() || e.is_missing_endpoint() => return,
             _ => {}
+        }
+    }
+}
+
+/// The timer of a client's calls made without a thread: ends each with
+/// `Timeout` at its deadline unless its response came first.
+pub(crate) async fn deadline_loop(weak: std::sync::Weak<Inner>, deadlines: Arc<Deadlines>) {
+    loop {
+        let changed = deadlines.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match deadlines.earliest() {
+            None => changed.await,
+            Some(at) if at > Instant::now() => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = changed => {}
+                }
+            }
+            Some(_) => {}
+        }
+        let expired = deadlines.take_expired(Instant::now());
+        if expired.is_empty() {
+            continue;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        for tag in expired {
+            let waiter = inner.pending.lock().unwrap().remove(&tag);
+            let call = match waiter {
+                Some(Waiter::Async(call)) => call,
+                Some(other) => {
+                    // Not a timed call (cannot happen: tags are unique).
+                    inner.pending.lock().unwrap().insert(tag, other);
+                    continue;
+                }
+                None => continue,
+            };
+            let waited = call.deadline.map(|(_, t)| t).unwrap_or_default();
+            let error = Error::timeout(format!(
+                "no response from {} within {:.3} s",
+                call.dest,
+                waited.as_secs_f64()
+            ));
+            call.done.finish(Err(error));
         }
     }
 }

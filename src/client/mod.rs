@@ -7,7 +7,8 @@
 //!   back to long-poll `GET /message` on servers without it) and routes
 //!   each message: a response that a pending [`Client::request`] waits for
 //!   goes to that call, anything else to the inbox that
-//!   [`Client::recv`] takes from. The stream stays open across receives
+//!   [`Client::recv`] takes from (or, after [`Client::listen_with`], to
+//!   the listener's route). The stream stays open across receives
 //!   that time out, so academy-py's exchange never writes a message to a
 //!   stream nobody reads (it loses such a message).
 //! - a heartbeat that keeps the mailbox ACTIVE for Python peers.
@@ -28,12 +29,17 @@ use crate::runtime;
 use crate::transport::{MailboxStatus, Transport};
 use crate::wire::ids::{EntityId, Role};
 use crate::wire::message::{self, Message, MessageKind};
-use listener::{heartbeat_loop, listen_loop, Inner, ListenerState, RecentTags, ServeControl};
+use listener::{
+    heartbeat_loop, listen_loop, Deadlines, Inner, ListenerState, RecentTags, ServeControl, Waiter,
+};
 use send_async::InFlight;
 
+pub mod calls;
 pub mod listener;
+pub mod queue;
 pub mod send_async;
 pub mod serve;
+pub mod serve_queue;
 
 /// Builds clients of one exchange. Cheap to share between threads.
 #[derive(Debug, Clone)]
@@ -133,12 +139,15 @@ impl Client {
             inbox: Mutex::new(VecDeque::new()),
             changed: Notify::new(),
             pending: Mutex::new(HashMap::new()),
+            deadlines: Arc::new(Deadlines::default()),
+            route: Mutex::new(None),
             state: Mutex::new(ListenerState::Running),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
             in_flight: InFlight::new(transport.options().max_in_flight),
+            outbox: Default::default(),
             transport,
         });
         // The first heartbeat before returning, so peers see ACTIVE at once.
@@ -310,7 +319,11 @@ impl Client {
         }
         let (tx, rx) = oneshot::channel();
         let tag = message.header.tag;
-        self.inner.pending.lock().unwrap().insert(tag, Some(tx));
+        self.inner
+            .pending
+            .lock()
+            .unwrap()
+            .insert(tag, Waiter::Blocked(tx));
         let _guard = PendingGuard {
             inner: &self.inner,
             tag,
@@ -355,7 +368,7 @@ impl Client {
             .pending
             .lock()
             .unwrap()
-            .insert(message.header.tag, None);
+            .insert(message.header.tag, Waiter::Nobody);
         let sent = self.send_message(&message).await;
         if sent.is_err() {
             self.inner
@@ -463,6 +476,12 @@ impl Client {
                 self.inner.id
             )));
         }
+        if self.inner.route.lock().unwrap().is_some() {
+            return Err(Error::invalid(format!(
+                "the messages of {} go to a queue (academy_client_listen), so it cannot serve",
+                self.inner.id
+            )));
+        }
         let control = ServeControl::new();
         *serving = Some(control.clone());
         Ok(control)
@@ -472,8 +491,9 @@ impl Client {
         self.inner.serving.lock().unwrap().take();
     }
 
-    /// Ends a [`crate::client::serve::serve`] running on this client (from any
-    /// thread). Returns whether one was running.
+    /// Ends a [`crate::client::serve::serve`] or
+    /// [`crate::client::serve_queue::serve_queue`] running on this client
+    /// (from any thread). Returns whether one was running.
     pub fn stop_serving(&self) -> Result<bool> {
         self.inner.bound.check("client")?;
         let control = self.inner.serving.lock().unwrap().clone();

@@ -8,6 +8,12 @@
 //! the library starts (never on the runtime's threads, so a handler may
 //! call any blocking function of the library). A handler completes its
 //! [`Reply`] exactly once, then or later, from any thread.
+//!
+//! Which requests are the program's ([`sort`]) and what the library does
+//! by itself with the others (pings, shutdown, cancel, requests it cannot
+//! read: [`handle_library`]) is shared with [`crate::client::serve_queue`],
+//! which hands action requests to the program's own event loop instead of
+//! to handler threads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,12 +34,25 @@ use crate::wire::message::{self, ActionCall, ErrorCode, Message};
 /// How long [`serve`] waits for handlers still running when it ends.
 const WORKER_JOIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How a serving session's replies go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyMode {
+    /// The completing thread sends the response and waits for the
+    /// exchange ([`serve`]: handler threads may block).
+    Blocking,
+    /// The response goes out in the background on the library's runtime,
+    /// pipelined with other sends ([`crate::client::serve_queue`]: the
+    /// program's event loop must not wait a round trip per reply).
+    Background,
+}
+
 /// What the replies of one serving session share.
-struct Session {
-    client: Client,
+pub(crate) struct Session {
+    pub(crate) client: Client,
     /// Requests handed to the handler and not answered yet, by tag.
     outstanding: Mutex<HashMap<Uuid, Arc<ReplyState>>>,
     ended: AtomicBool,
+    mode: ReplyMode,
 }
 
 struct ReplyState {
@@ -47,6 +66,12 @@ struct ReplyState {
 pub struct Reply {
     session: Arc<Session>,
     state: Arc<ReplyState>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reply({})", self.tag())
+    }
 }
 
 impl Reply {
@@ -74,11 +99,53 @@ impl Reply {
         }
         self.session.answer(&self.state, body)
     }
+
+    /// Answers `ActionCancelled` in the background unless answered
+    /// already: for a reply that will never reach the program (its event
+    /// was dropped with a freed queue), so that its caller is not left
+    /// waiting. Never blocks.
+    pub fn abandon(self) {
+        if self.session.claim(&self.state).is_ok() {
+            let body = message::academy_error_body(ErrorCode::ActionCancelled, None);
+            respond_in_background(&self.session.client, &self.state.request, body);
+        }
+    }
 }
 
 impl Session {
-    /// Sends the response to an outstanding request, once.
-    fn answer(&self, state: &ReplyState, body: Value) -> Result<()> {
+    pub(crate) fn new(client: Client, mode: ReplyMode) -> Arc<Session> {
+        Arc::new(Session {
+            client,
+            outstanding: Mutex::new(HashMap::new()),
+            ended: AtomicBool::new(false),
+            mode,
+        })
+    }
+
+    /// The reply to an action request handed to the program; it counts as
+    /// outstanding until completed (or cancelled).
+    pub(crate) fn reply_for(
+        self: &Arc<Self>,
+        request: Message,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Reply {
+        let state = Arc::new(ReplyState {
+            request,
+            done: AtomicBool::new(false),
+            permit: Mutex::new(permit),
+        });
+        self.outstanding
+            .lock()
+            .unwrap()
+            .insert(state.request.header.tag, state.clone());
+        Reply {
+            session: self.clone(),
+            state,
+        }
+    }
+
+    /// Takes the right to answer an outstanding request (once).
+    fn claim(&self, state: &ReplyState) -> Result<()> {
         if state.done.swap(true, Ordering::AcqRel) {
             return Err(Error::invalid("this request was already answered"));
         }
@@ -87,29 +154,80 @@ impl Session {
             .unwrap()
             .remove(&state.request.header.tag);
         state.permit.lock().unwrap().take();
-        respond(&self.client, &state.request, body)
+        Ok(())
     }
 
-    /// Answers every outstanding request with `ActionCancelled`.
-    fn cancel_all(&self) {
-        let states: Vec<_> = self.outstanding.lock().unwrap().values().cloned().collect();
-        for state in states {
-            let _ = self.answer(
-                &state,
-                message::academy_error_body(ErrorCode::ActionCancelled, None),
-            );
+    /// Sends the response to an outstanding request, once, from a thread
+    /// outside the runtime (a handler's, the program's).
+    fn answer(&self, state: &ReplyState, body: Value) -> Result<()> {
+        self.claim(state)?;
+        match self.mode {
+            ReplyMode::Blocking => respond(&self.client, &state.request, body),
+            ReplyMode::Background => {
+                respond_in_background(&self.client, &state.request, body);
+                Ok(())
+            }
         }
+    }
+
+    /// [`answer`](Self::answer) from a task on the runtime.
+    async fn answer_async(&self, state: &ReplyState, body: Value) -> Result<()> {
+        self.claim(state)?;
+        respond_async(&self.client, &state.request, body).await
+    }
+
+    fn outstanding(&self) -> Vec<Arc<ReplyState>> {
+        self.outstanding.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Ends the session: later replies are refused, and every outstanding
+    /// request is answered with `ActionCancelled` (blocking).
+    fn wind_down(&self) {
+        self.ended.store(true, Ordering::Release);
+        for state in self.outstanding() {
+            let _ = self.answer(&state, cancelled());
+        }
+    }
+
+    /// [`wind_down`](Self::wind_down) from a task on the runtime.
+    pub(crate) async fn wind_down_async(&self) {
+        self.ended.store(true, Ordering::Release);
+        for state in self.outstanding() {
+            let _ = self.answer_async(&state, cancelled()).await;
+        }
+    }
+}
+
+fn cancelled() -> Value {
+    message::academy_error_body(ErrorCode::ActionCancelled, None)
+}
+
+/// Sends the response to `request`. A caller that went away is no error.
+async fn respond_async(client: &Client, request: &Message, body: Value) -> Result<()> {
+    let response = request.response(body)?;
+    match client.send(&response.to_json()).await {
+        // The caller went away: nobody to tell, as academy-py logs and goes on.
+        Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
+        other => other,
     }
 }
 
 /// Sends the response to `request` (blocking; never on runtime threads).
 fn respond(client: &Client, request: &Message, body: Value) -> Result<()> {
-    let response = request.response(body)?;
-    match runtime::block_on(client.send(&response.to_json()))? {
-        // The caller went away: nobody to tell, as academy-py logs and goes on.
-        Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
-        other => other,
-    }
+    runtime::block_on(respond_async(client, request, body))?
+}
+
+/// Starts sending the response to `request` on the library's runtime
+/// (pipelined with other background sends) and returns. A failure is not
+/// reported: the caller's call then times out, as when a response is lost.
+fn respond_in_background(client: &Client, request: &Message, body: Value) {
+    let Ok(response) = request.response(body) else {
+        return;
+    };
+    let (Ok(()), Ok(handle)) = (client.check_process(), runtime::handle()) else {
+        return;
+    };
+    client.inner.send_soon(&handle, None, response.to_json());
 }
 
 /// One unit of work for a worker thread.
@@ -138,11 +256,7 @@ where
     H: Fn(ActionCall, Reply) + Send + Sync + 'static,
 {
     let workers = client.options().max_concurrency;
-    let session = Arc::new(Session {
-        client: client.clone(),
-        outstanding: Mutex::new(HashMap::new()),
-        ended: AtomicBool::new(false),
-    });
+    let session = Session::new(client.clone(), ReplyMode::Blocking);
     let permits = Arc::new(Semaphore::new(workers));
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
@@ -172,8 +286,7 @@ where
 
     // Wind down: no new jobs, answer what is left, give handlers a moment.
     drop(tx);
-    session.ended.store(true, Ordering::Release);
-    session.cancel_all();
+    session.wind_down();
     let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
     for _ in 0..workers {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -211,85 +324,128 @@ fn dispatch(
             // is transient: the listener keeps reconnecting.
             Some(Err(_)) => continue,
         };
-        let Ok(request) = Message::from_json(&raw) else {
-            continue;
+        let (call, request) = match runtime::block_on(triage(session, raw))?? {
+            Step::Continue => continue,
+            Step::Stop => return Ok(()),
+            Step::Action { call, request } => (call, request),
         };
-        if !request.is_request() {
-            continue; // a stray response: academy-py logs and drops it
-        }
-        if !request.header.compatible() {
-            let body = message::academy_error_body(
-                ErrorCode::IncompatibleProtocol,
-                Some(client.mailbox_id()),
-            );
-            respond(client, &request, body)?;
-            continue;
-        }
-        match request.kind() {
-            "ping-request" => respond(client, &request, message::success_body())?,
-            "shutdown-request" => {
-                respond(client, &request, message::success_body())?;
-                // terminate: null means academy-py's default, terminate_on_success.
-                let terminate = request
-                    .body
-                    .get("terminate")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
-                if terminate {
-                    runtime::block_on(client.terminate(client.mailbox_id()))??;
-                }
-                return Ok(());
+        let permit = runtime::block_on(async {
+            tokio::select! {
+                _ = control.wake.notified() => None,
+                p = permits.clone().acquire_owned() => p.ok(),
             }
-            "cancel-request" => cancel(session, &request)?,
-            "action-request" => match message::decode_action_request(&request.body) {
-                Err(e) => respond(client, &request, message::user_error_body(&e.message))?,
-                Ok(call) => {
-                    let permit = runtime::block_on(async {
-                        tokio::select! {
-                            _ = control.wake.notified() => None,
-                            p = permits.clone().acquire_owned() => p.ok(),
-                        }
-                    })?;
-                    let Some(permit) = permit else {
-                        // Stopped while waiting: this one is answered too.
-                        respond(
-                            client,
-                            &request,
-                            message::academy_error_body(ErrorCode::ActionCancelled, None),
-                        )?;
-                        return Ok(());
-                    };
-                    let state = Arc::new(ReplyState {
-                        request,
-                        done: AtomicBool::new(false),
-                        permit: Mutex::new(Some(permit)),
-                    });
-                    session
-                        .outstanding
-                        .lock()
-                        .unwrap()
-                        .insert(state.request.header.tag, state.clone());
-                    let reply = Reply {
-                        session: session.clone(),
-                        state,
-                    };
-                    if jobs.send(Job { call, reply }).is_err() {
-                        return Err(Error::internal("the serving threads are gone"));
-                    }
-                }
-            },
-            other => {
-                let text = format!("this agent cannot handle a request of kind {other:?}");
-                respond(client, &request, message::user_error_body(&text))?;
-            }
+        })?;
+        let Some(permit) = permit else {
+            // Stopped while waiting: this one is answered too.
+            respond(client, &request, cancelled())?;
+            return Ok(());
+        };
+        let reply = session.reply_for(request, Some(permit));
+        if jobs.send(Job { call, reply }).is_err() {
+            return Err(Error::internal("the serving threads are gone"));
         }
+    }
+}
+
+/// What serving does next, after [`triage`] of one message.
+// Moved once per message; a Box would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Step {
+    /// Handled by the library (or ignored): take the next message.
+    Continue,
+    /// A shutdown request was honoured: serving ends.
+    Stop,
+    /// An action request for the program's handler.
+    Action { call: ActionCall, request: Message },
+}
+
+/// What a message from a served mailbox is for.
+pub(crate) enum Sorted {
+    /// Not a request (a stray response: academy-py logs and drops it).
+    Ignore,
+    /// An action request for the program's handler.
+    Action {
+        call: ActionCall,
+        request: Message,
+        raw: String,
+    },
+    /// A request the library answers itself ([`handle_library`]).
+    Library(Message),
+}
+
+/// Sorts one message from the mailbox (`parsed`: the message, if the
+/// caller parsed it already). Never blocks.
+pub(crate) fn sort(raw: String, parsed: Option<Message>) -> Sorted {
+    let Some(request) = parsed.or_else(|| Message::from_json(&raw).ok()) else {
+        return Sorted::Ignore;
+    };
+    if !request.is_request() {
+        return Sorted::Ignore;
+    }
+    if request.header.compatible() && request.kind() == "action-request" {
+        if let Ok(call) = message::decode_action_request(&request.body) {
+            return Sorted::Action { call, request, raw };
+        }
+    }
+    Sorted::Library(request)
+}
+
+/// The library's part of serving, as academy-py's agent runtime does it:
+/// answers pings, shutdown and cancel requests, and requests it cannot
+/// read. An error (the response could not be sent) ends serving.
+pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> Result<Step> {
+    let client = &session.client;
+    if !request.header.compatible() {
+        let body =
+            message::academy_error_body(ErrorCode::IncompatibleProtocol, Some(client.mailbox_id()));
+        respond_async(client, &request, body).await?;
+        return Ok(Step::Continue);
+    }
+    match request.kind() {
+        "ping-request" => respond_async(client, &request, message::success_body()).await?,
+        "shutdown-request" => {
+            respond_async(client, &request, message::success_body()).await?;
+            // terminate: null means academy-py's default, terminate_on_success.
+            let terminate = request
+                .body
+                .get("terminate")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if terminate {
+                client.terminate(client.mailbox_id()).await?;
+            }
+            return Ok(Step::Stop);
+        }
+        "cancel-request" => cancel(session, &request).await?,
+        "action-request" => {
+            // Sorted here only when its body cannot be read.
+            let why = match message::decode_action_request(&request.body) {
+                Err(e) => e.message,
+                Ok(_) => "the action request could not be read".to_owned(),
+            };
+            respond_async(client, &request, message::user_error_body(&why)).await?;
+        }
+        other => {
+            let text = format!("this agent cannot handle a request of kind {other:?}");
+            respond_async(client, &request, message::user_error_body(&text)).await?;
+        }
+    }
+    Ok(Step::Continue)
+}
+
+/// [`sort`], then [`handle_library`] for what is the library's.
+pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
+    match sort(raw, None) {
+        Sorted::Ignore => Ok(Step::Continue),
+        Sorted::Action { call, request, .. } => Ok(Step::Action { call, request }),
+        Sorted::Library(request) => handle_library(session, request).await,
     }
 }
 
 /// A cancel request: the target, if it is still running, is answered with
 /// `ActionCancelled` (its handler's later reply is dropped), and the cancel
 /// itself gets success; an unknown target gets `ActionInvalidState`.
-fn cancel(session: &Arc<Session>, request: &Message) -> Result<()> {
+async fn cancel(session: &Arc<Session>, request: &Message) -> Result<()> {
     let target = request
         .body
         .get("target_tag")
@@ -297,17 +453,11 @@ fn cancel(session: &Arc<Session>, request: &Message) -> Result<()> {
         .and_then(|t| Uuid::parse_str(t).ok());
     let state = target.and_then(|t| session.outstanding.lock().unwrap().get(&t).cloned());
     let body = match state {
-        Some(state) => {
-            let cancelled = session.answer(
-                &state,
-                message::academy_error_body(ErrorCode::ActionCancelled, None),
-            );
-            match cancelled {
-                Ok(()) => message::success_body(),
-                Err(_) => message::academy_error_body(ErrorCode::ActionInvalidState, None),
-            }
-        }
+        Some(state) => match session.answer_async(&state, cancelled()).await {
+            Ok(()) => message::success_body(),
+            Err(_) => message::academy_error_body(ErrorCode::ActionInvalidState, None),
+        },
         None => message::academy_error_body(ErrorCode::ActionInvalidState, None),
     };
-    respond(&session.client, request, body)
+    respond_async(&session.client, request, body).await
 }

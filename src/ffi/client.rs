@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::factory::{academy_factory, factory_arg};
 use super::handle::{self, Handle, Registry};
+use super::queue::{academy_queue, queue_arg};
 use super::{
     academy_status, arg_opt_str, arg_str, arg_timeout, boundary, boundary_or, c_text, check_out,
     write_out, write_string,
@@ -270,6 +271,9 @@ pub unsafe extern "C" fn academy_client_flush(
 /// when nothing came in time (CONNECTION instead while the exchange cannot
 /// be reached), MAILBOX_TERMINATED once the mailbox is terminated,
 /// BAD_ENTITY_ID if it vanished, CLOSED after `academy_client_close`.
+/// While the client listens (`academy_client_listen`) or is served from a
+/// queue (`academy_agent_serve_queue`), messages go to the queue instead
+/// and this only times out.
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_recv(
     client: *mut academy_client,
@@ -441,7 +445,9 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 
 /// Closes the client: waits for its pending `academy_client_send_async`
 /// sends, stops its listener and heartbeat, ends a running
-/// `academy_agent_serve`, and fails calls waiting on it with CLOSED. A
+/// `academy_agent_serve` or `academy_agent_serve_queue` and a listen
+/// (their queues get an ACADEMY_EVENT_ENDED), and fails calls waiting on
+/// it with CLOSED (an `_async` call's event then says CLOSED). A
 /// user client also terminates its own mailbox (an agent's mailbox stays,
 /// so the agent can come back). Later calls on the client return CLOSED;
 /// closing twice is a no-op. Blocks for one round trip (user clients).
@@ -571,5 +577,138 @@ pub unsafe extern "C" fn academy_client_shutdown_agent(
             }
         };
         block(client.shutdown_agent(agent, terminate))
+    })
+}
+
+/// Starts `academy_client_request` without waiting: sends the request
+/// (`body_json`, a request body) to `dest_json` and returns at once. When
+/// the call ends, one ACADEMY_EVENT_CALL event with `token` comes to
+/// `queue`: status ACADEMY_OK with the whole response message in `json`,
+/// or the failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED if the
+/// client is closed first, MAILBOX_TERMINATED, the transport errors) with
+/// its text in `error`. The response itself is not interpreted.
+///
+/// Any status other than ACADEMY_OK means the call was not started and no
+/// event will come: INVALID_ARGUMENT (NULL or malformed arguments, a body
+/// that is not a request), CLOSED (a closed client or a freed queue; a
+/// handle made before fork(), in the child). Does not block: the request
+/// goes out on the library's runtime, on a plain http exchange pipelined on
+/// one connection with the client's other background sends. There is no
+/// limit on calls in flight but memory (a few hundred bytes each while
+/// waiting; no thread or task waits per call). Thread-safe; `token` is the
+/// program's, returned untouched.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_request_async(
+    client: *mut academy_client,
+    dest_json: *const c_char,
+    body_json: *const c_char,
+    timeout_s: f64,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let dest = id_arg(dest_json, "dest_json")?;
+        let body = parse_json("body_json", arg_str(body_json, "body_json")?)?;
+        let timeout = arg_timeout(timeout_s)?;
+        let queue = queue_arg(queue)?;
+        client.request_async(dest, body, timeout, queue.completion(token))
+    })
+}
+
+/// Starts `academy_client_action` without waiting: calls the action
+/// `action` of the agent `agent_id_json` (JSON serialization; `args_json`
+/// NULL = [], `kwargs_json` NULL = {}) and returns at once. When the call
+/// ends, one ACADEMY_EVENT_CALL event with `token` comes to `queue`:
+/// status ACADEMY_OK with the result JSON in `json`, or the failure with
+/// its text in `error`: REMOTE when the action raised (the remote
+/// traceback), TIMEOUT after `timeout_s` (< 0: never), CLOSED if the client
+/// is closed first, MAILBOX_TERMINATED (the agent is gone), PROTOCOL, the
+/// transport errors.
+///
+/// Any status other than ACADEMY_OK means the call was not started and no
+/// event will come: INVALID_ARGUMENT (NULL or malformed arguments), CLOSED
+/// (a closed client or a freed queue; a handle made before fork(), in the
+/// child). Does not block; no limit on calls in flight but memory (see
+/// `academy_client_request_async`). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_action_async(
+    client: *mut academy_client,
+    agent_id_json: *const c_char,
+    action: *const c_char,
+    args_json: *const c_char,
+    kwargs_json: *const c_char,
+    timeout_s: f64,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let agent = id_arg(agent_id_json, "agent_id_json")?;
+        let action = arg_str(action, "action")?;
+        let args = super::messages::args_arg(args_json)?;
+        let kwargs = super::messages::kwargs_arg(kwargs_json)?;
+        let timeout = arg_timeout(timeout_s)?;
+        let queue = queue_arg(queue)?;
+        client.action_async(
+            agent,
+            action,
+            &args,
+            &kwargs,
+            timeout,
+            queue.completion(token),
+        )
+    })
+}
+
+/// Starts `academy_client_ping` without waiting. When the ping ends, one
+/// ACADEMY_EVENT_CALL event with `token` comes to `queue`: status
+/// ACADEMY_OK with the round trip in `rtt_s` (and `json` NULL), or the
+/// failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED,
+/// MAILBOX_TERMINATED, REMOTE, the transport errors) with its text in
+/// `error`. Any other return than ACADEMY_OK means not started and no
+/// event: INVALID_ARGUMENT, CLOSED. Does not block. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_ping_async(
+    client: *mut academy_client,
+    agent_id_json: *const c_char,
+    timeout_s: f64,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let agent = id_arg(agent_id_json, "agent_id_json")?;
+        let timeout = arg_timeout(timeout_s)?;
+        let queue = queue_arg(queue)?;
+        client.ping_async(agent, timeout, queue.completion(token))
+    })
+}
+
+/// Routes every message that arrives for this client's mailbox and that
+/// no call waits for to `queue`, as ACADEMY_EVENT_MESSAGE events with
+/// `token` and the message JSON exactly as the exchange delivered it,
+/// instead of to `academy_client_recv` (messages received before and not
+/// yet taken go first). It lasts as long as the client: one
+/// ACADEMY_EVENT_ENDED event with `token` ends it, with CLOSED after
+/// `academy_client_close`, or MAILBOX_TERMINATED / BAD_ENTITY_ID when the
+/// mailbox goes away. A user client still answers requests itself (as
+/// academy-py's does), and responses to calls still go to the calls.
+/// Does not block. Thread-safe.
+///
+/// Returns INVALID_ARGUMENT for NULL arguments, a client that listens
+/// already, or one being served (`academy_agent_serve`,
+/// `academy_agent_serve_queue`: serving takes the messages); CLOSED for a
+/// closed client or a freed queue.
+#[no_mangle]
+pub unsafe extern "C" fn academy_client_listen(
+    client: *mut academy_client,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        let queue = queue_arg(queue)?;
+        client.listen(&queue, token)
     })
 }

@@ -20,6 +20,8 @@ pub mod handle;
 pub mod info;
 pub mod log;
 pub mod messages;
+pub mod queue;
+pub mod reply;
 pub mod serve;
 pub mod status;
 

@@ -3,26 +3,14 @@
 use std::ffi::{c_char, c_void, CString};
 
 use super::client::{academy_client, client_arg};
-use super::handle::{self, Handle, Registry};
-use super::{academy_status, arg_str, boundary};
+use super::handle;
+use super::queue::{academy_queue, queue_arg};
+use super::reply::academy_reply;
+use super::{academy_status, boundary};
 use crate::client::serve::{self as agent, Reply};
-use crate::error::{Error, Result};
-use crate::wire::message::{parse_json, ActionCall};
-
-/// The answer to one action request (opaque). Complete it exactly once.
-pub struct academy_reply {
-    reply: Reply,
-}
-
-static REPLIES: Registry<academy_reply> = Registry::new();
-
-impl Handle for academy_reply {
-    const NAME: &'static str = "reply";
-    const TAG: usize = 3;
-    fn registry() -> &'static Registry<Self> {
-        &REPLIES
-    }
-}
+use crate::client::serve_queue;
+use crate::error::Error;
+use crate::wire::message::ActionCall;
 
 /// An action handler: called for each action request with the action name,
 /// its positional arguments (a JSON array) and keyword arguments (a JSON
@@ -100,7 +88,8 @@ fn call_handler(
 ///
 /// Returns OK after a shutdown request or `academy_agent_stop`,
 /// MAILBOX_TERMINATED if the mailbox was terminated by someone else,
-/// INVALID_ARGUMENT for a NULL handler or a client already serving,
+/// INVALID_ARGUMENT for a NULL handler or a client already serving (or
+/// listening to a queue),
 /// CLOSED after `academy_client_close`.
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_serve(
@@ -118,8 +107,50 @@ pub unsafe extern "C" fn academy_agent_serve(
     })
 }
 
-/// Ends `academy_agent_serve` running on `client` (from any thread,
-/// including a handler). Does not block. Returns INVALID_ARGUMENT if the
+/// Serves the agent whose client is `client` from the program's own loop,
+/// and returns at once. The library answers pings, honours shutdown
+/// requests (terminating the mailbox unless the request says
+/// `terminate: false`) and cancel requests, and answers requests it
+/// cannot read, exactly as `academy_agent_serve` does, on its own
+/// threads; no program code runs there. Each action request becomes an
+/// ACADEMY_EVENT_REQUEST event with `token` on `queue`, with `action`,
+/// `args_json`, `kwargs_json`, the request message in `json`, and a
+/// `reply` that the program completes exactly once, then or later, from
+/// any thread, with `academy_reply_ok` / `academy_reply_error` (which do
+/// not block for these replies). `max_concurrency` does not apply: every
+/// request becomes an event at once.
+///
+/// Serving ends after a shutdown request, `academy_agent_stop`,
+/// `academy_client_close`, or when the mailbox goes away. Its last event is
+/// an ACADEMY_EVENT_ENDED event with `token`, whose status is what
+/// `academy_agent_serve` would have returned: ACADEMY_OK after a shutdown
+/// request or `academy_agent_stop`, CLOSED after `academy_client_close`,
+/// MAILBOX_TERMINATED if someone else terminated the mailbox. Requests not
+/// yet answered then are answered with ActionCancelledError (a later
+/// `academy_reply_ok` returns CLOSED). If `queue` is freed while serving
+/// goes on, action requests are answered with ActionCancelledError.
+///
+/// Returns INVALID_ARGUMENT for NULL arguments or a client that is already
+/// serving or listening (`academy_client_listen`); CLOSED for a closed
+/// client or a freed queue. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn academy_agent_serve_queue(
+    client: *mut academy_client,
+    queue: *mut academy_queue,
+    token: u64,
+) -> academy_status {
+    boundary(|| {
+        let client = client_arg(client)?;
+        client.check_process()?;
+        let queue = queue_arg(queue)?;
+        serve_queue::serve_queue(&client, &queue, token)
+    })
+}
+
+/// Ends `academy_agent_serve` or `academy_agent_serve_queue` running on
+/// `client` (from any thread, including a handler). Does not block:
+/// `academy_agent_serve` returns soon after, and a queue gets the
+/// serving's ACADEMY_EVENT_ENDED event. Returns INVALID_ARGUMENT if the
 /// client is not serving.
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> academy_status {
@@ -130,49 +161,5 @@ pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> acad
         } else {
             Err(Error::invalid("the client is not serving"))
         }
-    })
-}
-
-/// Takes ownership of a reply on every outcome but a bad argument.
-/// Completes a reply, which leaves the registry: a second completion
-/// answers CLOSED instead of touching freed memory.
-fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>) -> Result<()> {
-    handle::get(reply, "reply")?;
-    let open = handle::take(reply)
-        .ok_or_else(|| Error::closed("reply was completed by another thread meanwhile"))?;
-    answer(&open.reply)
-}
-
-/// Completes `reply` with the action's result, `result_json` (any JSON
-/// value; NULL means `null`). Blocks for one round trip. Frees `reply`,
-/// except when it returns INVALID_ARGUMENT (malformed JSON), so that the
-/// caller can complete it again. Returns CLOSED if the request was already
-/// answered (cancelled, or serving ended).
-#[no_mangle]
-pub unsafe extern "C" fn academy_reply_ok(
-    reply: *mut academy_reply,
-    result_json: *const c_char,
-) -> academy_status {
-    boundary(|| {
-        let result = if result_json.is_null() {
-            serde_json::Value::Null
-        } else {
-            parse_json("result_json", arg_str(result_json, "result_json")?)?
-        };
-        complete(reply, |r| r.ok(&result))
-    })
-}
-
-/// Completes `reply` with an error; a Python caller raises
-/// `AcademyRemoteError(message)`. Frees `reply`, except when it returns
-/// INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip.
-#[no_mangle]
-pub unsafe extern "C" fn academy_reply_error(
-    reply: *mut academy_reply,
-    message: *const c_char,
-) -> academy_status {
-    boundary(|| {
-        let text = arg_str(message, "message")?;
-        complete(reply, |r| r.error(text))
     })
 }
