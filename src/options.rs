@@ -1,6 +1,7 @@
 //! Factory options: a JSON object whose keys mirror `HttpExchangeFactory`'s
-//! arguments. Unknown keys and values of the wrong type are errors, caught
-//! when the factory is made (a new option never changes the ABI).
+//! arguments; [`exchanges`] has those of the Redis and hybrid factories.
+//! Unknown keys and values of the wrong type are errors, caught when the
+//! factory is made (a new option never changes the ABI).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+
+pub mod exchanges;
+
+pub use exchanges::{HybridOptions, RedisOptions, RedisServer};
 
 /// Globus Auth's token endpoint, the default of `globus_token_url`.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
