@@ -1,6 +1,9 @@
 """The same workloads as examples/bench.rs, with academy-py's own client.
 
-Usage: bench_python.py WORKLOAD URL [ARGS]   (prints one JSON object)
+Usage: bench_python.py WORKLOAD EXCHANGE [ARGS]   (prints one JSON object)
+
+EXCHANGE is an HTTP exchange's URL, redis://HOST:PORT/DB (RedisExchangeFactory)
+or hybrid://HOST:PORT/DB (HybridExchangeFactory, namespace "bench").
 """
 
 import asyncio
@@ -11,7 +14,8 @@ import time
 import uuid
 
 from academy.agent import Agent, action
-from academy.exchange.cloud.client import HttpExchangeFactory, HttpExchangeTransport, _HttpConnectionInfo
+from academy.exchange import HybridExchangeFactory, RedisExchangeFactory
+from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
 from academy.identifier import AgentId
 from academy.manager import Manager
@@ -23,6 +27,20 @@ class Calc(Agent):
     @action
     async def add(self, a, b):
         return a + b
+
+
+def make_factory(exchange):
+    """The academy-py factory for EXCHANGE (see the module's doc)."""
+    for scheme in ('redis://', 'hybrid://'):
+        if exchange.startswith(scheme):
+            address, _, db = exchange[len(scheme):].partition('/')
+            host, _, port = address.rpartition(':')
+            kwargs = {'db': int(db or 0)}
+            if scheme == 'redis://':
+                return RedisExchangeFactory(host, int(port), **kwargs)
+            return HybridExchangeFactory(redis_host=host, redis_port=int(port), redis_kwargs=kwargs,
+                                         namespace='bench')
+    return HttpExchangeFactory(exchange)
 
 
 def percentile(xs, p):
@@ -42,7 +60,7 @@ async def latencies(n, f):
 
 
 async def with_agent(url, n, what):
-    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+    async with await Manager.from_exchange_factory(make_factory(url)) as manager:
         handle = await manager.launch(Calc)
         h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
         if what == 'ping':
@@ -54,8 +72,26 @@ async def with_agent(url, n, what):
 
 
 async def transport(url, mailbox=None):
-    info = _HttpConnectionInfo(url=url, additional_headers={})
-    return await HttpExchangeTransport.new(connection_info=info, auth_method=None, mailbox_id=mailbox)
+    return await make_factory(url)._create_transport(mailbox_id=mailbox)
+
+
+async def actions(url, total, in_flight):
+    """Actions per second, IN_FLIGHT coroutines each calling one after another."""
+    async with await Manager.from_exchange_factory(make_factory(url)) as manager:
+        handle = await manager.launch(Calc)
+        h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
+        for _ in range(50):
+            await h.add(1, 2)
+
+        async def calls(k):
+            for _ in range(k):
+                await h.add(1, 2)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(calls(total // in_flight + (i < total % in_flight)) for i in range(in_flight)))
+        seconds = time.perf_counter() - start
+        await handle.shutdown()
+        return {'actions_per_s': total / seconds, 'n': total, 'in_flight': in_flight}
 
 
 async def throughput(url, total, in_flight):
@@ -116,7 +152,7 @@ def rss_mib():
 
 async def clients(url, n):
     base = rss_mib()
-    factory = HttpExchangeFactory(url)
+    factory = make_factory(url)
     held = [await factory.create_user_client() for _ in range(n)]
     await asyncio.sleep(1)
     result = {'clients': n, 'rss_mib': rss_mib(), 'base_rss_mib': base}
@@ -130,6 +166,8 @@ async def main():
     nums = [int(x) for x in rest]
     if workload in ('ping', 'action'):
         out = await with_agent(url, nums[0] if nums else 2000, workload)
+    elif workload == 'actions':
+        out = await actions(url, nums[0], nums[1])
     elif workload == 'throughput':
         out = await throughput(url, nums[0], nums[1])
     elif workload == 'cpu':

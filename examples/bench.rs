@@ -1,10 +1,14 @@
 //! Benchmarks of our client (the numbers in BENCHMARKS.md; run by bench/run).
 //!
-//! `cargo run --release --example bench -- WORKLOAD URL [ARGS]` prints one
-//! JSON object. Workloads:
+//! `cargo run --release --example bench -- WORKLOAD EXCHANGE [ARGS]` prints
+//! one JSON object. EXCHANGE is an HTTP exchange's URL, `redis://HOST:PORT/DB`
+//! for academy-py's Redis exchange, or `hybrid://HOST:PORT/DB` for its
+//! hybrid exchange (namespace `bench`). Workloads:
 //! - `ping N`: user -> agent -> user round trips to an agent served in this
 //!   process (through the exchange): p50/p99 in ms.
 //! - `action N`: `action("add", [1, 2])` round trips to the same agent.
+//! - `actions N IN_FLIGHT`: actions per second with IN_FLIGHT threads each
+//!   calling `action("add", [1, 2])` one after another.
 //! - `throughput N IN_FLIGHT [threads|async]`: one-way messages counted at
 //!   the receiver, kept in flight by IN_FLIGHT threads each sending and
 //!   waiting (`threads`, the default), or by one thread sending with
@@ -20,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use academy::client::serve as agent;
+use academy::options::exchanges::{HybridOptions, RedisOptions};
 use academy::{Client, EntityId, Factory, FactoryOptions, Message};
 use serde_json::{json, Value};
 
@@ -63,12 +68,39 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// A factory for EXCHANGE (see the module's doc) with the common client
+/// options in `options` (a JSON object).
+fn factory(exchange: &str, options: &str) -> R<Factory> {
+    let redis = |rest: &str| -> R<(String, u16, i64)> {
+        let (addr, db) = rest.split_once('/').unwrap_or((rest, "0"));
+        let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+        Ok((host.to_owned(), port.parse()?, db.parse()?))
+    };
+    let mut opts: serde_json::Map<String, Value> = serde_json::from_str(options)?;
+    if let Some(rest) = exchange.strip_prefix("redis://") {
+        let (host, port, db) = redis(rest)?;
+        opts.insert("hostname".into(), json!(host));
+        opts.insert("port".into(), json!(port));
+        opts.insert("kwargs".into(), json!({"db": db}));
+        let options = RedisOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::redis(options)?)
+    } else if let Some(rest) = exchange.strip_prefix("hybrid://") {
+        let (host, port, db) = redis(rest)?;
+        opts.insert("redis_host".into(), json!(host));
+        opts.insert("redis_port".into(), json!(port));
+        opts.insert("redis_kwargs".into(), json!({"db": db}));
+        opts.insert("namespace".into(), json!("bench"));
+        let options = HybridOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::hybrid(options)?)
+    } else {
+        let options = FactoryOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::new(exchange, options)?)
+    }
+}
+
 /// A user, and an agent served on a thread of this process.
 fn user_and_agent(url: &str) -> R<(Client, EntityId, Client)> {
-    let factory = Factory::new(
-        url,
-        FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?,
-    )?;
+    let factory = factory(url, r#"{"max_concurrency": 4}"#)?;
     let user = block(factory.create_user_client(None))?;
     let registration = block(user.register_agent("bench.Calc", None))?;
     let agent = block(factory.create_agent_client(&registration))?;
@@ -119,7 +151,7 @@ fn throughput(urls: &str, total: usize, in_flight: usize, senders: Senders) -> R
     let mut users = Vec::new();
     let mut sinks = Vec::new();
     for url in urls.split(',') {
-        let factory = Factory::new(url, FactoryOptions::from_json(Some(&options))?)?;
+        let factory = factory(url, &options)?;
         let user = Arc::new(block(factory.create_user_client(None))?);
         let registration = block(user.register_agent("bench.Sink", None))?;
         sinks.push(block(factory.create_agent_client(&registration))?);
@@ -233,8 +265,39 @@ fn throughput(urls: &str, total: usize, in_flight: usize, senders: Senders) -> R
     )
 }
 
+/// Actions per second, `in_flight` threads each calling one after another.
+fn actions(url: &str, total: usize, in_flight: usize) -> R<Value> {
+    let (user, id, _agent) = user_and_agent(url)?;
+    let user = Arc::new(user);
+    fn call(user: &Client, id: &EntityId) -> academy::Result<Value> {
+        let t = Some(Duration::from_secs(30));
+        block(user.action(id.clone(), "add", &json!([1, 2]), &json!({}), t))
+    }
+    for _ in 0..50 {
+        call(&user, &id)?;
+    }
+    let start = Instant::now();
+    let threads: Vec<_> = (0..in_flight)
+        .map(|i| {
+            let (user, id) = (user.clone(), id.clone());
+            let count = total / in_flight + usize::from(i < total % in_flight);
+            std::thread::spawn(move || -> academy::Result<()> {
+                for _ in 0..count {
+                    call(&user, &id)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a caller panicked")??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(json!({"actions_per_s": total as f64 / seconds, "n": total, "in_flight": in_flight}))
+}
+
 fn cpu(url: &str, n: usize) -> R<Value> {
-    let factory = Factory::new(url, FactoryOptions::default())?;
+    let factory = factory(url, "{}")?;
     let user = block(factory.create_user_client(None))?;
     let registration = block(user.register_agent("bench.Void", None))?;
     let dest: Value = serde_json::from_str(&registration)?;
@@ -256,7 +319,7 @@ fn cpu(url: &str, n: usize) -> R<Value> {
 }
 
 fn clients(url: &str, n: usize) -> R<Value> {
-    let factory = Factory::new(url, FactoryOptions::default())?;
+    let factory = factory(url, "{}")?;
     let base = rss_kib();
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
@@ -289,6 +352,7 @@ fn main() -> R<()> {
                 Ok(block(user.action(id.clone(), "add", &a, &k, t)).map(drop)?)
             })?
         }
+        "actions" => actions(url, n(3, 2000), n(4, 32))?,
         "throughput" => {
             let senders = match args.get(5).map(String::as_str) {
                 None | Some("threads") => Senders::Threads,

@@ -12,8 +12,6 @@ use crate::error::{Error, Result};
 
 pub mod exchanges;
 
-pub use exchanges::{HybridOptions, RedisOptions, RedisServer};
-
 /// Globus Auth's token endpoint, the default of `globus_token_url`.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
 

@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
 use crate::fork::ProcessBound;
-use crate::options::{FactoryOptions, HybridOptions, RedisOptions};
+use crate::options::exchanges::{HybridOptions, RedisOptions};
+use crate::options::FactoryOptions;
 use crate::runtime;
 use crate::transport::{MailboxStatus, Transport};
 use crate::wire::ids::{EntityId, Role};

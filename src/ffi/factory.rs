@@ -5,7 +5,8 @@ use std::ffi::c_char;
 
 use super::{academy_status, arg_opt_str, arg_str, boundary, boundary_void, check_out, write_out};
 use crate::client::Factory;
-use crate::options::{FactoryOptions, HybridOptions, RedisOptions};
+use crate::options::exchanges::{HybridOptions, RedisOptions};
+use crate::options::FactoryOptions;
 
 /// An exchange to make clients of (opaque).
 pub struct academy_factory {

@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
-use crate::options::{FactoryOptions, HybridOptions};
+use crate::options::exchanges::HybridOptions;
+use crate::options::FactoryOptions;
 use crate::transport::mailbox::{Inbound, MailboxStatus, NextMessage};
 use crate::transport::peer::{self, PeerListener, PeerPool};
 use crate::transport::redis::{header_of, no_sharing};

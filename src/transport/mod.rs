@@ -25,7 +25,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::options::{FactoryOptions, HybridOptions, RedisOptions};
+use crate::options::exchanges::{HybridOptions, RedisOptions};
+use crate::options::FactoryOptions;
 use crate::wire::ids::EntityId;
 
 pub mod auth;
@@ -41,10 +42,12 @@ pub mod redis_store;
 
 pub use http::HttpTransport;
 pub use hybrid::HybridTransport;
-pub use redis::RedisTransport;
 pub use mailbox::{Inbound, MailboxStatus};
+pub use redis::RedisTransport;
 
 /// A connection to one exchange, shared by the clients of one factory.
+// One per factory, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Transport {
     /// academy-py's HTTP exchange, or ours.

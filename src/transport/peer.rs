@@ -39,6 +39,8 @@ const CONNECT_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest connect to a peer (a peer on a dead host would otherwise
 /// hold a send for the whole connect timeout, with Redis there to use).
 const MAX_CONNECT: Duration = Duration::from_secs(5);
+/// How many frames one write takes at most.
+const WRITE_BATCH: usize = 64;
 /// When a listener stops, connections are read on while frames keep
 /// coming at least this often.
 const GRACE: Duration = Duration::from_millis(100);
@@ -109,8 +111,11 @@ impl PeerConn {
         self.closing.send_replace(true);
     }
 
-    /// Writes a frame: at once when nothing waits before it and the socket
-    /// takes it all, else through the writer task.
+    /// Writes a frame: at once when the caller is a thread blocked on this
+    /// send (latency), nothing waits before it and the socket takes it
+    /// all; else through the writer task, which writes the frames of
+    /// concurrent sends together (one system call and segment for many
+    /// background sends).
     async fn send(self: &Arc<Self>, bytes: Vec<u8>) -> std::result::Result<(), NotSent> {
         let rx = {
             let mut st = lock(&self.state);
@@ -118,7 +123,7 @@ impl PeerConn {
                 return Err(NotSent("the connection was closed".into()));
             }
             let mut written = 0;
-            if st.backlog.is_empty() {
+            if st.backlog.is_empty() && !runtime::on_library_thread() {
                 if closed_by_peer(&self.stream) {
                     drop(st);
                     self.mark_broken();
@@ -168,8 +173,11 @@ impl PeerConn {
         }
     }
 
-    /// Writes the backlog until it is empty or the connection fails.
+    /// Writes the backlog until it is empty or the connection fails, many
+    /// frames per system call.
     async fn write_backlog(self: Arc<Self>) {
+        // Sends made in the same turn of the runtime join this write.
+        tokio::task::yield_now().await;
         loop {
             if self.stream.writable().await.is_err() {
                 self.mark_broken();
@@ -177,14 +185,30 @@ impl PeerConn {
             }
             let mut st = lock(&self.state);
             loop {
-                let Some(front) = st.backlog.front_mut() else {
+                if st.backlog.is_empty() {
                     st.writer_running = false;
                     return;
-                };
-                match self.stream.try_write(&front.bytes[front.written..]) {
-                    Ok(n) => {
-                        front.written += n;
-                        if front.written == front.bytes.len() {
+                }
+                let slices: Vec<io::IoSlice<'_>> = st
+                    .backlog
+                    .iter()
+                    .take(WRITE_BATCH)
+                    .map(|p| io::IoSlice::new(&p.bytes[p.written..]))
+                    .collect();
+                let wrote = self.stream.try_write_vectored(&slices);
+                drop(slices);
+                match wrote {
+                    Ok(mut n) => {
+                        while n > 0 {
+                            let Some(front) = st.backlog.front_mut() else {
+                                break;
+                            };
+                            let left = front.bytes.len() - front.written;
+                            if n < left {
+                                front.written += n;
+                                break;
+                            }
+                            n -= left;
                             if let Some(done) = st.backlog.pop_front() {
                                 let _ = done.done.send(true);
                             }
@@ -351,9 +375,12 @@ impl PeerPool {
         }
         let (host, port) = parse_address(address)
             .ok_or_else(|| NotSent(format!("{address:?} is not a host:port address")))?;
-        let connected = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")));
+        let connected =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                });
         let stream = match connected {
             Ok(s) => s,
             Err(e) => {
@@ -479,7 +506,10 @@ impl std::fmt::Debug for PeerListener {
 impl PeerListener {
     /// Listens on `listener`; every frame's text goes to `tx` (frames that
     /// are not UTF-8 are dropped).
-    pub fn start(listener: TcpListener, tx: mpsc::UnboundedSender<crate::error::Result<String>>) -> Result<Self> {
+    pub fn start(
+        listener: TcpListener,
+        tx: mpsc::UnboundedSender<crate::error::Result<String>>,
+    ) -> Result<Self> {
         let local = listener
             .local_addr()
             .map_err(|e| Error::internal(format!("listener without an address: {e}")))?;

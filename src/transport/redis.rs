@@ -16,7 +16,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
-use crate::options::{FactoryOptions, RedisOptions};
+use crate::options::exchanges::RedisOptions;
+use crate::options::FactoryOptions;
 use crate::transport::mailbox::{Inbound, MailboxStatus};
 use crate::transport::redis_keys::{self, Layout};
 use crate::transport::redis_store::{
@@ -148,10 +149,7 @@ impl RedisTransport {
                 async move { call.invoke_async::<()>(&mut c).await }
             })
             .await?;
-        let pending = self
-            .store
-            .scan(&Layout::requests_pattern(&id.uid))
-            .await?;
+        let pending = self.store.scan(&Layout::requests_pattern(&id.uid)).await?;
         let mut headers: Vec<String> = Vec::new();
         for batch in pending.chunks(500) {
             let got: Vec<String> = self

@@ -174,10 +174,7 @@ mod tests {
             hybrid.address(&uid),
             "default:address:E2PNVNLNMFFNFOV4TPKCSCKB2I"
         );
-        assert_eq!(
-            hybrid.uid_of_agent_key(&hybrid.agent(&uid)),
-            Some(uid)
-        );
+        assert_eq!(hybrid.uid_of_agent_key(&hybrid.agent(&uid)), Some(uid));
         assert_eq!(redis.uid_of_agent_key(&redis.agent(&uid)), Some(uid));
         let odd = Layout::Hybrid {
             namespace: "a*b[c]".into(),

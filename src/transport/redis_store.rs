@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
-use crate::options::{FactoryOptions, RedisServer};
+use crate::options::exchanges::RedisServer;
+use crate::options::FactoryOptions;
 use crate::runtime;
 use crate::transport::mailbox::{Inbound, MailboxStatus, NextMessage};
 use crate::transport::redis_keys::{self, Layout, ACTIVE, CLOSE_SENTINEL, INACTIVE};
@@ -35,8 +36,7 @@ const STALE_HEARTBEATS: f64 = 3.0;
 /// A blocking pop waits at most this long at a time; stopping wakes it
 /// sooner with `CLIENT UNBLOCK`.
 const POP_SLICE: Duration = Duration::from_secs(5);
-/// How many more messages a reader takes at once after a pop, when they
-/// are there already.
+/// How many messages a reader takes at once, when they are there already.
 const POP_BATCH: usize = 256;
 /// The longest wait between attempts while the queue's reader cannot reach
 /// Redis.
@@ -83,6 +83,8 @@ pub struct RedisStore {
     connecting: tokio::sync::Mutex<()>,
     take_more: Script,
     heartbeat_status: Script,
+    /// Set once Redis turned out to lack `BLMPOP` (before 7.0).
+    no_blmpop: std::sync::atomic::AtomicBool,
 }
 
 impl RedisStore {
@@ -114,6 +116,7 @@ impl RedisStore {
             connecting: tokio::sync::Mutex::new(()),
             take_more: Script::new(TAKE_MORE),
             heartbeat_status: Script::new(HEARTBEAT_STATUS),
+            no_blmpop: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -170,7 +173,16 @@ impl RedisStore {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let mut attempts_left = self.options.retries;
+        self.run_tries(what, self.options.retries, op).await
+    }
+
+    /// [`run`](Self::run) with `retries` retries.
+    pub async fn run_tries<T, F, Fut>(&self, what: &str, retries: u32, op: F) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut attempts_left = retries;
         let mut backoff = self.options.initial_retry_backoff;
         loop {
             let failure = match self.connection().await {
@@ -505,11 +517,6 @@ impl Receiving {
         })
     }
 
-    /// Whether stopping began; wakes with [`stopping`](Self::stopping).
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-
     /// Starts the reader of the Redis queue (`status` is the mailbox's
     /// status key, checked before the first pop and after reconnecting).
     pub fn start_reader(self: &Arc<Self>, store: Arc<RedisStore>, status: String) -> Result<()> {
@@ -534,8 +541,9 @@ impl Receiving {
         self.stop.send_replace(true);
         let client = self.reader_client.load(Ordering::Acquire);
         if client > 0 {
+            // One try: the pop ends within its slice anyway.
             let _ = store
-                .run("stop receiving", |mut c| async move {
+                .run_tries("stop receiving", 0, |mut c| async move {
                     ::redis::cmd("CLIENT")
                         .arg("UNBLOCK")
                         .arg(client)
@@ -666,6 +674,9 @@ struct QueueReader {
     client_id: Arc<AtomicI64>,
 }
 
+/// `BLMPOP`'s answer: the key, and the items taken.
+type KeyAndItems = (Vec<u8>, Vec<Vec<u8>>);
+
 /// What one pop brought.
 enum Popped {
     Nothing,
@@ -755,6 +766,27 @@ impl QueueReader {
         if self.stopping() {
             return Ok(Popped::Nothing);
         }
+        if !self.store.no_blmpop.load(Ordering::Relaxed) {
+            // Redis 7: waits for the first message and takes those behind
+            // it in the same round trip.
+            let popped: RedisResult<Option<KeyAndItems>> = ::redis::cmd("BLMPOP")
+                .arg(POP_SLICE.as_secs())
+                .arg(1)
+                .arg(&self.queue)
+                .arg("LEFT")
+                .arg("COUNT")
+                .arg(POP_BATCH)
+                .query_async(c)
+                .await;
+            match popped {
+                Ok(None) => return Ok(Popped::Nothing),
+                Ok(Some((_, items))) => return Ok(Popped::Items(items)),
+                Err(e) if e.to_string().to_lowercase().contains("unknown command") => {
+                    self.store.no_blmpop.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
         let popped: Option<(Vec<u8>, Vec<u8>)> = ::redis::cmd("BLPOP")
             .arg(&self.queue)
             .arg(POP_SLICE.as_secs())
@@ -766,7 +798,7 @@ impl QueueReader {
         };
         let mut items = vec![first];
         if items[0] != CLOSE_SENTINEL {
-            // More may be waiting: take them in the same trip.
+            // Redis before 7: more may be waiting; take them in one trip.
             let more: RedisResult<Vec<Vec<u8>>> = self
                 .store
                 .take_more
@@ -776,11 +808,10 @@ impl QueueReader {
                 .await;
             match more {
                 Ok(more) => items.extend(more),
-                Err(e) => {
-                    // Hand over the one taken, then reconnect.
+                Err(_) => {
+                    // Hand over the one taken; reconnect for the next.
                     *conn = None;
                     *checked = false;
-                    let _ = e;
                 }
             }
         }
