@@ -829,3 +829,130 @@ fn closing_keeps_an_agents_mailbox_and_terminates_a_users() {
         assert_eq!(again.status(&user_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
     }
 }
+
+/// Every client call answers on these exchanges as on the HTTP exchange,
+/// with the same statuses.
+#[test]
+fn every_call_answers_with_the_statuses_of_the_http_exchange() {
+    for kind in KINDS {
+        eprintln!("-- {kind:?}");
+        let setup = Setup::new(kind);
+        let factory = setup.factory(r#""heartbeat_interval_s": 1"#);
+        let user = factory.user(Some("calls")).unwrap();
+        let other = factory.user(None).unwrap();
+        let unknown = json!({"uid": uuid::Uuid::new_v4(), "name": null, "role": "agent"}).to_string();
+        let ping = r#"{"kind": "ping-request"}"#;
+
+        expect_err(user.send(&message(&user.id(), &unknown, ping)), ACADEMY_ERR_BAD_ENTITY_ID);
+        expect_err(user.ping(&unknown, 5.0), ACADEMY_ERR_BAD_ENTITY_ID);
+        expect_err(user.recv(0.0), ACADEMY_ERR_TIMEOUT);
+        let start = Instant::now();
+        expect_err(user.recv(0.3), ACADEMY_ERR_TIMEOUT);
+        assert!(start.elapsed() >= Duration::from_millis(290));
+        expect_err(user.send("{}"), ACADEMY_ERR_INVALID_ARGUMENT);
+        assert_eq!(user.discover("no.such.Class", true).unwrap(), "[]");
+        expect_err(
+            factory.agent(&json!({"agent_id": parse(&unknown), "exchange_type": kind.name()}).to_string()),
+            ACADEMY_ERR_BAD_ENTITY_ID,
+        );
+        // A request to a user is answered INVALID_CLIENT, as academy-py's
+        // user clients answer.
+        let answer = parse(&user.request(&other.id(), ping, 10.0).unwrap());
+        assert_eq!(answer["body"]["error_code"], 4, "{answer}");
+        // Messages between two users, both ways.
+        user.send(&message(&user.id(), &other.id(), r#"{"kind": "success-response"}"#))
+            .unwrap();
+        assert_eq!(parse(&other.recv(10.0).unwrap())["body"]["kind"], "success-response");
+
+        // Heartbeats: sent at creation and every interval.
+        user.heartbeat().unwrap();
+        assert!(other.heartbeat_status(&user.id()).unwrap() < 1.0);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(other.heartbeat_status(&user.id()).unwrap() < 1.2);
+        assert_eq!(other.status(&user.id()).unwrap(), ACADEMY_MAILBOX_ACTIVE);
+        assert_eq!(other.status(&unknown).unwrap(), ACADEMY_MAILBOX_MISSING);
+        expect_err(other.heartbeat_status(&unknown), ACADEMY_ERR_BAD_ENTITY_ID);
+
+        // Sends in the background, then a flush.
+        let registration = user.register_agent("calls.Sink", None).unwrap();
+        let sink = factory.agent(&registration).unwrap();
+        let sink_id = agent_id_of(&registration);
+        for _ in 0..200 {
+            let m = c(&message(&user.id(), &sink_id, ping));
+            let status = unsafe {
+                academy::ffi::client::academy_client_send_async(user.0, m.as_ptr(), None, null_mut())
+            };
+            assert_eq!(status, ACADEMY_OK);
+        }
+        check(unsafe { academy::ffi::client::academy_client_flush(user.0, 30.0) }).unwrap();
+        let mut got = std::collections::HashSet::new();
+        while got.len() < 200 {
+            got.insert(parse(&sink.recv(10.0).unwrap())["header"]["tag"].to_string());
+        }
+        expect_err(sink.recv(0.2), ACADEMY_ERR_TIMEOUT);
+
+        // Terminated: sends, calls and new clients say so.
+        user.terminate(&sink_id).unwrap();
+        expect_err(sink.recv(10.0), ACADEMY_ERR_MAILBOX_TERMINATED);
+        assert_eq!(user.status(&sink_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
+        expect_err(user.heartbeat_status(&sink_id), ACADEMY_ERR_MAILBOX_TERMINATED);
+        expect_err(user.send(&message(&user.id(), &sink_id, ping)), ACADEMY_ERR_MAILBOX_TERMINATED);
+        expect_err(user.ping(&sink_id, 5.0), ACADEMY_ERR_MAILBOX_TERMINATED);
+        expect_err(factory.agent(&registration), ACADEMY_ERR_MAILBOX_TERMINATED);
+        assert_eq!(user.discover("calls.Sink", true).unwrap(), "[]");
+        // Terminating again, or an unknown mailbox, is no error.
+        user.terminate(&sink_id).unwrap();
+        user.terminate(&unknown).unwrap();
+
+        for call in [
+            user.share(&user.id(), "g").map(drop),
+            user.shared_groups(&user.id()).map(drop),
+            user.unshare(&user.id(), "g").map(drop),
+        ] {
+            let message = expect_err(call, ACADEMY_ERR_PROTOCOL);
+            assert!(message.contains("sharing is not supported"), "{message}");
+        }
+
+        // Closed: every call says CLOSED; closing twice is fine.
+        let other_id = other.id();
+        other.close().unwrap();
+        other.close().unwrap();
+        expect_err(other.recv(0.0), ACADEMY_ERR_CLOSED);
+        expect_err(other.send(&message(&other_id, &user.id(), ping)), ACADEMY_ERR_CLOSED);
+        expect_err(other.ping(&user.id(), 1.0), ACADEMY_ERR_CLOSED);
+        assert_eq!(user.status(&other_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
+    }
+}
+
+/// The hybrid exchange's `interface` picks the advertised address and
+/// `ports` the ports clients listen on, one each while it is open.
+#[test]
+fn hybrid_clients_listen_where_the_options_say() {
+    let setup = Setup::new(Kind::Hybrid);
+    let ports = [free_port(), free_port()];
+    let factory = setup.factory(&format!(
+        r#""interface": "lo", "ports": [{}, {}]"#,
+        ports[0], ports[1]
+    ));
+    let mut con = setup.redis();
+    let a = factory.user(None).unwrap();
+    let b = factory.user(None).unwrap();
+    let address = |id: &str, con: &mut redis::Connection| get(con, &setup.key("address", id));
+    let mut used = vec![address(&a.id(), &mut con).unwrap(), address(&b.id(), &mut con).unwrap()];
+    used.sort();
+    let mut want: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    want.sort();
+    assert_eq!(used, want);
+    let message = expect_err(factory.user(None), ACADEMY_ERR_CONNECTION);
+    assert!(message.contains("ports"), "{message}");
+    let a_address = address(&a.id(), &mut con).unwrap();
+    drop(a); // closes: the port is free again
+    let c = factory.user(None).unwrap();
+    assert_eq!(address(&c.id(), &mut con).unwrap(), a_address);
+    assert_eq!(
+        c.request(&b.id(), r#"{"kind": "ping-request"}"#, 10.0)
+            .map(|r| parse(&r)["body"]["error_code"].clone())
+            .unwrap(),
+        4
+    );
+}
