@@ -51,7 +51,10 @@ def each(exchange, client, workload, key):
 
 
 def ratio(a, b):
-    return f'{a / b:.1f}x' if a is not None and b else 'n/a'
+    if a is None or not b:
+        return 'n/a'
+    r = a / b
+    return f'{r:.0f}x' if r >= 10 else f'{r:.1f}x' if r >= 1 else f'{r:.3f}x'
 
 
 table = ['| metric | exchange | libacademy | academy-py | ours / academy-py |', '|---|---|---|---|---|']

@@ -840,10 +840,14 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         let factory = setup.factory(r#""heartbeat_interval_s": 1"#);
         let user = factory.user(Some("calls")).unwrap();
         let other = factory.user(None).unwrap();
-        let unknown = json!({"uid": uuid::Uuid::new_v4(), "name": null, "role": "agent"}).to_string();
+        let unknown =
+            json!({"uid": uuid::Uuid::new_v4(), "name": null, "role": "agent"}).to_string();
         let ping = r#"{"kind": "ping-request"}"#;
 
-        expect_err(user.send(&message(&user.id(), &unknown, ping)), ACADEMY_ERR_BAD_ENTITY_ID);
+        expect_err(
+            user.send(&message(&user.id(), &unknown, ping)),
+            ACADEMY_ERR_BAD_ENTITY_ID,
+        );
         expect_err(user.ping(&unknown, 5.0), ACADEMY_ERR_BAD_ENTITY_ID);
         expect_err(user.recv(0.0), ACADEMY_ERR_TIMEOUT);
         let start = Instant::now();
@@ -852,7 +856,9 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         expect_err(user.send("{}"), ACADEMY_ERR_INVALID_ARGUMENT);
         assert_eq!(user.discover("no.such.Class", true).unwrap(), "[]");
         expect_err(
-            factory.agent(&json!({"agent_id": parse(&unknown), "exchange_type": kind.name()}).to_string()),
+            factory.agent(
+                &json!({"agent_id": parse(&unknown), "exchange_type": kind.name()}).to_string(),
+            ),
             ACADEMY_ERR_BAD_ENTITY_ID,
         );
         // A request to a user is answered INVALID_CLIENT, as academy-py's
@@ -860,9 +866,16 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         let answer = parse(&user.request(&other.id(), ping, 10.0).unwrap());
         assert_eq!(answer["body"]["error_code"], 4, "{answer}");
         // Messages between two users, both ways.
-        user.send(&message(&user.id(), &other.id(), r#"{"kind": "success-response"}"#))
-            .unwrap();
-        assert_eq!(parse(&other.recv(10.0).unwrap())["body"]["kind"], "success-response");
+        user.send(&message(
+            &user.id(),
+            &other.id(),
+            r#"{"kind": "success-response"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            parse(&other.recv(10.0).unwrap())["body"]["kind"],
+            "success-response"
+        );
 
         // Heartbeats: sent at creation and every interval.
         user.heartbeat().unwrap();
@@ -880,7 +893,12 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         for _ in 0..200 {
             let m = c(&message(&user.id(), &sink_id, ping));
             let status = unsafe {
-                academy::ffi::client::academy_client_send_async(user.0, m.as_ptr(), None, null_mut())
+                academy::ffi::client::academy_client_send_async(
+                    user.0,
+                    m.as_ptr(),
+                    None,
+                    null_mut(),
+                )
             };
             assert_eq!(status, ACADEMY_OK);
         }
@@ -895,8 +913,14 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         user.terminate(&sink_id).unwrap();
         expect_err(sink.recv(10.0), ACADEMY_ERR_MAILBOX_TERMINATED);
         assert_eq!(user.status(&sink_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
-        expect_err(user.heartbeat_status(&sink_id), ACADEMY_ERR_MAILBOX_TERMINATED);
-        expect_err(user.send(&message(&user.id(), &sink_id, ping)), ACADEMY_ERR_MAILBOX_TERMINATED);
+        expect_err(
+            user.heartbeat_status(&sink_id),
+            ACADEMY_ERR_MAILBOX_TERMINATED,
+        );
+        expect_err(
+            user.send(&message(&user.id(), &sink_id, ping)),
+            ACADEMY_ERR_MAILBOX_TERMINATED,
+        );
         expect_err(user.ping(&sink_id, 5.0), ACADEMY_ERR_MAILBOX_TERMINATED);
         expect_err(factory.agent(&registration), ACADEMY_ERR_MAILBOX_TERMINATED);
         assert_eq!(user.discover("calls.Sink", true).unwrap(), "[]");
@@ -918,7 +942,10 @@ fn every_call_answers_with_the_statuses_of_the_http_exchange() {
         other.close().unwrap();
         other.close().unwrap();
         expect_err(other.recv(0.0), ACADEMY_ERR_CLOSED);
-        expect_err(other.send(&message(&other_id, &user.id(), ping)), ACADEMY_ERR_CLOSED);
+        expect_err(
+            other.send(&message(&other_id, &user.id(), ping)),
+            ACADEMY_ERR_CLOSED,
+        );
         expect_err(other.ping(&user.id(), 1.0), ACADEMY_ERR_CLOSED);
         assert_eq!(user.status(&other_id).unwrap(), ACADEMY_MAILBOX_TERMINATED);
     }
@@ -938,7 +965,10 @@ fn hybrid_clients_listen_where_the_options_say() {
     let a = factory.user(None).unwrap();
     let b = factory.user(None).unwrap();
     let address = |id: &str, con: &mut redis::Connection| get(con, &setup.key("address", id));
-    let mut used = vec![address(&a.id(), &mut con).unwrap(), address(&b.id(), &mut con).unwrap()];
+    let mut used = vec![
+        address(&a.id(), &mut con).unwrap(),
+        address(&b.id(), &mut con).unwrap(),
+    ];
     used.sort();
     let mut want: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     want.sort();

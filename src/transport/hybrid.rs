@@ -40,6 +40,8 @@ use crate::wire::message::{academy_error_body, ErrorCode, Message, MessageKind};
 /// A message at most this long rides along with the address lookup, so
 /// that a destination without an address costs one round trip, not two.
 const PUSH_WITH_LOOKUP: usize = 64 * 1024;
+/// Destinations whose address is remembered at most.
+const MAX_ADDRESSES: usize = 100_000;
 /// How long closing waits for frames being written and read.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -474,7 +476,11 @@ impl Shared {
             Route::Push => self.store.push(&queue, message_json).await,
             Route::Address(address) => match self.peers.send(&address, frame).await {
                 Ok(()) => {
-                    lock(&self.addresses).insert(dest, address);
+                    let mut cache = lock(&self.addresses);
+                    if cache.len() >= MAX_ADDRESSES {
+                        cache.clear(); // very many peers over time: start over
+                    }
+                    cache.insert(dest, address);
                     Ok(())
                 }
                 // Unreachable (gone, restarting, crashed): its queue keeps

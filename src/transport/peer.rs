@@ -229,7 +229,17 @@ impl PeerConn {
 
     /// Peers never write: a readable connection has been closed (or reset)
     /// by the peer. Marks it broken then, or when the pool closes.
-    async fn watch(self: Arc<Self>) {
+    async fn watch(self: Arc<Self>, address: String, conns: std::sync::Weak<Mutex<Conns>>) {
+        self.clone().watch_until_closed().await;
+        if let Some(conns) = conns.upgrade() {
+            let mut conns = lock(&conns);
+            if conns.get(&address).is_some_and(|c| Arc::ptr_eq(c, &self)) {
+                conns.remove(&address);
+            }
+        }
+    }
+
+    async fn watch_until_closed(self: Arc<Self>) {
         let mut closing = self.closing.subscribe();
         let mut buf = [0u8; 256];
         loop {
@@ -295,9 +305,17 @@ fn closed_by_peer(stream: &TcpStream) -> bool {
     }
 }
 
+type Conns = HashMap<String, Arc<PeerConn>>;
+
+/// Lookups remembered at most: a long-running process that talked to very
+/// many short-lived peers starts over rather than grow without bound.
+const MAX_REMEMBERED: usize = 100_000;
+
 /// Connections to peers, one per address, shared by a factory's clients.
 pub struct PeerPool {
-    conns: Mutex<HashMap<String, Arc<PeerConn>>>,
+    /// Shared with each connection's watcher, which removes its connection
+    /// when the peer closes it (so no socket of a gone peer stays open).
+    conns: Arc<Mutex<Conns>>,
     /// One connect at a time per address.
     connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Addresses a connect failed to lately.
@@ -323,7 +341,7 @@ fn parse_address(address: &str) -> Option<(&str, u16)> {
 impl PeerPool {
     pub fn new(connect_timeout: Duration) -> Self {
         PeerPool {
-            conns: Mutex::new(HashMap::new()),
+            conns: Arc::new(Mutex::new(HashMap::new())),
             connecting: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
             connect_timeout: connect_timeout.min(MAX_CONNECT),
@@ -384,18 +402,28 @@ impl PeerPool {
         let stream = match connected {
             Ok(s) => s,
             Err(e) => {
-                lock(&self.refused).insert(address.to_owned(), Instant::now());
+                let mut refused = lock(&self.refused);
+                refused.retain(|_, at| at.elapsed() < CONNECT_BACKOFF);
+                refused.insert(address.to_owned(), Instant::now());
                 return Err(NotSent(format!("cannot connect to {address}: {e}")));
             }
         };
         lock(&self.refused).remove(address);
+        {
+            let mut gates = lock(&self.connecting);
+            if gates.len() > MAX_REMEMBERED {
+                gates.retain(|_, g| Arc::strong_count(g) > 1);
+            }
+        }
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(PeerConn {
             stream,
             state: Mutex::new(WriteState::default()),
             closing: watch::channel(false).0,
         });
-        let watcher = conn.clone().watch();
+        let watcher = conn
+            .clone()
+            .watch(address.to_owned(), Arc::downgrade(&self.conns));
         match runtime::handle() {
             Ok(h) => drop(h.spawn(watcher)),
             Err(_) => drop(tokio::spawn(watcher)),
