@@ -1,6 +1,9 @@
 """The same workloads as examples/bench.rs, with academy-py's own client.
 
-Usage: bench_python.py WORKLOAD URL [ARGS]   (prints one JSON object)
+Usage: bench_python.py WORKLOAD EXCHANGE [ARGS]   (prints one JSON object)
+
+EXCHANGE is an HTTP exchange's URL, redis://HOST:PORT/DB (RedisExchangeFactory)
+or hybrid://HOST:PORT/DB (HybridExchangeFactory, namespace "bench").
 """
 
 import asyncio
@@ -11,7 +14,8 @@ import time
 import uuid
 
 from academy.agent import Agent, action
-from academy.exchange.cloud.client import HttpExchangeFactory, HttpExchangeTransport, _HttpConnectionInfo
+from academy.exchange import HybridExchangeFactory, RedisExchangeFactory
+from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
 from academy.identifier import AgentId
 from academy.manager import Manager
@@ -23,6 +27,20 @@ class Calc(Agent):
     @action
     async def add(self, a, b):
         return a + b
+
+
+def make_factory(exchange):
+    """The academy-py factory for EXCHANGE (see the module's doc)."""
+    for scheme in ('redis://', 'hybrid://'):
+        if exchange.startswith(scheme):
+            address, _, db = exchange[len(scheme):].partition('/')
+            host, _, port = address.rpartition(':')
+            kwargs = {'db': int(db or 0)}
+            if scheme == 'redis://':
+                return RedisExchangeFactory(host, int(port), **kwargs)
+            return HybridExchangeFactory(redis_host=host, redis_port=int(port), redis_kwargs=kwargs,
+                                         namespace='bench')
+    return HttpExchangeFactory(exchange)
 
 
 def percentile(xs, p):
@@ -42,7 +60,7 @@ async def latencies(n, f):
 
 
 async def with_agent(url, n, what):
-    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+    async with await Manager.from_exchange_factory(make_factory(url)) as manager:
         handle = await manager.launch(Calc)
         h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
         if what == 'ping':
@@ -57,7 +75,7 @@ async def gather(url, total, concurrency):
     """`concurrency` Handle calls in flight under asyncio.gather, as
     academy-py's users keep actions in flight: actions/s, and the latency
     of a call under that load."""
-    async with await Manager.from_exchange_factory(HttpExchangeFactory(url)) as manager:
+    async with await Manager.from_exchange_factory(make_factory(url)) as manager:
         handle = await manager.launch(Calc)
         h = Handle(handle.agent_id, request_serializer=SerializationStrategy.JSON)
         ms = []
@@ -101,8 +119,7 @@ async def pending(url, n):
 
 
 async def transport(url, mailbox=None):
-    info = _HttpConnectionInfo(url=url, additional_headers={})
-    return await HttpExchangeTransport.new(connection_info=info, auth_method=None, mailbox_id=mailbox)
+    return await make_factory(url)._create_transport(mailbox_id=mailbox)
 
 
 async def throughput(url, total, in_flight):
@@ -163,7 +180,7 @@ def rss_mib():
 
 async def clients(url, n):
     base = rss_mib()
-    factory = HttpExchangeFactory(url)
+    factory = make_factory(url)
     held = [await factory.create_user_client() for _ in range(n)]
     await asyncio.sleep(1)
     result = {'clients': n, 'rss_mib': rss_mib(), 'base_rss_mib': base}

@@ -1,7 +1,9 @@
 //! Benchmarks of our client (the numbers in BENCHMARKS.md; run by bench/run).
 //!
-//! `cargo run --release --example bench -- WORKLOAD URL [ARGS]` prints one
-//! JSON object. Workloads:
+//! `cargo run --release --example bench -- WORKLOAD EXCHANGE [ARGS]` prints
+//! one JSON object. EXCHANGE is an HTTP exchange's URL, `redis://HOST:PORT/DB`
+//! for academy-py's Redis exchange, or `hybrid://HOST:PORT/DB` for its
+//! hybrid exchange (namespace `bench`). Workloads:
 //! - `ping N`: user -> agent -> user round trips to an agent served in this
 //!   process (through the exchange): p50/p99 in ms.
 //! - `action N`: `action("add", [1, 2])` round trips to the same agent.
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use academy::client::serve as agent;
+use academy::options::exchanges::{HybridOptions, RedisOptions};
 use academy::{Client, EntityId, Factory, FactoryOptions, Message};
 use serde_json::{json, Value};
 
@@ -75,12 +78,39 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// A factory for EXCHANGE (see the module's doc) with the common client
+/// options in `options` (a JSON object).
+fn factory(exchange: &str, options: &str) -> R<Factory> {
+    let redis = |rest: &str| -> R<(String, u16, i64)> {
+        let (addr, db) = rest.split_once('/').unwrap_or((rest, "0"));
+        let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+        Ok((host.to_owned(), port.parse()?, db.parse()?))
+    };
+    let mut opts: serde_json::Map<String, Value> = serde_json::from_str(options)?;
+    if let Some(rest) = exchange.strip_prefix("redis://") {
+        let (host, port, db) = redis(rest)?;
+        opts.insert("hostname".into(), json!(host));
+        opts.insert("port".into(), json!(port));
+        opts.insert("kwargs".into(), json!({"db": db}));
+        let options = RedisOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::redis(options)?)
+    } else if let Some(rest) = exchange.strip_prefix("hybrid://") {
+        let (host, port, db) = redis(rest)?;
+        opts.insert("redis_host".into(), json!(host));
+        opts.insert("redis_port".into(), json!(port));
+        opts.insert("redis_kwargs".into(), json!({"db": db}));
+        opts.insert("namespace".into(), json!("bench"));
+        let options = HybridOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::hybrid(options)?)
+    } else {
+        let options = FactoryOptions::from_json(Some(&Value::Object(opts).to_string()))?;
+        Ok(Factory::new(exchange, options)?)
+    }
+}
+
 /// A user, and an agent served on a thread of this process.
 fn user_and_agent(url: &str) -> R<(Client, EntityId, Client)> {
-    let factory = Factory::new(
-        url,
-        FactoryOptions::from_json(Some(r#"{"max_concurrency": 4}"#))?,
-    )?;
+    let factory = factory(url, r#"{"max_concurrency": 4}"#)?;
     let user = block(factory.create_user_client(None))?;
     let registration = block(user.register_agent("bench.Calc", None))?;
     let agent = block(factory.create_agent_client(&registration))?;
@@ -131,7 +161,7 @@ fn throughput(urls: &str, total: usize, in_flight: usize, senders: Senders) -> R
     let mut users = Vec::new();
     let mut sinks = Vec::new();
     for url in urls.split(',') {
-        let factory = Factory::new(url, FactoryOptions::from_json(Some(&options))?)?;
+        let factory = factory(url, &options)?;
         let user = Arc::new(block(factory.create_user_client(None))?);
         let registration = block(user.register_agent("bench.Sink", None))?;
         sinks.push(block(factory.create_agent_client(&registration))?);
@@ -246,7 +276,7 @@ fn throughput(urls: &str, total: usize, in_flight: usize, senders: Senders) -> R
 }
 
 fn cpu(url: &str, n: usize) -> R<Value> {
-    let factory = Factory::new(url, FactoryOptions::default())?;
+    let factory = factory(url, "{}")?;
     let user = block(factory.create_user_client(None))?;
     let registration = block(user.register_agent("bench.Void", None))?;
     let dest: Value = serde_json::from_str(&registration)?;
@@ -268,7 +298,7 @@ fn cpu(url: &str, n: usize) -> R<Value> {
 }
 
 fn clients(url: &str, n: usize) -> R<Value> {
-    let factory = Factory::new(url, FactoryOptions::default())?;
+    let factory = factory(url, "{}")?;
     let base = rss_kib();
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
@@ -346,9 +376,31 @@ mod capi {
     unsafe impl Sync for Queue {}
 
     impl Factory {
+        /// A factory for `url`: an HTTP exchange's, or `redis://HOST:PORT/DB`
+        /// and `hybrid://HOST:PORT/DB` as the other workloads take them.
         pub fn new(url: &str) -> R<Factory> {
             let mut f = ptr::null_mut();
-            check(unsafe { academy_http_factory_new(c(url).as_ptr(), ptr::null(), &mut f) })?;
+            let redis = |rest: &str| -> R<(String, String, String)> {
+                let (addr, db) = rest.split_once('/').unwrap_or((rest, "0"));
+                let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+                Ok((host.to_owned(), port.to_owned(), db.to_owned()))
+            };
+            let status = if let Some(rest) = url.strip_prefix("redis://") {
+                let (host, port, db) = redis(rest)?;
+                let o = format!(
+                    r#"{{"hostname": "{host}", "port": {port}, "kwargs": {{"db": {db}}}}}"#
+                );
+                unsafe { academy_redis_factory_new(c(&o).as_ptr(), &mut f) }
+            } else if let Some(rest) = url.strip_prefix("hybrid://") {
+                let (host, port, db) = redis(rest)?;
+                let o = format!(
+                    r#"{{"redis_host": "{host}", "redis_port": {port}, "redis_kwargs": {{"db": {db}}}, "namespace": "bench"}}"#
+                );
+                unsafe { academy_hybrid_factory_new(c(&o).as_ptr(), &mut f) }
+            } else {
+                unsafe { academy_http_factory_new(c(url).as_ptr(), ptr::null(), &mut f) }
+            };
+            check(status)?;
             Ok(Factory(f))
         }
 

@@ -161,6 +161,10 @@ type Options struct {
 	// MaxInFlight: how many SendAsync sends of a client may be pending
 	// at once (0: 64).
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// ResendUnacknowledged: send again a message whose request was
+	// written but never answered, to any exchange (false: only to one
+	// that drops repeated messages, as libacademy's does).
+	ResendUnacknowledged bool `json:"resend_unacknowledged,omitempty"`
 }
 
 // Factory makes clients of one exchange.

@@ -181,6 +181,18 @@ public:
         check(academy_http_factory_new(url.c_str(), options_json, &p));
         h_ = Owner<academy_factory, academy_factory_free>(p);
     }
+    /// academy-py's Redis exchange (academy_redis_factory_new).
+    static Factory redis(const char *options_json = nullptr) {
+        academy_factory *p = nullptr;
+        check(academy_redis_factory_new(options_json, &p));
+        return Factory(p);
+    }
+    /// academy-py's hybrid exchange (academy_hybrid_factory_new).
+    static Factory hybrid(const char *options_json = nullptr) {
+        academy_factory *p = nullptr;
+        check(academy_hybrid_factory_new(options_json, &p));
+        return Factory(p);
+    }
     Client user(const char *name = nullptr) const {
         academy_client *c = nullptr;
         check(academy_user_client_new(h_.get(), name, &c));
@@ -193,6 +205,7 @@ public:
     }
 
 private:
+    explicit Factory(academy_factory *p) : h_(p) {}
     Owner<academy_factory, academy_factory_free> h_;
 };
 

@@ -1,5 +1,6 @@
 //! Factory options: a JSON object whose keys mirror `HttpExchangeFactory`'s
-//! arguments. Unknown keys and values of the wrong type are errors, caught
+//! arguments; [`exchanges`] has those of the Redis and hybrid factories.
+//! Unknown keys and values of the wrong type are errors, caught
 //! when the factory is made (a new option never changes the ABI).
 //!
 //! [`OPTIONS`] is the one table of them, as librdkafka's property table is:
@@ -24,6 +25,8 @@ pub const RESERVED_HEADERS: [&str; 5] = [
     "content-type",
 ];
 
+pub mod exchanges;
+
 /// Globus Auth's token endpoint, the default of `globus_token_url`.
 pub const DEFAULT_TOKEN_URL: &str = "https://auth.globus.org/v2/oauth2/token";
 
@@ -43,6 +46,9 @@ pub struct OptionDoc {
 }
 
 const HTTP: &[&str] = &["http"];
+const ALL: &[&str] = &["http", "redis", "hybrid"];
+const REDIS: &[&str] = &["redis"];
+const HYBRID: &[&str] = &["hybrid"];
 
 /// Every factory option.
 pub const OPTIONS: &[OptionDoc] = &[
@@ -78,42 +84,42 @@ pub const OPTIONS: &[OptionDoc] = &[
         name: "request_timeout_s",
         kind: "number of seconds",
         default: "60",
-        factories: HTTP,
+        factories: ALL,
         doc: "Bounds one request (never the life of a listen stream).",
     },
     OptionDoc {
         name: "connect_timeout_s",
         kind: "number of seconds",
         default: "30",
-        factories: HTTP,
+        factories: ALL,
         doc: "Bounds making a connection, per address tried.",
     },
     OptionDoc {
         name: "retries",
         kind: "integer",
         default: "1",
-        factories: HTTP,
+        factories: ALL,
         doc: "How many times a transient failure (429, 5xx, a lost connection) is tried again, after a random wait (full jitter) or the server's `Retry-After` if longer, up to 120 s.",
     },
     OptionDoc {
         name: "initial_retry_backoff_s",
         kind: "number of seconds",
         default: "1.0",
-        factories: HTTP,
+        factories: ALL,
         doc: "The bound of the random wait before the first retry; it doubles for each further one, up to 30 s.",
     },
     OptionDoc {
         name: "heartbeat_interval_s",
         kind: "number of seconds",
         default: "30",
-        factories: HTTP,
+        factories: ALL,
         doc: "How often clients mark their mailbox alive; peers see a mailbox INACTIVE after three intervals without.",
     },
     OptionDoc {
         name: "max_concurrency",
         kind: "integer, 1 to 4096",
         default: "1",
-        factories: HTTP,
+        factories: ALL,
         doc: "How many action requests a served agent handles at once.",
     },
     OptionDoc {
@@ -127,14 +133,14 @@ pub const OPTIONS: &[OptionDoc] = &[
         name: "busy_poll_us",
         kind: "integer, 0 to 1000000",
         default: "200",
-        factories: HTTP,
+        factories: ALL,
         doc: "How long a thread blocked on a call to an agent polls for the answer before it sleeps, while the library's thread polls too (keeps the CPUs awake through short round trips; costs at most twice this much CPU per call); 0 sleeps at once.",
     },
     OptionDoc {
         name: "max_in_flight",
         kind: "integer, 1 to 4096",
         default: "64",
-        factories: HTTP,
+        factories: ALL,
         doc: "How many `academy_client_send_async` sends of a client may be pending; one more waits for a free slot.",
     },
     OptionDoc {
@@ -143,6 +149,69 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: "false",
         factories: HTTP,
         doc: "Whether a message whose request was written but never answered is sent again to any exchange. false: only to one that drops repeated messages (libacademy's says so with `academy-dedup`); otherwise the send fails with CONNECTION or TIMEOUT saying it may or may not have been delivered. true can deliver it twice through academy-py's exchange.",
+    },
+    OptionDoc {
+        name: "hostname",
+        kind: "string",
+        default: "\"localhost\"",
+        factories: REDIS,
+        doc: "The Redis server's host.",
+    },
+    OptionDoc {
+        name: "port",
+        kind: "integer, 1 to 65535",
+        default: "6379",
+        factories: REDIS,
+        doc: "The Redis server's port.",
+    },
+    OptionDoc {
+        name: "kwargs",
+        kind: "object",
+        default: "{}",
+        factories: REDIS,
+        doc: "Redis connection arguments as academy-py passes them to redis-py: any of `db` (0), `username` and `password`.",
+    },
+    OptionDoc {
+        name: "redis_host",
+        kind: "string",
+        default: "\"localhost\"",
+        factories: HYBRID,
+        doc: "The Redis server's host.",
+    },
+    OptionDoc {
+        name: "redis_port",
+        kind: "integer, 1 to 65535",
+        default: "6379",
+        factories: HYBRID,
+        doc: "The Redis server's port.",
+    },
+    OptionDoc {
+        name: "redis_kwargs",
+        kind: "object",
+        default: "{}",
+        factories: HYBRID,
+        doc: "As `kwargs` of the Redis factory.",
+    },
+    OptionDoc {
+        name: "interface",
+        kind: "string or null",
+        default: "null",
+        factories: HYBRID,
+        doc: "The network interface (e.g. \"eth0\") or IPv4 address whose address clients advertise to their peers; null: the address of this host's name, as academy-py.",
+    },
+    OptionDoc {
+        name: "namespace",
+        kind: "string or null",
+        default: "\"default\"",
+        factories: HYBRID,
+        doc: "The prefix of every Redis key; it must match the Python peers'. null: a random one.",
+    },
+    OptionDoc {
+        name: "ports",
+        kind: "array of ports or null",
+        default: "null",
+        factories: HYBRID,
+        doc: "The TCP ports clients may listen on for their peers, one each while it is open; null: any free port.",
     },
 ];
 
@@ -437,16 +506,19 @@ mod tests {
     #[test]
     fn the_table_lists_exactly_the_options_the_parser_takes() {
         let mut parsed = parser_fields();
-        let mut documented: Vec<_> = OPTIONS.iter().map(|o| o.name).collect();
+        let mut documented: Vec<_> = OPTIONS
+            .iter()
+            .filter(|o| o.factories.contains(&"http"))
+            .map(|o| o.name)
+            .collect();
         parsed.sort_unstable();
         documented.sort_unstable();
         assert!(!parsed.is_empty());
         assert_eq!(parsed, documented);
         // Each documented default is what the parser gives.
-        for o in OPTIONS
-            .iter()
-            .filter(|o| o.default.starts_with(|c: char| c.is_ascii_digit()))
-        {
+        for o in OPTIONS.iter().filter(|o| {
+            o.factories.contains(&"http") && o.default.starts_with(|c: char| c.is_ascii_digit())
+        }) {
             let text = format!("{{\"{}\": {}}}", o.name, o.default);
             let with = FactoryOptions::from_json(Some(&text)).unwrap();
             assert_eq!(

@@ -59,7 +59,10 @@ fn header_doc(function: &str) -> String {
 
 #[test]
 fn the_header_names_every_option_of_each_factory() {
-    for (factory, function) in [("http", "academy_http_factory_new")] {
+    for (factory, function) in [
+        ("http", "academy_http_factory_new"),
+        ("redis", "academy_redis_factory_new"),
+    ] {
         let doc = header_doc(function);
         for name in options_of(factory) {
             assert!(
@@ -68,6 +71,22 @@ fn the_header_names_every_option_of_each_factory() {
             );
         }
     }
+}
+
+#[test]
+fn the_hybrid_factorys_doc_names_its_own_options() {
+    let doc = header_doc("academy_hybrid_factory_new");
+    for o in OPTIONS.iter().filter(|o| o.factories == ["hybrid"]) {
+        assert!(
+            doc.contains(&format!("`{}`", o.name)),
+            "academy_hybrid_factory_new's doc does not name `{}`",
+            o.name
+        );
+    }
+    assert!(
+        doc.contains("`academy_redis_factory_new`"),
+        "it refers to the common options"
+    );
 }
 
 #[test]

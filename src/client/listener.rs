@@ -290,6 +290,14 @@ impl Drop for Inner {
         for task in self.tasks.get_mut().unwrap().drain(..) {
             task.abort();
         }
+        // A client dropped without close: its receiving (a Redis queue's
+        // reader, a hybrid listener) ends in the background.
+        if !self.closed.load(Ordering::Acquire) && self.bound.check("client").is_ok() {
+            if let Ok(handle) = crate::runtime::handle() {
+                let (transport, id) = (self.transport.clone(), self.id.clone());
+                handle.spawn(async move { transport.stop_receiving(&id).await });
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
 use crate::fork::ProcessBound;
+use crate::options::exchanges::{HybridOptions, RedisOptions};
 use crate::options::FactoryOptions;
 use crate::runtime;
 use crate::transport::{MailboxStatus, Transport};
@@ -57,8 +58,34 @@ impl Factory {
         })
     }
 
+    /// A factory for academy-py's Redis exchange (`RedisExchangeFactory`).
+    /// Does not connect yet: the first client does.
+    pub fn redis(options: RedisOptions) -> Result<Self> {
+        Ok(Factory {
+            transport: Arc::new(Transport::redis(options)?),
+            bound: ProcessBound::default(),
+        })
+    }
+
+    /// A factory for academy-py's hybrid exchange (`HybridExchangeFactory`).
+    /// Does not connect yet: the first client does.
+    pub fn hybrid(options: HybridOptions) -> Result<Self> {
+        Ok(Factory {
+            transport: Arc::new(Transport::hybrid(options)?),
+            bound: ProcessBound::default(),
+        })
+    }
+
+    /// Where the exchange is (a URL; `redis://host:port` for the Redis and
+    /// hybrid exchanges).
     pub fn url(&self) -> &str {
         self.transport.url()
+    }
+
+    /// The `exchange_type` of this exchange's registrations: `"http"`,
+    /// `"redis"` or `"hybrid"`.
+    pub fn exchange_type(&self) -> &'static str {
+        self.transport.exchange_type()
     }
 
     pub fn options(&self) -> &FactoryOptions {
@@ -150,11 +177,21 @@ impl Client {
             outbox: Default::default(),
             transport,
         });
+        // Receiving starts before the first heartbeat (on the hybrid
+        // exchange, the client listens for peers as academy-py's does).
+        if let Err(e) = inner.transport.start_receiving(&inner.id).await {
+            inner.closed.store(true, Ordering::Release); // nothing to stop
+            return Err(e);
+        }
         // The first heartbeat before returning, so peers see ACTIVE at once.
         match inner.transport.heartbeat(&inner.id).await {
             Ok(()) => {}
             Err(e) if e.is_missing_endpoint() => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                inner.closed.store(true, Ordering::Release);
+                inner.transport.stop_receiving(&inner.id).await;
+                return Err(e);
+            }
         }
         let handle = runtime::handle()?;
         let listener = handle.spawn(listen_loop(Arc::downgrade(&inner)));
@@ -511,6 +548,10 @@ impl Client {
         // Messages handed to send_in_background go out before the mailbox
         // is terminated (each send is bounded by the request timeout).
         self.inner.in_flight.wait_idle().await;
+        // Redis and hybrid exchanges: receiving stops first, so that what
+        // arrives from now on waits in the mailbox's queue (and a user's
+        // terminate answers the requests among it).
+        self.inner.transport.stop_receiving(&self.inner.id).await;
         // Terminate first: the server then ends the listen stream itself.
         let terminated = if self.inner.id.role == Role::User {
             self.inner.transport.terminate(&self.inner.id).await

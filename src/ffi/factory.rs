@@ -1,10 +1,12 @@
-//! `academy_factory`: the connection settings of one exchange.
+//! `academy_factory`: the connection settings of one exchange (HTTP,
+//! Redis or hybrid).
 
 use std::ffi::c_char;
 
 use super::handle::{self, Handle, Registry};
 use super::{academy_status, arg_opt_str, arg_str, boundary, boundary_or, check_out, write_out};
 use crate::client::Factory;
+use crate::options::exchanges::{HybridOptions, RedisOptions};
 use crate::options::FactoryOptions;
 
 /// An exchange to make clients of (opaque).
@@ -64,6 +66,92 @@ pub unsafe extern "C" fn academy_http_factory_new(
         let url = arg_str(url, "url")?;
         let options = FactoryOptions::from_json(arg_opt_str(options_json, "options_json")?)?;
         let factory = Factory::new(url, options)?;
+        write_out(out, handle::new_handle(academy_factory { factory }));
+        Ok(())
+    })
+}
+
+/// Makes a factory for academy-py's Redis exchange
+/// (`RedisExchangeFactory`): clients keep their mailboxes in Redis
+/// themselves, with no exchange server, in academy-py's key layout, so C
+/// and Python clients of one Redis talk to each other. Registrations carry
+/// `"exchange_type": "redis"`.
+///
+/// `options_json` (nullable) is a JSON object with `hostname`
+/// ("localhost"), `port` (6379) and `kwargs` (an object with any of `db`
+/// (0), `username` and `password`, as academy-py passes to redis-py), and
+/// any of the common client options `request_timeout_s` (60: bounds one
+/// Redis command), `connect_timeout_s` (30), `retries` (1: how many times a
+/// command that could not reach Redis is tried again, after
+/// `initial_retry_backoff_s` (1.0), doubling), `heartbeat_interval_s`
+/// (30), `max_concurrency` (1), `max_in_flight` (64) and `busy_poll_us`
+/// (200), as for `academy_http_factory_new`. The HTTP-only options
+/// (`auth_method`, `additional_headers`, `ssl_verify`, `ca_file`,
+/// `globus_token_url`) and unknown keys are errors. The options are
+/// copied. Does not contact Redis and does not block: the first client
+/// does (ACADEMY_ERR_CONNECTION, with the address in `academy_last_error`,
+/// when Redis cannot be reached). Each listening client holds one Redis
+/// connection of its own besides the factory's shared one.
+///
+/// Use a Redis database of its own: the HTTP exchange's Redis backend
+/// writes the same keys with other values (academy-py's too).
+///
+/// On success `*out` gets a factory that the caller frees with
+/// `academy_factory_free` (clients made from it stay valid after that).
+/// Thread-safe. Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
+/// malformed options JSON, unknown keys, HTTP-only options or values of the
+/// wrong type.
+#[no_mangle]
+pub unsafe extern "C" fn academy_redis_factory_new(
+    options_json: *const c_char,
+    out: *mut *mut academy_factory,
+) -> academy_status {
+    boundary(|| {
+        check_out(out, "out")?;
+        let options = RedisOptions::from_json(arg_opt_str(options_json, "options_json")?)?;
+        let factory = Factory::redis(options)?;
+        write_out(out, handle::new_handle(academy_factory { factory }));
+        Ok(())
+    })
+}
+
+/// Makes a factory for academy-py's hybrid exchange
+/// (`HybridExchangeFactory`): mailbox state in Redis, messages sent
+/// straight from peer to peer over TCP, and each mailbox's Redis queue as
+/// the fallback when a peer cannot be reached. Registrations carry
+/// `"exchange_type": "hybrid"`.
+///
+/// `options_json` (nullable) is a JSON object with `redis_host`
+/// ("localhost"), `redis_port` (6379), `redis_kwargs` (as `kwargs` of
+/// `academy_redis_factory_new`), `interface` (null: advertise the IPv4
+/// address of this host's name, as academy-py; or a network interface name
+/// such as "eth0", or an IPv4 address), `namespace` ("default"; null: a
+/// random one; the prefix of every key, which must match the Python peers')
+/// and `ports` (null: any free port; or an array of the ports clients may
+/// listen on, one each while it is open), plus the common client options
+/// listed for `academy_redis_factory_new` (`connect_timeout_s` also bounds
+/// a connect to a peer, at most 5 s). Unknown keys are errors. The options
+/// are copied. Does not contact Redis and does not block: the first
+/// client does.
+///
+/// Every client made from it listens on a TCP port of its own for its
+/// peers and advertises it in Redis until it is closed. Connections to
+/// peers are shared by the factory's clients.
+///
+/// On success `*out` gets a factory that the caller frees with
+/// `academy_factory_free` (clients made from it stay valid after that).
+/// Thread-safe. Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
+/// malformed options JSON, unknown keys, HTTP-only options, values of the
+/// wrong type, or an `interface` that has no IPv4 address.
+#[no_mangle]
+pub unsafe extern "C" fn academy_hybrid_factory_new(
+    options_json: *const c_char,
+    out: *mut *mut academy_factory,
+) -> academy_status {
+    boundary(|| {
+        check_out(out, "out")?;
+        let options = HybridOptions::from_json(arg_opt_str(options_json, "options_json")?)?;
+        let factory = Factory::hybrid(options)?;
         write_out(out, handle::new_handle(academy_factory { factory }));
         Ok(())
     })

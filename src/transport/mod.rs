@@ -7,6 +7,14 @@
 //!   the one request path (retries, back-off, auth refresh, status
 //!   mapping), over [`http1`] (our HTTP/1.1 client) or reqwest, and
 //!   [`http_listen`] for receiving.
+//! - [`redis`]: academy-py's Redis exchange (`RedisExchangeTransport`):
+//!   clients keep the mailboxes in Redis themselves.
+//! - [`hybrid`]: academy-py's hybrid exchange (`HybridExchangeTransport`):
+//!   mailbox state in Redis, messages from peer to peer over TCP
+//!   ([`peer`]), Redis queues as the fallback.
+//!
+//! The last two share [`redis_keys`] (academy-py's keys and values) and
+//! [`redis_store`] (the connection to Redis and the reading of queues).
 //!
 //! [`mailbox`] holds what every kind shares: mailbox statuses and the
 //! [`Inbound`](mailbox::Inbound) stream of a mailbox's messages.
@@ -17,6 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::options::exchanges::{HybridOptions, RedisOptions};
 use crate::options::FactoryOptions;
 use crate::wire::ids::EntityId;
 
@@ -24,16 +33,29 @@ pub mod auth;
 pub mod http;
 pub mod http1;
 pub mod http_listen;
+pub mod hybrid;
 pub mod mailbox;
+pub mod peer;
+pub mod redis;
+pub mod redis_keys;
+pub mod redis_store;
 
 pub use http::HttpTransport;
+pub use hybrid::HybridTransport;
 pub use mailbox::{Inbound, MailboxStatus};
+pub use redis::RedisTransport;
 
 /// A connection to one exchange, shared by the clients of one factory.
+// One per factory, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Transport {
     /// academy-py's HTTP exchange, or ours.
     Http(HttpTransport),
+    /// academy-py's Redis exchange.
+    Redis(RedisTransport),
+    /// academy-py's hybrid exchange.
+    Hybrid(HybridTransport),
 }
 
 /// Runs the same expression on whichever transport `self` is.
@@ -41,6 +63,8 @@ macro_rules! each {
     ($self:ident, $t:ident => $e:expr) => {
         match $self {
             Transport::Http($t) => $e,
+            Transport::Redis($t) => $e,
+            Transport::Hybrid($t) => $e,
         }
     };
 }
@@ -51,11 +75,23 @@ impl Transport {
         HttpTransport::new(url, options).map(Transport::Http)
     }
 
+    /// A transport to academy-py's Redis exchange (connects on first use).
+    pub fn redis(options: RedisOptions) -> Result<Transport> {
+        RedisTransport::new(options).map(Transport::Redis)
+    }
+
+    /// A transport to academy-py's hybrid exchange (connects on first use).
+    pub fn hybrid(options: HybridOptions) -> Result<Transport> {
+        HybridTransport::new(options).map(Transport::Hybrid)
+    }
+
     /// The `exchange_type` of this exchange's agent registrations, as
     /// academy-py writes it.
     pub fn exchange_type(&self) -> &'static str {
         match self {
             Transport::Http(_) => "http",
+            Transport::Redis(_) => "redis",
+            Transport::Hybrid(_) => "hybrid",
         }
     }
 
@@ -110,6 +146,29 @@ impl Transport {
     /// Opens the next receive of a mailbox's messages.
     pub async fn inbound(&self, id: &EntityId) -> Result<Box<dyn Inbound>> {
         each!(self, t => t.inbound(id).await)
+    }
+
+    /// Starts what a client of the mailbox needs to receive: nothing on
+    /// the HTTP exchange (each [`inbound`](Self::inbound) opens a stream);
+    /// the reader of the mailbox's Redis queue on the Redis exchange; that
+    /// and a TCP listener, advertised to peers, on the hybrid exchange.
+    /// Each call is ended by one [`stop_receiving`](Self::stop_receiving).
+    pub async fn start_receiving(&self, id: &EntityId) -> Result<()> {
+        match self {
+            Transport::Http(_) => Ok(()),
+            Transport::Redis(t) => t.start_receiving(id).await,
+            Transport::Hybrid(t) => t.start_receiving(id).await,
+        }
+    }
+
+    /// Ends a [`start_receiving`](Self::start_receiving). Messages taken
+    /// from the exchange and not handed out go back to the mailbox's queue.
+    pub async fn stop_receiving(&self, id: &EntityId) {
+        match self {
+            Transport::Http(_) => {}
+            Transport::Redis(t) => t.stop_receiving(id).await,
+            Transport::Hybrid(t) => t.stop_receiving(id).await,
+        }
     }
 
     /// Uids of the agents of a class (or of its subclasses).

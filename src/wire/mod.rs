@@ -1,7 +1,8 @@
 //! What travels on the wire, as values and bytes, without I/O: entity ids,
 //! Academy messages, JSON written the way Python's `json` writes it, and the
-//! server-sent-event parser of listen streams.
+//! server-sent-event parser of listen streams, the base32 uids of Redis keys.
 
+pub mod base32;
 pub mod ids;
 pub mod message;
 pub mod pyjson;
