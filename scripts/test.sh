@@ -47,7 +47,7 @@ make --no-print-directory examples
 
 echo "== cargo test"
 log="$(mktemp)"
-cargo test --release --all-targets 2>&1 | tee "$log"
+cargo test --release --all-targets --no-fail-fast 2>&1 | tee "$log"
 
 echo "== the bad-input test under valgrind (no memory errors, no definite leaks)"
 bad_input=$(cargo test --release --test bad_input --no-run 2>&1 | grep -o 'target/release/deps/bad_input-[a-f0-9]*' | head -1)
