@@ -987,3 +987,86 @@ fn hybrid_clients_listen_where_the_options_say() {
         4
     );
 }
+
+/// Completion queues work on clients of both factories: one thread keeps
+/// 300 actions in flight to an agent it serves from the same queue, and a
+/// ping and the shutdown end in their events, as on the HTTP exchange.
+#[test]
+fn completion_queues_serve_and_call_on_both_exchanges() {
+    use academy::ffi::client::{academy_client_action_async, academy_client_ping_async};
+    use academy::ffi::queue::*;
+    for kind in KINDS {
+        eprintln!("-- {}", kind.name());
+        let setup = Setup::new(kind);
+        let factory = setup.factory("");
+        let user = factory.user(None).unwrap();
+        let reg = user.register_agent("test.Adder", None).unwrap();
+        let agent = factory.agent(&reg).unwrap();
+        let agent_id = agent_id_of(&reg);
+        let mut q = ptr::null_mut();
+        check(unsafe { academy_queue_new(&mut q) }).unwrap();
+        const SERVING: u64 = 0;
+        const PING: u64 = 1_000_000;
+        check(unsafe { academy_agent_serve_queue(agent.0, q, SERVING) }).unwrap();
+        let id = c(&agent_id);
+        let add = c("add");
+        let total = 300u64;
+        for i in 1..=total {
+            let args = c(&format!("[{i}, 1]"));
+            check(unsafe {
+                academy_client_action_async(
+                    user.0,
+                    id.as_ptr(),
+                    add.as_ptr(),
+                    args.as_ptr(),
+                    ptr::null(),
+                    30.0,
+                    q,
+                    i,
+                )
+            })
+            .unwrap();
+        }
+        check(unsafe { academy_client_ping_async(user.0, id.as_ptr(), 30.0, q, PING) }).unwrap();
+        let text = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned();
+        let (mut results, mut requests, mut pinged) = (Vec::new(), 0, false);
+        while results.len() < total as usize || !pinged {
+            let mut e = ptr::null_mut();
+            check(unsafe { academy_queue_poll(q, 30.0, &mut e) }).unwrap();
+            let ev = unsafe { &*e };
+            match ev.kind {
+                academy_event_kind::ACADEMY_EVENT_REQUEST => {
+                    let args: Vec<i64> = serde_json::from_str(&text(ev.args_json)).unwrap();
+                    let sum = c(&args.iter().sum::<i64>().to_string());
+                    check(unsafe { academy_reply_ok(ev.reply, sum.as_ptr()) }).unwrap();
+                    requests += 1;
+                }
+                academy_event_kind::ACADEMY_EVENT_CALL if ev.token == PING => {
+                    assert_eq!(ev.status, ACADEMY_OK);
+                    assert!(ev.rtt_s > 0.0);
+                    pinged = true;
+                }
+                academy_event_kind::ACADEMY_EVENT_CALL => {
+                    assert_eq!(ev.status, ACADEMY_OK, "{}", text(ev.error));
+                    results.push((ev.token, text(ev.json)));
+                }
+                other => panic!("unexpected event {other:?}"),
+            }
+            unsafe { academy_event_free(e) };
+        }
+        assert_eq!(requests, total);
+        results.sort();
+        let want: Vec<(u64, String)> = (1..=total).map(|i| (i, (i + 1).to_string())).collect();
+        assert_eq!(results, want, "every call ended once, with its own result");
+        user.shutdown_agent(&agent_id, 1).unwrap();
+        let mut e = ptr::null_mut();
+        check(unsafe { academy_queue_poll(q, 30.0, &mut e) }).unwrap();
+        let ev = unsafe { &*e };
+        assert_eq!(
+            (ev.kind, ev.token, ev.status),
+            (academy_event_kind::ACADEMY_EVENT_ENDED, SERVING, ACADEMY_OK)
+        );
+        unsafe { academy_event_free(e) };
+        unsafe { academy_queue_free(q) };
+    }
+}
