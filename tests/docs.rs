@@ -50,10 +50,17 @@ fn the_c_api_manual_renders_without_warnings() {
         let path = dir.join(format!("html/group__{group}.html"));
         let page = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("no page for the group {group} ({}): {e}", path.display()));
-        assert!(page.contains(function), "{function} is not on {group}'s page");
+        assert!(
+            page.contains(function),
+            "{function} is not on {group}'s page"
+        );
     }
     // The rules every function follows are on the header's page.
-    for rule in ["Thread-safety", "academy_string_free", "ACADEMY_ERR_INTERNAL"] {
+    for rule in [
+        "Thread-safety",
+        "academy_string_free",
+        "ACADEMY_ERR_INTERNAL",
+    ] {
         assert!(page.contains(rule), "the header's page lacks {rule:?}");
     }
 

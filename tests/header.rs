@@ -188,7 +188,12 @@ fn doc_problems(d: &Declaration) -> Vec<String> {
     if lines.iter().all(|l| l.is_empty()) {
         return vec![format!("{}: no doc comment", d.name)];
     }
-    if lines.iter().find(|l| !l.is_empty()).unwrap().starts_with('@') {
+    if lines
+        .iter()
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .starts_with('@')
+    {
         problems.push(format!("{}: no summary line first", d.name));
     }
     let mut param_lines = Vec::new();
