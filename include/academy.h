@@ -78,8 +78,9 @@
  * - Functions that block ("Blocks:" says up to what) run on the caller's
  *   thread. Round trips to the exchange are bounded by the factory options
  *   `request_timeout_s` and `retries`.
- * - The library never runs program code on its own threads except the two
- *   callbacks above.
+ * - Program code runs on library threads only in those two callbacks;
+ *   academy_agent_serve() handlers run on the serving threads the library
+ *   starts for them; everything else runs on the program's threads.
  *
  * fork(): after fork(), handles made before it answer ACADEMY_ERR_CLOSED
  * in the child, and freeing them there only forgets them; new factories
