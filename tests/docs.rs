@@ -35,6 +35,35 @@ fn the_c_api_manual_renders_without_warnings() {
     ] {
         assert!(page.contains(f), "{f} is not in the manual");
     }
+    // A page for each group of functions (the @defgroup blocks of the
+    // header), each with one of its functions on it.
+    for (group, function) in [
+        ("factory", "academy_http_factory_new"),
+        ("client", "academy_client_send"),
+        ("calls", "academy_client_action_async"),
+        ("serving", "academy_reply_ok"),
+        ("queue", "academy_queue_poll"),
+        ("messages", "academy_message_new"),
+        ("exchange", "academy_exchange_spawn"),
+        ("basics", "academy_last_error"),
+    ] {
+        let path = dir.join(format!("html/group__{group}.html"));
+        let page = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no page for the group {group} ({}): {e}", path.display()));
+        assert!(
+            page.contains(function),
+            "{function} is not on {group}'s page"
+        );
+    }
+    // The rules every function follows are on the header's page.
+    for rule in [
+        "Thread-safety",
+        "academy_string_free",
+        "ACADEMY_ERR_INTERNAL",
+    ] {
+        assert!(page.contains(rule), "the header's page lacks {rule:?}");
+    }
+
     let index = std::fs::read_to_string(dir.join("html/index.html")).unwrap();
     assert!(
         index.contains(env!("CARGO_PKG_VERSION")),

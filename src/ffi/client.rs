@@ -20,7 +20,9 @@ use crate::transport::MailboxStatus;
 use crate::wire::ids::EntityId;
 use crate::wire::message::parse_json;
 
-/// A client bound to one mailbox (opaque). Thread-safe.
+/// A client bound to one mailbox (opaque). Thread-safe: any number of threads
+/// may use one client at once.
+/// @ingroup client
 pub struct academy_client {
     pub(crate) client: Client,
 }
@@ -36,6 +38,7 @@ impl Handle for academy_client {
 }
 
 /// The status of a mailbox.
+/// @ingroup client
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum academy_mailbox_status {
@@ -85,15 +88,29 @@ unsafe fn new_client(
 }
 
 /// Registers a new user mailbox on the exchange and makes its client.
-/// `name` (nullable) is a display name. Blocks for one round trip.
 ///
-/// The client listens to its mailbox and sends heartbeats in the
-/// background; requests that reach a user mailbox are answered with an
-/// academy error (INVALID_CLIENT), as academy-py's user client does.
-/// On success `*out` gets a client that the caller closes with
-/// `academy_client_close` and frees with `academy_client_free`.
-/// Returns INVALID_ARGUMENT, CONNECTION, TIMEOUT, UNAUTHORIZED, FORBIDDEN,
-/// HTTP, CLOSED (a factory made before fork()).
+/// The client listens to its mailbox and sends heartbeats in the background;
+/// requests that reach a user mailbox are answered with an academy error
+/// (INVALID_CLIENT), as academy-py's user client does.
+///
+/// @param factory the exchange's factory; only read, stays owned by the
+///        caller. Not NULL.
+/// @param name a display name for the mailbox, or NULL for none.
+/// @param[out] out receives the client on success (untouched on failure);
+///        the caller closes it with academy_client_close() and frees it with
+///        academy_client_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `factory` or
+///         `out` or a `name` that is not UTF-8; ACADEMY_ERR_CLOSED for a freed
+///         factory or one made before fork() (in the child); the transport
+///         errors (ACADEMY_ERR_CONNECTION, ACADEMY_ERR_TIMEOUT,
+///         ACADEMY_ERR_UNAUTHORIZED, ACADEMY_ERR_FORBIDDEN,
+///         ACADEMY_ERR_HTTP...).
+///
+/// Blocks: for one round trip to the exchange (bounded by the factory's
+/// `request_timeout_s` and `retries`).
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_user_client_new(
     factory: *const academy_factory,
@@ -108,15 +125,30 @@ pub unsafe extern "C" fn academy_user_client_new(
 }
 
 /// Makes the client of an agent registered before (here with
-/// `academy_client_register_agent`, or by Python). `registration_json` is
-/// `{"agent_id": {...}, "exchange_type": "http"}`. Blocks for two round
-/// trips. The client listens and sends heartbeats in the background; it
-/// answers nothing by itself: `academy_client_recv` returns every message,
-/// or `academy_agent_serve` serves them.
+/// academy_client_register_agent(), or by Python).
 ///
-/// Returns BAD_ENTITY_ID if the mailbox does not exist, MAILBOX_TERMINATED
-/// if it was terminated, INVALID_ARGUMENT for a malformed registration,
-/// and the transport errors.
+/// The client listens and sends heartbeats in the background; it answers
+/// nothing by itself: academy_client_recv() returns every message, or
+/// academy_agent_serve() serves them.
+///
+/// @param factory the exchange's factory; only read, stays owned by the
+///        caller. Not NULL.
+/// @param registration_json the registration,
+///        `{"agent_id": {...}, "exchange_type": "http"}`; read during the call
+///        only. Not NULL.
+/// @param[out] out receives the client on success (untouched on failure);
+///        the caller closes it with academy_client_close() and frees it with
+///        academy_client_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_BAD_ENTITY_ID if the mailbox does not
+///         exist; ACADEMY_ERR_MAILBOX_TERMINATED if it was terminated;
+///         ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a malformed
+///         registration; ACADEMY_ERR_CLOSED for a freed factory or one made
+///         before fork() (in the child); the transport errors.
+///
+/// Blocks: for two round trips to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_client_new(
     factory: *const academy_factory,
@@ -130,11 +162,26 @@ pub unsafe extern "C" fn academy_agent_client_new(
     })
 }
 
-/// Registers a new agent mailbox. `agent_types` is the comma-joined class
-/// MRO of the agent, most derived first (e.g. "mymod.Calc,mymod.Base");
-/// `discover` finds the agent by these names. `name` is nullable. On
-/// success `*out_registration_json` gets `{"agent_id": {...},
-/// "exchange_type": "http"}` (free with `academy_string_free`). Blocks.
+/// Registers a new agent mailbox.
+///
+/// `discover` finds the agent by its `agent_types`. Make the agent's client
+/// with academy_agent_client_new().
+///
+/// @param client the client that registers; stays owned by the caller. Not
+///        NULL.
+/// @param agent_types the comma-joined class MRO of the agent, most derived
+///        first (e.g. "mymod.Calc,mymod.Base"). Not NULL.
+/// @param name a display name for the agent, or NULL for none.
+/// @param[out] out_registration_json receives
+///        `{"agent_id": {...}, "exchange_type": "http"}` on success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument,
+///         invalid UTF-8 or an empty class name; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport
+///         errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_register_agent(
     client: *mut academy_client,
@@ -153,7 +200,20 @@ pub unsafe extern "C" fn academy_client_register_agent(
 }
 
 /// The id of the client's mailbox as JSON (`{"uid": ..., "name": ...,
-/// "role": ...}`); free with `academy_string_free`. Does not block.
+/// "role": ...}`).
+///
+/// Works after academy_client_close() too.
+///
+/// @param client the client; only read. Not NULL.
+/// @param[out] out_id_json receives the id JSON on success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument;
+///         ACADEMY_ERR_CLOSED for a freed client or one made before fork() (in
+///         the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_mailbox_id(
     client: *const academy_client,
@@ -166,11 +226,22 @@ pub unsafe extern "C" fn academy_client_mailbox_id(
     })
 }
 
-/// Sends a message (the JSON of an Academy message; see
-/// `academy_message_new`). The JSON is checked, then sent as given.
-/// Blocks for one round trip. Returns BAD_ENTITY_ID (unknown destination),
-/// MAILBOX_TERMINATED, MESSAGE_TOO_LARGE, INVALID_ARGUMENT (not a message),
-/// CLOSED, and the transport errors.
+/// Sends a message and waits until the exchange took it.
+///
+/// `message_json` is the JSON of an Academy message (see
+/// academy_message_new()); it is checked, then sent as given.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param message_json the message; read during the call only. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_BAD_ENTITY_ID (unknown destination);
+///         ACADEMY_ERR_MAILBOX_TERMINATED; ACADEMY_ERR_MESSAGE_TOO_LARGE;
+///         ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or JSON that is
+///         not a message; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_send(
     client: *mut academy_client,
@@ -186,9 +257,10 @@ pub unsafe extern "C" fn academy_client_send(
 /// Called once when a send started by `academy_client_send_async` ends:
 /// `status` is ACADEMY_OK when the exchange accepted the message, else the
 /// status `academy_client_send` would have returned, and `error` its text
-/// (NULL on success; valid only during the call). Runs on a library
-/// thread: keep it short, and make no blocking libacademy call from it
-/// (those return INVALID_ARGUMENT there).
+/// (NULL on success; belongs to the library, valid only during the call). Runs
+/// on a library thread: keep it short, and make no blocking libacademy call
+/// from it (those return ACADEMY_ERR_INVALID_ARGUMENT there).
+/// @ingroup client
 pub type academy_send_done_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, status: academy_status, error: *const c_char),
 >;
@@ -199,21 +271,33 @@ struct SendUserData(*mut c_void);
 // runs on a library thread.
 unsafe impl Send for SendUserData {}
 
-/// Starts sending a message (the JSON of an Academy message, checked, then
-/// sent as given) and returns without waiting for the exchange; the
-/// library's thread makes the request. Use it to keep many messages in
-/// flight from one thread: a C program then needs no thread per message.
+/// Starts sending a message and returns without waiting for the exchange.
 ///
-/// Blocks only while `max_in_flight` (a factory option, 64 by default)
-/// sends of this client are still pending, until one ends. On ACADEMY_OK
-/// `done` (nullable) is called exactly once, on a library thread, with the
-/// outcome and `user_data`; the message JSON is copied, so the caller may
-/// free it at once. Any other return means the send was not started and
-/// `done` is never called: INVALID_ARGUMENT (not a message, NULL
-/// arguments, or called from a callback while every slot is taken),
-/// CLOSED. `academy_client_flush` waits for the pending sends and reports
-/// their failures; `academy_client_close` waits for them too, so closing
+/// The message (the JSON of an Academy message) is checked, then sent as given
+/// by the library's thread. Use it to keep many messages in flight from one
+/// thread: a C program then needs no thread per message. On ACADEMY_OK `done`
+/// is called exactly once, on a library thread, with the outcome and
+/// `user_data`. academy_client_flush() waits for the pending sends and reports
+/// their failures; academy_client_close() waits for them too, so closing
 /// loses none. Send order between pending sends is not guaranteed.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param message_json the message; copied, so the caller may free it at
+///        once. Not NULL.
+/// @param done called once with the outcome if this returns ACADEMY_OK (see
+///        ::academy_send_done_fn), or NULL for no call.
+/// @param user_data passed to `done` untouched; the library never reads or
+///        frees it. It must stay valid until `done` has been called.
+/// @return ACADEMY_OK (the send started); any other status means it was not
+///         started and `done` is never called: ACADEMY_ERR_INVALID_ARGUMENT
+///         (not a message, NULL arguments, or called from a callback while
+///         every slot is taken); ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child).
+///
+/// Blocks: only while `max_in_flight` (a factory option, 64 by default) sends
+/// of this client are pending, until one ends.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_send_async(
     client: *mut academy_client,
@@ -241,13 +325,27 @@ pub unsafe extern "C" fn academy_client_send_async(
     })
 }
 
-/// Waits until every `academy_client_send_async` send of this client
-/// started before this call has ended, up to `timeout_s` seconds (< 0:
-/// without a limit). Returns ACADEMY_OK if every background send since the
-/// previous flush succeeded; else the status of the first that failed, with
-/// its text (and how many failed) in `academy_last_error`. TIMEOUT when
-/// sends were still pending at the deadline (their failures are then
-/// reported by the next flush). Also works after `academy_client_close`.
+/// Waits until every academy_client_send_async() send of this client started
+/// before this call has ended.
+///
+/// Also works after academy_client_close().
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param timeout_s how long to wait, in seconds; < 0: without a limit. Not
+///        NaN.
+/// @return ACADEMY_OK if every background send since the previous flush
+///         succeeded; else the status of the first that failed, with its text
+///         (and how many failed) in academy_last_error();
+///         ACADEMY_ERR_TIMEOUT when sends were still pending at the deadline
+///         (their failures are then reported by the next flush);
+///         ACADEMY_ERR_INVALID_ARGUMENT for NULL or a NaN timeout;
+///         ACADEMY_ERR_CLOSED for a freed client or one made before fork() (in
+///         the child).
+///
+/// Blocks: up to `timeout_s`.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_flush(
     client: *mut academy_client,
@@ -261,19 +359,31 @@ pub unsafe extern "C" fn academy_client_flush(
 }
 
 /// Takes the next message that arrived for this mailbox (and that no
-/// `academy_client_request` waits for). Blocks up to `timeout_s` seconds
-/// (< 0: forever; 0: only what has already arrived). Each message goes to
-/// exactly one caller, also with many threads receiving. A receive that
-/// times out leaves the listen stream open, so nothing is lost.
+/// academy_client_request() waits for).
 ///
-/// On success `*out_message_json` gets the message JSON exactly as the
-/// exchange delivered it (free with `academy_string_free`). Returns TIMEOUT
-/// when nothing came in time (CONNECTION instead while the exchange cannot
-/// be reached), MAILBOX_TERMINATED once the mailbox is terminated,
-/// BAD_ENTITY_ID if it vanished, CLOSED after `academy_client_close`.
-/// While the client listens (`academy_client_listen`) or is served from a
-/// queue (`academy_agent_serve_queue`), messages go to the queue instead
-/// and this only times out.
+/// Each message goes to exactly one caller, also with many threads receiving.
+/// A receive that times out leaves the listen stream open, so nothing is lost.
+/// While the client listens (academy_client_listen()) or is served from a
+/// queue (academy_agent_serve_queue()), messages go to the queue instead and
+/// this only times out.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param timeout_s how long to wait, in seconds; < 0: forever; 0: only what
+///        has already arrived. Not NaN.
+/// @param[out] out_message_json receives the message JSON, exactly as the
+///        exchange delivered it, on success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_TIMEOUT when nothing came in time
+///         (ACADEMY_ERR_CONNECTION instead while the exchange cannot be
+///         reached); ACADEMY_ERR_MAILBOX_TERMINATED once the mailbox is
+///         terminated; ACADEMY_ERR_BAD_ENTITY_ID if it vanished;
+///         ACADEMY_ERR_INVALID_ARGUMENT for NULL arguments or a NaN timeout;
+///         ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child) (also when the client is closed or freed during the
+///         wait).
+///
+/// Blocks: up to `timeout_s`.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_recv(
     client: *mut academy_client,
@@ -289,9 +399,21 @@ pub unsafe extern "C" fn academy_client_recv(
     })
 }
 
-/// The status of the mailbox `id_json`, as academy-py's client derives it:
-/// ACTIVE while its heartbeat is younger than 3 heartbeat intervals,
-/// INACTIVE after, MISSING or TERMINATED. Blocks for one round trip.
+/// The status of the mailbox `id_json`, as academy-py's client derives it.
+///
+/// ACTIVE while its heartbeat is younger than 3 heartbeat intervals, INACTIVE
+/// after, MISSING or TERMINATED.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @param[out] out receives the status on success. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a
+///         bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_status(
     client: *mut academy_client,
@@ -308,9 +430,21 @@ pub unsafe extern "C" fn academy_client_status(
     })
 }
 
-/// Terminates the mailbox `id_json`: it takes no more messages, and
-/// requests still queued in it are answered with an error. Terminating an
-/// unknown or terminated mailbox succeeds. Blocks for one round trip.
+/// Terminates the mailbox `id_json`.
+///
+/// It takes no more messages, and requests still queued in it are answered
+/// with an error. Terminating an unknown or terminated mailbox succeeds.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a
+///         bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors (ACADEMY_ERR_FORBIDDEN
+///         for a mailbox the credentials do not own).
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_terminate(
     client: *mut academy_client,
@@ -323,11 +457,24 @@ pub unsafe extern "C" fn academy_client_terminate(
     })
 }
 
-/// Finds the agents registered with `agent_type` as their class (with
-/// `allow_subclasses`, anywhere in their MRO), not terminated. On success
-/// `*out_ids_json` gets a JSON array of agent ids (free with
-/// `academy_string_free`). Python agents register their MRO without
-/// `academy.agent.Agent`. Blocks for one round trip.
+/// Finds the agents registered with `agent_type` as their class, not
+/// terminated.
+///
+/// Python agents register their MRO without `academy.agent.Agent`.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_type the class name, e.g. "mymod.Calc". Not NULL.
+/// @param allow_subclasses also find agents with `agent_type` anywhere in
+///        their MRO.
+/// @param[out] out_ids_json receives a JSON array of agent ids on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
+///         invalid UTF-8; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_discover(
     client: *mut academy_client,
@@ -347,18 +494,40 @@ pub unsafe extern "C" fn academy_client_discover(
     })
 }
 
-/// Sends a heartbeat for the client's mailbox now (the client also sends
-/// one every `heartbeat_interval_s` by itself). Blocks for one round trip.
-/// Returns PROTOCOL against an exchange without heartbeats (academy-py < 0.6).
+/// Sends a heartbeat for the client's mailbox now.
+///
+/// The client also sends one every `heartbeat_interval_s` by itself.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_PROTOCOL against an exchange without
+///         heartbeats (academy-py < 0.6); ACADEMY_ERR_INVALID_ARGUMENT for
+///         NULL; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_heartbeat(client: *mut academy_client) -> academy_status {
     boundary(|| block(client_arg(client)?.heartbeat()))
 }
 
-/// Seconds since the last heartbeat of the mailbox `id_json`, as the
-/// exchange reports it, or NaN if it never sent one. Blocks for one round
-/// trip. Returns BAD_ENTITY_ID, MAILBOX_TERMINATED, PROTOCOL (an exchange
-/// without heartbeats) and the transport errors.
+/// Seconds since the last heartbeat of the mailbox `id_json`, as the exchange
+/// reports it.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @param[out] out_age_s receives the age in seconds on success, or NaN if
+///        the mailbox never sent a heartbeat. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_BAD_ENTITY_ID;
+///         ACADEMY_ERR_MAILBOX_TERMINATED; ACADEMY_ERR_PROTOCOL (an exchange
+///         without heartbeats); ACADEMY_ERR_INVALID_ARGUMENT for a NULL
+///         argument or a bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_heartbeat_status(
     client: *mut academy_client,
@@ -375,9 +544,21 @@ pub unsafe extern "C" fn academy_client_heartbeat_status(
     })
 }
 
-/// The exchange's counters for the agent `id_json` as a JSON object
-/// (`incoming`, `outgoing`, `completed`, `in_progress`, `queued`); free
-/// with `academy_string_free`. Blocks for one round trip.
+/// The exchange's counters for the agent `id_json`.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the agent's id (JSON). Not NULL.
+/// @param[out] out_stats_json receives a JSON object (`incoming`,
+///        `outgoing`, `completed`, `in_progress`, `queued`) on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a
+///         bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors (ACADEMY_ERR_PROTOCOL
+///         for an exchange without the endpoint).
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_agent_stats(
     client: *mut academy_client,
@@ -393,9 +574,21 @@ pub unsafe extern "C" fn academy_client_agent_stats(
     })
 }
 
-/// Shares the mailbox `id_json` with a group (exchanges with
-/// authentication; the owner must belong to the group, else FORBIDDEN).
-/// Blocks for one round trip.
+/// Shares the mailbox `id_json` with a group.
+///
+/// For exchanges with authentication; the owner must belong to the group.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @param group_id the group's id. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_FORBIDDEN when the owner is not in the
+///         group; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a bad
+///         id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_share_mailbox(
     client: *mut academy_client,
@@ -410,8 +603,19 @@ pub unsafe extern "C" fn academy_client_share_mailbox(
     })
 }
 
-/// The groups the mailbox `id_json` is shared with, as a JSON array of
-/// strings (free with `academy_string_free`). Blocks for one round trip.
+/// The groups the mailbox `id_json` is shared with.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @param[out] out_group_ids_json receives a JSON array of strings on
+///        success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a
+///         bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_shared_groups(
     client: *mut academy_client,
@@ -427,8 +631,18 @@ pub unsafe extern "C" fn academy_client_shared_groups(
     })
 }
 
-/// Stops sharing the mailbox `id_json` with a group. Blocks for one round
-/// trip.
+/// Stops sharing the mailbox `id_json` with a group.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param id_json the mailbox's id (JSON). Not NULL.
+/// @param group_id the group's id. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or a
+///         bad id; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_unshare_mailbox(
     client: *mut academy_client,
@@ -443,25 +657,52 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
     })
 }
 
-/// Closes the client: waits for its pending `academy_client_send_async`
-/// sends, stops its listener and heartbeat, ends a running
-/// `academy_agent_serve` or `academy_agent_serve_queue` and a listen
-/// (their queues get an ACADEMY_EVENT_ENDED), and fails calls waiting on
-/// it with CLOSED (an `_async` call's event then says CLOSED). A
-/// user client also terminates its own mailbox (an agent's mailbox stays,
-/// so the agent can come back). Later calls on the client return CLOSED;
-/// closing twice is a no-op. Blocks for one round trip (user clients).
-/// The memory stays until `academy_client_free`.
+/// Closes the client.
+///
+/// It waits for its pending academy_client_send_async() sends, stops its
+/// listener and heartbeat, ends a running academy_agent_serve() or
+/// academy_agent_serve_queue() and a listen (their queues get an
+/// ACADEMY_EVENT_ENDED), and fails calls waiting on it with
+/// ACADEMY_ERR_CLOSED (an `_async` call's event then says CLOSED). A user
+/// client also terminates its own mailbox (an agent's mailbox stays, so the
+/// agent can come back). Later calls on the client return ACADEMY_ERR_CLOSED
+/// (except academy_client_mailbox_id(), academy_client_flush() and
+/// academy_agent_stop()); closing twice is a no-op. The memory stays until
+/// academy_client_free().
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @return ACADEMY_OK (also for a client closed before);
+///         ACADEMY_ERR_INVALID_ARGUMENT for NULL; ACADEMY_ERR_CLOSED for a
+///         freed client or one made before fork() (in the child); for a user
+///         client, the transport errors of terminating its mailbox (the client
+///         is closed all the same).
+///
+/// Blocks: until the pending sends have ended, and for one round trip (user
+/// clients).
+///
+/// Thread-safety: thread-safe: calls on other threads wake with
+/// ACADEMY_ERR_CLOSED.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_close(client: *mut academy_client) -> academy_status {
     boundary(|| block(client_arg(client)?.close()))
 }
 
-/// Frees a client, closing it first if needed (see `academy_client_close`).
-/// Do not free a client while another thread is still inside a call on it
-/// (for example `academy_agent_serve`): close it, wait for those calls to
-/// return, then free it. In a child process after fork(), a client made by
-/// the parent is only forgotten, never touched. Freeing NULL is a no-op.
+/// Frees a client, closing it first if needed (see academy_client_close()).
+///
+/// Later calls with the freed handle answer ACADEMY_ERR_CLOSED. In a child
+/// process after fork(), a client made by the parent is only forgotten,
+/// never touched.
+///
+/// @param client the client, owned by the caller and given up here; NULL, or
+///        a client already freed, is a no-op.
+///
+/// Blocks: as academy_client_close(), if the client was not closed.
+///
+/// Thread-safety: thread-safe: a thread still inside a call on the client
+/// (for example academy_client_recv() or academy_agent_serve()) wakes with
+/// ACADEMY_ERR_CLOSED, and the memory goes when the last such call returns.
+/// @ingroup client
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
     boundary_or((), || {
@@ -473,13 +714,29 @@ pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
     })
 }
 
-/// Sends a request (`body_json` is a request body, e.g.
-/// `{"kind": "ping-request"}`) to `dest_json` and waits up to `timeout_s`
-/// (< 0: forever) for its response, matched by tag and label. Many
-/// requests may be in flight at once from many threads. On success
-/// `*out_response_json` gets the whole response message (free with
-/// `academy_string_free`). Returns TIMEOUT, CLOSED, INVALID_ARGUMENT and
-/// the transport errors; the response itself is not interpreted.
+/// Sends a request to `dest_json` and waits for its response.
+///
+/// The response is matched by tag and label. Many requests may be in flight
+/// at once from many threads. The response itself is not interpreted (see
+/// academy_message_result()).
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param dest_json the receiver's id (JSON). Not NULL.
+/// @param body_json a request body, e.g. `{"kind": "ping-request"}`. Not
+///        NULL.
+/// @param timeout_s how long to wait for the response, in seconds; < 0:
+///        forever. Not NaN.
+/// @param[out] out_response_json receives the whole response message on
+///        success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_TIMEOUT; ACADEMY_ERR_INVALID_ARGUMENT for
+///         NULL or malformed arguments or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the
+///         transport errors (ACADEMY_ERR_BAD_ENTITY_ID,
+///         ACADEMY_ERR_MAILBOX_TERMINATED for the destination).
+///
+/// Blocks: up to `timeout_s`.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_request(
     client: *mut academy_client,
@@ -500,13 +757,28 @@ pub unsafe extern "C" fn academy_client_request(
 }
 
 /// Calls the action `action` of the agent `agent_id_json` with JSON
-/// serialization and waits up to `timeout_s` (< 0: forever). `args_json`
-/// (a JSON array, NULL = []) and `kwargs_json` (a JSON object, NULL = {})
-/// are the arguments. On success `*out_result_json` gets the result as JSON
-/// (free with `academy_string_free`). Returns REMOTE when the action raised
-/// (the remote traceback is in `academy_last_error`), TIMEOUT,
-/// MAILBOX_TERMINATED (the agent is gone), PROTOCOL (the agent cannot read
-/// JSON or speaks another protocol), and the transport errors.
+/// serialization and waits for its result.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_id_json the agent's id (JSON). Not NULL.
+/// @param action the action's name. Not NULL.
+/// @param args_json the positional arguments, a JSON array; NULL means `[]`.
+/// @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
+/// @param timeout_s how long to wait for the result, in seconds; < 0:
+///        forever. Not NaN.
+/// @param[out] out_result_json receives the result as JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_REMOTE when the action raised (the remote
+///         traceback is in academy_last_error()); ACADEMY_ERR_TIMEOUT;
+///         ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone);
+///         ACADEMY_ERR_PROTOCOL (the agent cannot read JSON or speaks another
+///         protocol); ACADEMY_ERR_INVALID_ARGUMENT for NULL or malformed
+///         arguments or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: up to `timeout_s`.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_action(
     client: *mut academy_client,
@@ -530,10 +802,22 @@ pub unsafe extern "C" fn academy_client_action(
     })
 }
 
-/// Pings the agent `agent_id_json` and waits up to `timeout_s` (< 0:
-/// forever) for its answer; `*out_rtt_s` gets the round-trip time in
-/// seconds. Returns TIMEOUT, MAILBOX_TERMINATED, REMOTE and the transport
-/// errors.
+/// Pings the agent `agent_id_json` and waits for its answer.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_id_json the agent's id (JSON). Not NULL.
+/// @param timeout_s how long to wait, in seconds; < 0: forever. Not NaN.
+/// @param[out] out_rtt_s receives the round-trip time in seconds on success.
+///        Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_TIMEOUT; ACADEMY_ERR_MAILBOX_TERMINATED;
+///         ACADEMY_ERR_REMOTE (the agent cancelled the ping);
+///         ACADEMY_ERR_INVALID_ARGUMENT for NULL arguments, a bad id or a NaN
+///         timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///
+/// Blocks: up to `timeout_s`.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_ping(
     client: *mut academy_client,
@@ -552,11 +836,24 @@ pub unsafe extern "C" fn academy_client_ping(
     })
 }
 
-/// Asks the agent `agent_id_json` to shut down. `terminate`: -1 lets the
-/// agent decide (academy-py agents then terminate their mailbox), 0 keeps
-/// the mailbox, 1 terminates it. Sends the request and returns without
-/// waiting for the agent (as academy-py's `Handle.shutdown`). Blocks for
-/// one round trip.
+/// Asks the agent `agent_id_json` to shut down.
+///
+/// Sends the request and returns without waiting for the agent (as
+/// academy-py's `Handle.shutdown`).
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_id_json the agent's id (JSON). Not NULL.
+/// @param terminate -1 lets the agent decide (academy-py agents then
+///        terminate their mailbox), 0 keeps the mailbox, 1 terminates it.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for NULL arguments, a bad
+///         id or a `terminate` other than -1, 0 or 1; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the
+///         transport errors (ACADEMY_ERR_BAD_ENTITY_ID,
+///         ACADEMY_ERR_MAILBOX_TERMINATED for the agent).
+///
+/// Blocks: for one round trip to the exchange.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_shutdown_agent(
     client: *mut academy_client,
@@ -580,23 +877,39 @@ pub unsafe extern "C" fn academy_client_shutdown_agent(
     })
 }
 
-/// Starts `academy_client_request` without waiting: sends the request
-/// (`body_json`, a request body) to `dest_json` and returns at once. When
-/// the call ends, one ACADEMY_EVENT_CALL event with `token` comes to
-/// `queue`: status ACADEMY_OK with the whole response message in `json`,
-/// or the failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED if the
-/// client is closed first, MAILBOX_TERMINATED, the transport errors) with
-/// its text in `error`. The response itself is not interpreted.
+/// Starts academy_client_request() without waiting.
 ///
-/// Any status other than ACADEMY_OK means the call was not started and no
-/// event will come: INVALID_ARGUMENT (NULL or malformed arguments, a body
-/// that is not a request), CLOSED (a closed client or a freed queue; a
-/// handle made before fork(), in the child). Does not block: the request
-/// goes out on the library's runtime, on a plain http exchange pipelined on
-/// one connection with the client's other background sends. There is no
-/// limit on calls in flight but memory (a few hundred bytes each while
-/// waiting; no thread or task waits per call). Thread-safe; `token` is the
-/// program's, returned untouched.
+/// Sends the request (`body_json`, a request body) to `dest_json` and returns
+/// at once. When the call ends, one ACADEMY_EVENT_CALL event with `token`
+/// comes to `queue`: status ACADEMY_OK with the whole response message in
+/// `json`, or the failure (ACADEMY_ERR_TIMEOUT after `timeout_s`,
+/// ACADEMY_ERR_CLOSED if the client is closed first,
+/// ACADEMY_ERR_MAILBOX_TERMINATED, the transport errors) with its text in
+/// `error`. The response itself is not interpreted. The request goes out on
+/// the library's runtime, on a plain http exchange pipelined on one connection
+/// with the client's other background sends. There is no limit on calls in
+/// flight but memory (a few hundred bytes each while waiting; no thread or
+/// task waits per call).
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param dest_json the receiver's id (JSON); read during the call only. Not
+///        NULL.
+/// @param body_json a request body; read during the call only. Not NULL.
+/// @param timeout_s how long the call waits for its response, in seconds;
+///        < 0: never times out. Not NaN.
+/// @param queue the queue that gets the event; stays owned by the caller (the
+///        library keeps its own reference until the call ends). Not NULL.
+/// @param token the program's number for this call, returned untouched in
+///        its event.
+/// @return ACADEMY_OK (the call started); any other status means it was not
+///         started and no event will come: ACADEMY_ERR_INVALID_ARGUMENT (NULL
+///         or malformed arguments, a body that is not a request, a NaN
+///         timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_request_async(
     client: *mut academy_client,
@@ -616,21 +929,38 @@ pub unsafe extern "C" fn academy_client_request_async(
     })
 }
 
-/// Starts `academy_client_action` without waiting: calls the action
-/// `action` of the agent `agent_id_json` (JSON serialization; `args_json`
-/// NULL = [], `kwargs_json` NULL = {}) and returns at once. When the call
-/// ends, one ACADEMY_EVENT_CALL event with `token` comes to `queue`:
-/// status ACADEMY_OK with the result JSON in `json`, or the failure with
-/// its text in `error`: REMOTE when the action raised (the remote
-/// traceback), TIMEOUT after `timeout_s` (< 0: never), CLOSED if the client
-/// is closed first, MAILBOX_TERMINATED (the agent is gone), PROTOCOL, the
-/// transport errors.
+/// Starts academy_client_action() without waiting.
 ///
-/// Any status other than ACADEMY_OK means the call was not started and no
-/// event will come: INVALID_ARGUMENT (NULL or malformed arguments), CLOSED
-/// (a closed client or a freed queue; a handle made before fork(), in the
-/// child). Does not block; no limit on calls in flight but memory (see
-/// `academy_client_request_async`). Thread-safe.
+/// Calls the action `action` of the agent `agent_id_json` (JSON
+/// serialization) and returns at once. When the call ends, one
+/// ACADEMY_EVENT_CALL event with `token` comes to `queue`: status ACADEMY_OK
+/// with the result JSON in `json`, or the failure with its text in `error`:
+/// ACADEMY_ERR_REMOTE when the action raised (the remote traceback),
+/// ACADEMY_ERR_TIMEOUT after `timeout_s`, ACADEMY_ERR_CLOSED if the client is
+/// closed first, ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone),
+/// ACADEMY_ERR_PROTOCOL, the transport errors. No limit on calls in flight
+/// but memory (see academy_client_request_async()).
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_id_json the agent's id (JSON); read during the call only. Not
+///        NULL.
+/// @param action the action's name. Not NULL.
+/// @param args_json the positional arguments, a JSON array; NULL means `[]`.
+/// @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
+/// @param timeout_s how long the call waits for its result, in seconds; < 0:
+///        never times out. Not NaN.
+/// @param queue the queue that gets the event; stays owned by the caller. Not
+///        NULL.
+/// @param token the program's number for this call, returned untouched in
+///        its event.
+/// @return ACADEMY_OK (the call started); any other status means it was not
+///         started and no event will come: ACADEMY_ERR_INVALID_ARGUMENT (NULL
+///         or malformed arguments, a NaN timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_action_async(
     client: *mut academy_client,
@@ -661,13 +991,30 @@ pub unsafe extern "C" fn academy_client_action_async(
     })
 }
 
-/// Starts `academy_client_ping` without waiting. When the ping ends, one
-/// ACADEMY_EVENT_CALL event with `token` comes to `queue`: status
-/// ACADEMY_OK with the round trip in `rtt_s` (and `json` NULL), or the
-/// failure (TIMEOUT after `timeout_s` (< 0: never), CLOSED,
-/// MAILBOX_TERMINATED, REMOTE, the transport errors) with its text in
-/// `error`. Any other return than ACADEMY_OK means not started and no
-/// event: INVALID_ARGUMENT, CLOSED. Does not block. Thread-safe.
+/// Starts academy_client_ping() without waiting.
+///
+/// When the ping ends, one ACADEMY_EVENT_CALL event with `token` comes to
+/// `queue`: status ACADEMY_OK with the round trip in `rtt_s` (and `json`
+/// NULL), or the failure (ACADEMY_ERR_TIMEOUT after `timeout_s`,
+/// ACADEMY_ERR_CLOSED, ACADEMY_ERR_MAILBOX_TERMINATED, ACADEMY_ERR_REMOTE, the
+/// transport errors) with its text in `error`.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param agent_id_json the agent's id (JSON). Not NULL.
+/// @param timeout_s how long the ping waits for its answer, in seconds; < 0:
+///        never times out. Not NaN.
+/// @param queue the queue that gets the event; stays owned by the caller. Not
+///        NULL.
+/// @param token the program's number for this call, returned untouched in
+///        its event.
+/// @return ACADEMY_OK (the ping started); any other status means it was not
+///         started and no event will come: ACADEMY_ERR_INVALID_ARGUMENT (NULL
+///         arguments, a bad id, a NaN timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup calls
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_ping_async(
     client: *mut academy_client,
@@ -685,21 +1032,33 @@ pub unsafe extern "C" fn academy_client_ping_async(
     })
 }
 
-/// Routes every message that arrives for this client's mailbox and that
-/// no call waits for to `queue`, as ACADEMY_EVENT_MESSAGE events with
-/// `token` and the message JSON exactly as the exchange delivered it,
-/// instead of to `academy_client_recv` (messages received before and not
-/// yet taken go first). It lasts as long as the client: one
-/// ACADEMY_EVENT_ENDED event with `token` ends it, with CLOSED after
-/// `academy_client_close`, or MAILBOX_TERMINATED / BAD_ENTITY_ID when the
-/// mailbox goes away. A user client still answers requests itself (as
-/// academy-py's does), and responses to calls still go to the calls.
-/// Does not block. Thread-safe.
+/// Routes the client's incoming messages to `queue` instead of to
+/// academy_client_recv().
 ///
-/// Returns INVALID_ARGUMENT for NULL arguments, a client that listens
-/// already, or one being served (`academy_agent_serve`,
-/// `academy_agent_serve_queue`: serving takes the messages); CLOSED for a
-/// closed client or a freed queue.
+/// Every message that arrives for this client's mailbox and that no call
+/// waits for becomes an ACADEMY_EVENT_MESSAGE event with `token` and the
+/// message JSON exactly as the exchange delivered it (messages received
+/// before and not yet taken go first). It lasts as long as the client: one
+/// ACADEMY_EVENT_ENDED event with `token` ends it, with ACADEMY_ERR_CLOSED
+/// after academy_client_close(), or ACADEMY_ERR_MAILBOX_TERMINATED /
+/// ACADEMY_ERR_BAD_ENTITY_ID when the mailbox goes away. A user client still
+/// answers requests itself (as academy-py's does), and responses to calls
+/// still go to the calls.
+///
+/// @param client the client; stays owned by the caller. Not NULL.
+/// @param queue the queue that gets the events; stays owned by the caller
+///        (the library keeps its own reference while listening). Not NULL.
+/// @param token the program's number for this listen, returned untouched in
+///        each of its events.
+/// @return ACADEMY_OK (listening started); ACADEMY_ERR_INVALID_ARGUMENT for
+///         NULL arguments, a client that listens already, or one being served
+///         (academy_agent_serve(), academy_agent_serve_queue(): serving takes
+///         the messages); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_client_listen(
     client: *mut academy_client,

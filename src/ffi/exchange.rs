@@ -10,7 +10,8 @@ use super::{
 use crate::runtime;
 use crate::server::{ExchangeServer, ServerConfig};
 
-/// An exchange server running inside this process (opaque).
+/// An exchange server running inside this process (opaque). Thread-safe.
+/// @ingroup exchange
 pub struct academy_exchange {
     server: ExchangeServer,
 }
@@ -25,9 +26,11 @@ impl Handle for academy_exchange {
     }
 }
 
-/// Starts an exchange server in this process, wire-compatible with
-/// academy-py 1.0's `python -m academy.exchange.cloud`, on the library's
-/// runtime. `options_json` (nullable) is a JSON object with the keys of the
+/// Starts an exchange server in this process.
+///
+/// The server is wire-compatible with academy-py 1.0's
+/// `python -m academy.exchange.cloud` and runs on the library's runtime
+/// threads. `options_json` is a JSON object with the keys of the
 /// `academy-exchange` TOML file (README, "Running the exchange as a
 /// service"), except `logger`: `host` ("127.0.0.1"), `port` (0 = any free
 /// port), `listen_timeout_s`, `message_size_limit_kb`, `certfile`,
@@ -35,12 +38,23 @@ impl Handle for academy_exchange {
 /// `body_read_timeout_s` and `backend`: absent for mailboxes in memory, or
 /// `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys of
 /// academy-py's `[backend]` TOML table) to keep them in Redis, shared with
-/// every other exchange process on that Redis. Returns once the server
-/// listens. On success `*out` gets the server: stop it with
-/// `academy_exchange_stop`, free it with `academy_exchange_free`. Returns
-/// INVALID_ARGUMENT for bad options and CONNECTION when the address cannot
-/// be bound or Redis cannot be reached. Its log lines go where the
-/// library's do (`academy_set_log_callback`, `ACADEMY_LOG`).
+/// every other exchange process on that Redis. Its log lines go where the
+/// library's do (academy_set_log_callback(), `ACADEMY_LOG`).
+///
+/// @param options_json the options, or NULL for the defaults; read during the
+///        call only.
+/// @param[out] out receives the running server on success (untouched on
+///        failure); the caller stops it with academy_exchange_stop() and
+///        frees it with academy_exchange_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out` or bad
+///         options; ACADEMY_ERR_CONNECTION when the address cannot be bound
+///         or Redis cannot be reached.
+///
+/// Blocks: until the server listens (with a Redis backend, until Redis
+/// answered).
+///
+/// Thread-safety: thread-safe.
+/// @ingroup exchange
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_spawn(
     options_json: *const c_char,
@@ -65,8 +79,19 @@ fn join_error(e: tokio::task::JoinError) -> crate::error::Error {
     crate::error::Error::internal(format!("the exchange task failed: {e}"))
 }
 
-/// The URL clients use to reach the server, e.g. "http://127.0.0.1:5463"
-/// (free with `academy_string_free`). Does not block.
+/// The URL clients use to reach the server, e.g. "http://127.0.0.1:5463".
+///
+/// @param exchange the server; only read. Not NULL.
+/// @param[out] out_url receives the URL on success; the caller frees it with
+///        academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument;
+///         ACADEMY_ERR_CLOSED for a freed server or one made before fork() (in
+///         the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup exchange
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_url(
     exchange: *const academy_exchange,
@@ -79,8 +104,21 @@ pub unsafe extern "C" fn academy_exchange_url(
     })
 }
 
-/// Stops the server: it stops accepting connections and ends open listen
-/// streams. Blocks until it has stopped. Stopping twice is a no-op.
+/// Stops the server.
+///
+/// It stops accepting connections and ends open listen streams. Stopping
+/// twice is a no-op. The handle stays valid (academy_exchange_url() still
+/// answers) until academy_exchange_free().
+///
+/// @param exchange the server; stays owned by the caller. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for NULL;
+///         ACADEMY_ERR_CLOSED for a freed server or one made before fork() (in
+///         the child).
+///
+/// Blocks: until the server has stopped.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup exchange
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) -> academy_status {
     boundary(|| {
@@ -89,7 +127,19 @@ pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) 
     })
 }
 
-/// Stops (if needed) and frees the server. Freeing NULL is a no-op.
+/// Stops the server if needed, then frees it.
+///
+/// Later calls with the freed handle answer ACADEMY_ERR_CLOSED. In a child
+/// process after fork(), a server made by the parent is only forgotten,
+/// never touched.
+///
+/// @param exchange the server, owned by the caller and given up here; NULL,
+///        or a server already freed, is a no-op.
+///
+/// Blocks: until the server has stopped.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup exchange
 #[no_mangle]
 pub unsafe extern "C" fn academy_exchange_free(exchange: *mut academy_exchange) {
     boundary_or((), || {

@@ -9,7 +9,10 @@ use crate::client::Factory;
 use crate::options::exchanges::{HybridOptions, RedisOptions};
 use crate::options::FactoryOptions;
 
-/// An exchange to make clients of (opaque).
+/// An exchange to make clients of (opaque): the connection settings of one
+/// HTTP, Redis or hybrid exchange. Thread-safe: any number of threads may make
+/// clients of one factory at once.
+/// @ingroup factory
 pub struct academy_factory {
     pub(crate) factory: Factory,
 }
@@ -29,32 +32,36 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
     Ok(handle::get(factory, "factory")?.factory.clone())
 }
 
-/// Makes a factory for the HTTP exchange at `url` (`http://host:port` or
-/// `https://…`, academy-py's `HttpExchangeFactory`). Does not contact the
-/// exchange. Proxies come from `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`,
-/// as for the Python client.
+/// Makes a factory for the HTTP exchange at `url`.
 ///
-/// `options_json` (nullable: the defaults) is a JSON object with any of
-/// `auth_method`, `additional_headers`, `ssl_verify`, `ca_file`,
-/// `request_timeout_s`, `connect_timeout_s`, `retries`,
-/// `initial_retry_backoff_s`, `heartbeat_interval_s`, `max_concurrency`,
-/// `globus_token_url`, `busy_poll_us`, `max_in_flight` and
-/// `resend_unacknowledged`; the README's
-/// "Factory options" table says what each does and its default. The
-/// options are copied.
+/// The factory is academy-py's `HttpExchangeFactory`: `url` is
+/// `http://host:port` or `https://…`. Proxies come from `HTTPS_PROXY`,
+/// `HTTP_PROXY` and `NO_PROXY`, as for the Python client. The exchange is not
+/// contacted: the first client does that.
 ///
-/// @param url the exchange's URL.
-/// @param options_json the options, or NULL.
-/// @param out receives the factory on success; free it with
-///        academy_factory_free (clients made from it stay valid after).
+/// `options_json` is a JSON object with any of `auth_method`,
+/// `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
+/// `connect_timeout_s`, `retries`, `initial_retry_backoff_s`,
+/// `heartbeat_interval_s`, `max_concurrency`, `globus_token_url`,
+/// `busy_poll_us`, `max_in_flight` and `resend_unacknowledged`; the README's
+/// "Factory options" table says what each does and its default.
+///
+/// @param url the exchange's URL; read during the call only. Not NULL.
+/// @param options_json the options, or NULL for the defaults; copied, so the
+///        caller may free it on return.
+/// @param[out] out receives the factory on success (untouched on failure);
+///        the caller frees it with academy_factory_free(). Clients made from
+///        it stay valid after that. Not NULL.
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `url` or
-///         `out`, a bad URL, malformed options, an unknown option or a
-///         value of the wrong type, a header that `additional_headers`
-///         may not set, an unreadable `ca_file`, or
-///         `auth_method: "globus"` without the client credentials in the
-///         environment.
+///         `out`, a bad URL, malformed options, an unknown option or a value
+///         of the wrong type, a header that `additional_headers` may not set,
+///         an unreadable `ca_file`, or `auth_method: "globus"` without the
+///         client credentials in the environment.
 ///
-/// Does not block. Thread-safe.
+/// Blocks: no (no network).
+///
+/// Thread-safety: thread-safe.
+/// @ingroup factory
 #[no_mangle]
 pub unsafe extern "C" fn academy_http_factory_new(
     url: *const c_char,
@@ -71,36 +78,42 @@ pub unsafe extern "C" fn academy_http_factory_new(
     })
 }
 
-/// Makes a factory for academy-py's Redis exchange
-/// (`RedisExchangeFactory`): clients keep their mailboxes in Redis
-/// themselves, with no exchange server, in academy-py's key layout, so C
-/// and Python clients of one Redis talk to each other. Registrations carry
-/// `"exchange_type": "redis"`.
+/// Makes a factory for academy-py's Redis exchange (`RedisExchangeFactory`).
 ///
-/// `options_json` (nullable) is a JSON object with `hostname`
-/// ("localhost"), `port` (6379) and `kwargs` (an object with any of `db`
-/// (0), `username` and `password`, as academy-py passes to redis-py), and
-/// any of the common client options `request_timeout_s` (60: bounds one
-/// Redis command), `connect_timeout_s` (30), `retries` (1: how many times a
-/// command that could not reach Redis is tried again, after
-/// `initial_retry_backoff_s` (1.0), doubling), `heartbeat_interval_s`
-/// (30), `max_concurrency` (1), `max_in_flight` (64) and `busy_poll_us`
-/// (200), as for `academy_http_factory_new`. The HTTP-only options
-/// (`auth_method`, `additional_headers`, `ssl_verify`, `ca_file`,
-/// `globus_token_url`) and unknown keys are errors. The options are
-/// copied. Does not contact Redis and does not block: the first client
-/// does (ACADEMY_ERR_CONNECTION, with the address in `academy_last_error`,
-/// when Redis cannot be reached). Each listening client holds one Redis
-/// connection of its own besides the factory's shared one.
+/// Clients keep their mailboxes in Redis themselves, with no exchange server,
+/// in academy-py's key layout, so C and Python clients of one Redis talk to
+/// each other. Registrations carry `"exchange_type": "redis"`. Redis is not
+/// contacted here: the first client does (ACADEMY_ERR_CONNECTION, with the
+/// address in academy_last_error(), when Redis cannot be reached). Each
+/// listening client holds one Redis connection of its own besides the
+/// factory's shared one. Use a Redis database of its own: the HTTP exchange's
+/// Redis backend writes the same keys with other values (academy-py's too).
 ///
-/// Use a Redis database of its own: the HTTP exchange's Redis backend
-/// writes the same keys with other values (academy-py's too).
+/// `options_json` is a JSON object with `hostname` ("localhost"), `port`
+/// (6379) and `kwargs` (an object with any of `db` (0), `username` and
+/// `password`, as academy-py passes to redis-py), and any of the common client
+/// options `request_timeout_s` (60: bounds one Redis command),
+/// `connect_timeout_s` (30), `retries` (1: how many times a command that
+/// could not reach Redis is tried again, after `initial_retry_backoff_s`
+/// (1.0), doubling), `heartbeat_interval_s` (30), `max_concurrency` (1),
+/// `max_in_flight` (64) and `busy_poll_us` (200), as for
+/// academy_http_factory_new(). The HTTP-only options (`auth_method`,
+/// `additional_headers`, `ssl_verify`, `ca_file`, `globus_token_url`) and
+/// unknown keys are errors.
 ///
-/// On success `*out` gets a factory that the caller frees with
-/// `academy_factory_free` (clients made from it stay valid after that).
-/// Thread-safe. Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
-/// malformed options JSON, unknown keys, HTTP-only options or values of the
-/// wrong type.
+/// @param options_json the options, or NULL for the defaults; copied, so the
+///        caller may free it on return.
+/// @param[out] out receives the factory on success (untouched on failure);
+///        the caller frees it with academy_factory_free(). Clients made from
+///        it stay valid after that. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
+///         malformed options JSON, unknown keys, HTTP-only options or values
+///         of the wrong type.
+///
+/// Blocks: no (Redis is not contacted).
+///
+/// Thread-safety: thread-safe.
+/// @ingroup factory
 #[no_mangle]
 pub unsafe extern "C" fn academy_redis_factory_new(
     options_json: *const c_char,
@@ -115,34 +128,39 @@ pub unsafe extern "C" fn academy_redis_factory_new(
     })
 }
 
-/// Makes a factory for academy-py's hybrid exchange
-/// (`HybridExchangeFactory`): mailbox state in Redis, messages sent
-/// straight from peer to peer over TCP, and each mailbox's Redis queue as
-/// the fallback when a peer cannot be reached. Registrations carry
-/// `"exchange_type": "hybrid"`.
+/// Makes a factory for academy-py's hybrid exchange (`HybridExchangeFactory`).
 ///
-/// `options_json` (nullable) is a JSON object with `redis_host`
-/// ("localhost"), `redis_port` (6379), `redis_kwargs` (as `kwargs` of
+/// Mailbox state lives in Redis; messages go straight from peer to peer over
+/// TCP, with each mailbox's Redis queue as the fallback when a peer cannot be
+/// reached. Registrations carry `"exchange_type": "hybrid"`. Every client
+/// made from it listens on a TCP port of its own for its peers and advertises
+/// it in Redis until it is closed. Connections to peers are shared by the
+/// factory's clients. Redis is not contacted here: the first client does.
+///
+/// `options_json` is a JSON object with `redis_host` ("localhost"),
+/// `redis_port` (6379), `redis_kwargs` (as `kwargs` of
 /// `academy_redis_factory_new`), `interface` (null: advertise the IPv4
 /// address of this host's name, as academy-py; or a network interface name
 /// such as "eth0", or an IPv4 address), `namespace` ("default"; null: a
 /// random one; the prefix of every key, which must match the Python peers')
 /// and `ports` (null: any free port; or an array of the ports clients may
 /// listen on, one each while it is open), plus the common client options
-/// listed for `academy_redis_factory_new` (`connect_timeout_s` also bounds
-/// a connect to a peer, at most 5 s). Unknown keys are errors. The options
-/// are copied. Does not contact Redis and does not block: the first
-/// client does.
+/// listed for `academy_redis_factory_new` (`connect_timeout_s` also bounds a
+/// connect to a peer, at most 5 s). Unknown keys are errors.
 ///
-/// Every client made from it listens on a TCP port of its own for its
-/// peers and advertises it in Redis until it is closed. Connections to
-/// peers are shared by the factory's clients.
+/// @param options_json the options, or NULL for the defaults; copied, so the
+///        caller may free it on return.
+/// @param[out] out receives the factory on success (untouched on failure);
+///        the caller frees it with academy_factory_free(). Clients made from
+///        it stay valid after that. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
+///         malformed options JSON, unknown keys, HTTP-only options, values of
+///         the wrong type, or an `interface` that has no IPv4 address.
 ///
-/// On success `*out` gets a factory that the caller frees with
-/// `academy_factory_free` (clients made from it stay valid after that).
-/// Thread-safe. Returns ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out`,
-/// malformed options JSON, unknown keys, HTTP-only options, values of the
-/// wrong type, or an `interface` that has no IPv4 address.
+/// Blocks: no (Redis is not contacted).
+///
+/// Thread-safety: thread-safe.
+/// @ingroup factory
 #[no_mangle]
 pub unsafe extern "C" fn academy_hybrid_factory_new(
     options_json: *const c_char,
@@ -157,7 +175,20 @@ pub unsafe extern "C" fn academy_hybrid_factory_new(
     })
 }
 
-/// Frees a factory. Freeing NULL is a no-op.
+/// Frees a factory.
+///
+/// Clients made from it stay valid and keep working. Later calls with the
+/// freed handle answer ACADEMY_ERR_CLOSED. In a child process after fork(), a
+/// factory made by the parent is only forgotten, never touched.
+///
+/// @param factory the factory, owned by the caller and given up here; NULL,
+///        or a factory already freed, is a no-op.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe; a call using the factory on another thread at
+/// the same time either finishes with it or answers ACADEMY_ERR_CLOSED.
+/// @ingroup factory
 #[no_mangle]
 pub unsafe extern "C" fn academy_factory_free(factory: *mut academy_factory) {
     boundary_or((), || drop(handle::take(factory)))

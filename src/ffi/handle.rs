@@ -270,14 +270,19 @@ pub(crate) fn boundary_or<T, F: FnOnce() -> T>(fallback: T, f: F) -> T {
     }
 }
 
-/// Details of this thread's last libacademy call if it failed: the URL
-/// and HTTP status, the server's text, the remote exception; never a token.
+/// Details of this thread's last libacademy call if it failed.
 ///
-/// @return "" if the last call succeeded. The string belongs to the
-///         library and stays valid until this thread's next libacademy
-///         call. Never NULL.
+/// The text says what went wrong: the URL and HTTP status, the server's text,
+/// the remote exception; it never contains a token.
 ///
-/// Does not block. Thread-safe: each thread has its own.
+/// @return "" if the last call succeeded, else the text. The string belongs
+///         to the library and stays valid until this thread's next libacademy
+///         call: copy it to keep it; never free it. Never NULL.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe: each thread has its own last error.
+/// @ingroup basics
 #[no_mangle]
 pub extern "C" fn academy_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())

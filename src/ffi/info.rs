@@ -12,12 +12,18 @@ use crate::error::Status;
 /// number that is no status.
 const UNKNOWN: &CStr = c"unknown status";
 
-/// The version of libacademy, e.g. "0.1.0", as in the
-/// `ACADEMY_VERSION_*` macros of the header this library was built with.
+/// The version of libacademy, e.g. "0.1.0".
+///
+/// It is the version of the library loaded at run time; the
+/// `ACADEMY_VERSION_*` macros give the version of the header a program was
+/// compiled with (they agree when both come from one build).
 ///
 /// @return a static string; never free it. Never NULL.
 ///
-/// Does not block. Thread-safe.
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup basics
 #[no_mangle]
 pub extern "C" fn academy_version() -> *const c_char {
     static VERSION: &CStr =
@@ -31,11 +37,15 @@ pub extern "C" fn academy_version() -> *const c_char {
 /// A static, human-readable text of a status code, e.g. "timeout" for
 /// ACADEMY_ERR_TIMEOUT.
 ///
-/// @param status any int: bindings may pass a plain number.
-/// @return a static string, "unknown status" for a number that is no
-///         status; never free it. Never NULL.
+/// @param status any int (bindings may pass a plain number), usually an
+///        ::academy_status.
+/// @return a static string, "unknown status" for a number that is no status;
+///         never free it. Never NULL.
 ///
-/// Does not block. Thread-safe.
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup basics
 #[no_mangle]
 pub extern "C" fn academy_status_str(status: c_int) -> *const c_char {
     boundary_or(UNKNOWN.as_ptr(), || {
@@ -45,14 +55,19 @@ pub extern "C" fn academy_status_str(status: c_int) -> *const c_char {
     })
 }
 
-/// The name of a status code as in this header, e.g. "ACADEMY_ERR_TIMEOUT"
-/// (for logs and for bindings that generate their error types).
+/// The name of a status code as in this header, e.g. "ACADEMY_ERR_TIMEOUT".
 ///
-/// @param status any int.
-/// @return a static string, "unknown status" for a number that is no
-///         status; never free it. Never NULL.
+/// For logs and for bindings that generate their error types.
 ///
-/// Does not block. Thread-safe.
+/// @param status any int (bindings may pass a plain number), usually an
+///        ::academy_status.
+/// @return a static string, "unknown status" for a number that is no status;
+///         never free it. Never NULL.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup basics
 #[no_mangle]
 pub extern "C" fn academy_status_name(status: c_int) -> *const c_char {
     boundary_or(UNKNOWN.as_ptr(), || {

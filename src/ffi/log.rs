@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::logging;
 
 /// Levels of the library's log lines, most severe first.
+/// @ingroup basics
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum academy_log_level {
@@ -31,7 +32,9 @@ pub enum academy_log_level {
 
 /// Receives one log line: its level, its target (the part of the library
 /// that logged, e.g. "academy::transport") and its message. Both strings
-/// are valid only during the call.
+/// belong to the library and are valid only during the call. See
+/// academy_set_log_callback() for the threads it runs on and what it may do.
+/// @ingroup basics
 pub type academy_log_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -77,34 +80,48 @@ fn c_level(level: Level) -> academy_log_level {
     }
 }
 
-/// Routes libacademy's log lines at `level` (an `academy_log_level`) or
-/// more severe to `callback(user_data, level, target, message)`, replacing
-/// any callback set before. A NULL `callback` or `ACADEMY_LOG_OFF` stops
-/// it. By default the library logs nothing; setting the environment
-/// variable `ACADEMY_LOG` (e.g. `ACADEMY_LOG=debug`, or
-/// `academy::transport=debug`) also writes lines to stderr, whatever the
-/// callback.
+/// Routes libacademy's log lines to a callback of the program.
 ///
-/// Threads: the callback is called on the thread that logs: inside a
-/// libacademy call on the caller's own thread, on the library's runtime
-/// threads ("academy-rt", "academy-exchange"), or on threads serving an
-/// agent; from several threads at once. So it must be thread-safe, and
-/// `user_data` usable from any thread.
+/// Lines at `level` or more severe go to
+/// `callback(user_data, level, target, message)`, replacing any callback set
+/// before. A NULL `callback` or ACADEMY_LOG_OFF stops it. By default the
+/// library logs nothing; setting the environment variable `ACADEMY_LOG`
+/// (e.g. `ACADEMY_LOG=debug`, or `academy::transport=debug`) also writes
+/// lines to stderr, whatever the callback.
 ///
-/// It must return quickly: it holds up the library thread that logged
-/// (network I/O of every client, or the embedded exchange). To write to a
-/// slow place, queue the line and write it from a thread of your own. It
-/// must not call blocking libacademy functions (they return
-/// ACADEMY_ERR_INVALID_ARGUMENT there) nor `academy_set_log_callback`
-/// (INVALID_ARGUMENT); lines the library logs while the callback runs on
-/// that thread are dropped.
+/// The callback is called on the thread that logs: inside a libacademy call
+/// on the caller's own thread, on the library's runtime threads
+/// ("academy-rt", "academy-exchange"), or on threads serving an agent; from
+/// several threads at once. So it must be thread-safe, and `user_data`
+/// usable from any thread. It must return quickly: it holds up the library
+/// thread that logged (network I/O of every client, or the embedded
+/// exchange). To write to a slow place, queue the line and write it from a
+/// thread of your own. It must not call blocking libacademy functions (they
+/// return ACADEMY_ERR_INVALID_ARGUMENT there) nor academy_set_log_callback()
+/// (ACADEMY_ERR_INVALID_ARGUMENT); lines the library logs while the callback
+/// runs on that thread are dropped.
 ///
-/// When this function returns, the callback it replaced is not running and
-/// will not be called again, so its `user_data` may be freed. Returns
-/// INVALID_ARGUMENT for a level outside 0..5, from inside the callback, or
-/// when the process already has another `tracing` subscriber as its
-/// global one (a Rust program that links libacademy and set up its own:
-/// the library's lines go to it instead).
+/// @param callback the function to call, or NULL to stop logging to a
+///        callback.
+/// @param user_data passed to every call of `callback` untouched; the library
+///        never reads or frees it. It must stay valid until the callback is
+///        replaced: when a later academy_set_log_callback() returns, the
+///        callback it replaced is not running and will not be called again,
+///        so its `user_data` may then be freed.
+/// @param level an ::academy_log_level (0 to 5): the least severe level that
+///        is passed on.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a level outside 0..5,
+///         a call from inside the callback, or when the process already has
+///         another `tracing` subscriber as its global one (a Rust program that
+///         links libacademy and set up its own: the library's lines go to it
+///         instead).
+///
+/// Blocks: only until a callback being replaced has returned on every thread
+/// that is running it.
+///
+/// Thread-safety: thread-safe, except from inside the log callback
+/// (ACADEMY_ERR_INVALID_ARGUMENT).
+/// @ingroup basics
 #[no_mangle]
 pub unsafe extern "C" fn academy_set_log_callback(
     callback: academy_log_fn,

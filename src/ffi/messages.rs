@@ -25,12 +25,26 @@ pub(crate) unsafe fn kwargs_arg(ptr: *const c_char) -> Result<Value> {
     }
 }
 
-/// Makes a message from `src_json` to `dest_json` with `body_json` (an
-/// object with a `kind`, e.g. `{"kind": "ping-request"}`): a fresh tag, no
-/// label, and the protocol 1.1 header. The header kind (request or
-/// response) follows the body kind. `*out_message_json` gets the message
-/// (free with `academy_string_free`). Returns INVALID_ARGUMENT for a bad
-/// id, malformed JSON or an unknown body kind. Does not block.
+/// Makes a message from `src_json` to `dest_json` with the body `body_json`.
+///
+/// The message gets a fresh tag, no label, and the protocol 1.1 header; the
+/// header kind (request or response) follows the body kind. No network: send
+/// it with academy_client_send().
+///
+/// @param src_json the sender's id (JSON, as academy_client_mailbox_id()
+///        gives). Not NULL.
+/// @param dest_json the receiver's id (JSON). Not NULL.
+/// @param body_json the body: an object with a `kind`, e.g.
+///        `{"kind": "ping-request"}`. Not NULL.
+/// @param[out] out_message_json receives the message JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument, a
+///         bad id, malformed JSON or an unknown body kind.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe (no shared state).
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_message_new(
     src_json: *const c_char,
@@ -48,10 +62,22 @@ pub unsafe extern "C" fn academy_message_new(
     })
 }
 
-/// Makes the response to the request message `request_json` with
-/// `body_json` (a response body): same tag and label, src and dest
-/// swapped. Returns INVALID_ARGUMENT if `request_json` is not a request.
-/// Does not block.
+/// Makes the response to the request message `request_json`.
+///
+/// The response has the same tag and label, with src and dest swapped, and
+/// the body `body_json`.
+///
+/// @param request_json the request message (JSON). Not NULL.
+/// @param body_json a response body (JSON object with a `kind`). Not NULL.
+/// @param[out] out_message_json receives the response message JSON on
+///        success; the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument,
+///         malformed JSON, or a `request_json` that is not a request.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe (no shared state).
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_message_response(
     request_json: *const c_char,
@@ -66,9 +92,21 @@ pub unsafe extern "C" fn academy_message_response(
     })
 }
 
-/// Makes the body of an action request with JSON serialization, as a
-/// Python `Handle` sends it. `args_json` is a JSON array (NULL = []),
-/// `kwargs_json` a JSON object (NULL = {}). Does not block.
+/// Makes the body of an action request with JSON serialization, as a Python
+/// `Handle` sends it.
+///
+/// @param action the action's name. Not NULL.
+/// @param args_json the positional arguments, a JSON array; NULL means `[]`.
+/// @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
+/// @param[out] out_body_json receives the body JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `action` or
+///         `out_body_json`, invalid UTF-8 or malformed JSON.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe (no shared state).
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_action_request_body(
     action: *const c_char,
@@ -85,11 +123,27 @@ pub unsafe extern "C" fn academy_action_request_body(
     })
 }
 
-/// Decodes the response message `response_json`: the result of an action
-/// response as JSON, or `null` for a success response. Returns REMOTE with
-/// the remote exception text in `academy_last_error` for an error
-/// response, MAILBOX_TERMINATED or PROTOCOL for academy error responses,
-/// PROTOCOL for a result that is not JSON-serialized. Does not block.
+/// Decodes the response message `response_json`.
+///
+/// The result of an action response as JSON, or `null` for a success
+/// response.
+///
+/// @param response_json the response message (JSON). Not NULL.
+/// @param[out] out_result_json receives the result JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_REMOTE for an error response, with the
+///         remote exception text in academy_last_error(), and for academy
+///         error responses that say the call was cancelled or refused;
+///         ACADEMY_ERR_MAILBOX_TERMINATED for an academy error response
+///         saying the mailbox was terminated; ACADEMY_ERR_PROTOCOL for other
+///         academy error responses, a result that is not JSON-serialized,
+///         or a body that is no response; ACADEMY_ERR_INVALID_ARGUMENT for a
+///         NULL argument or JSON that is not a message.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe (no shared state).
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_message_result(
     response_json: *const c_char,
@@ -103,8 +157,18 @@ pub unsafe extern "C" fn academy_message_result(
     })
 }
 
-/// A new user id (random uuid) with an optional `name`, as JSON. Does not
-/// block.
+/// A new user id (random uuid) with an optional name, as JSON.
+///
+/// @param name the display name, or NULL for none.
+/// @param[out] out_id_json receives the id JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out_id_json`
+///         or a `name` that is not UTF-8.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_user_id_new(
     name: *const c_char,
@@ -117,8 +181,20 @@ pub unsafe extern "C" fn academy_user_id_new(
     })
 }
 
-/// A new agent id (random uuid) with an optional `name`, as JSON. Does not
-/// block. (It is not registered; see `academy_client_register_agent`.)
+/// A new agent id (random uuid) with an optional name, as JSON.
+///
+/// The id is not registered; see academy_client_register_agent().
+///
+/// @param name the display name, or NULL for none.
+/// @param[out] out_id_json receives the id JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out_id_json`
+///         or a `name` that is not UTF-8.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup messages
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_id_new(
     name: *const c_char,

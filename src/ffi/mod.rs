@@ -81,14 +81,21 @@ pub(crate) fn arg_timeout(seconds: f64) -> Result<Option<Duration>> {
     }
 }
 
-/// Frees a string that libacademy returned through an out-pointer
-/// (`char **out_…`).
+/// Frees a string that libacademy returned through an out-pointer.
 ///
-/// @param s the string, or NULL (a no-op). Freeing a string twice, or one
-///          the library did not return, is undefined behaviour, as with
-///          free().
+/// Every `char **out_…` parameter of this API receives a string that belongs
+/// to the caller; this is how it is given back. Do not use free() on it.
 ///
-/// Does not block. Thread-safe.
+/// @param s the string, or NULL (a no-op). Freeing a string twice, or one the
+///        library did not return (such as academy_last_error()'s or an
+///        event's), is undefined behaviour, as with free().
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe; a string may be freed on another thread than
+/// the one that received it, but only once, and not while another thread
+/// still reads it.
+/// @ingroup basics
 #[no_mangle]
 pub unsafe extern "C" fn academy_string_free(s: *mut c_char) {
     boundary_or((), || {

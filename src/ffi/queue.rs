@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// A completion queue (opaque): holds finished work as events, and has a
 /// file descriptor that is readable while events wait. Thread-safe.
+/// @ingroup queue
 pub struct academy_queue {
     pub(crate) queue: Queue,
 }
@@ -25,6 +26,7 @@ impl Handle for academy_queue {
 }
 
 /// What an event reports.
+/// @ingroup queue
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum academy_event_kind {
@@ -47,6 +49,7 @@ pub enum academy_event_kind {
 /// One event (read-only). The library allocates it and owns its strings;
 /// the program frees it, strings and all, with `academy_event_free`.
 /// Fields may be added at the end in later versions.
+/// @ingroup queue
 #[repr(C)]
 #[derive(Debug)]
 pub struct academy_event {
@@ -170,11 +173,20 @@ pub(crate) fn queue_arg(queue: *const academy_queue) -> Result<Queue> {
     Ok(queue)
 }
 
-/// Makes a completion queue. On success `*out_queue` gets a queue that the
-/// program frees with `academy_queue_free`. A queue may be shared by many
-/// clients, calls, listens and servings, and polled by one thread or
-/// several. Does not block. Returns INVALID_ARGUMENT (NULL `out_queue`) or
-/// INTERNAL (the system refused a file descriptor).
+/// Makes a completion queue.
+///
+/// A queue may be shared by many clients, calls, listens and servings, and
+/// polled by one thread or several.
+///
+/// @param[out] out_queue receives the queue on success (untouched on
+///        failure); the program frees it with academy_queue_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out_queue`;
+///         ACADEMY_ERR_INTERNAL when the system refused a file descriptor.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_new(out_queue: *mut *mut academy_queue) -> academy_status {
     boundary(|| {
@@ -185,19 +197,28 @@ pub unsafe extern "C" fn academy_queue_new(out_queue: *mut *mut academy_queue) -
     })
 }
 
-/// Frees a queue: the events still in it are freed with it (an action
-/// request among them is answered with ActionCancelledError), and its fd
-/// is closed (remove it from your poller first). Does not block.
+/// Frees a queue, with the events still in it, and closes its fd.
+///
+/// An action request among the events freed is answered with
+/// ActionCancelledError. Remove the fd from your poller first.
 ///
 /// Freeing a queue that clients still use (calls in flight, a listen, a
 /// serving) is safe: the library holds the queue internally by reference
-/// count, and this drops only the program's reference. Their later events
-/// are dropped: calls end unseen, and action requests are answered with
-/// ActionCancelledError so that no caller waits; serving and listening go
-/// on until stopped. A thread blocked in `academy_queue_poll` on it wakes
-/// with CLOSED; later calls with the handle answer CLOSED. In a child
-/// process after fork(), a queue made by the parent is only forgotten,
-/// never touched. Freeing NULL or a freed queue is a no-op.
+/// count, and this drops only the program's reference. Their later events are
+/// dropped: calls end unseen, and action requests are answered with
+/// ActionCancelledError so that no caller waits; serving and listening go on
+/// until stopped. Later calls with the handle answer ACADEMY_ERR_CLOSED. In a
+/// child process after fork(), a queue made by the parent is only forgotten,
+/// never touched.
+///
+/// @param queue the queue, owned by the program and given up here; NULL, or a
+///        queue already freed, is a no-op.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe; a thread blocked in academy_queue_poll() on
+/// the queue wakes with ACADEMY_ERR_CLOSED.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_free(queue: *mut academy_queue) {
     boundary_or((), || {
@@ -208,14 +229,26 @@ pub unsafe extern "C" fn academy_queue_free(queue: *mut academy_queue) {
     })
 }
 
-/// The queue's file descriptor: readable (POLLIN) while at least one event
-/// waits, not readable while the queue is empty. Watch it with poll,
-/// epoll (level- or edge-triggered), libuv, Go's netpoller (os.NewFile on
-/// a dup() of it) or Julia's FileWatching.poll_fd, then take the events
-/// with `academy_queue_poll(queue, 0, ...)` until it returns TIMEOUT.
-/// Never read, write or close it: it belongs to the queue and is closed
-/// by `academy_queue_free`. Does not block; thread-safe. Returns
-/// INVALID_ARGUMENT or CLOSED (a queue made before fork(), in the child).
+/// The queue's file descriptor, readable (POLLIN) while at least one event
+/// waits.
+///
+/// It is not readable while the queue is empty. Watch it with poll, epoll
+/// (level- or edge-triggered), libuv, Go's netpoller (os.NewFile on a dup() of
+/// it) or Julia's FileWatching.poll_fd, then take the events with
+/// `academy_queue_poll(queue, 0, ...)` until it returns ACADEMY_ERR_TIMEOUT.
+///
+/// @param queue the queue; only read. Not NULL.
+/// @param[out] out_fd receives the fd on success. It belongs to the queue
+///        and is closed by academy_queue_free(): never read, write or close
+///        it. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument;
+///         ACADEMY_ERR_CLOSED for a freed queue or one made before fork() (in
+///         the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_fd(
     queue: *const academy_queue,
@@ -229,20 +262,30 @@ pub unsafe extern "C" fn academy_queue_fd(
     })
 }
 
-/// Takes the oldest event of the queue, waiting up to `timeout_s` seconds
-/// for one (0: do not wait; < 0: without a limit). On success
-/// `*out_event` gets the event, which the program frees with
-/// `academy_event_free`. Each event goes to exactly one caller, also when
-/// several threads poll one queue; events come out in the order they were
-/// posted (the events of one call, listen or serving are in order).
+/// Takes the oldest event of the queue, waiting up to `timeout_s` seconds for
+/// one.
 ///
-/// Blocks up to `timeout_s` (never with 0). Thread-safe: any number of
-/// threads may poll one queue, each event goes to one of them.
+/// Each event goes to exactly one caller, also when several threads poll one
+/// queue; events come out in the order they were posted (the events of one
+/// call, listen or serving are in order).
 ///
-/// Returns TIMEOUT when the queue is still empty at the deadline, CLOSED
-/// for a queue made before fork() (in the child), INVALID_ARGUMENT for
-/// NULL arguments, a NaN timeout, or a wait (timeout_s != 0) from a
-/// library thread (an `academy_client_send_async` callback).
+/// @param queue the queue. Not NULL.
+/// @param timeout_s how long to wait: 0 does not wait; < 0 waits without a
+///        limit. Not NaN.
+/// @param[out] out_event receives the event on success; the program frees it
+///        with academy_event_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_TIMEOUT when the queue is still empty at
+///         the deadline; ACADEMY_ERR_CLOSED for a queue freed before or
+///         during the wait, or made before fork() (in the child);
+///         ACADEMY_ERR_INVALID_ARGUMENT for NULL arguments, a NaN timeout, or
+///         a wait (`timeout_s` != 0) from a library thread (such as an
+///         academy_client_send_async() callback).
+///
+/// Blocks: up to `timeout_s` (never with 0).
+///
+/// Thread-safety: thread-safe: any number of threads may poll one queue, each
+/// event goes to one of them.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_queue_poll(
     queue: *mut academy_queue,
@@ -262,9 +305,19 @@ pub unsafe extern "C" fn academy_queue_poll(
     })
 }
 
-/// Frees an event and its strings, from any thread, once. A REQUEST
-/// event's `reply` is not freed: it stays valid until completed. Freeing
-/// NULL is a no-op.
+/// Frees an event and its strings.
+///
+/// A REQUEST event's `reply` is not freed: it stays valid until completed.
+///
+/// @param event the event, owned by the program and given up here; NULL is a
+///        no-op. Freeing an event twice is undefined behaviour (events are
+///        plain memory, not checked handles).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe: from any thread, once, and not while another
+/// thread still reads the event.
+/// @ingroup queue
 #[no_mangle]
 pub unsafe extern "C" fn academy_event_free(event: *mut academy_event) {
     boundary_or((), || {

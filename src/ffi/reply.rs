@@ -10,7 +10,10 @@ use crate::client::serve::Reply;
 use crate::error::{Error, Result};
 use crate::wire::message::parse_json;
 
-/// The answer to one action request (opaque). Complete it exactly once.
+/// The answer to one action request (opaque). Complete it exactly once with
+/// academy_reply_ok() or academy_reply_error(), from any thread; completing
+/// frees it.
+/// @ingroup serving
 pub struct academy_reply {
     pub(crate) reply: Reply,
 }
@@ -35,14 +38,33 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
     answer(&open.reply)
 }
 
-/// Completes `reply` with the action's result, `result_json` (any JSON
-/// value; NULL means `null`). Blocks for one round trip, except for a
-/// reply from an ACADEMY_EVENT_REQUEST event: that returns at once and the
+/// Completes `reply` with the action's result.
+///
+/// A reply from an ACADEMY_EVENT_REQUEST event returns at once and its
 /// response goes out in the background (a failure to send it is not
-/// reported; the caller's call then times out). Frees `reply`,
-/// except when it returns INVALID_ARGUMENT (malformed JSON), so that the
-/// caller can complete it again. Returns CLOSED if the request was already
-/// answered (cancelled, or serving ended).
+/// reported; the caller's call then times out). A reply given to an
+/// academy_agent_serve() handler sends the response and waits for the
+/// exchange.
+///
+/// @param reply the reply, owned by the program until this call: freed here
+///        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT, so that the
+///        program can complete it again after a bad argument. Not NULL.
+/// @param result_json the result, any JSON value; NULL means `null`. Read
+///        during the call only.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
+///         malformed `result_json` (the reply is not freed);
+///         ACADEMY_ERR_CLOSED if the request was already answered (completed
+///         before, cancelled, or serving ended) or the reply is not a live
+///         reply; for a reply of academy_agent_serve(), the statuses of
+///         academy_client_send() when the response cannot be sent.
+///
+/// Blocks: for one round trip with a reply of academy_agent_serve(); not at
+/// all with a reply from an ACADEMY_EVENT_REQUEST event.
+///
+/// Thread-safety: thread-safe: any thread may complete a reply; if two
+/// threads complete one reply at once, one wins and the other gets
+/// ACADEMY_ERR_CLOSED.
+/// @ingroup serving
 #[no_mangle]
 pub unsafe extern "C" fn academy_reply_ok(
     reply: *mut academy_reply,
@@ -59,10 +81,27 @@ pub unsafe extern "C" fn academy_reply_ok(
 }
 
 /// Completes `reply` with an error; a Python caller raises
-/// `AcademyRemoteError(message)`. Frees `reply`, except when it returns
-/// INVALID_ARGUMENT (NULL or invalid UTF-8). Blocks for one round trip,
-/// except for a reply from an ACADEMY_EVENT_REQUEST event (see
-/// `academy_reply_ok`).
+/// `AcademyRemoteError(message)`.
+///
+/// Sends the response as academy_reply_ok() does: in the background for a
+/// reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.
+///
+/// @param reply the reply, owned by the program until this call: freed here
+///        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT. Not NULL.
+/// @param message the error text (UTF-8); read during the call only. Not
+///        NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
+///         invalid UTF-8 (the reply is not freed); ACADEMY_ERR_CLOSED if the
+///         request was already answered (completed before, cancelled, or
+///         serving ended) or the reply is not a live reply; for a reply of
+///         academy_agent_serve(), the statuses of academy_client_send() when
+///         the response cannot be sent.
+///
+/// Blocks: for one round trip with a reply of academy_agent_serve(); not at
+/// all with a reply from an ACADEMY_EVENT_REQUEST event.
+///
+/// Thread-safety: thread-safe, as academy_reply_ok().
+/// @ingroup serving
 #[no_mangle]
 pub unsafe extern "C" fn academy_reply_error(
     reply: *mut academy_reply,

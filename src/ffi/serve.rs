@@ -14,9 +14,12 @@ use crate::wire::message::ActionCall;
 
 /// An action handler: called for each action request with the action name,
 /// its positional arguments (a JSON array) and keyword arguments (a JSON
-/// object). The strings are valid only during the call. The handler
-/// completes `reply` exactly once, during the call or later from any
-/// thread, with `academy_reply_ok` or `academy_reply_error`.
+/// object). The strings belong to the library and are valid only during the
+/// call. The handler completes `reply` exactly once, during the call or later
+/// from any thread, with `academy_reply_ok` or `academy_reply_error`. It runs
+/// on threads the library starts for serving, never on the library's runtime
+/// threads, so it may call any libacademy function.
+/// @ingroup serving
 pub type academy_action_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -71,26 +74,45 @@ fn call_handler(
     };
 }
 
-/// Serves the agent whose client is `client`: blocks the calling thread,
-/// answering pings, honouring shutdown requests (terminating the mailbox
-/// unless the request says `terminate: false`) and cancel requests, and
-/// calling `handler` for each action request. Handlers run on up to
-/// `max_concurrency` (a factory option) threads that the library starts,
-/// never on its runtime's threads, so they may call any libacademy
-/// function; `user_data` is passed to them untouched.
+/// Serves the agent whose client is `client` on the calling thread, until
+/// serving ends.
 ///
-/// Requests serialized with pickle are answered with an error that a
-/// Python caller sees as an exception saying that only JSON is accepted;
-/// requests of another protocol major version get academy-py's
-/// INCOMPATIBLE_PROTOCOL error. When serving ends, requests whose reply
-/// was not completed are answered with ActionCancelledError, so no caller
-/// waits forever.
+/// It answers pings, honours shutdown requests (terminating the mailbox unless
+/// the request says `terminate: false`) and cancel requests, and calls
+/// `handler` for each action request. Handlers run on up to `max_concurrency`
+/// (a factory option) threads that the library starts, never on its
+/// runtime's threads, so they may call any libacademy function.
 ///
-/// Returns OK after a shutdown request or `academy_agent_stop`,
-/// MAILBOX_TERMINATED if the mailbox was terminated by someone else,
-/// INVALID_ARGUMENT for a NULL handler or a client already serving (or
-/// listening to a queue),
-/// CLOSED after `academy_client_close`.
+/// Requests serialized with pickle are answered with an error that a Python
+/// caller sees as an exception saying that only JSON is accepted; requests of
+/// another protocol major version get academy-py's INCOMPATIBLE_PROTOCOL
+/// error. When serving ends, requests whose reply was not completed are
+/// answered with ActionCancelledError, so no caller waits forever.
+///
+/// @param client the agent's client (from academy_agent_client_new()); stays
+///        owned by the caller. Not NULL.
+/// @param handler called for each action request (see ::academy_action_fn).
+///        Not NULL.
+/// @param user_data passed to every call of `handler` untouched, from the
+///        handler threads; the library never reads or frees it. It must stay
+///        valid until this function returns and every reply is completed.
+/// @return ACADEMY_OK after a shutdown request or academy_agent_stop();
+///         ACADEMY_ERR_MAILBOX_TERMINATED if the mailbox was terminated by
+///         someone else; ACADEMY_ERR_BAD_ENTITY_ID, ACADEMY_ERR_UNAUTHORIZED
+///         or ACADEMY_ERR_FORBIDDEN when the mailbox vanished or may no
+///         longer be read (other failures of the exchange are waited out:
+///         the listener reconnects); ACADEMY_ERR_INVALID_ARGUMENT for a NULL
+///         argument or a
+///         client already serving (or listening to a queue);
+///         ACADEMY_ERR_CLOSED after academy_client_close() (also from another
+///         thread, or academy_client_free()), for a freed client, or for one
+///         made before fork() (in the child).
+///
+/// Blocks: until serving ends (a shutdown request, academy_agent_stop(),
+/// academy_client_close(), or the mailbox goes away); no timeout.
+///
+/// Thread-safety: thread-safe; one serving per client at a time.
+/// @ingroup serving
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_serve(
     client: *mut academy_client,
@@ -108,31 +130,45 @@ pub unsafe extern "C" fn academy_agent_serve(
 }
 
 /// Serves the agent whose client is `client` from the program's own loop,
-/// and returns at once. The library answers pings, honours shutdown
-/// requests (terminating the mailbox unless the request says
-/// `terminate: false`) and cancel requests, and answers requests it
-/// cannot read, exactly as `academy_agent_serve` does, on its own
-/// threads; no program code runs there. Each action request becomes an
-/// ACADEMY_EVENT_REQUEST event with `token` on `queue`, with `action`,
-/// `args_json`, `kwargs_json`, the request message in `json`, and a
-/// `reply` that the program completes exactly once, then or later, from
-/// any thread, with `academy_reply_ok` / `academy_reply_error` (which do
-/// not block for these replies). `max_concurrency` does not apply: every
-/// request becomes an event at once.
+/// through `queue`, and returns at once.
 ///
-/// Serving ends after a shutdown request, `academy_agent_stop`,
-/// `academy_client_close`, or when the mailbox goes away. Its last event is
+/// The library answers pings, honours shutdown requests (terminating the
+/// mailbox unless the request says `terminate: false`) and cancel requests,
+/// and answers requests it cannot read, exactly as academy_agent_serve() does,
+/// on its own threads; no program code runs there. Each action request
+/// becomes an ACADEMY_EVENT_REQUEST event with `token` on `queue`, with
+/// `action`, `args_json`, `kwargs_json`, the request message in `json`, and a
+/// `reply` that the program completes exactly once, then or later, from any
+/// thread, with academy_reply_ok() / academy_reply_error() (which do not
+/// block for these replies). `max_concurrency` does not apply: every request
+/// becomes an event at once.
+///
+/// Serving ends after a shutdown request, academy_agent_stop(),
+/// academy_client_close(), or when the mailbox goes away. Its last event is
 /// an ACADEMY_EVENT_ENDED event with `token`, whose status is what
-/// `academy_agent_serve` would have returned: ACADEMY_OK after a shutdown
-/// request or `academy_agent_stop`, CLOSED after `academy_client_close`,
-/// MAILBOX_TERMINATED if someone else terminated the mailbox. Requests not
-/// yet answered then are answered with ActionCancelledError (a later
-/// `academy_reply_ok` returns CLOSED). If `queue` is freed while serving
-/// goes on, action requests are answered with ActionCancelledError.
+/// academy_agent_serve() would have returned: ACADEMY_OK after a shutdown
+/// request or academy_agent_stop(), ACADEMY_ERR_CLOSED after
+/// academy_client_close(), ACADEMY_ERR_MAILBOX_TERMINATED if someone else
+/// terminated the mailbox. Requests not yet answered then are answered with
+/// ActionCancelledError (a later academy_reply_ok() returns
+/// ACADEMY_ERR_CLOSED). If `queue` is freed while serving goes on, action
+/// requests are answered with ActionCancelledError.
 ///
-/// Returns INVALID_ARGUMENT for NULL arguments or a client that is already
-/// serving or listening (`academy_client_listen`); CLOSED for a closed
-/// client or a freed queue. Thread-safe.
+/// @param client the agent's client; stays owned by the caller. Not NULL.
+/// @param queue the queue that gets the events; stays owned by the caller
+///        (the library keeps its own reference while serving). Not NULL.
+/// @param token the program's number for this serving, returned untouched in
+///        each of its events.
+/// @return ACADEMY_OK (serving started); ACADEMY_ERR_INVALID_ARGUMENT for
+///         NULL arguments or a client that is already serving or listening
+///         (academy_client_listen()); ACADEMY_ERR_CLOSED for a closed or freed
+///         client, a freed queue, or a handle made before fork() (in the
+///         child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe; one serving per client at a time.
+/// @ingroup serving
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_serve_queue(
     client: *mut academy_client,
@@ -147,11 +183,21 @@ pub unsafe extern "C" fn academy_agent_serve_queue(
     })
 }
 
-/// Ends `academy_agent_serve` or `academy_agent_serve_queue` running on
-/// `client` (from any thread, including a handler). Does not block:
-/// `academy_agent_serve` returns soon after, and a queue gets the
-/// serving's ACADEMY_EVENT_ENDED event. Returns INVALID_ARGUMENT if the
-/// client is not serving.
+/// Ends academy_agent_serve() or academy_agent_serve_queue() running on
+/// `client`.
+///
+/// academy_agent_serve() returns soon after, and a queue gets the serving's
+/// ACADEMY_EVENT_ENDED event.
+///
+/// @param client the serving client; stays owned by the caller. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for NULL or a client that
+///         is not serving; ACADEMY_ERR_CLOSED for a freed client or one made
+///         before fork() (in the child).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe: from any thread, including a handler.
+/// @ingroup serving
 #[no_mangle]
 pub unsafe extern "C" fn academy_agent_stop(client: *mut academy_client) -> academy_status {
     boundary(|| {

@@ -6,7 +6,9 @@
 
 use crate::error::Status;
 
-/// Status codes returned by every libacademy call. The values are fixed.
+/// Status codes returned by every libacademy call that can fail. The values
+/// are fixed.
+/// @ingroup basics
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum academy_status {
