@@ -163,7 +163,7 @@ close!(e::Exchange) = check(ccall((:academy_exchange_stop, lib), Cint, (Ptr{Cvoi
 """
 The C layout of `struct academy_event` (include/academy.h): the same fields,
 in the same order, with the same C types (enums are `int`). The library owns
-it; `next_events!` copies it into an `Event` and frees it.
+it; `next_events!` copies it into an `AcademyEvent` and frees it.
 """
 struct CEvent
     kind::Cint
@@ -179,7 +179,7 @@ struct CEvent
 end
 
 "An event copied out of the library (strings are Julia's; `reply` is the program's until completed)."
-struct Event
+struct AcademyEvent
     kind::Cint
     token::UInt64
     status::Cint
@@ -194,9 +194,9 @@ end
 
 maybe_string(p::Ptr{UInt8}) = p == C_NULL ? nothing : unsafe_string(p)
 
-function Event(p::Ptr{CEvent})
+function AcademyEvent(p::Ptr{CEvent})
     c = unsafe_load(p)
-    e = Event(c.kind, c.token, c.status, maybe_string(c.json), maybe_string(c.error), c.rtt_s,
+    e = AcademyEvent(c.kind, c.token, c.status, maybe_string(c.json), maybe_string(c.error), c.rtt_s,
               maybe_string(c.action), maybe_string(c.args_json), maybe_string(c.kwargs_json), c.reply)
     ccall((:academy_event_free, lib), Cvoid, (Ptr{CEvent},), p)
     e
@@ -216,7 +216,7 @@ mutable struct Queue
     fd::RawFD
     lock::ReentrantLock
     next_token::UInt64
-    sinks::Dict{UInt64,Channel{Event}}
+    sinks::Dict{UInt64,Channel{AcademyEvent}}
     pump::Union{Nothing,Task}
     closed::Bool
 end
@@ -231,7 +231,7 @@ function Queue()
         ccall((:academy_queue_free, lib), Cvoid, (Ptr{Cvoid},), out[])
         throw(err)
     end
-    q = Queue(out[], RawFD(fd[]), ReentrantLock(), 0, Dict{UInt64,Channel{Event}}(), nothing, false)
+    q = Queue(out[], RawFD(fd[]), ReentrantLock(), 0, Dict{UInt64,Channel{AcademyEvent}}(), nothing, false)
     # A running pump task references q, so the finalizer only runs when no task watches the fd.
     finalizer(q -> q.closed || ccall((:academy_queue_free, lib), Cvoid, (Ptr{Cvoid},), q.ptr), q)
 end
@@ -256,7 +256,7 @@ function Base.close(q::Queue)
 end
 
 # Registers a sink for a new token (the token the C call will carry).
-function register!(q::Queue, sink::Channel{Event})
+function register!(q::Queue, sink::Channel{AcademyEvent})
     lock(q.lock) do
         q.closed && throw(AcademyError(ACADEMY_ERR_CLOSED, "the queue is closed"))
         q.next_token += 1
@@ -266,7 +266,7 @@ function register!(q::Queue, sink::Channel{Event})
 end
 
 # Starts the C call `start(token)`; on failure forgets the token and throws.
-function start!(start, q::Queue, sink::Channel{Event})
+function start!(start, q::Queue, sink::Channel{AcademyEvent})
     token = register!(q, sink)
     st = start(token)
     err = st == ACADEMY_OK ? nothing : AcademyError(st, last_error())
@@ -288,11 +288,11 @@ function next_events!(q::Queue)
         st == ACADEMY_ERR_TIMEOUT && return
         err = st == ACADEMY_OK ? nothing : AcademyError(st, last_error())
         err === nothing || throw(err)
-        deliver!(q, Event(out[]))
+        deliver!(q, AcademyEvent(out[]))
     end
 end
 
-function deliver!(q::Queue, e::Event)
+function deliver!(q::Queue, e::AcademyEvent)
     last = e.kind == ACADEMY_EVENT_CALL || e.kind == ACADEMY_EVENT_ENDED
     sink = lock(q.lock) do
         s = get(q.sinks, e.token, nothing)
@@ -303,7 +303,7 @@ function deliver!(q::Queue, e::Event)
         # Nobody waits (the task gave up): answer a request so that its caller does not wait.
         e.kind == ACADEMY_EVENT_REQUEST && reply_error(e.reply, "no handler for this request")
     else
-        put!(sink, e)  # sinks are unbounded: never blocks
+        put!(sink, e)  # never blocks: a call gets one event, listen and serve sinks are unbounded
     end
     nothing
 end
@@ -354,7 +354,7 @@ or throws `AcademyError`.
 """
 struct Call
     kind::Symbol
-    sink::Channel{Event}
+    sink::Channel{AcademyEvent}
 end
 
 function Base.fetch(c::Call)
@@ -372,7 +372,7 @@ Base.wait(c::Call) = (wait(c.sink); nothing)
 function action_async(c::Client, agent_id::AbstractString, name::AbstractString; args="[]", kwargs="{}",
                       timeout_s::Real=-1, queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
-    sink = Channel{Event}(1)
+    sink = Channel{AcademyEvent}(1)
     start!(q, sink) do token
         ccall((:academy_client_action_async, lib), Cint,
               (Ptr{Cvoid}, Cstring, Cstring, Cstring, Cstring, Cdouble, Ptr{Cvoid}, UInt64),
@@ -384,7 +384,7 @@ end
 function request_async(c::Client, dest::AbstractString, body::AbstractString; timeout_s::Real=-1,
                        queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
-    sink = Channel{Event}(1)
+    sink = Channel{AcademyEvent}(1)
     start!(q, sink) do token
         ccall((:academy_client_request_async, lib), Cint, (Ptr{Cvoid}, Cstring, Cstring, Cdouble, Ptr{Cvoid}, UInt64),
               c.ptr, dest, body, timeout_s, q.ptr, token)
@@ -394,7 +394,7 @@ end
 
 function ping_async(c::Client, agent_id::AbstractString; timeout_s::Real=-1, queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
-    sink = Channel{Event}(1)
+    sink = Channel{AcademyEvent}(1)
     start!(q, sink) do token
         ccall((:academy_client_ping_async, lib), Cint, (Ptr{Cvoid}, Cstring, Cdouble, Ptr{Cvoid}, UInt64),
               c.ptr, agent_id, timeout_s, q.ptr, token)
@@ -422,7 +422,7 @@ or with an `AcademyError` when the mailbox goes away).
 """
 function listen(c::Client; queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
-    sink = Channel{Event}(Inf)
+    sink = Channel{AcademyEvent}(Inf)
     start!(q, sink) do token
         ccall((:academy_client_listen, lib), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64), c.ptr, q.ptr, token)
     end
@@ -453,7 +453,7 @@ struct Serving
 end
 Base.wait(s::Serving) = fetch(s.task)
 
-function answer(handler, e::Event)
+function answer(handler, e::AcademyEvent)
     result = try
         handler(e.action, something(e.args_json, "[]"), something(e.kwargs_json, "{}"))
     catch err
@@ -476,7 +476,7 @@ result as JSON text or throws (the caller gets a remote error). Returns at once.
 """
 function serve(handler, c::Client; queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
-    sink = Channel{Event}(Inf)
+    sink = Channel{AcademyEvent}(Inf)
     start!(q, sink) do token
         ccall((:academy_agent_serve_queue, lib), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, UInt64), c.ptr, q.ptr, token)
     end
