@@ -397,7 +397,7 @@ fn check_ccalls(
         let line = code[..at].lines().count();
         let where_ = format!("{file}:{line}");
         let open = at + "ccall".len();
-        if code[open..].chars().next() != Some('(') {
+        if !code[open..].starts_with('(') {
             continue;
         }
         count += 1;
