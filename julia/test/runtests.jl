@@ -1,0 +1,82 @@
+# Pkg.test("Academy"): runs against an exchange embedded in this process
+# (academy_exchange_spawn) and agents served by this process's tasks.
+using Academy
+using Academy: ACADEMY_OK, ACADEMY_ERR_TIMEOUT, ACADEMY_ERR_REMOTE, ACADEMY_ERR_CLOSED, ACADEMY_VERSION
+using Test
+
+# The agent's actions: JSON in, JSON out (the package depends on no JSON library).
+function handler(action, args, kwargs)
+    action == "echo" && return args
+    action == "add" && return string(sum(parse.(Int, strip.(split(strip(args, ['[', ']', ' ']), ',')))))
+    action == "fail" && error("failing on purpose")
+    error("no action $action")
+end
+
+@testset "Academy" begin
+    @testset "version and statuses" begin
+        @test Academy.version() == ACADEMY_VERSION
+        @test status_str(ACADEMY_ERR_TIMEOUT) == "timeout"
+        @test status_name(ACADEMY_ERR_TIMEOUT) == "ACADEMY_ERR_TIMEOUT"
+        # Every status constant the header has is the library's code of that name.
+        for name in names(Academy; all=true)
+            s = string(name)
+            (startswith(s, "ACADEMY_ERR_") || s == "ACADEMY_OK") || continue
+            @test status_name(getfield(Academy, name)) == s
+        end
+        @test status_name(12345) == "unknown status"
+    end
+
+    exchange = spawn_exchange()
+    factory = Factory(url(exchange))
+    user = user_client(factory, "julia-user")
+
+    @testset "a user calls an agent served by this process" begin
+        agent = agent_client(factory, register_agent(user, "[\"Counter\"]"))
+        id = mailbox_id(agent)
+        @test status(user, id) == :active
+        serving = serve(handler, agent)
+        @test action(user, id, "add"; args="[1, 2, 3]", timeout_s=10) == "6"
+        @test action(user, id, "echo"; args="[\"hi\"]", timeout_s=10) == "[\"hi\"]"
+        @test ping(user, id; timeout_s=10) > 0
+        err = try action(user, id, "fail"; timeout_s=10); nothing catch e; e end
+        @test err isa AcademyError && err.status == ACADEMY_ERR_REMOTE
+        @test occursin("failing on purpose", err.message)
+        stop(agent)
+        @test wait(serving) == ACADEMY_OK
+        # Nobody serves now: the call times out.
+        err = try action(user, id, "add"; args="[1]", timeout_s=0.3); nothing catch e; e end
+        @test err isa AcademyError && err.status == ACADEMY_ERR_TIMEOUT
+    end
+
+    @testset "1000 actions in flight through one queue" begin
+        agent = agent_client(factory, register_agent(user, "[\"Counter\"]"))
+        id = mailbox_id(agent)
+        q = Queue()
+        serving = serve(handler, agent; queue=q)
+        calls = [action_async(user, id, "add"; args="[$i, 1]", timeout_s=30, queue=q) for i in 1:1000]
+        @test [fetch(c) for c in calls] == [string(i + 1) for i in 1:1000]
+        # The same from 100 tasks with the waiting form.
+        results = fetch.([@async action(user, id, "add"; args="[$i, 2]", timeout_s=30) for i in 1:100])
+        @test results == [string(i + 2) for i in 1:100]
+        shutdown_agent(user, id)
+        @test wait(serving) == ACADEMY_OK
+        close(q)
+        @test_throws AcademyError action_async(user, id, "add"; queue=q)
+    end
+
+    @testset "listen" begin
+        agent = agent_client(factory, register_agent(user, "[\"Listener\"]"))
+        id = mailbox_id(agent)
+        messages = listen(agent)
+        user_id = mailbox_id(user)
+        sent = [message_new(user_id, id, "{\"kind\": \"ping-request\"}") for _ in 1:10]
+        foreach(m -> send_message(user, m), sent)
+        got = [take!(messages) for _ in 1:10]
+        @test length(got) == 10 && all(m -> occursin("ping-request", m), got)
+        close!(agent)
+        @test timedwait(() -> !isopen(messages), 10.0) == :ok
+    end
+
+    close!(user)
+    close!(exchange)
+end
