@@ -183,12 +183,20 @@ inline void send_done_trampoline(void *user_data, academy_status status, const c
     }
 }
 
+/// True on a thread while it runs the log callback.
+inline bool &in_log_callback() {
+    thread_local bool inside = false;
+    return inside;
+}
+
 inline void log_trampoline(void *user_data, academy_log_level level, const char *target, const char *message) {
+    in_log_callback() = true;
     try {
         (*static_cast<LogCallback *>(user_data))(level, target, message);
     } catch (...) {
         // Never unwind into the library's thread.
     }
+    in_log_callback() = false;
 }
 
 /// The callback set last with set_log_callback (the library holds a raw
@@ -198,8 +206,9 @@ struct LogSlot {
     std::unique_ptr<LogCallback> callback;
 };
 inline LogSlot &log_slot() {
-    static LogSlot slot;
-    return slot;
+    // Never destroyed: library threads may still log during exit.
+    static LogSlot *slot = new LogSlot;
+    return *slot;
 }
 }  // namespace detail
 
@@ -208,9 +217,15 @@ inline LogSlot &log_slot() {
 /// runs on LIBRARY THREADS (runtime threads, the embedded exchange's,
 /// serving threads) and the caller's, several at once: make it thread-safe
 /// and quick, and call no blocking libacademy function from it. An empty
-/// callback or ACADEMY_LOG_OFF stops it. Not to be called from inside the
-/// callback.
+/// callback or ACADEMY_LOG_OFF stops it. From inside the callback it
+/// throws INVALID_ARGUMENT.
 inline void set_log_callback(LogCallback callback, academy_log_level level = ACADEMY_LOG_INFO) {
+    // The library refuses this from inside the callback; refuse it before
+    // taking the lock, which a thread replacing the callback may hold
+    // while the library waits for this callback to return.
+    if (detail::in_log_callback()) {
+        throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "set_log_callback called from inside the log callback");
+    }
     detail::LogSlot &slot = detail::log_slot();
     std::lock_guard<std::mutex> lock(slot.mutex);
     std::unique_ptr<LogCallback> next;
@@ -448,7 +463,8 @@ public:
     /// Blocks serving action requests with `handler`. The handler runs on
     /// LIBRARY THREADS (up to the factory's max_concurrency at once), so it
     /// must be thread-safe; it may call libacademy. An exception it throws
-    /// becomes the caller's error (reply_error with its what()).
+    /// before completing the reply becomes the caller's error (reply_error
+    /// with its what()); complete the reply last.
     void serve(const ActionHandler &handler) {
         check(academy_agent_serve(get(), detail::action_trampoline,
                                   const_cast<void *>(static_cast<const void *>(&handler))));
