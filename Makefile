@@ -31,7 +31,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 BUILD := examples-c/build
 EXAMPLES := demo calculator_agent call_agent fork_children log_callback event_loop
 FBUILD := examples-fortran/build
-FORTRAN_EXAMPLES := call_agent calculator_agent
+FORTRAN_EXAMPLES := call_agent calculator_agent queue_calls
 MPIBUILD := examples-mpi/build
 DOCDIR ?= $(TARGET_DIR)/doc/c-api
 DISTNAME := academy-$(VERSION)
@@ -52,8 +52,8 @@ $(BUILD)/%: examples-c/%.c examples-c/common.h include/academy.h $(RELEASE)/liba
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Iinclude $< -L$(RELEASE) -lacademy -lpthread -Wl,-rpath,$(RELEASE) -o $@
 
-# The Fortran module and examples (gfortran). academy_queue.o is only
-# compiled, not linked: the library does not have the completion queue yet.
+# The Fortran module and examples (gfortran). academy_queue.o holds the
+# completion queue's wrappers (a submodule): queue_calls links it.
 fortran: $(FORTRAN_EXAMPLES:%=$(FBUILD)/%) $(FBUILD)/academy_queue.o
 
 $(FBUILD)/academy.o: fortran/academy.f90
@@ -62,6 +62,9 @@ $(FBUILD)/academy.o: fortran/academy.f90
 
 $(FBUILD)/academy_queue.o: fortran/academy_queue.f90 $(FBUILD)/academy.o
 	$(FC) $(FFLAGS) -I$(FBUILD) -J$(FBUILD) -c $< -o $@
+
+$(FBUILD)/queue_calls: examples-fortran/queue_calls.f90 $(FBUILD)/academy.o $(FBUILD)/academy_queue.o $(RELEASE)/libacademy.so
+	$(FC) $(FFLAGS) -I$(FBUILD) -J$(FBUILD) $< $(FBUILD)/academy.o $(FBUILD)/academy_queue.o -L$(RELEASE) -lacademy -Wl,-rpath,$(RELEASE) -o $@
 
 $(FBUILD)/%: examples-fortran/%.f90 $(FBUILD)/academy.o $(RELEASE)/libacademy.so
 	$(FC) $(FFLAGS) -I$(FBUILD) -J$(FBUILD) $< $(FBUILD)/academy.o -L$(RELEASE) -lacademy -Wl,-rpath,$(RELEASE) -o $@

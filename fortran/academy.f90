@@ -20,7 +20,8 @@
 !>   handler with -frecursive (gfortran) so that its locals are on the stack.
 !>
 !> The completion queue (DESIGN.md 2b) is declared at the end; its bodies
-!> are in fortran/academy_queue.f90, to be linked once the library has it.
+!> are in the submodule fortran/academy_queue.f90: link
+!> academy_queue.o beside academy.o to use it.
 module academy
   use, intrinsic :: iso_c_binding
   implicit none
@@ -48,6 +49,14 @@ module academy
   integer(c_int), parameter, public :: ACADEMY_MAILBOX_ACTIVE = 1
   integer(c_int), parameter, public :: ACADEMY_MAILBOX_INACTIVE = 2
   integer(c_int), parameter, public :: ACADEMY_MAILBOX_TERMINATED = 3
+
+  ! ---- log levels (academy_log_level), for academy_set_log_callback ----
+  integer(c_int), parameter, public :: ACADEMY_LOG_OFF = 0
+  integer(c_int), parameter, public :: ACADEMY_LOG_ERROR = 1
+  integer(c_int), parameter, public :: ACADEMY_LOG_WARN = 2
+  integer(c_int), parameter, public :: ACADEMY_LOG_INFO = 3
+  integer(c_int), parameter, public :: ACADEMY_LOG_DEBUG = 4
+  integer(c_int), parameter, public :: ACADEMY_LOG_TRACE = 5
 
   ! ---- handles (opaque C pointers; NULL until made) ----
   type, public :: academy_factory
@@ -83,11 +92,26 @@ module academy
       integer(c_int), value :: status
       type(c_ptr), value :: error
     end subroutine academy_send_done_fn
+
+    !> Receives one log line (academy_log_fn): level is an ACADEMY_LOG_
+    !> value; target and message are C strings valid during the call (read
+    !> them with academy_c_string). Runs on LIBRARY THREADS, several at
+    !> once, and on the caller's: it must be thread-safe (compile it with
+    !> -frecursive; guard shared state, e.g. with OpenMP atomics or a C
+    !> helper) and quick, and must make no blocking libacademy call.
+    subroutine academy_log_fn(user_data, level, target, message) bind(C)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: user_data
+      integer(c_int), value :: level
+      type(c_ptr), value :: target, message
+    end subroutine academy_log_fn
   end interface
 
   public :: academy_c_string
-  public :: academy_version, academy_status_str, academy_last_error
-  public :: academy_http_factory_new, academy_factory_free
+  public :: academy_version, academy_status_str, academy_status_name, academy_last_error
+  public :: academy_set_log_callback
+  public :: academy_http_factory_new, academy_redis_factory_new, academy_hybrid_factory_new
+  public :: academy_factory_free
   public :: academy_user_client_new, academy_client_register_agent, academy_agent_client_new
   public :: academy_client_mailbox_id, academy_client_send, academy_client_send_async
   public :: academy_client_flush, academy_client_recv, academy_client_status
@@ -121,6 +145,34 @@ module academy
       integer(c_int), value :: status
       type(c_ptr) :: s
     end function c_status_str
+
+    function c_status_name(status) bind(C, name="academy_status_name") result(s)
+      import :: c_ptr, c_int
+      integer(c_int), value :: status
+      type(c_ptr) :: s
+    end function c_status_name
+
+    function c_set_log_callback(callback, user_data, level) bind(C, name="academy_set_log_callback") result(status)
+      import :: c_funptr, c_ptr, c_int
+      type(c_funptr), value :: callback
+      type(c_ptr), value :: user_data
+      integer(c_int), value :: level
+      integer(c_int) :: status
+    end function c_set_log_callback
+
+    function c_redis_factory_new(options_json, out) bind(C, name="academy_redis_factory_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: options_json
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_redis_factory_new
+
+    function c_hybrid_factory_new(options_json, out) bind(C, name="academy_hybrid_factory_new") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: options_json
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_hybrid_factory_new
 
     function c_last_error() bind(C, name="academy_last_error") result(s)
       import :: c_ptr
@@ -427,19 +479,18 @@ module academy
   end interface
 
   ! =====================================================================
-  ! COMPLETION QUEUE (DESIGN.md section 2b). NOT IN THE LIBRARY YET.
+  ! COMPLETION QUEUE (DESIGN.md section 2b).
   !
-  ! The C functions below are declared by academy.h's design but not yet
-  ! exported by libacademy. Their interface blocks are here; the wrapper
-  ! bodies are in the submodule fortran/academy_queue.f90, which is
-  ! compiled (make fortran) but must not be linked until the library has
-  ! these symbols: a program that calls one of the wrappers links
-  ! fortran/academy_queue.o beside academy.o.
+  ! The interface blocks are here; the wrapper bodies are in the submodule
+  ! fortran/academy_queue.f90: a program that calls one of the wrappers
+  ! links fortran/academy_queue.o beside academy.o
+  ! (examples-fortran/queue_calls.f90 does).
   ! =====================================================================
 
   integer(c_int), parameter, public :: ACADEMY_EVENT_CALL = 1     !< an _async request, action or ping ended
   integer(c_int), parameter, public :: ACADEMY_EVENT_MESSAGE = 2  !< a message for a client given to academy_client_listen
   integer(c_int), parameter, public :: ACADEMY_EVENT_REQUEST = 3  !< an action request for academy_agent_serve_queue
+  integer(c_int), parameter, public :: ACADEMY_EVENT_ENDED = 4    !< a listen or a serving from a queue ended (status: why)
 
   !> A completion queue (academy_queue).
   type, public :: academy_queue
@@ -706,12 +757,39 @@ contains
     s = academy_c_string(c_version())
   end function academy_version
 
-  !> The name of a status code, e.g. "ACADEMY_ERR_TIMEOUT".
+  !> A short text of a status code, e.g. "timeout".
   function academy_status_str(status) result(s)
     integer(c_int), intent(in) :: status
     character(len=:), allocatable :: s
     s = academy_c_string(c_status_str(status))
   end function academy_status_str
+
+  !> The name of a status code as in academy.h, e.g. "ACADEMY_ERR_TIMEOUT".
+  function academy_status_name(status) result(s)
+    integer(c_int), intent(in) :: status
+    character(len=:), allocatable :: s
+    s = academy_c_string(c_status_name(status))
+  end function academy_status_name
+
+  !> Routes the library's log lines at level (an ACADEMY_LOG_ value) or
+  !> more severe to callback(user_data, level, target, message), replacing
+  !> the callback set before; without callback, or with ACADEMY_LOG_OFF,
+  !> it stops. The callback runs on library threads: see academy_log_fn.
+  !> user_data (default NULL) is passed untouched and must stay valid
+  !> until the callback is replaced.
+  function academy_set_log_callback(level, callback, user_data) result(status)
+    integer(c_int), intent(in) :: level
+    procedure(academy_log_fn), optional :: callback
+    type(c_ptr), intent(in), optional :: user_data
+    integer(c_int) :: status
+    type(c_funptr) :: fn
+    type(c_ptr) :: data
+    fn = c_null_funptr
+    data = c_null_ptr
+    if (present(callback)) fn = c_funloc(callback)
+    if (present(user_data)) data = user_data
+    status = c_set_log_callback(fn, data, level)
+  end function academy_set_log_callback
 
   !> The detail of this thread's last failed call ("" after a success).
   function academy_last_error() result(s)
@@ -732,6 +810,31 @@ contains
     status = c_http_factory_new(c_str(url), optional_c_str(options_json, options_buf), out)
     if (status == ACADEMY_OK) factory%ptr = out
   end function academy_http_factory_new
+
+  !> A factory for academy-py's Redis exchange (options_json as in C:
+  !> hostname, port, kwargs and the common client options).
+  function academy_redis_factory_new(factory, options_json) result(status)
+    type(academy_factory), intent(out) :: factory
+    character(len=*), intent(in), optional :: options_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: options_buf(:)
+    type(c_ptr) :: out
+    status = c_redis_factory_new(optional_c_str(options_json, options_buf), out)
+    if (status == ACADEMY_OK) factory%ptr = out
+  end function academy_redis_factory_new
+
+  !> A factory for academy-py's hybrid exchange (options_json as in C:
+  !> redis_host, redis_port, redis_kwargs, interface, namespace, ports and
+  !> the common client options).
+  function academy_hybrid_factory_new(factory, options_json) result(status)
+    type(academy_factory), intent(out) :: factory
+    character(len=*), intent(in), optional :: options_json
+    integer(c_int) :: status
+    character(kind=c_char), allocatable, target :: options_buf(:)
+    type(c_ptr) :: out
+    status = c_hybrid_factory_new(optional_c_str(options_json, options_buf), out)
+    if (status == ACADEMY_OK) factory%ptr = out
+  end function academy_hybrid_factory_new
 
   subroutine academy_factory_free(factory)
     type(academy_factory), intent(inout) :: factory

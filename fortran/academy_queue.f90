@@ -1,14 +1,39 @@
 !> The completion queue wrappers of the academy module (DESIGN.md 2b).
 !>
-!> NOT LINKABLE YET: libacademy does not export academy_queue_new and the
-!> other functions called here. `make fortran` compiles this submodule so
-!> that it keeps up with the module; link fortran/academy_queue.o into a
-!> program only once the library has the completion queue. The interfaces
-!> (and the C declarations) are in fortran/academy.f90.
+!> Link academy_queue.o (make fortran builds it) beside academy.o into a
+!> program that uses them, as examples-fortran/queue_calls.f90 does. The
+!> interfaces (and the C declarations) are in fortran/academy.f90.
 submodule (academy) academy_completion_queue
   implicit none
 
 contains
+
+  ! Copies of the module's private c_str and optional_c_str: gfortran
+  ! (12 at least) emits private module procedures as local symbols, so a
+  ! submodule compiled from another file cannot link to them.
+
+  !> A NUL-terminated copy of s without its trailing blanks, for C.
+  pure function q_str(s) result(buf)
+    character(len=*), intent(in) :: s
+    character(kind=c_char) :: buf(len_trim(s) + 1)
+    integer :: i
+    do i = 1, len_trim(s)
+      buf(i) = s(i:i)
+    end do
+    buf(size(buf)) = c_null_char
+  end function q_str
+
+  !> A pointer to a C copy of s kept in buf, or NULL when s is absent.
+  function optional_q_str(s, buf) result(p)
+    character(len=*), intent(in), optional :: s
+    character(kind=c_char), allocatable, target, intent(out) :: buf(:)
+    type(c_ptr) :: p
+    p = c_null_ptr
+    if (present(s)) then
+      buf = q_str(s)
+      p = c_loc(buf)
+    end if
+  end function optional_q_str
 
   module function academy_queue_new(queue) result(status)
     type(academy_queue), intent(out) :: queue
@@ -64,7 +89,7 @@ contains
     type(academy_queue), intent(in) :: queue
     integer(c_int64_t), intent(in) :: token
     integer(c_int) :: status
-    status = c_client_request_async(client%ptr, c_str(dest_json), c_str(body_json), timeout_s, queue%ptr, token)
+    status = c_client_request_async(client%ptr, q_str(dest_json), q_str(body_json), timeout_s, queue%ptr, token)
   end function academy_client_request_async
 
   module function academy_client_action_async(client, agent_id_json, action, timeout_s, queue, token, &
@@ -77,8 +102,8 @@ contains
     character(len=*), intent(in), optional :: args_json, kwargs_json
     integer(c_int) :: status
     character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:)
-    status = c_client_action_async(client%ptr, c_str(agent_id_json), c_str(action), &
-                                   optional_c_str(args_json, args_buf), optional_c_str(kwargs_json, kwargs_buf), &
+    status = c_client_action_async(client%ptr, q_str(agent_id_json), q_str(action), &
+                                   optional_q_str(args_json, args_buf), optional_q_str(kwargs_json, kwargs_buf), &
                                    timeout_s, queue%ptr, token)
   end function academy_client_action_async
 
@@ -89,7 +114,7 @@ contains
     type(academy_queue), intent(in) :: queue
     integer(c_int64_t), intent(in) :: token
     integer(c_int) :: status
-    status = c_client_ping_async(client%ptr, c_str(agent_id_json), timeout_s, queue%ptr, token)
+    status = c_client_ping_async(client%ptr, q_str(agent_id_json), timeout_s, queue%ptr, token)
   end function academy_client_ping_async
 
   module function academy_client_listen(client, queue, token) result(status)

@@ -1,12 +1,22 @@
 // academy.hpp: header-only C++ owners for libacademy (C++17).
 //
-// RAII types own factories, clients, exchanges and returned strings; a
-// failed call throws academy::Error carrying the status and
-// academy_last_error(). Written by hand on top of academy.h.
+// RAII types own factories, clients, exchanges, queues, events and
+// returned strings; a failed call throws academy::Error carrying the
+// status and academy_last_error(). Timeouts are academy::Timeout: a number
+// of seconds or any std::chrono duration (Timeout::forever() for no limit).
+// Handlers and callbacks are std::function. Written by hand on top of
+// academy.h: every function of academy.h has a wrapper here (checked by
+// tests/packaging.rs), so see academy.h for blocking, ownership and the
+// statuses each call returns.
 #ifndef ACADEMY_HPP
 #define ACADEMY_HPP
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -31,6 +41,32 @@ private:
 inline void check(academy_status status) {
     if (status != ACADEMY_OK) throw Error(status, academy_last_error());
 }
+
+/// A timeout: seconds as a number (10, 0.5) or a std::chrono duration
+/// (std::chrono::milliseconds(500)); negative means no limit, 0 means do
+/// not wait, as in academy.h.
+class Timeout {
+public:
+    Timeout(double seconds) : s_(seconds) {}  // NOLINT: implicit on purpose
+    template <typename Rep, typename Period>
+    Timeout(std::chrono::duration<Rep, Period> d)  // NOLINT: implicit on purpose
+        : s_(std::chrono::duration<double>(d).count()) {}
+    static Timeout forever() noexcept { return Timeout(-1.0); }
+    double seconds() const noexcept { return s_; }
+
+private:
+    double s_;
+};
+
+/// The library's version, e.g. "0.1.0" (academy_version).
+inline std::string version() { return academy_version(); }
+
+/// The name of a status as in academy.h, e.g. "ACADEMY_ERR_TIMEOUT"
+/// (academy_status_name); "unknown status" for any other number.
+inline std::string status_name(int status) { return academy_status_name(status); }
+
+/// A short text of a status, e.g. "timeout" (academy_status_str).
+inline std::string status_str(int status) { return academy_status_str(status); }
 
 /// Takes a string returned by libacademy (frees it with academy_string_free).
 inline std::string take(char *s) {
@@ -67,13 +103,189 @@ private:
 /// reply outlives the event.
 class Event {
 public:
+    /// Takes ownership of `e`: academy_event_free frees it with the Event.
     explicit Event(academy_event *e) : e_(e) {}
     const academy_event *operator->() const noexcept { return e_.get(); }
     const academy_event &operator*() const noexcept { return *e_.get(); }
+    const academy_event *get() const noexcept { return e_.get(); }
+    academy_event_kind kind() const noexcept { return e_.get()->kind; }
+    std::uint64_t token() const noexcept { return e_.get()->token; }
+    academy_status status() const noexcept { return e_.get()->status; }
+    /// The round trip of a ping's CALL event.
+    std::chrono::duration<double> rtt() const noexcept { return std::chrono::duration<double>(e_.get()->rtt_s); }
+    /// The strings of the event, "" where academy.h says NULL.
+    std::string json() const { return str(e_.get()->json); }
+    std::string error() const { return str(e_.get()->error); }
+    std::string action() const { return str(e_.get()->action); }
+    std::string args_json() const { return str(e_.get()->args_json); }
+    std::string kwargs_json() const { return str(e_.get()->kwargs_json); }
+    /// A REQUEST event's reply (nullptr for other kinds): complete it once
+    /// with academy::reply_ok or academy::reply_error; it outlives the event.
+    academy_reply *reply() const noexcept { return e_.get()->reply; }
+    /// Throws academy::Error with the event's status and error text unless
+    /// its status is ACADEMY_OK (for CALL and ENDED events).
+    void check() const {
+        if (status() != ACADEMY_OK) throw Error(status(), error());
+    }
 
 private:
+    static std::string str(const char *s) { return s != nullptr ? s : ""; }
     Owner<academy_event, academy_event_free> e_;
 };
+
+/// Completes an action request with its result JSON (academy_reply_ok;
+/// "null" for none). Frees `reply` unless this throws INVALID_ARGUMENT.
+inline void reply_ok(academy_reply *reply, const std::string &result_json) {
+    check(academy_reply_ok(reply, result_json.c_str()));
+}
+
+/// Completes an action request with an error (academy_reply_error); a
+/// Python caller raises AcademyRemoteError(message).
+inline void reply_error(academy_reply *reply, const std::string &message) {
+    check(academy_reply_error(reply, message.c_str()));
+}
+
+/// An action handler for Client::serve: the action's name, its positional
+/// (JSON array) and keyword (JSON object) arguments, and the reply to
+/// complete exactly once (reply_ok / reply_error), then or later.
+using ActionHandler =
+    std::function<void(const std::string &action, const std::string &args_json, const std::string &kwargs_json,
+                       academy_reply *reply)>;
+
+/// Called once when a Client::send_async send ends: ACADEMY_OK, or the
+/// status academy_client_send would have returned and its text.
+using SendDone = std::function<void(academy_status status, const std::string &error)>;
+
+/// Receives one log line (Client-independent; see set_log_callback).
+using LogCallback =
+    std::function<void(academy_log_level level, const std::string &target, const std::string &message)>;
+
+namespace detail {
+inline void action_trampoline(void *user_data, const char *action, const char *args_json, const char *kwargs_json,
+                              academy_reply *reply) {
+    auto &handler = *static_cast<ActionHandler *>(user_data);
+    try {
+        handler(action, args_json, kwargs_json, reply);
+    } catch (const std::exception &e) {
+        // An exception must not cross into the library: the caller sees it.
+        academy_reply_error(reply, e.what());
+    } catch (...) {
+        academy_reply_error(reply, "the C++ handler threw");
+    }
+}
+
+inline void send_done_trampoline(void *user_data, academy_status status, const char *error) {
+    std::unique_ptr<SendDone> done(static_cast<SendDone *>(user_data));
+    try {
+        (*done)(status, error != nullptr ? error : "");
+    } catch (...) {
+        // Nowhere to report it on a library thread; never unwind into C.
+    }
+}
+
+/// True on a thread while it runs the log callback.
+inline bool &in_log_callback() {
+    thread_local bool inside = false;
+    return inside;
+}
+
+inline void log_trampoline(void *user_data, academy_log_level level, const char *target, const char *message) {
+    in_log_callback() = true;
+    try {
+        (*static_cast<LogCallback *>(user_data))(level, target, message);
+    } catch (...) {
+        // Never unwind into the library's thread.
+    }
+    in_log_callback() = false;
+}
+
+/// The callback set last with set_log_callback (the library holds a raw
+/// pointer to it until replaced).
+struct LogSlot {
+    std::mutex mutex;
+    std::unique_ptr<LogCallback> callback;
+};
+inline LogSlot &log_slot() {
+    // Never destroyed: library threads may still log during exit.
+    static LogSlot *slot = new LogSlot;
+    return *slot;
+}
+}  // namespace detail
+
+/// Routes the library's log lines at `level` or more severe to `callback`
+/// (academy_set_log_callback), replacing the one set before. The callback
+/// runs on LIBRARY THREADS (runtime threads, the embedded exchange's,
+/// serving threads) and the caller's, several at once: make it thread-safe
+/// and quick, and call no blocking libacademy function from it. An empty
+/// callback or ACADEMY_LOG_OFF stops it. From inside the callback it
+/// throws INVALID_ARGUMENT.
+inline void set_log_callback(LogCallback callback, academy_log_level level = ACADEMY_LOG_INFO) {
+    // The library refuses this from inside the callback; refuse it before
+    // taking the lock, which a thread replacing the callback may hold
+    // while the library waits for this callback to return.
+    if (detail::in_log_callback()) {
+        throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "set_log_callback called from inside the log callback");
+    }
+    detail::LogSlot &slot = detail::log_slot();
+    std::lock_guard<std::mutex> lock(slot.mutex);
+    std::unique_ptr<LogCallback> next;
+    if (callback && level != ACADEMY_LOG_OFF) next = std::make_unique<LogCallback>(std::move(callback));
+    check(academy_set_log_callback(next ? detail::log_trampoline : nullptr, next.get(), static_cast<int>(level)));
+    // The library no longer calls the previous one: it may go now.
+    slot.callback = std::move(next);
+}
+
+/// Stops routing log lines to a callback.
+inline void clear_log_callback() { set_log_callback(nullptr, ACADEMY_LOG_OFF); }
+
+/// Message helpers (no network): JSON in, JSON out.
+/// A message from `src_json` to `dest_json` with `body_json`
+/// (academy_message_new).
+inline std::string message_new(const std::string &src_json, const std::string &dest_json,
+                               const std::string &body_json) {
+    char *out = nullptr;
+    check(academy_message_new(src_json.c_str(), dest_json.c_str(), body_json.c_str(), &out));
+    return take(out);
+}
+
+/// The response to `request_json` with `body_json` (academy_message_response).
+inline std::string message_response(const std::string &request_json, const std::string &body_json) {
+    char *out = nullptr;
+    check(academy_message_response(request_json.c_str(), body_json.c_str(), &out));
+    return take(out);
+}
+
+/// The body of an action request, as a Python Handle sends it
+/// (academy_action_request_body).
+inline std::string action_request_body(const std::string &action, const std::string &args_json = "[]",
+                                       const std::string &kwargs_json = "{}") {
+    char *out = nullptr;
+    check(academy_action_request_body(action.c_str(), args_json.c_str(), kwargs_json.c_str(), &out));
+    return take(out);
+}
+
+/// The result JSON of a response message ("null" for a success response);
+/// throws REMOTE for an error response (academy_message_result).
+inline std::string message_result(const std::string &response_json) {
+    char *out = nullptr;
+    check(academy_message_result(response_json.c_str(), &out));
+    return take(out);
+}
+
+/// A new user id with an optional name, as JSON (academy_user_id_new).
+inline std::string user_id_new(const char *name = nullptr) {
+    char *out = nullptr;
+    check(academy_user_id_new(name, &out));
+    return take(out);
+}
+
+/// A new, unregistered agent id with an optional name, as JSON
+/// (academy_agent_id_new).
+inline std::string agent_id_new(const char *name = nullptr) {
+    char *out = nullptr;
+    check(academy_agent_id_new(name, &out));
+    return take(out);
+}
 
 /// A completion queue (academy_queue_new): _async calls, listens and
 /// serve_queue post events here; watch fd() in your event loop, or block in
@@ -92,11 +304,12 @@ public:
         check(academy_queue_fd(get(), &fd));
         return fd;
     }
-    /// The next event, waiting up to timeout_s (0: not at all, < 0: no
-    /// limit); empty when none came in time.
-    std::optional<Event> poll(double timeout_s = 0) {
+    /// The next event, waiting up to `timeout` (0: not at all,
+    /// Timeout::forever(): no limit); empty when none came in time. Any
+    /// number of threads may poll one queue.
+    std::optional<Event> poll(Timeout timeout = 0.0) {
         academy_event *e = nullptr;
-        academy_status status = academy_queue_poll(get(), timeout_s, &e);
+        academy_status status = academy_queue_poll(get(), timeout.seconds(), &e);
         if (status == ACADEMY_ERR_TIMEOUT) return std::nullopt;
         check(status);
         return Event(e);
@@ -106,8 +319,12 @@ private:
     Owner<academy_queue, academy_queue_free> h_;
 };
 
+/// A client bound to one mailbox (academy_user_client_new,
+/// academy_agent_client_new): closed and freed with its owner. Thread-safe.
+/// Ids are JSON strings, as mailbox_id() returns them.
 class Client {
 public:
+    /// Takes ownership of `p` (academy_client_free frees it).
     explicit Client(academy_client *p) : h_(p) {}
     academy_client *get() const noexcept { return h_.get(); }
 
@@ -116,27 +333,101 @@ public:
         check(academy_client_mailbox_id(get(), &out));
         return take(out);
     }
+    /// Registers a new agent mailbox; returns its registration JSON (for
+    /// Factory::agent).
     std::string register_agent(const std::string &types, const char *name = nullptr) {
         char *out = nullptr;
         check(academy_client_register_agent(get(), types.c_str(), name, &out));
         return take(out);
     }
     void send(const std::string &message) { check(academy_client_send(get(), message.c_str())); }
-    std::string recv(double timeout_s) {
+    /// Starts sending `message` and returns without waiting for the
+    /// exchange (academy_client_send_async). `done` (may be empty) is
+    /// called once with the outcome ON A LIBRARY THREAD: keep it short,
+    /// thread-safe, and make no blocking libacademy call from it. Throws
+    /// (and never calls `done`) if the send was not started.
+    void send_async(const std::string &message, SendDone done = nullptr) {
+        if (!done) {
+            check(academy_client_send_async(get(), message.c_str(), nullptr, nullptr));
+            return;
+        }
+        auto owned = std::make_unique<SendDone>(std::move(done));
+        check(academy_client_send_async(get(), message.c_str(), detail::send_done_trampoline, owned.get()));
+        owned.release();  // the trampoline frees it after the one call
+    }
+    /// Waits for the send_async sends started before it; throws the first
+    /// failure since the last flush, or TIMEOUT (academy_client_flush).
+    void flush(Timeout timeout = Timeout::forever()) { check(academy_client_flush(get(), timeout.seconds())); }
+    std::string recv(Timeout timeout) {
         char *out = nullptr;
-        check(academy_client_recv(get(), timeout_s, &out));
+        check(academy_client_recv(get(), timeout.seconds(), &out));
+        return take(out);
+    }
+    /// The status of the mailbox `id_json` (academy_client_status).
+    academy_mailbox_status status(const std::string &id_json) {
+        academy_mailbox_status out = ACADEMY_MAILBOX_MISSING;
+        check(academy_client_status(get(), id_json.c_str(), &out));
+        return out;
+    }
+    /// Terminates the mailbox `id_json` (academy_client_terminate).
+    void terminate(const std::string &id_json) { check(academy_client_terminate(get(), id_json.c_str())); }
+    /// The agents of class `agent_type` (or a subclass), as a JSON array of
+    /// ids (academy_client_discover).
+    std::string discover(const std::string &agent_type, bool allow_subclasses = true) {
+        char *out = nullptr;
+        check(academy_client_discover(get(), agent_type.c_str(), allow_subclasses, &out));
+        return take(out);
+    }
+    /// Sends a heartbeat for this client's mailbox now.
+    void heartbeat() { check(academy_client_heartbeat(get())); }
+    /// The age of the last heartbeat of `id_json`; empty if it never sent
+    /// one (academy_client_heartbeat_status).
+    std::optional<std::chrono::duration<double>> heartbeat_status(const std::string &id_json) {
+        double age = 0;
+        check(academy_client_heartbeat_status(get(), id_json.c_str(), &age));
+        if (std::isnan(age)) return std::nullopt;
+        return std::chrono::duration<double>(age);
+    }
+    /// The exchange's counters for the agent `id_json`, as a JSON object
+    /// (academy_client_agent_stats).
+    std::string agent_stats(const std::string &id_json) {
+        char *out = nullptr;
+        check(academy_client_agent_stats(get(), id_json.c_str(), &out));
+        return take(out);
+    }
+    /// Shares the mailbox `id_json` with `group` (exchanges with
+    /// authentication; FORBIDDEN unless the owner belongs to it).
+    void share_mailbox(const std::string &id_json, const std::string &group) {
+        check(academy_client_share_mailbox(get(), id_json.c_str(), group.c_str()));
+    }
+    /// The groups `id_json` is shared with, as a JSON array of strings.
+    std::string shared_groups(const std::string &id_json) {
+        char *out = nullptr;
+        check(academy_client_shared_groups(get(), id_json.c_str(), &out));
+        return take(out);
+    }
+    void unshare_mailbox(const std::string &id_json, const std::string &group) {
+        check(academy_client_unshare_mailbox(get(), id_json.c_str(), group.c_str()));
+    }
+    /// Sends the request `body_json` to `dest_json` and returns the whole
+    /// response message (academy_client_request; see message_result).
+    std::string request(const std::string &dest_json, const std::string &body_json,
+                        Timeout timeout = Timeout::forever()) {
+        char *out = nullptr;
+        check(academy_client_request(get(), dest_json.c_str(), body_json.c_str(), timeout.seconds(), &out));
         return take(out);
     }
     std::string action(const std::string &agent_id, const std::string &action, const std::string &args = "[]",
-                       const std::string &kwargs = "{}", double timeout_s = -1) {
+                       const std::string &kwargs = "{}", Timeout timeout = Timeout::forever()) {
         char *out = nullptr;
         check(academy_client_action(get(), agent_id.c_str(), action.c_str(), args.c_str(), kwargs.c_str(),
-                                    timeout_s, &out));
+                                    timeout.seconds(), &out));
         return take(out);
     }
-    double ping(const std::string &agent_id, double timeout_s = -1) {
+    /// The round trip in seconds.
+    double ping(const std::string &agent_id, Timeout timeout = Timeout::forever()) {
         double rtt = 0;
-        check(academy_client_ping(get(), agent_id.c_str(), timeout_s, &rtt));
+        check(academy_client_ping(get(), agent_id.c_str(), timeout.seconds(), &rtt));
         return rtt;
     }
     void shutdown_agent(const std::string &agent_id, int terminate = -1) {
@@ -145,16 +436,18 @@ public:
     /// Starts an action and returns at once; one CALL event with `token`
     /// comes to `queue` when it ends (see academy_client_action_async).
     void action_async(const std::string &agent_id, const std::string &action, const std::string &args,
-                      const std::string &kwargs, double timeout_s, Queue &queue, std::uint64_t token) {
+                      const std::string &kwargs, Timeout timeout, Queue &queue, std::uint64_t token) {
         check(academy_client_action_async(get(), agent_id.c_str(), action.c_str(), args.c_str(), kwargs.c_str(),
-                                          timeout_s, queue.get(), token));
+                                          timeout.seconds(), queue.get(), token));
     }
-    void request_async(const std::string &dest, const std::string &body, double timeout_s, Queue &queue,
+    /// Starts request(); its CALL event carries the response message.
+    void request_async(const std::string &dest, const std::string &body, Timeout timeout, Queue &queue,
                        std::uint64_t token) {
-        check(academy_client_request_async(get(), dest.c_str(), body.c_str(), timeout_s, queue.get(), token));
+        check(academy_client_request_async(get(), dest.c_str(), body.c_str(), timeout.seconds(), queue.get(), token));
     }
-    void ping_async(const std::string &agent_id, double timeout_s, Queue &queue, std::uint64_t token) {
-        check(academy_client_ping_async(get(), agent_id.c_str(), timeout_s, queue.get(), token));
+    /// Starts ping(); its CALL event carries the round trip (Event::rtt).
+    void ping_async(const std::string &agent_id, Timeout timeout, Queue &queue, std::uint64_t token) {
+        check(academy_client_ping_async(get(), agent_id.c_str(), timeout.seconds(), queue.get(), token));
     }
     /// Messages that no call waits for go to `queue` (academy_client_listen).
     void listen(Queue &queue, std::uint64_t token) { check(academy_client_listen(get(), queue.get(), token)); }
@@ -166,6 +459,15 @@ public:
     /// Blocks serving action requests (see academy_agent_serve).
     void serve(academy_action_fn handler, void *user_data = nullptr) {
         check(academy_agent_serve(get(), handler, user_data));
+    }
+    /// Blocks serving action requests with `handler`. The handler runs on
+    /// LIBRARY THREADS (up to the factory's max_concurrency at once), so it
+    /// must be thread-safe; it may call libacademy. An exception it throws
+    /// before completing the reply becomes the caller's error (reply_error
+    /// with its what()); complete the reply last.
+    void serve(const ActionHandler &handler) {
+        check(academy_agent_serve(get(), detail::action_trampoline,
+                                  const_cast<void *>(static_cast<const void *>(&handler))));
     }
     void stop() { check(academy_agent_stop(get())); }
     void close() { check(academy_client_close(get())); }
@@ -222,6 +524,9 @@ public:
         check(academy_exchange_url(h_.get(), &out));
         return take(out);
     }
+    /// Stops the server before its owner goes (academy_exchange_stop);
+    /// twice is a no-op.
+    void stop() { check(academy_exchange_stop(h_.get())); }
 
 private:
     Owner<academy_exchange, academy_exchange_free> h_;

@@ -201,10 +201,9 @@ fn the_fortran_constants_match_the_header() {
 }
 
 #[test]
-fn the_completion_queue_wrappers_compile_but_are_not_linked() {
-    // `make fortran` compiles the submodule that calls the completion
-    // queue's C functions, which the library does not export yet; the
-    // examples link without it.
+fn the_completion_queue_wrappers_call_the_c_functions() {
+    // `make fortran` compiles the submodule with the completion queue's
+    // wrappers; examples-fortran/queue_calls links it (run below).
     let object = example("academy_queue.o");
     assert!(object.exists());
     let symbols = Command::new("nm").arg("-u").arg(&object).output().unwrap();
@@ -222,6 +221,40 @@ fn the_completion_queue_wrappers_compile_but_are_not_linked() {
                 .lines()
                 .any(|l| l.trim().ends_with(&format!(" {f}"))),
             "{f} is not called by academy_queue.o:\n{symbols}"
+        );
+    }
+}
+
+/// 20 actions and a ping in flight from one Fortran thread through a
+/// completion queue to a Python agent, and a Fortran agent served from the
+/// same queue; also the Redis and hybrid factories, status names and the
+/// log callback (examples-fortran/queue_calls.f90).
+#[test]
+fn a_fortran_user_keeps_actions_in_flight_through_a_queue() {
+    let queue_calls = example("queue_calls");
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let mut py = PyPeer::start("interop_agent.py", &[&url]);
+        let agent = py.line();
+        let out = Command::new(&queue_calls)
+            .arg(&url)
+            .arg(&agent)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert_eq!(
+            stdout,
+            "calls 20 of 20 correct\n\
+             ping T\n\
+             served double 42 answered 1\n\
+             serving ended ACADEMY_OK\n\
+             empty queue ACADEMY_ERR_TIMEOUT\n\
+             factories TT\n\
+             redis with an HTTP option ACADEMY_ERR_INVALID_ARGUMENT\n\
+             log lines seen T\n",
+            "{stderr}"
         );
     }
 }

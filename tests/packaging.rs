@@ -401,4 +401,74 @@ fn the_cpp_example_builds_with_cmake_against_the_installed_package() {
         out,
         "add(2, 3) = 5.0\ndivide failed: remote\n100 actions through a queue: 100 correct\n"
     );
+    // The tour of the other wrappers, against an embedded exchange.
+    let out =
+        run(Command::new(build.join("client_tour")).env("LD_LIBRARY_PATH", prefix.join("lib")));
+    assert_eq!(
+        out,
+        "version matches\n\
+         status name ACADEMY_ERR_TIMEOUT\n\
+         add 5\n\
+         divide ACADEMY_ERR_REMOTE with the handler's text\n\
+         request add 42\n\
+         local response result null\n\
+         status active 1\n\
+         heartbeat age known 1\n\
+         discover finds it 1, not as exact class 0\n\
+         stats have completed\n\
+         send_async 50 accepted, 50 received\n\
+         shared with [\"team\"]\n\
+         after unshare []\n\
+         share with strangers ACADEMY_ERR_FORBIDDEN\n\
+         queue twice 42, 1 request answered, ping 1\n\
+         terminated 1\n\
+         serving ended ACADEMY_ERR_MAILBOX_TERMINATED\n\
+         handler served 3\n\
+         log lines seen 1\n"
+    );
+}
+
+/// The C functions of a header: the names of its prototypes (lines that
+/// are not comments and declare `academy_…(`).
+fn c_functions(header: &str) -> Vec<String> {
+    let mut names: Vec<String> = header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('*') && !l.trim_start().starts_with("/*"))
+        .filter_map(|l| {
+            // `enum academy_status academy_x(` or `const char *academy_x(`.
+            let before = &l[..l.find('(')?];
+            let name = before.rsplit([' ', '*']).next()?;
+            let identifier = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            (name.starts_with("academy_") && identifier).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn every_c_function_has_a_cpp_wrapper() {
+    let header = std::fs::read_to_string(repo().join("include/academy.h")).unwrap();
+    let hpp = std::fs::read_to_string(repo().join("include/academy.hpp")).unwrap();
+    // Code only: a name in a comment is no wrapper.
+    let code: String = hpp
+        .lines()
+        .map(|l| l.split("//").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let functions = c_functions(&header);
+    assert!(
+        functions.len() > 50 && functions.contains(&"academy_set_log_callback".to_owned()),
+        "{functions:?}"
+    );
+    // Called (`name(`) or passed as a free function (`name>`).
+    let missing: Vec<&String> = functions
+        .iter()
+        .filter(|f| !code.contains(&format!("{f}(")) && !code.contains(&format!("{f}>")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "C functions of include/academy.h without a wrapper in include/academy.hpp: {missing:?}"
+    );
 }
