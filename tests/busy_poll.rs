@@ -84,8 +84,21 @@ fn cpu_of_a_slow_call(url: &str, options: &str) -> (f64, f64) {
 #[test]
 fn a_blocked_call_polls_for_as_long_as_asked_and_not_at_all_with_zero() {
     let url = shared_embedded_exchange();
-    let (polled, runtime_polled) = cpu_of_a_slow_call(&url, r#"{"busy_poll_us": 50000}"#);
-    let (slept, runtime_slept) = cpu_of_a_slow_call(&url, r#"{"busy_poll_us": 0}"#);
+    // A polling thread yields the CPU to every other runnable thread in
+    // each turn, so on a machine busy with other work it gets little CPU
+    // time: up to three tries, keeping the most polling seen (and the most
+    // CPU spent without polling, for the other bounds).
+    let (mut polled, mut runtime_polled, mut slept, mut runtime_slept) =
+        (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for _ in 0..3 {
+        let (p, rp) = cpu_of_a_slow_call(&url, r#"{"busy_poll_us": 50000}"#);
+        let (s, rs) = cpu_of_a_slow_call(&url, r#"{"busy_poll_us": 0}"#);
+        (polled, runtime_polled) = (polled.max(p), runtime_polled.max(rp));
+        (slept, runtime_slept) = (slept.max(s), runtime_slept.max(rs));
+        if polled > 0.010 && runtime_polled > 0.010 {
+            break;
+        }
+    }
     println!("CPU of the calling thread: polling 50 ms {polled:.4} s, not polling {slept:.4} s");
     println!(
         "CPU of the runtime thread: polling 50 ms {runtime_polled:.4} s, not polling {runtime_slept:.4} s"
