@@ -91,11 +91,12 @@ impl Reply {
         self.state.request.header.tag
     }
 
+    /// Answers once. A send that fails (the result too large for the
+    /// exchange, the exchange down) leaves the request open, so that the
+    /// handler can answer again, with an error say.
     fn complete(&self, body: Value) -> Result<()> {
         if self.state.done.load(Ordering::Acquire) {
-            return Err(Error::closed(
-                "the request was already answered with ActionCancelledError (cancelled by the caller, or the agent stopped serving)",
-            ));
+            return Err(already_answered());
         }
         self.session.answer(&self.state, body)
     }
@@ -110,6 +111,26 @@ impl Reply {
             respond_in_background(&self.session.client, &self.state.request, body);
         }
     }
+}
+
+/// A reply dropped before it was completed (a handler that returned, or
+/// panicked, without answering) answers its caller with an error in the
+/// background rather than leaving it waiting.
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.state.done.load(Ordering::Acquire) || self.session.claim(&self.state).is_err() {
+            return;
+        }
+        let body =
+            message::user_error_body("the agent's handler returned without answering this request");
+        respond_in_background(&self.session.client, &self.state.request, body);
+    }
+}
+
+fn already_answered() -> Error {
+    Error::closed(
+        "the request was already answered (with ActionCancelledError if cancelled by the caller or if the agent stopped serving)",
+    )
 }
 
 impl Session {
@@ -144,36 +165,65 @@ impl Session {
         }
     }
 
-    /// Takes the right to answer an outstanding request (once).
+    /// Takes the right to answer an outstanding request (once, unless
+    /// [`settle`](Self::settle) gives it back).
     fn claim(&self, state: &ReplyState) -> Result<()> {
         if state.done.swap(true, Ordering::AcqRel) {
-            return Err(Error::invalid("this request was already answered"));
+            return Err(already_answered());
         }
         self.outstanding
             .lock()
             .unwrap()
             .remove(&state.request.header.tag);
-        state.permit.lock().unwrap().take();
         Ok(())
+    }
+
+    /// After an answer was sent (`Ok`) or not: a sent answer frees its
+    /// worker's permit; a failed one makes the request outstanding again,
+    /// so that the program can answer it another way, or, if serving ended
+    /// meanwhile, answers it with `ActionCancelled` in the background.
+    fn settle(&self, state: &Arc<ReplyState>, sent: Result<()>) -> Result<()> {
+        if sent.is_ok() {
+            state.permit.lock().unwrap().take();
+            return sent;
+        }
+        let mut outstanding = self.outstanding.lock().unwrap();
+        if self.ended.load(Ordering::Acquire) {
+            drop(outstanding);
+            state.permit.lock().unwrap().take();
+            respond_in_background(&self.client, &state.request, cancelled());
+        } else {
+            state.done.store(false, Ordering::Release);
+            outstanding.insert(state.request.header.tag, state.clone());
+        }
+        sent
     }
 
     /// Sends the response to an outstanding request, once, from a thread
     /// outside the runtime (a handler's, the program's).
-    fn answer(&self, state: &ReplyState, body: Value) -> Result<()> {
+    fn answer(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
         self.claim(state)?;
         match self.mode {
-            ReplyMode::Blocking => respond(&self.client, &state.request, body),
+            ReplyMode::Blocking => self.settle(state, respond(&self.client, &state.request, body)),
             ReplyMode::Background => {
                 respond_in_background(&self.client, &state.request, body);
-                Ok(())
+                self.settle(state, Ok(()))
             }
         }
     }
 
     /// [`answer`](Self::answer) from a task on the runtime.
-    async fn answer_async(&self, state: &ReplyState, body: Value) -> Result<()> {
+    async fn answer_async(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
         self.claim(state)?;
-        respond_async(&self.client, &state.request, body).await
+        let sent = respond_async(&self.client, &state.request, body).await;
+        self.settle(state, sent)
+    }
+
+    /// Marks the session ended (under the lock that [`settle`](Self::settle)
+    /// takes, so that no failed answer is made outstanding after it).
+    fn end(&self) {
+        let _outstanding = self.outstanding.lock().unwrap();
+        self.ended.store(true, Ordering::Release);
     }
 
     fn outstanding(&self) -> Vec<Arc<ReplyState>> {
@@ -183,7 +233,7 @@ impl Session {
     /// Ends the session: later replies are refused, and every outstanding
     /// request is answered with `ActionCancelled` (blocking).
     fn wind_down(&self) {
-        self.ended.store(true, Ordering::Release);
+        self.end();
         for state in self.outstanding() {
             let _ = self.answer(&state, cancelled());
         }
@@ -191,7 +241,7 @@ impl Session {
 
     /// [`wind_down`](Self::wind_down) from a task on the runtime.
     pub(crate) async fn wind_down_async(&self) {
-        self.ended.store(true, Ordering::Release);
+        self.end();
         for state in self.outstanding() {
             let _ = self.answer_async(&state, cancelled()).await;
         }

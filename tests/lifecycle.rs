@@ -1,0 +1,140 @@
+//! Issue 16: the lifecycle does what the header says, against academy-py's
+//! exchange and ours, through the C API.
+//!
+//! - A reply whose completion failed (a result too large for the exchange)
+//!   stays open: the handler completes it with an error and the caller
+//!   gets that error at once; a Rust handler that drops its reply
+//!   unanswered answers its caller with an error.
+
+mod common;
+
+use std::ffi::{c_char, c_void};
+use std::ptr::null_mut;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use academy::ffi::academy_status::{self, *};
+use academy::ffi::reply::*;
+use academy::ffi::serve::*;
+use common::*;
+
+/// Serves a C agent with `handler` on a thread; returns its agent id, the
+/// thread (which yields what academy_agent_serve returned) and its client.
+fn serve_c_agent(
+    factory: &Factory,
+    registrar: &Client,
+    handler: academy_action_fn,
+) -> (String, std::thread::JoinHandle<academy_status>, Arc<Client>) {
+    let reg = registrar.register_agent("lifecycle.Agent", None).unwrap();
+    let agent = Arc::new(factory.agent(&reg).unwrap());
+    let serving = agent.clone();
+    let thread =
+        std::thread::spawn(move || unsafe { academy_agent_serve(serving.0, handler, null_mut()) });
+    (agent_id_of(&reg), thread, agent)
+}
+
+/// Stops a served agent and checks that serving returned OK.
+fn stop(agent: &Client, thread: std::thread::JoinHandle<academy_status>) {
+    assert_eq!(unsafe { academy_agent_stop(agent.0) }, ACADEMY_OK);
+    assert_eq!(thread.join().unwrap(), ACADEMY_OK);
+}
+
+// ---- finding 6: a failed reply stays open ----
+
+/// What `too_large` saw: the status of its reply_ok, then of reply_error.
+static TOO_LARGE: Mutex<Vec<(academy_status, String)>> = Mutex::new(Vec::new());
+
+/// Answers with a 2 MiB result (larger than either exchange takes), then,
+/// when that fails, with an error.
+unsafe extern "C" fn too_large(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    let big = c(&format!("\"{}\"", "x".repeat(2 << 20)));
+    let first = academy_reply_ok(reply, big.as_ptr());
+    let first_error = last_error();
+    let why = c"the result was too large to send";
+    let second = academy_reply_error(reply, why.as_ptr());
+    let mut seen = TOO_LARGE.lock().unwrap();
+    seen.push((first, first_error));
+    seen.push((second, last_error()));
+    // Completed now: a third completion is refused.
+    seen.push((academy_reply_error(reply, why.as_ptr()), last_error()));
+}
+
+#[test]
+fn a_reply_whose_send_failed_can_still_be_completed_with_an_error() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        TOO_LARGE.lock().unwrap().clear();
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let (agent_id, thread, agent) = serve_c_agent(&factory, &user, Some(too_large));
+        let start = Instant::now();
+        let message = expect_err(
+            user.action(&agent_id, "big", None, None, 20.0),
+            ACADEMY_ERR_REMOTE,
+        );
+        assert!(
+            message.contains("the result was too large to send"),
+            "{message}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the caller waited {:?}",
+            start.elapsed()
+        );
+        let seen = TOO_LARGE.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0].0, ACADEMY_ERR_MESSAGE_TOO_LARGE, "{}", seen[0].1);
+        assert_eq!(seen[1].0, ACADEMY_OK, "{}", seen[1].1);
+        assert_eq!(seen[2].0, ACADEMY_ERR_CLOSED, "{}", seen[2].1);
+        stop(&agent, thread);
+    }
+}
+
+#[test]
+fn a_rust_reply_dropped_unanswered_answers_its_caller_with_an_error() {
+    use academy::client::serve::serve;
+    use academy::client::Factory as RustFactory;
+    use academy::runtime::block_on;
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = RustFactory::new(&url, Default::default()).unwrap();
+        let user = block_on(factory.create_user_client(None)).unwrap().unwrap();
+        let reg = block_on(user.register_agent("lifecycle.Dropper", None))
+            .unwrap()
+            .unwrap();
+        let agent = block_on(factory.create_agent_client(&reg))
+            .unwrap()
+            .unwrap();
+        let serving = agent.clone();
+        let thread = std::thread::spawn(move || serve(&serving, |_call, reply| drop(reply)));
+        let id = academy::client::parse_registration(&reg, "http").unwrap();
+        let start = Instant::now();
+        let outcome = block_on(user.action(
+            id,
+            "anything",
+            &serde_json::json!([]),
+            &serde_json::json!({}),
+            Some(Duration::from_secs(20)),
+        ))
+        .unwrap();
+        let err = outcome.unwrap_err();
+        assert_eq!(
+            err.status,
+            academy::error::Status::Remote,
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("without answering"), "{}", err.message);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(agent.stop_serving().unwrap());
+        thread.join().unwrap().unwrap();
+        block_on(agent.close()).unwrap().unwrap();
+        block_on(user.close()).unwrap().unwrap();
+    }
+}
