@@ -5,6 +5,8 @@
 //!   stays open: the handler completes it with an error and the caller
 //!   gets that error at once; a Rust handler that drops its reply
 //!   unanswered answers its caller with an error.
+//! - Answers that come after their call timed out are dropped (and
+//!   counted), never received.
 
 mod common;
 
@@ -37,6 +39,15 @@ fn serve_c_agent(
 fn stop(agent: &Client, thread: std::thread::JoinHandle<academy_status>) {
     assert_eq!(unsafe { academy_agent_stop(agent.0) }, ACADEMY_OK);
     assert_eq!(thread.join().unwrap(), ACADEMY_OK);
+}
+
+/// Waits until `done`, failing the test after `limit`.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 // ---- finding 6: a failed reply stays open ----
@@ -87,6 +98,9 @@ fn a_reply_whose_send_failed_can_still_be_completed_with_an_error() {
             "the caller waited {:?}",
             start.elapsed()
         );
+        wait_until("the handler is done", Duration::from_secs(10), || {
+            TOO_LARGE.lock().unwrap().len() == 3
+        });
         let seen = TOO_LARGE.lock().unwrap().clone();
         assert_eq!(seen.len(), 3, "{seen:?}");
         assert_eq!(seen[0].0, ACADEMY_ERR_MESSAGE_TOO_LARGE, "{}", seen[0].1);
@@ -137,4 +151,64 @@ fn a_rust_reply_dropped_unanswered_answers_its_caller_with_an_error() {
         block_on(agent.close()).unwrap().unwrap();
         block_on(user.close()).unwrap().unwrap();
     }
+}
+
+// ---- finding 7: late answers never reach recv ----
+
+/// Answers after 1.5 s, from another thread.
+unsafe extern "C" fn answers_late(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    let reply = reply as usize;
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        academy_reply_ok(reply as *mut academy_reply, c"\"late\"".as_ptr());
+    });
+}
+
+#[test]
+fn late_answers_to_timed_out_calls_never_reach_recv() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let (agent_id, thread, agent) = serve_c_agent(&factory, &user, Some(answers_late));
+        expect_err(
+            user.action(&agent_id, "slow", None, None, 0.5),
+            ACADEMY_ERR_TIMEOUT,
+        );
+        // The answer comes about 1 s later; it is dropped, not received.
+        let got = user.recv(3.0);
+        expect_err(got, ACADEMY_ERR_TIMEOUT);
+        late_answers_are_counted(&url, &agent_id);
+        stop(&agent, thread);
+    }
+}
+
+/// The same late answer, seen from a Rust client: dropped and counted.
+fn late_answers_are_counted(url: &str, agent_id: &str) {
+    use academy::client::Factory as RustFactory;
+    use academy::runtime::block_on;
+    use academy::wire::ids::EntityId;
+    let factory = RustFactory::new(url, Default::default()).unwrap();
+    let user = block_on(factory.create_user_client(None)).unwrap().unwrap();
+    let agent = EntityId::from_value(&serde_json::from_str(agent_id).unwrap()).unwrap();
+    let timed_out = block_on(user.action(
+        agent,
+        "slow",
+        &serde_json::json!([]),
+        &serde_json::json!({}),
+        Some(Duration::from_millis(500)),
+    ))
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(timed_out.status, academy::error::Status::Timeout);
+    let got = block_on(user.recv(Some(Duration::from_secs(3)))).unwrap();
+    assert_eq!(got.unwrap_err().status, academy::error::Status::Timeout);
+    assert_eq!(user.late_answers(), 1);
+    block_on(user.close()).unwrap().unwrap();
 }

@@ -16,7 +16,7 @@
 //! - The heartbeat keeps the mailbox ACTIVE for Python peers.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,9 @@ pub(crate) struct Inner {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set while [`crate::client::serve::serve`] runs on this client.
     pub(crate) serving: Mutex<Option<Arc<ServeControl>>>,
+    /// Answers to this client's calls that came after the call ended
+    /// (timed out), dropped.
+    pub(crate) late_answers: AtomicU64,
     /// Tags of the messages delivered lately, to drop duplicates.
     pub(crate) recent: Mutex<RecentTags>,
     /// Sends started by [`Client::send_in_background`].
@@ -422,6 +425,18 @@ impl Inner {
                         return;
                     }
                     Some(Waiter::Nobody) => return, // a response nobody waits for
+                    // A late answer to one of this client's calls (it timed
+                    // out): dropped, as academy-py drops it.
+                    None if message.header.label == Some(self.label) => {
+                        let late = self.late_answers.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::debug!(
+                            mailbox = %self.id.uid,
+                            tag = %message.header.tag,
+                            late,
+                            "dropped an answer to a call that had ended"
+                        );
+                        return;
+                    }
                     None => {}
                 }
             } else if message.kind() == "ping-request"

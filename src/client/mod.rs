@@ -173,6 +173,7 @@ impl Client {
             tasks: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
+            late_answers: Default::default(),
             in_flight: InFlight::new(transport.options().max_in_flight),
             outbox: Default::default(),
             transport,
@@ -229,6 +230,13 @@ impl Client {
     /// made the client (a forked child).
     pub fn check_process(&self) -> Result<()> {
         self.inner.bound.check("client")
+    }
+
+    /// How many answers to this client's calls came after the call had
+    /// ended (timed out) and were dropped, as academy-py drops them,
+    /// instead of reaching [`recv`](Self::recv).
+    pub fn late_answers(&self) -> u64 {
+        self.inner.late_answers.load(Ordering::Relaxed)
     }
 
     /// Whether [`close`](Self::close) was called.
