@@ -7,11 +7,16 @@
 //!   unanswered answers its caller with an error.
 //! - Answers that come after their call timed out are dropped (and
 //!   counted), never received.
+//! - Closing a serving agent client answers the requests in progress with
+//!   ActionCancelledError before the client ends; serving returns CLOSED.
+//! - A terminated mailbox's queued requests never reach a handler or
+//!   recv, and serving returns MAILBOX_TERMINATED promptly.
 
 mod common;
 
 use std::ffi::{c_char, c_void};
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -186,6 +191,127 @@ fn late_answers_to_timed_out_calls_never_reach_recv() {
         expect_err(got, ACADEMY_ERR_TIMEOUT);
         late_answers_are_counted(&url, &agent_id);
         stop(&agent, thread);
+    }
+}
+
+// ---- finding 2: closing a serving agent client ----
+
+/// Replies `holds_its_reply` keeps without completing.
+static HELD: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn holds_its_reply(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    HELD.lock().unwrap().push(reply as usize);
+}
+
+#[test]
+fn closing_a_serving_client_cancels_its_requests_and_serve_returns_closed() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        HELD.lock().unwrap().clear();
+        let factory = Factory::new(&url, None).unwrap();
+        let user = Arc::new(factory.user(None).unwrap());
+        let (agent_id, thread, agent) = serve_c_agent(&factory, &user, Some(holds_its_reply));
+        let calling = user.clone();
+        let caller = std::thread::spawn(move || {
+            let start = Instant::now();
+            let outcome = calling.action(&agent_id, "hold", None, None, 30.0);
+            (outcome, start.elapsed())
+        });
+        wait_until(
+            "the handler holds its reply",
+            Duration::from_secs(10),
+            || !HELD.lock().unwrap().is_empty(),
+        );
+        let closed_at = Instant::now();
+        agent.close().unwrap();
+        assert_eq!(thread.join().unwrap(), ACADEMY_ERR_CLOSED);
+        let (outcome, _) = caller.join().unwrap();
+        let message = expect_err(outcome, ACADEMY_ERR_REMOTE);
+        assert!(message.contains("ActionCancelledError"), "{message}");
+        assert!(
+            closed_at.elapsed() < Duration::from_secs(5),
+            "the caller waited {:?} after the close",
+            closed_at.elapsed()
+        );
+        // The held reply was answered: completing it now is refused.
+        let held = HELD.lock().unwrap().pop().unwrap() as *mut academy_reply;
+        assert_eq!(
+            unsafe { academy_reply_ok(held, c"1".as_ptr()) },
+            ACADEMY_ERR_CLOSED
+        );
+    }
+}
+
+// ---- finding 1: a terminated mailbox's queued requests never run ----
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its calls, then answers after 1.5 s.
+unsafe extern "C" fn slow_and_counted(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    academy_reply_ok(reply, c"1".as_ptr());
+}
+
+#[test]
+fn a_terminated_mailbox_runs_none_of_its_queued_requests() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        STARTED.store(0, Ordering::SeqCst);
+        let factory = Factory::new(&url, Some(r#"{"max_concurrency": 2}"#)).unwrap();
+        let user = Arc::new(factory.user(None).unwrap());
+        let (agent_id, thread, _agent) = serve_c_agent(&factory, &user, Some(slow_and_counted));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let (user, agent_id) = (user.clone(), agent_id.clone());
+                std::thread::spawn(move || user.action(&agent_id, "slow", None, None, 30.0))
+            })
+            .collect();
+        wait_until("two handlers run", Duration::from_secs(10), || {
+            STARTED.load(Ordering::SeqCst) == 2
+        });
+        // Let the other requests reach the agent's client.
+        std::thread::sleep(Duration::from_millis(300));
+        let terminated_at = Instant::now();
+        user.terminate(&agent_id).unwrap();
+        assert_eq!(thread.join().unwrap(), ACADEMY_ERR_MAILBOX_TERMINATED);
+        assert!(
+            terminated_at.elapsed() < Duration::from_secs(4),
+            "serving returned {:?} after the terminate",
+            terminated_at.elapsed()
+        );
+        for caller in callers {
+            assert!(caller.join().unwrap().is_err(), "a caller got an answer");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(STARTED.load(Ordering::SeqCst), 2, "queued requests ran");
+
+        // A client that does not serve: recv says MAILBOX_TERMINATED, and
+        // never hands out the requests queued before.
+        let reg = user.register_agent("lifecycle.Idle", None).unwrap();
+        let idle = factory.agent(&reg).unwrap();
+        let idle_id = agent_id_of(&reg);
+        let request = r#"{"kind": "action-request", "action": "x", "serialization": "json", "pargs": "[]", "kargs": "{}"}"#;
+        for _ in 0..3 {
+            user.send(&message(&user.id(), &idle_id, request)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        user.terminate(&idle_id).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let got = idle.recv(5.0);
+        expect_err(got, ACADEMY_ERR_MAILBOX_TERMINATED);
     }
 }
 

@@ -533,7 +533,26 @@ impl Client {
     }
 
     pub(crate) fn end_serving(&self) {
-        self.inner.serving.lock().unwrap().take();
+        if let Some(control) = self.inner.serving.lock().unwrap().take() {
+            control.mark_wound_down();
+        }
+    }
+
+    /// Why the listener stopped for good, if it did (the mailbox was
+    /// terminated, say).
+    pub(crate) fn ended(&self) -> Option<Error> {
+        match &*self.inner.state.lock().unwrap() {
+            ListenerState::Ended(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends a serving session's response. Unlike [`send`](Self::send),
+    /// allowed while [`close`](Self::close) winds the session down, so that
+    /// the requests in progress are answered before the client ends.
+    pub(crate) async fn send_response(&self, response: &Message) -> Result<()> {
+        self.check_process()?;
+        self.inner.transport.send(&response.to_json()).await
     }
 
     /// Ends a [`crate::client::serve::serve`] or
@@ -566,8 +585,12 @@ impl Client {
         } else {
             Ok(())
         };
-        if let Some(control) = self.inner.serving.lock().unwrap().clone() {
+        let serving = self.inner.serving.lock().unwrap().clone();
+        if let Some(control) = serving {
             control.stop();
+            // The requests in progress are answered (ActionCancelled)
+            // before the client ends.
+            control.wound_down(self.options().request_timeout).await;
         }
         self.inner.shutdown();
         terminated

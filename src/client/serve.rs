@@ -86,6 +86,11 @@ impl Reply {
         self.complete(message::user_error_body(text))
     }
 
+    /// Whether the request was answered (cancelled, say) already.
+    fn is_answered(&self) -> bool {
+        self.state.done.load(Ordering::Acquire)
+    }
+
     /// The tag of the request this reply answers.
     pub fn tag(&self) -> Uuid {
         self.state.request.header.tag
@@ -255,7 +260,7 @@ fn cancelled() -> Value {
 /// Sends the response to `request`. A caller that went away is no error.
 async fn respond_async(client: &Client, request: &Message, body: Value) -> Result<()> {
     let response = request.response(body)?;
-    match client.send(&response.to_json()).await {
+    match client.send_response(&response).await {
         // The caller went away: nobody to tell, as academy-py logs and goes on.
         Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
         other => other,
@@ -298,7 +303,13 @@ where
     let control = client.begin_serving()?;
     let outcome = serve_with(client, &control, handler);
     client.end_serving();
-    outcome
+    match outcome {
+        Ok(()) if client.is_closed() => Err(Error::closed(format!(
+            "the client of {} was closed",
+            client.mailbox_id()
+        ))),
+        other => other,
+    }
 }
 
 fn serve_with<H>(client: &Client, control: &Arc<ServeControl>, handler: H) -> Result<()>
@@ -322,6 +333,8 @@ where
                 loop {
                     let job = rx.lock().unwrap().recv();
                     match job {
+                        // Answered (cancelled) before a worker was free.
+                        Ok(job) if job.reply.is_answered() => continue,
                         Ok(job) => handler(job.call, job.reply),
                         Err(_) => break,
                     }
@@ -337,6 +350,7 @@ where
     // Wind down: no new jobs, answer what is left, give handlers a moment.
     drop(tx);
     session.wind_down();
+    control.mark_wound_down();
     let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
     for _ in 0..workers {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -379,16 +393,26 @@ fn dispatch(
             Step::Stop => return Ok(()),
             Step::Action { call, request } => (call, request),
         };
-        let permit = runtime::block_on(async {
-            tokio::select! {
-                _ = control.wake.notified() => None,
-                p = permits.clone().acquire_owned() => p.ok(),
+        let permit = loop {
+            let permit = runtime::block_on(async {
+                tokio::select! {
+                    _ = control.wake.notified() => None,
+                    p = permits.clone().acquire_owned() => p.ok(),
+                }
+            })?;
+            if let Some(permit) = permit {
+                break permit;
             }
-        })?;
-        let Some(permit) = permit else {
-            // Stopped while waiting: this one is answered too.
-            respond(client, &request, cancelled())?;
-            return Ok(());
+            if control.is_stopped() {
+                // Stopped while waiting: this one is answered too.
+                respond(client, &request, cancelled())?;
+                return Ok(());
+            }
+            if let Some(e) = client.ended() {
+                // The mailbox went away: the exchange answered this
+                // request, which never runs.
+                return Err(e);
+            }
         };
         let reply = session.reply_for(request, Some(permit));
         if jobs.send(Job { call, reply }).is_err() {
