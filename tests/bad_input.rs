@@ -660,6 +660,13 @@ fn misused_handles_answer_closed() {
         .action(&agent_id_of(&registration), "x", None, None, 10.0)
         .unwrap();
     assert_eq!(result, "1");
+    // The caller may have its answer before the handler's second completion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while SECOND_REPLY.load(std::sync::atomic::Ordering::SeqCst) == -1
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(
         SECOND_REPLY.load(std::sync::atomic::Ordering::SeqCst),
         ACADEMY_ERR_CLOSED as i32

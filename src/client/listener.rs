@@ -16,7 +16,7 @@
 //! - The heartbeat keeps the mailbox ACTIVE for Python peers.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::client::send_async::InFlight;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Status};
 use crate::fork::ProcessBound;
 use crate::transport::Transport;
 use crate::wire::ids::{EntityId, Role};
@@ -42,6 +42,10 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 pub struct ServeControl {
     stopped: AtomicBool,
     pub(crate) wake: Notify,
+    /// Set once serving has answered the requests it leaves, so that
+    /// [`crate::client::Client::close`] ends the client only after that.
+    wound_down: AtomicBool,
+    wound_down_changed: Notify,
 }
 
 impl ServeControl {
@@ -53,8 +57,37 @@ impl ServeControl {
     /// `ActionCancelled` error response, so no caller waits forever.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        self.nudge();
+    }
+
+    /// Wakes serving without stopping it: the listener ended, and serving
+    /// finds out why.
+    pub(crate) fn nudge(&self) {
         self.wake.notify_waiters();
         self.wake.notify_one();
+    }
+
+    /// Serving has answered the requests it leaves.
+    pub(crate) fn mark_wound_down(&self) {
+        self.wound_down.store(true, Ordering::Release);
+        self.wound_down_changed.notify_waiters();
+    }
+
+    /// Waits (at most `limit`) until serving has answered the requests it
+    /// leaves.
+    pub(crate) async fn wound_down(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let changed = self.wound_down_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.wound_down.load(Ordering::Acquire) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -224,6 +257,9 @@ pub(crate) struct Inner {
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set while [`crate::client::serve::serve`] runs on this client.
     pub(crate) serving: Mutex<Option<Arc<ServeControl>>>,
+    /// Answers to this client's calls that came after the call ended
+    /// (timed out), dropped.
+    pub(crate) late_answers: AtomicU64,
     /// Tags of the messages delivered lately, to drop duplicates.
     pub(crate) recent: Mutex<RecentTags>,
     /// Sends started by [`Client::send_in_background`].
@@ -422,6 +458,18 @@ impl Inner {
                         return;
                     }
                     Some(Waiter::Nobody) => return, // a response nobody waits for
+                    // A late answer to one of this client's calls (it timed
+                    // out): dropped, as academy-py drops it.
+                    None if message.header.label == Some(self.label) => {
+                        let late = self.late_answers.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::debug!(
+                            mailbox = %self.id.uid,
+                            tag = %message.header.tag,
+                            late,
+                            "dropped an answer to a call that had ended"
+                        );
+                        return;
+                    }
                     None => {}
                 }
             } else if message.kind() == "ping-request"
@@ -463,6 +511,19 @@ impl Inner {
         }
         self.inbox.lock().unwrap().push_back(raw);
         self.changed.notify_waiters();
+    }
+
+    /// Drops the requests waiting in the inbox of a terminated mailbox:
+    /// the exchange answered them (MailboxTerminated), and academy-py's
+    /// agent runs none of them.
+    fn drop_queued_requests(&self) {
+        let mut inbox = self.inbox.lock().unwrap();
+        let before = inbox.len();
+        inbox.retain(|raw| !Message::from_json(raw).is_ok_and(|m| m.is_request()));
+        let dropped = before - inbox.len();
+        if dropped > 0 {
+            tracing::debug!(mailbox = %self.id.uid, dropped, "dropped the requests queued for a terminated mailbox");
+        }
     }
 
     /// Fails every waiting request with `err`.
@@ -536,7 +597,13 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
                 tracing::debug!(mailbox = %inner.id.uid, "receiving stopped: {}", e.message);
                 inner.fail_pending(&e);
                 inner.end_route(Err(e.clone()));
+                if e.status == Status::MailboxTerminated {
+                    inner.drop_queued_requests();
+                }
                 inner.set_state(ListenerState::Ended(e));
+                if let Some(control) = inner.serving.lock().unwrap().clone() {
+                    control.nudge();
+                }
                 return;
             }
             Err(e) => {

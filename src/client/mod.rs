@@ -173,6 +173,7 @@ impl Client {
             tasks: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
+            late_answers: Default::default(),
             in_flight: InFlight::new(transport.options().max_in_flight),
             outbox: Default::default(),
             transport,
@@ -229,6 +230,13 @@ impl Client {
     /// made the client (a forked child).
     pub fn check_process(&self) -> Result<()> {
         self.inner.bound.check("client")
+    }
+
+    /// How many answers to this client's calls came after the call had
+    /// ended (timed out) and were dropped, as academy-py drops them,
+    /// instead of reaching [`recv`](Self::recv).
+    pub fn late_answers(&self) -> u64 {
+        self.inner.late_answers.load(Ordering::Relaxed)
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -525,7 +533,26 @@ impl Client {
     }
 
     pub(crate) fn end_serving(&self) {
-        self.inner.serving.lock().unwrap().take();
+        if let Some(control) = self.inner.serving.lock().unwrap().take() {
+            control.mark_wound_down();
+        }
+    }
+
+    /// Why the listener stopped for good, if it did (the mailbox was
+    /// terminated, say).
+    pub(crate) fn ended(&self) -> Option<Error> {
+        match &*self.inner.state.lock().unwrap() {
+            ListenerState::Ended(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sends a serving session's response. Unlike [`send`](Self::send),
+    /// allowed while [`close`](Self::close) winds the session down, so that
+    /// the requests in progress are answered before the client ends.
+    pub(crate) async fn send_response(&self, response: &Message) -> Result<()> {
+        self.check_process()?;
+        self.inner.transport.send(&response.to_json()).await
     }
 
     /// Ends a [`crate::client::serve::serve`] or
@@ -558,8 +585,12 @@ impl Client {
         } else {
             Ok(())
         };
-        if let Some(control) = self.inner.serving.lock().unwrap().clone() {
+        let serving = self.inner.serving.lock().unwrap().clone();
+        if let Some(control) = serving {
             control.stop();
+            // The requests in progress are answered (ActionCancelled)
+            // before the client ends.
+            control.wound_down(self.options().request_timeout).await;
         }
         self.inner.shutdown();
         terminated

@@ -86,16 +86,22 @@ impl Reply {
         self.complete(message::user_error_body(text))
     }
 
+    /// Whether the request was answered (cancelled, say) already.
+    fn is_answered(&self) -> bool {
+        self.state.done.load(Ordering::Acquire)
+    }
+
     /// The tag of the request this reply answers.
     pub fn tag(&self) -> Uuid {
         self.state.request.header.tag
     }
 
+    /// Answers once. A send that fails (the result too large for the
+    /// exchange, the exchange down) leaves the request open, so that the
+    /// handler can answer again, with an error say.
     fn complete(&self, body: Value) -> Result<()> {
         if self.state.done.load(Ordering::Acquire) {
-            return Err(Error::closed(
-                "the request was already answered with ActionCancelledError (cancelled by the caller, or the agent stopped serving)",
-            ));
+            return Err(already_answered());
         }
         self.session.answer(&self.state, body)
     }
@@ -110,6 +116,26 @@ impl Reply {
             respond_in_background(&self.session.client, &self.state.request, body);
         }
     }
+}
+
+/// A reply dropped before it was completed (a handler that returned, or
+/// panicked, without answering) answers its caller with an error in the
+/// background rather than leaving it waiting.
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.state.done.load(Ordering::Acquire) || self.session.claim(&self.state).is_err() {
+            return;
+        }
+        let body =
+            message::user_error_body("the agent's handler returned without answering this request");
+        respond_in_background(&self.session.client, &self.state.request, body);
+    }
+}
+
+fn already_answered() -> Error {
+    Error::closed(
+        "the request was already answered (with ActionCancelledError if cancelled by the caller or if the agent stopped serving)",
+    )
 }
 
 impl Session {
@@ -144,36 +170,65 @@ impl Session {
         }
     }
 
-    /// Takes the right to answer an outstanding request (once).
+    /// Takes the right to answer an outstanding request (once, unless
+    /// [`settle`](Self::settle) gives it back).
     fn claim(&self, state: &ReplyState) -> Result<()> {
         if state.done.swap(true, Ordering::AcqRel) {
-            return Err(Error::invalid("this request was already answered"));
+            return Err(already_answered());
         }
         self.outstanding
             .lock()
             .unwrap()
             .remove(&state.request.header.tag);
-        state.permit.lock().unwrap().take();
         Ok(())
+    }
+
+    /// After an answer was sent (`Ok`) or not: a sent answer frees its
+    /// worker's permit; a failed one makes the request outstanding again,
+    /// so that the program can answer it another way, or, if serving ended
+    /// meanwhile, answers it with `ActionCancelled` in the background.
+    fn settle(&self, state: &Arc<ReplyState>, sent: Result<()>) -> Result<()> {
+        if sent.is_ok() {
+            state.permit.lock().unwrap().take();
+            return sent;
+        }
+        let mut outstanding = self.outstanding.lock().unwrap();
+        if self.ended.load(Ordering::Acquire) {
+            drop(outstanding);
+            state.permit.lock().unwrap().take();
+            respond_in_background(&self.client, &state.request, cancelled());
+        } else {
+            state.done.store(false, Ordering::Release);
+            outstanding.insert(state.request.header.tag, state.clone());
+        }
+        sent
     }
 
     /// Sends the response to an outstanding request, once, from a thread
     /// outside the runtime (a handler's, the program's).
-    fn answer(&self, state: &ReplyState, body: Value) -> Result<()> {
+    fn answer(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
         self.claim(state)?;
         match self.mode {
-            ReplyMode::Blocking => respond(&self.client, &state.request, body),
+            ReplyMode::Blocking => self.settle(state, respond(&self.client, &state.request, body)),
             ReplyMode::Background => {
                 respond_in_background(&self.client, &state.request, body);
-                Ok(())
+                self.settle(state, Ok(()))
             }
         }
     }
 
     /// [`answer`](Self::answer) from a task on the runtime.
-    async fn answer_async(&self, state: &ReplyState, body: Value) -> Result<()> {
+    async fn answer_async(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
         self.claim(state)?;
-        respond_async(&self.client, &state.request, body).await
+        let sent = respond_async(&self.client, &state.request, body).await;
+        self.settle(state, sent)
+    }
+
+    /// Marks the session ended (under the lock that [`settle`](Self::settle)
+    /// takes, so that no failed answer is made outstanding after it).
+    fn end(&self) {
+        let _outstanding = self.outstanding.lock().unwrap();
+        self.ended.store(true, Ordering::Release);
     }
 
     fn outstanding(&self) -> Vec<Arc<ReplyState>> {
@@ -183,7 +238,7 @@ impl Session {
     /// Ends the session: later replies are refused, and every outstanding
     /// request is answered with `ActionCancelled` (blocking).
     fn wind_down(&self) {
-        self.ended.store(true, Ordering::Release);
+        self.end();
         for state in self.outstanding() {
             let _ = self.answer(&state, cancelled());
         }
@@ -191,7 +246,7 @@ impl Session {
 
     /// [`wind_down`](Self::wind_down) from a task on the runtime.
     pub(crate) async fn wind_down_async(&self) {
-        self.ended.store(true, Ordering::Release);
+        self.end();
         for state in self.outstanding() {
             let _ = self.answer_async(&state, cancelled()).await;
         }
@@ -205,7 +260,7 @@ fn cancelled() -> Value {
 /// Sends the response to `request`. A caller that went away is no error.
 async fn respond_async(client: &Client, request: &Message, body: Value) -> Result<()> {
     let response = request.response(body)?;
-    match client.send(&response.to_json()).await {
+    match client.send_response(&response).await {
         // The caller went away: nobody to tell, as academy-py logs and goes on.
         Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
         other => other,
@@ -248,7 +303,13 @@ where
     let control = client.begin_serving()?;
     let outcome = serve_with(client, &control, handler);
     client.end_serving();
-    outcome
+    match outcome {
+        Ok(()) if client.is_closed() => Err(Error::closed(format!(
+            "the client of {} was closed",
+            client.mailbox_id()
+        ))),
+        other => other,
+    }
 }
 
 fn serve_with<H>(client: &Client, control: &Arc<ServeControl>, handler: H) -> Result<()>
@@ -272,6 +333,8 @@ where
                 loop {
                     let job = rx.lock().unwrap().recv();
                     match job {
+                        // Answered (cancelled) before a worker was free.
+                        Ok(job) if job.reply.is_answered() => continue,
                         Ok(job) => handler(job.call, job.reply),
                         Err(_) => break,
                     }
@@ -287,6 +350,7 @@ where
     // Wind down: no new jobs, answer what is left, give handlers a moment.
     drop(tx);
     session.wind_down();
+    control.mark_wound_down();
     let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
     for _ in 0..workers {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -329,16 +393,26 @@ fn dispatch(
             Step::Stop => return Ok(()),
             Step::Action { call, request } => (call, request),
         };
-        let permit = runtime::block_on(async {
-            tokio::select! {
-                _ = control.wake.notified() => None,
-                p = permits.clone().acquire_owned() => p.ok(),
+        let permit = loop {
+            let permit = runtime::block_on(async {
+                tokio::select! {
+                    _ = control.wake.notified() => None,
+                    p = permits.clone().acquire_owned() => p.ok(),
+                }
+            })?;
+            if let Some(permit) = permit {
+                break permit;
             }
-        })?;
-        let Some(permit) = permit else {
-            // Stopped while waiting: this one is answered too.
-            respond(client, &request, cancelled())?;
-            return Ok(());
+            if control.is_stopped() {
+                // Stopped while waiting: this one is answered too.
+                respond(client, &request, cancelled())?;
+                return Ok(());
+            }
+            if let Some(e) = client.ended() {
+                // The mailbox went away: the exchange answered this
+                // request, which never runs.
+                return Err(e);
+            }
         };
         let reply = session.reply_for(request, Some(permit));
         if jobs.send(Job { call, reply }).is_err() {

@@ -7,7 +7,7 @@ use std::ffi::c_char;
 use super::handle::{self, Handle, Registry};
 use super::{academy_status, arg_str, boundary};
 use crate::client::serve::Reply;
-use crate::error::{Error, Result};
+use crate::error::{Result, Status};
 use crate::wire::message::parse_json;
 
 /// The answer to one action request (opaque). Complete it exactly once with
@@ -28,14 +28,20 @@ impl Handle for academy_reply {
     }
 }
 
-/// Takes ownership of a reply on every outcome but a bad argument.
-/// Completes a reply, which leaves the registry: a second completion
-/// answers CLOSED instead of touching freed memory.
+/// Completes a reply. A completed reply leaves the registry (a second
+/// completion answers CLOSED instead of touching freed memory), and so
+/// does one that can no longer be completed (CLOSED: answered already, or
+/// its client closed). A reply whose answer could not be sent (the result
+/// too large, the exchange down) stays open, so that the handler can
+/// complete it again, with an error say.
 fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>) -> Result<()> {
-    handle::get(reply, "reply")?;
-    let open = handle::take(reply)
-        .ok_or_else(|| Error::closed("reply was completed by another thread meanwhile"))?;
-    answer(&open.reply)
+    let open = handle::get(reply, "reply")?;
+    let outcome = answer(&open.reply);
+    match &outcome {
+        Err(e) if e.status != Status::Closed => {}
+        _ => drop(handle::take(reply)),
+    }
+    outcome
 }
 
 /// Completes `reply` with the action's result.
