@@ -359,9 +359,10 @@ typedef struct academy_factory academy_factory;
 typedef struct academy_queue academy_queue;
 
 /**
- * The answer to one action request (opaque). Complete it exactly once with
- * academy_reply_ok() or academy_reply_error(), from any thread; completing
- * frees it.
+ * The answer to one action request (opaque). Complete it once, with
+ * academy_reply_ok() or academy_reply_error(), from any thread; a
+ * completion that succeeds frees it, one whose response could not be sent
+ * leaves it open for another try.
  * @ingroup serving
  */
 typedef struct academy_reply academy_reply;
@@ -681,7 +682,11 @@ enum academy_status academy_client_flush(struct academy_client *client, double t
  * A receive that times out leaves the listen stream open, so nothing is lost.
  * While the client listens (academy_client_listen()) or is served from a
  * queue (academy_agent_serve_queue()), messages go to the queue instead and
- * this only times out.
+ * this only times out. Answers to this client's own calls that already
+ * timed out never come here: they are dropped, as academy-py drops them.
+ * Once the mailbox is terminated, requests that were waiting here are
+ * dropped too (never handed out) and this returns
+ * ACADEMY_ERR_MAILBOX_TERMINATED.
  *
  * @param client the client; stays owned by the caller. Not NULL.
  * @param timeout_s how long to wait, in seconds; < 0: forever; 0: only what
@@ -895,7 +900,10 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
  * It waits for its pending academy_client_send_async() sends, stops its
  * listener and heartbeat, ends a running academy_agent_serve() or
  * academy_agent_serve_queue() and a listen (their queues get an
- * ACADEMY_EVENT_ENDED), and fails calls waiting on it with
+ * ACADEMY_EVENT_ENDED; academy_agent_serve() returns ACADEMY_ERR_CLOSED
+ * after the requests in progress were answered with academy-py's
+ * ActionCancelledError, sent before the client's connections close), and
+ * fails calls waiting on it with
  * ACADEMY_ERR_CLOSED (an `_async` call's event then says CLOSED). A user
  * client also terminates its own mailbox (an agent's mailbox stays, so the
  * agent can come back). Later calls on the client return ACADEMY_ERR_CLOSED
@@ -910,8 +918,9 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
  *         client, the transport errors of terminating its mailbox (the client
  *         is closed all the same).
  *
- * Blocks: until the pending sends have ended, and for one round trip (user
- * clients).
+ * Blocks: until the pending sends have ended, on a serving client until
+ * serving has answered its requests in progress (at most
+ * `request_timeout_s`), and for one round trip (user clients).
  *
  * Thread-safety: thread-safe: calls on other threads wake with
  * ACADEMY_ERR_CLOSED.
@@ -1785,12 +1794,15 @@ void academy_event_free(struct academy_event *event);
  * exchange.
  *
  * @param reply the reply, owned by the program until this call: freed here
- *        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT, so that the
- *        program can complete it again after a bad argument. Not NULL.
+ *        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status
+ *        (a bad argument, or for a reply of academy_agent_serve() a
+ *        response that could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the
+ *        transport errors) it stays open, and the program completes it
+ *        again, e.g. with academy_reply_error(). Not NULL.
  * @param result_json the result, any JSON value; NULL means `null`. Read
  *        during the call only.
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
- *         malformed `result_json` (the reply is not freed);
+ *         malformed `result_json` (the reply stays open);
  *         ACADEMY_ERR_CLOSED if the request was already answered (completed
  *         before, cancelled, or serving ended) or the reply is not a live
  *         reply; for a reply of academy_agent_serve(), the statuses of
@@ -1814,11 +1826,12 @@ enum academy_status academy_reply_ok(struct academy_reply *reply, const char *re
  * reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.
  *
  * @param reply the reply, owned by the program until this call: freed here
- *        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT. Not NULL.
+ *        on ACADEMY_OK and ACADEMY_ERR_CLOSED; after any other status it
+ *        stays open, as for academy_reply_ok(). Not NULL.
  * @param message the error text (UTF-8); read during the call only. Not
  *        NULL.
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
- *         invalid UTF-8 (the reply is not freed); ACADEMY_ERR_CLOSED if the
+ *         invalid UTF-8 (the reply stays open); ACADEMY_ERR_CLOSED if the
  *         request was already answered (completed before, cancelled, or
  *         serving ended) or the reply is not a live reply; for a reply of
  *         academy_agent_serve(), the statuses of academy_client_send() when
@@ -1857,14 +1870,18 @@ enum academy_status academy_reply_error(struct academy_reply *reply, const char 
  *        valid until this function returns and every reply is completed.
  * @return ACADEMY_OK after a shutdown request or academy_agent_stop();
  *         ACADEMY_ERR_MAILBOX_TERMINATED if the mailbox was terminated by
- *         someone else; ACADEMY_ERR_BAD_ENTITY_ID, ACADEMY_ERR_UNAUTHORIZED
+ *         someone else (requests received but not yet handed to a handler
+ *         never run; it returns after at most about 2 s more for handlers
+ *         still running, whose replies then get ACADEMY_ERR_CLOSED);
+ *         ACADEMY_ERR_BAD_ENTITY_ID, ACADEMY_ERR_UNAUTHORIZED
  *         or ACADEMY_ERR_FORBIDDEN when the mailbox vanished or may no
  *         longer be read (other failures of the exchange are waited out:
  *         the listener reconnects); ACADEMY_ERR_INVALID_ARGUMENT for a NULL
  *         argument or a
  *         client already serving (or listening to a queue);
  *         ACADEMY_ERR_CLOSED after academy_client_close() (also from another
- *         thread, or academy_client_free()), for a freed client, or for one
+ *         thread, or academy_client_free(); the requests in progress are
+ *         answered with ActionCancelledError first), for a freed client, or for one
  *         made before fork() (in the child).
  *
  * Blocks: until serving ends (a shutdown request, academy_agent_stop(),

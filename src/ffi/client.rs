@@ -365,7 +365,11 @@ pub unsafe extern "C" fn academy_client_flush(
 /// A receive that times out leaves the listen stream open, so nothing is lost.
 /// While the client listens (academy_client_listen()) or is served from a
 /// queue (academy_agent_serve_queue()), messages go to the queue instead and
-/// this only times out.
+/// this only times out. Answers to this client's own calls that already
+/// timed out never come here: they are dropped, as academy-py drops them.
+/// Once the mailbox is terminated, requests that were waiting here are
+/// dropped too (never handed out) and this returns
+/// ACADEMY_ERR_MAILBOX_TERMINATED.
 ///
 /// @param client the client; stays owned by the caller. Not NULL.
 /// @param timeout_s how long to wait, in seconds; < 0: forever; 0: only what
@@ -662,7 +666,10 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 /// It waits for its pending academy_client_send_async() sends, stops its
 /// listener and heartbeat, ends a running academy_agent_serve() or
 /// academy_agent_serve_queue() and a listen (their queues get an
-/// ACADEMY_EVENT_ENDED), and fails calls waiting on it with
+/// ACADEMY_EVENT_ENDED; academy_agent_serve() returns ACADEMY_ERR_CLOSED
+/// after the requests in progress were answered with academy-py's
+/// ActionCancelledError, sent before the client's connections close), and
+/// fails calls waiting on it with
 /// ACADEMY_ERR_CLOSED (an `_async` call's event then says CLOSED). A user
 /// client also terminates its own mailbox (an agent's mailbox stays, so the
 /// agent can come back). Later calls on the client return ACADEMY_ERR_CLOSED
@@ -677,8 +684,9 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 ///         client, the transport errors of terminating its mailbox (the client
 ///         is closed all the same).
 ///
-/// Blocks: until the pending sends have ended, and for one round trip (user
-/// clients).
+/// Blocks: until the pending sends have ended, on a serving client until
+/// serving has answered its requests in progress (at most
+/// `request_timeout_s`), and for one round trip (user clients).
 ///
 /// Thread-safety: thread-safe: calls on other threads wake with
 /// ACADEMY_ERR_CLOSED.

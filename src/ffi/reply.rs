@@ -10,9 +10,10 @@ use crate::client::serve::Reply;
 use crate::error::{Result, Status};
 use crate::wire::message::parse_json;
 
-/// The answer to one action request (opaque). Complete it exactly once with
-/// academy_reply_ok() or academy_reply_error(), from any thread; completing
-/// frees it.
+/// The answer to one action request (opaque). Complete it once, with
+/// academy_reply_ok() or academy_reply_error(), from any thread; a
+/// completion that succeeds frees it, one whose response could not be sent
+/// leaves it open for another try.
 /// @ingroup serving
 pub struct academy_reply {
     pub(crate) reply: Reply,
@@ -53,12 +54,15 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 /// exchange.
 ///
 /// @param reply the reply, owned by the program until this call: freed here
-///        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT, so that the
-///        program can complete it again after a bad argument. Not NULL.
+///        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status
+///        (a bad argument, or for a reply of academy_agent_serve() a
+///        response that could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the
+///        transport errors) it stays open, and the program completes it
+///        again, e.g. with academy_reply_error(). Not NULL.
 /// @param result_json the result, any JSON value; NULL means `null`. Read
 ///        during the call only.
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
-///         malformed `result_json` (the reply is not freed);
+///         malformed `result_json` (the reply stays open);
 ///         ACADEMY_ERR_CLOSED if the request was already answered (completed
 ///         before, cancelled, or serving ended) or the reply is not a live
 ///         reply; for a reply of academy_agent_serve(), the statuses of
@@ -93,11 +97,12 @@ pub unsafe extern "C" fn academy_reply_ok(
 /// reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.
 ///
 /// @param reply the reply, owned by the program until this call: freed here
-///        on every outcome except ACADEMY_ERR_INVALID_ARGUMENT. Not NULL.
+///        on ACADEMY_OK and ACADEMY_ERR_CLOSED; after any other status it
+///        stays open, as for academy_reply_ok(). Not NULL.
 /// @param message the error text (UTF-8); read during the call only. Not
 ///        NULL.
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
-///         invalid UTF-8 (the reply is not freed); ACADEMY_ERR_CLOSED if the
+///         invalid UTF-8 (the reply stays open); ACADEMY_ERR_CLOSED if the
 ///         request was already answered (completed before, cancelled, or
 ///         serving ended) or the reply is not a live reply; for a reply of
 ///         academy_agent_serve(), the statuses of academy_client_send() when

@@ -98,14 +98,18 @@ fn call_handler(
 ///        valid until this function returns and every reply is completed.
 /// @return ACADEMY_OK after a shutdown request or academy_agent_stop();
 ///         ACADEMY_ERR_MAILBOX_TERMINATED if the mailbox was terminated by
-///         someone else; ACADEMY_ERR_BAD_ENTITY_ID, ACADEMY_ERR_UNAUTHORIZED
+///         someone else (requests received but not yet handed to a handler
+///         never run; it returns after at most about 2 s more for handlers
+///         still running, whose replies then get ACADEMY_ERR_CLOSED);
+///         ACADEMY_ERR_BAD_ENTITY_ID, ACADEMY_ERR_UNAUTHORIZED
 ///         or ACADEMY_ERR_FORBIDDEN when the mailbox vanished or may no
 ///         longer be read (other failures of the exchange are waited out:
 ///         the listener reconnects); ACADEMY_ERR_INVALID_ARGUMENT for a NULL
 ///         argument or a
 ///         client already serving (or listening to a queue);
 ///         ACADEMY_ERR_CLOSED after academy_client_close() (also from another
-///         thread, or academy_client_free()), for a freed client, or for one
+///         thread, or academy_client_free(); the requests in progress are
+///         answered with ActionCancelledError first), for a freed client, or for one
 ///         made before fork() (in the child).
 ///
 /// Blocks: until serving ends (a shutdown request, academy_agent_stop(),
