@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, CStr};
 use std::process::{Command, Stdio};
 use std::ptr::{self, null_mut};
 use std::sync::Arc;
@@ -133,54 +133,6 @@ fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
 
 fn llen(con: &mut redis::Connection, key: &str) -> usize {
     redis::cmd("LLEN").arg(key).query(con).unwrap()
-}
-
-// ---- a C agent ----
-
-unsafe fn text(p: *const c_char) -> String {
-    CStr::from_ptr(p).to_str().unwrap().to_owned()
-}
-
-unsafe extern "C" fn calculator(
-    _: *mut c_void,
-    action: *const c_char,
-    args: *const c_char,
-    kwargs: *const c_char,
-    reply: *mut academy_reply,
-) {
-    let (action, args, kwargs) = (text(action), parse(&text(args)), parse(&text(kwargs)));
-    let arg = |i: usize, name: &str| {
-        args.get(i)
-            .or_else(|| kwargs.get(name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let ok = |v: Value| {
-        let v = c(&v.to_string());
-        assert_eq!(academy_reply_ok(reply, v.as_ptr()), ACADEMY_OK);
-    };
-    match action.as_str() {
-        "add" => ok(json!(
-            arg(0, "a").as_f64().unwrap() + arg(1, "b").as_f64().unwrap()
-        )),
-        "echo" => ok(arg(0, "x")),
-        "fail" => {
-            let why = c(arg(0, "why").as_str().unwrap_or("failed"));
-            assert_eq!(academy_reply_error(reply, why.as_ptr()), ACADEMY_OK);
-        }
-        "slow" => {
-            let (reply, x) = (reply as usize, arg(0, "x"));
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                let v = c(&x.to_string());
-                academy_reply_ok(reply as *mut academy_reply, v.as_ptr());
-            });
-        }
-        other => {
-            let why = c(&format!("no action named {other}"));
-            academy_reply_error(reply, why.as_ptr());
-        }
-    }
 }
 
 /// Serves `agent` on a thread; the thread yields academy_agent_serve's status.

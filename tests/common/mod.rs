@@ -3,8 +3,10 @@
 //! the C functions so that tests read as the C API is used.
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod capi;
 pub mod procs;
 
+pub use agent::*;
 pub use capi::*;
 pub use procs::*;
