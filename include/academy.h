@@ -324,13 +324,6 @@ typedef enum academy_status {
 } academy_status;
 
 /**
- * A Python logging level number (`logging.DEBUG` is 10, `INFO` 20,
- * `WARNING` 30, `ERROR` 40, `CRITICAL` 50): a record passes when its level
- * is at least this.
- */
-typedef struct PyLevel PyLevel;
-
-/**
  * A client bound to one mailbox (opaque). Thread-safe: any number of threads
  * may use one client at once.
  * @ingroup client
