@@ -410,8 +410,9 @@ mod capi {
             Ok(Client(u))
         }
 
-        /// A new agent mailbox registered by `user`: its id.
-        pub fn register(&self, user: &Client) -> R<CString> {
+        /// A new agent mailbox registered by `user`: its registration (as
+        /// the exchange's kind writes it) and its id.
+        fn registration(&self, user: &Client) -> R<(String, CString)> {
             let mut reg = ptr::null_mut();
             check(unsafe {
                 academy_client_register_agent(
@@ -421,22 +422,22 @@ mod capi {
                     &mut reg,
                 )
             })?;
-            let value: serde_json::Value =
-                serde_json::from_str(&take(reg)).map_err(|e| e.to_string())?;
-            Ok(c(&value["agent_id"].to_string()))
+            let reg = take(reg);
+            let value: serde_json::Value = serde_json::from_str(&reg).map_err(|e| e.to_string())?;
+            let id = c(&value["agent_id"].to_string());
+            Ok((reg, id))
+        }
+
+        /// A new agent mailbox registered by `user`: its id.
+        pub fn register(&self, user: &Client) -> R<CString> {
+            Ok(self.registration(user)?.1)
         }
 
         /// A new agent mailbox registered by `user`, its client, and its id.
         pub fn agent(&self, user: &Client) -> R<(Client, CString)> {
-            let id = self.register(user)?;
-            let reg = serde_json::json!({
-                "agent_id": serde_json::from_str::<serde_json::Value>(id.to_str().unwrap()).unwrap(),
-                "exchange_type": "http",
-            });
+            let (reg, id) = self.registration(user)?;
             let mut a = ptr::null_mut();
-            check(unsafe {
-                academy_agent_client_new(self.0, c(&reg.to_string()).as_ptr(), &mut a)
-            })?;
+            check(unsafe { academy_agent_client_new(self.0, c(&reg).as_ptr(), &mut a) })?;
             Ok((Client(a), id))
         }
     }
