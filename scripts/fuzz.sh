@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Targets: sse_parser message options (parsers), http_answer (the client's
 # HTTP/1.1 answer reader), pipeline (background sends fed arbitrary server
-# bytes), server_request (the exchange's routes and bodies).
+# bytes), server_request (the exchange's routes and bodies), peer_frames
+# (what hybrid peers send to a client's TCP port).
 #
 # Needs the nightly toolchain and cargo-fuzz (installed here if missing).
 # New inputs that reach new code are added to fuzz/corpus/<target>/ (then
@@ -18,7 +19,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(sse_parser message options http_answer pipeline server_request)
+    targets=(sse_parser message options http_answer pipeline server_request peer_frames)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

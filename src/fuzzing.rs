@@ -340,3 +340,37 @@ pub fn server_request(data: &[u8]) {
     }
     no_panic_anywhere();
 }
+
+/// The frames a hybrid peer's bytes give when they arrive in pieces of
+/// `piece` bytes: each frame's length, up to the end marker or an error.
+fn peer_frames_in_pieces(data: &[u8], piece: usize) -> Result<Vec<usize>, String> {
+    use crate::transport::peer::{FrameReader, Read};
+    let mut reader = FrameReader::new();
+    let mut frames = Vec::new();
+    for chunk in data.chunks(piece.max(1)) {
+        reader.feed(chunk);
+        loop {
+            match reader.parse() {
+                Ok(Some(Read::Frame(f))) => {
+                    assert!(!f.is_empty(), "an empty frame is the end, never a frame");
+                    frames.push(f.len());
+                }
+                Ok(Some(Read::End)) => return Ok(frames),
+                Ok(None) => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(frames)
+}
+
+/// The hybrid exchange's frame reader (what peers send to a client's TCP
+/// port) with arbitrary bytes: the same frames whole and in pieces, and a
+/// length prefix past the limit is an error, never an allocation.
+pub fn peer_frames(data: &[u8]) {
+    assert_eq!(
+        peer_frames_in_pieces(data, data.len()),
+        peer_frames_in_pieces(data, 3),
+        "splitting the input must not change the frames"
+    );
+}

@@ -29,6 +29,7 @@ fn the_corpus_and_past_crashes_stay_fixed() {
         ("http_answer", academy::fuzzing::answer),
         ("pipeline", academy::fuzzing::pipeline),
         ("server_request", academy::fuzzing::server_request),
+        ("peer_frames", academy::fuzzing::peer_frames),
     ] {
         total += replay(&root.join("corpus").join(target), run);
         total += replay(&root.join("regressions").join(target), run);

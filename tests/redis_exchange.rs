@@ -1022,3 +1022,40 @@ fn completion_queues_serve_and_call_on_both_exchanges() {
         unsafe { academy_queue_free(q) };
     }
 }
+
+/// A hostile hybrid peer (a raw TCP client standing in for one) sends a
+/// client's port bytes that are no message: a frame that is not UTF-8, one
+/// that is not JSON, a partial frame cut off, and a length past the limit.
+/// The client stays up: a real user's message sent afterwards arrives, and
+/// nothing the hostile peer sent reaches `recv`.
+#[test]
+fn a_hostile_hybrid_peer_cannot_break_a_clients_port() {
+    use std::io::Write;
+    let setup = Setup::new(Kind::Hybrid);
+    let factory = setup.factory("");
+    let user = factory.user(None).unwrap();
+    let reg = user.register_agent("test.Target", None).unwrap();
+    let agent = factory.agent(&reg).unwrap();
+    let agent_id = agent_id_of(&reg);
+    let mut con = setup.redis();
+    let address = get(&mut con, &setup.key("address", &agent_id)).unwrap();
+    let frame = |b: &[u8]| [&(b.len() as u32).to_be_bytes()[..], b].concat();
+    let hostile: [Vec<u8>; 4] = [
+        frame(b"\xff\xfe not utf-8"),
+        frame(b"{not json"),
+        frame(br#"{"header": {"kind": "request"}}"#)[..12].to_vec(),
+        [&u32::MAX.to_be_bytes()[..], b"and then some"].concat(),
+    ];
+    for bytes in hostile {
+        let mut s = std::net::TcpStream::connect(&address).unwrap();
+        s.write_all(&bytes).unwrap();
+        drop(s);
+    }
+    let m = message(&user.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+    user.send(&m).unwrap();
+    assert_eq!(parse(&agent.recv(10.0).unwrap()), parse(&m));
+    match agent.recv(0.5) {
+        Err(f) => assert_eq!(f.status, ACADEMY_ERR_TIMEOUT, "{}", f.message),
+        Ok(other) => panic!("a hostile frame reached recv: {other}"),
+    }
+}

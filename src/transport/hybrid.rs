@@ -28,14 +28,14 @@ use crate::options::exchanges::HybridOptions;
 use crate::options::FactoryOptions;
 use crate::transport::mailbox::{Inbound, MailboxStatus, NextMessage};
 use crate::transport::peer::{self, PeerListener, PeerPool};
-use crate::transport::redis::{header_of, no_sharing};
+use crate::transport::redis::no_sharing;
 use crate::transport::redis_keys::{Layout, CLOSE_SENTINEL};
 use crate::transport::redis_store::{
     not_receiving, terminated_mailbox, unknown_mailbox, ChannelInbound, Receivers, Receiving,
     RedisStore,
 };
 use crate::wire::ids::{EntityId, Role};
-use crate::wire::message::{academy_error_body, ErrorCode, Message, MessageKind};
+use crate::wire::message::{academy_error_body, header_of, ErrorCode, Message, MessageKind};
 
 /// A message at most this long rides along with the address lookup, so
 /// that a destination without an address costs one round trip, not two.

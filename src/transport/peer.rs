@@ -456,12 +456,12 @@ impl Drop for PeerPool {
 
 /// Reads frames off one connection; keeps a partial frame across reads, so
 /// that waiting for the next frame can be given up without losing bytes.
-struct FrameReader {
+pub(crate) struct FrameReader {
     buf: BytesMut,
 }
 
 /// What reading a connection gave.
-enum Read {
+pub(crate) enum Read {
     Frame(Vec<u8>),
     /// The peer closed the connection (or sent an empty frame, which
     /// academy-py's receiver also takes as the end).
@@ -469,14 +469,19 @@ enum Read {
 }
 
 impl FrameReader {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         FrameReader {
             buf: BytesMut::with_capacity(64 * 1024),
         }
     }
 
+    /// Adds bytes as if read from the connection (for the fuzz target).
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// A whole frame from the bytes read so far.
-    fn parse(&mut self) -> io::Result<Option<Read>> {
+    pub(crate) fn parse(&mut self) -> io::Result<Option<Read>> {
         if self.buf.len() < 4 {
             return Ok(None);
         }

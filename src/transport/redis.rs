@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use ::redis::Script;
-use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -25,7 +24,9 @@ use crate::transport::redis_store::{
     RedisStore,
 };
 use crate::wire::ids::{EntityId, Role};
-use crate::wire::message::{academy_error_body, ErrorCode, Header, Message, MessageKind};
+use crate::wire::message::{
+    academy_error_body, header_of, ErrorCode, Header, Message, MessageKind,
+};
 
 /// academy-py's `send`. KEYS: status queue request-record counter (the
 /// sender's `outgoing` for a request, the responder's `completions` for a
@@ -71,19 +72,6 @@ return out
 const STATS: &str = r#"
 return {redis.call('LLEN', KEYS[1]), redis.call('GET', KEYS[2]) or '0', redis.call('GET', KEYS[3]) or '0'}
 "#;
-
-/// The header of a message; the body is skipped, not parsed.
-#[derive(Deserialize)]
-pub(crate) struct Envelope {
-    pub(crate) header: Header,
-}
-
-/// The header of a message given as JSON.
-pub(crate) fn header_of(message_json: &str) -> Result<Header> {
-    serde_json::from_str::<Envelope>(message_json)
-        .map(|e| e.header)
-        .map_err(|e| Error::invalid(format!("not an Academy message: {e}")))
-}
 
 /// The Redis exchange, shared by the clients of one factory.
 #[derive(Debug)]

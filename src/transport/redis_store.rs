@@ -29,6 +29,7 @@ use crate::runtime;
 use crate::transport::mailbox::{Inbound, MailboxStatus, NextMessage};
 use crate::transport::redis_keys::{self, Layout, ACTIVE, CLOSE_SENTINEL, INACTIVE};
 use crate::wire::ids::EntityId;
+use crate::wire::message::header_of;
 
 /// A heartbeat older than this many intervals makes a mailbox INACTIVE
 /// (academy-py's `stale_heartbeat_threshold`).
@@ -852,7 +853,20 @@ pub struct ChannelInbound(pub Arc<Receiving>);
 impl Inbound for ChannelInbound {
     fn next(&mut self) -> NextMessage<'_> {
         Box::pin(async move {
-            match self.0.next_item().await {
+            // What Redis queues and hybrid peers hand over is untrusted:
+            // text that is no Academy message is dropped here, as academy-py's
+            // exchange refuses it, and never reaches `recv`.
+            let mut item = self.0.next_item().await;
+            while let Some(Ok(text)) = &item {
+                match header_of(text) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(mailbox = %self.0.id, "dropped: {}", e.message);
+                        item = self.0.next_item().await;
+                    }
+                }
+            }
+            match item {
                 Some(Ok(message)) => Ok(Some(message)),
                 Some(Err(e)) => Err(e),
                 None => Err(Error::closed(format!(

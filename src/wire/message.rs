@@ -512,3 +512,17 @@ mod tests {
         );
     }
 }
+
+/// The header of a message; the body is skipped, not parsed.
+#[derive(Deserialize)]
+struct Envelope {
+    header: Header,
+}
+
+/// The header of a message given as JSON (its body is not looked at), or
+/// `InvalidArgument` for text that is no Academy message.
+pub fn header_of(message_json: &str) -> Result<Header> {
+    serde_json::from_str::<Envelope>(message_json)
+        .map(|e| e.header)
+        .map_err(|e| Error::invalid(format!("not an Academy message: {e}")))
+}
