@@ -82,6 +82,30 @@
  *   academy_agent_serve() handlers run on the serving threads the library
  *   starts for them; everything else runs on the program's threads.
  *
+ * Messages and time:
+ * - Size: an exchange's limit (`message_size_limit_kb`, 512 KiB by
+ *   default in academy-py's and ours) applies to the message JSON as sent,
+ *   after escaping. Action arguments, keyword arguments and results travel
+ *   as JSON text inside a JSON string (`pargs`, `kargs`, `result`), written
+ *   as Python's json.dumps writes them, then escaped again as a string: an
+ *   ASCII character costs 1 byte, `"` and `\` 4, `é` 7, an emoji (a
+ *   surrogate pair, `\\ud83d\\ude00`) 14, exactly as academy-py counts.
+ *   An action call with one string argument is that argument's cost plus
+ *   490 bytes (a one-letter action name, ids without names): under the
+ *   default limit, an ASCII string argument of up to 523,798 characters,
+ *   or 37,414 emoji. Past the limit a send answers
+ *   ACADEMY_ERR_MESSAGE_TOO_LARGE.
+ * - Time: a call's `timeout_s` bounds the wait for its answer once the
+ *   request is sent. Sending is bounded on its own by `retries` tries of
+ *   up to `request_timeout_s` each, with back-off between them.
+ * - Repeats: receivers drop a message whose tag they delivered lately
+ *   (the last 8,192), so the same message JSON sent twice is received
+ *   once, also from exchanges that queue it twice.
+ * - Outages: a client's listen stream reconnects on its own, waiting 1 s
+ *   (or the exchange's `retry:`) after the first failure and doubling up
+ *   to 10 s between later tries; calls made meanwhile fail with the
+ *   transport errors or wait within their timeouts.
+ *
  * fork(): after fork(), handles made before it answer ACADEMY_ERR_CLOSED
  * in the child, and freeing them there only forgets them; new factories
  * and clients made in the child work.
@@ -904,16 +928,31 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
  * academy_agent_stop()); closing twice is a no-op. The memory stays until
  * academy_client_free().
  *
+ * Nothing is lost when an agent's client closes and the agent comes back:
+ * close returns only after its listen stream is gone (on our exchange it
+ * asks the exchange to end the stream and reads it to its end), and the
+ * messages that reached the client and were not taken with
+ * academy_client_recv() go back to the agent's mailbox, in order, for its
+ * next client: at the head of the queue on our exchange, Redis and hybrid,
+ * at the tail on academy-py's HTTP exchange. academy-py's exchange keeps
+ * a listen handler waiting after its client has gone, which takes and
+ * loses the next message; the client sends its own mailbox one wake-up
+ * message for it (a response with a label of its own that receivers
+ * drop).
+ *
  * @param client the client; stays owned by the caller. Not NULL.
  * @return ACADEMY_OK (also for a client closed before);
  *         ACADEMY_ERR_INVALID_ARGUMENT for NULL; ACADEMY_ERR_CLOSED for a
  *         freed client or one made before fork() (in the child); for a user
- *         client, the transport errors of terminating its mailbox (the client
- *         is closed all the same).
+ *         client, the transport errors of terminating its mailbox, and for
+ *         an agent client those of putting unread messages back (the
+ *         client is closed all the same; the text says how many messages).
  *
- * Blocks: until the pending sends have ended, on a serving client until
- * serving has answered its requests in progress (at most
- * `request_timeout_s`), and for one round trip (user clients).
+ * Blocks: until the pending sends have ended, until the listen stream has
+ * ended (at most `request_timeout_s` and a second), on a serving client
+ * until serving has answered its requests in progress (at most
+ * `request_timeout_s`), and for one round trip (user clients) or one per
+ * unread message put back (agent clients).
  *
  * Thread-safety: thread-safe: calls on other threads wake with
  * ACADEMY_ERR_CLOSED.

@@ -338,3 +338,132 @@ fn late_answers_are_counted(url: &str, agent_id: &str) {
     assert_eq!(user.late_answers(), 1);
     block_on(user.close()).unwrap().unwrap();
 }
+
+// ---- what the header and README promise about sizes and repeats ----
+
+/// The size academy-py gives the message of an action `f` called with one
+/// string argument, by a handle (so with a label): `len(model_serialize())`,
+/// which its exchanges compare with the limit.
+fn python_message_size(arg: &str) -> usize {
+    let script = r#"
+import sys, uuid
+from academy.message import ActionRequest, Message
+from academy.identifier import AgentId, UserId
+arg = sys.stdin.read()
+m = Message.create(src=UserId.new(), dest=AgentId.new(), label=uuid.uuid4(),
+                   body=ActionRequest(action='f', serialization='json', pargs=(arg,), kargs={}))
+print(len(m.model_serialize()))
+"#;
+    let mut child = std::process::Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(arg.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Our message for the same call, as our client sends it.
+fn our_message_size(arg: &str) -> usize {
+    use academy::wire::ids::EntityId;
+    use academy::wire::message::{action_request_body, Message};
+    let body = action_request_body("f", &serde_json::json!([arg]), &serde_json::json!({})).unwrap();
+    let label = Some(uuid::Uuid::new_v4());
+    Message::create(
+        EntityId::new_user(None),
+        EntityId::new_agent(None),
+        body,
+        label,
+    )
+    .unwrap()
+    .to_json()
+    .len()
+}
+
+/// The header's numbers: an action message of one string argument is the
+/// argument's escaped size plus 490 bytes; non-ASCII characters are
+/// `\u`-escaped twice (é 7 bytes, an emoji 14), as academy-py escapes them;
+/// the largest argument that fits the 512 KiB limit is accepted by both
+/// exchanges and one byte more is refused.
+#[test]
+fn message_sizes_count_escaping_as_academy_py_does() {
+    for (arg, per_char) in [
+        ("a", 1),
+        ("\u{e9}", 7),
+        ("\u{1F600}", 14),
+        ("\"", 4),
+        ("\\", 4),
+    ] {
+        let ten = arg.repeat(10);
+        assert_eq!(our_message_size(&ten), python_message_size(&ten), "{arg:?}");
+        assert_eq!(
+            our_message_size(&arg.repeat(11)) - our_message_size(&ten),
+            per_char,
+            "{arg:?}"
+        );
+    }
+    assert_eq!(our_message_size(""), 490);
+    const LIMIT: usize = 512 * 1024;
+    for (name, url) in exchanges() {
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let reg = user.register_agent("lifecycle.Sized", None).unwrap();
+        let agent_id = agent_id_of(&reg);
+        let call = |arg: &str| {
+            let args = serde_json::json!([arg]).to_string();
+            user.action(&agent_id, "f", Some(&args), None, 0.2)
+        };
+        // Nobody serves the agent: a message accepted times out.
+        let fits = "x".repeat(LIMIT - 490);
+        expect_err(call(&fits), ACADEMY_ERR_TIMEOUT);
+        let message = expect_err(call(&format!("{fits}x")), ACADEMY_ERR_MESSAGE_TOO_LARGE);
+        assert!(!message.is_empty(), "{name}");
+        let emoji = "\u{1F600}".repeat((LIMIT - 490) / 14);
+        expect_err(call(&emoji), ACADEMY_ERR_TIMEOUT);
+        expect_err(
+            call(&format!("{emoji}\u{1F600}")),
+            ACADEMY_ERR_MESSAGE_TOO_LARGE,
+        );
+        user.terminate(&agent_id).unwrap();
+    }
+}
+
+/// Receivers drop a repeated tag: the same message JSON sent twice is
+/// received once, also from academy-py's exchange, which queues it twice.
+#[test]
+fn the_same_message_sent_twice_is_received_once() {
+    for (name, url) in exchanges() {
+        let factory = Factory::new(&url, None).unwrap();
+        let user = factory.user(None).unwrap();
+        let reg = user.register_agent("lifecycle.Twice", None).unwrap();
+        let agent = factory.agent(&reg).unwrap();
+        let m = message(
+            &user.id(),
+            &agent_id_of(&reg),
+            r#"{"kind": "ping-request"}"#,
+        );
+        user.send(&m).unwrap();
+        user.send(&m).unwrap();
+        let got = agent.recv(5.0).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&got).unwrap()["header"]["tag"],
+            serde_json::from_str::<serde_json::Value>(&m).unwrap()["header"]["tag"],
+            "{name}"
+        );
+        expect_err(agent.recv(1.0), ACADEMY_ERR_TIMEOUT);
+        agent.close().unwrap();
+    }
+}

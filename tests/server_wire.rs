@@ -866,6 +866,92 @@ async fn message_after_listener_disconnect_reaches_next_listener() {
     server.stop().await.unwrap();
 }
 
+/// `DELETE /mailbox/listen` ends the named stream after what it took (and
+/// only that stream, only for its mailbox); `"requeue": true` puts a
+/// message back at the head of the queue, also one the exchange saw
+/// before (no repeat check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_stream_ends_on_request_and_messages_go_back_at_the_head() {
+    let server = start_rust_server().await;
+    let t = Target::new("ours", server.url());
+    let (u, a, b) = (user(None), agent(None), agent(None));
+    for id in [&u, &a, &b] {
+        t.call("POST", "/mailbox", json!({"mailbox": enc(id)}))
+            .await;
+    }
+    let open = |mailbox: &Value| {
+        t.request(
+            "GET",
+            "/mailbox/listen",
+            &json!({"mailbox": enc(mailbox), "timeout": LISTEN_TIMEOUT_S}),
+        )
+        .send()
+    };
+    let mut r = open(&a).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.headers());
+    let name = r.headers()["academy-listen-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // Not by another mailbox, and not with a bad name.
+    let end = |mailbox: &Value, name: &str| {
+        t.call(
+            "DELETE",
+            "/mailbox/listen",
+            json!({"mailbox": enc(mailbox), "listen_id": name}),
+        )
+    };
+    assert_eq!(end(&b, &name).await.0, 200);
+    assert_eq!(end(&a, "nope").await.0, 400);
+    let first = request_msg(&u, &a, Uuid::new_v4(), ping());
+    t.call("PUT", "/message", json!({"message": first})).await;
+    let chunk = tokio::time::timeout(Duration::from_secs(3), r.chunk())
+        .await
+        .expect("the stream still runs")
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&chunk).contains("data: "));
+    // Ended by its own mailbox: the body ends, and nothing more is taken.
+    assert_eq!(end(&a, &name).await.0, 200);
+    let end_of_body = tokio::time::timeout(Duration::from_secs(3), r.chunk())
+        .await
+        .expect("the stream ends at once")
+        .unwrap();
+    assert!(end_of_body.is_none(), "{end_of_body:?}");
+    let second = request_msg(&u, &a, Uuid::new_v4(), ping());
+    t.call("PUT", "/message", json!({"message": second})).await;
+    // The first goes back at the head (sent before: no repeat check).
+    assert_eq!(
+        t.call(
+            "PUT",
+            "/message",
+            json!({"message": first, "requeue": true})
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = t
+        .call("GET", "/message", json!({"mailbox": enc(&a), "timeout": 1}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        first
+    );
+    // Only a receiver of the mailbox may put back (here: unknown mailbox).
+    let stray = request_msg(&u, &agent(None), Uuid::new_v4(), ping());
+    let (status, _) = t
+        .call(
+            "PUT",
+            "/message",
+            json!({"message": stray, "requeue": true}),
+        )
+        .await;
+    assert_ne!(status, 200);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_lose_and_duplicate_nothing() {
     const CLIENTS: usize = 32;

@@ -36,6 +36,11 @@ use crate::wire::message::{self, ErrorCode, Message, MessageKind};
 const DEFAULT_RETRY: Duration = Duration::from_millis(1000);
 /// The longest wait between reconnect attempts while the exchange is down.
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How much longer than the request timeout a close waits for its listen
+/// stream to end.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+/// How long a close lets a receive being opened finish, to end it properly.
+const OPEN_GRACE: Duration = Duration::from_secs(2);
 
 /// Stops a running [`crate::client::serve::serve`] from another thread.
 #[derive(Debug, Default)]
@@ -255,6 +260,13 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<ListenerState>,
     pub(crate) closed: AtomicBool,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The listener's task, which a close stops and waits for.
+    pub(crate) listen_task: Mutex<Option<JoinHandle<()>>>,
+    /// Tells the listener to end its receive (with `closed` set).
+    pub(crate) stop_listen: Arc<Notify>,
+    /// Messages the listener read while its receive was ending: put back
+    /// with the inbox at close.
+    pub(crate) left_over: Mutex<Vec<String>>,
     /// Set while [`crate::client::serve::serve`] runs on this client.
     pub(crate) serving: Mutex<Option<Arc<ServeControl>>>,
     /// Answers to this client's calls that came after the call ended
@@ -326,6 +338,9 @@ impl Drop for Inner {
         for task in self.tasks.get_mut().unwrap().drain(..) {
             task.abort();
         }
+        if let Some(task) = self.listen_task.get_mut().unwrap().take() {
+            task.abort();
+        }
         // A client dropped without close: its receiving (a Redis queue's
         // reader, a hybrid listener) ends in the background.
         if !self.closed.load(Ordering::Acquire) && self.bound.check("client").is_ok() {
@@ -345,12 +360,83 @@ impl Inner {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
+        if let Some(task) = self.listen_task.lock().unwrap().take() {
+            task.abort();
+        }
         let closed = Error::closed(format!("the client of {} was closed", self.id));
         // Requests of calls that end here now must not go out later.
         self.outbox.state.lock().unwrap().waiting.clear();
         self.fail_pending(&closed);
         self.end_route(Err(closed));
         self.changed.notify_waiters();
+    }
+
+    /// Ends the listener's receive and waits until it is gone (`closed`
+    /// is set): our exchange's stream is asked to end and read to its
+    /// end; other receives end where they are. Bounded by the request
+    /// timeout, after which the task is stopped where it is.
+    pub(crate) async fn stop_listener(&self) {
+        self.stop_listen.notify_waiters();
+        let Some(task) = self.listen_task.lock().unwrap().take() else {
+            return;
+        };
+        let abort = task.abort_handle();
+        let limit = self.transport.options().request_timeout + STOP_GRACE;
+        if tokio::time::timeout(limit, task).await.is_err() {
+            tracing::debug!(mailbox = %self.id.uid, "the listen stream did not end in {limit:?}; dropped");
+            abort.abort();
+        }
+    }
+
+    /// Puts the messages that arrived and nobody took (the inbox, then
+    /// what the ending receive brought) back into the mailbox, in order.
+    /// Answers to this client's own calls (which have ended) and repeats
+    /// are dropped. Nothing when the mailbox is gone.
+    pub(crate) async fn put_back_unread(&self) -> Result<()> {
+        if matches!(&*self.state.lock().unwrap(), ListenerState::Ended(_)) {
+            return Ok(());
+        }
+        let inbox: Vec<String> = self.inbox.lock().unwrap().drain(..).collect();
+        let left: Vec<String> = std::mem::take(&mut *self.left_over.lock().unwrap());
+        let mut unread = inbox;
+        for raw in left {
+            let keep = match Message::from_json(&raw) {
+                Ok(m) => {
+                    let own_answer = m.header.kind == MessageKind::Response
+                        && (m.header.label == Some(self.label)
+                            || m.header.label == Some(message::WAKE_LABEL));
+                    !own_answer
+                        && self
+                            .recent
+                            .lock()
+                            .unwrap()
+                            .first_time(m.header.tag, m.header.kind)
+                }
+                Err(_) => false,
+            };
+            if keep {
+                unread.push(raw);
+            }
+        }
+        unread.retain(|raw| crate::wire::message::header_of(raw).is_ok());
+        if unread.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(mailbox = %self.id.uid, count = unread.len(), "putting unread messages back");
+        self.transport
+            .requeue(&self.id, &unread)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    e.status,
+                    format!(
+                        "{} message(s) received for {} and not taken could not be put back in its mailbox: {}",
+                        unread.len(),
+                        self.id,
+                        e.message
+                    ),
+                )
+            })
     }
 
     /// Sends `message_json` soon, in the background (see [`Outbox`]); a
@@ -439,6 +525,11 @@ impl Inner {
     pub(crate) async fn deliver(&self, raw: String) {
         let mut parsed = None;
         if let Ok(message) = Message::from_json(&raw) {
+            if message.header.kind == MessageKind::Response
+                && message.header.label == Some(message::WAKE_LABEL)
+            {
+                return; // a closed client's wake-up (see message::wake_message)
+            }
             if !self
                 .recent
                 .lock()
@@ -618,16 +709,50 @@ pub(crate) async fn listen_loop(weak: std::sync::Weak<Inner>) {
                 inner.set_state(ListenerState::Failing(e));
             }
         }
+        let stop = inner.stop_listen.clone().notified_owned();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
         drop(inner);
         let wait = reconnect_wait(retry, failures);
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop => return,
+        }
     }
 }
 
 /// One receive (a listen stream, a long poll), read until it ends (`Ok`)
 /// or fails.
 async fn listen_once(inner: &Inner, retry: &mut Duration, failures: &mut u32) -> Result<()> {
-    let mut inbound = inner.transport.inbound(&inner.id).await?;
+    let stop = inner.stop_listen.notified();
+    tokio::pin!(stop);
+    stop.as_mut().enable();
+    if inner.closed.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let opening = inner.transport.inbound(&inner.id);
+    tokio::pin!(opening);
+    let mut inbound = tokio::select! {
+        biased;
+        opened = &mut opening => opened?,
+        () = &mut stop => {
+            // A stream being opened may have begun on the exchange: it is
+            // let open (briefly: a long poll would wait for a message) and
+            // then ended properly.
+            let limit = inner.transport.options().request_timeout.min(OPEN_GRACE);
+            match tokio::time::timeout(limit, opening).await {
+                Ok(Ok(inbound)) => return end_receive(inner, inbound).await,
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    wake_left_handler(inner).await;
+                    return Ok(());
+                }
+            }
+        }
+    };
     if *failures > 0 {
         tracing::debug!(mailbox = %inner.id.uid, "listen stream reconnected");
     }
@@ -635,7 +760,11 @@ async fn listen_once(inner: &Inner, retry: &mut Duration, failures: &mut u32) ->
     *failures = 0;
     inner.set_state(ListenerState::Running);
     loop {
-        let next = inbound.next().await;
+        let next = tokio::select! {
+            biased;
+            () = &mut stop => return end_receive(inner, inbound).await,
+            next = inbound.next() => next,
+        };
         if let Some(hint) = inbound.retry_hint() {
             *retry = hint;
         }
@@ -643,6 +772,50 @@ async fn listen_once(inner: &Inner, retry: &mut Duration, failures: &mut u32) ->
             Some(message) => inner.deliver(message).await,
             None => return Ok(()),
         }
+    }
+}
+
+/// Ends a receive for a closing client, keeping what it still brings in
+/// [`Inner::left_over`]: a receive the exchange ends on request is asked
+/// to and read to its end (within the request timeout); of any other, what
+/// has arrived already is kept.
+async fn end_receive(inner: &Inner, mut inbound: Box<dyn crate::transport::Inbound>) -> Result<()> {
+    let mut left = Vec::new();
+    if let Some(token) = inbound.stop_token().map(str::to_owned) {
+        let read_to_end = async {
+            if let Err(e) = inner.transport.end_receive(&inner.id, &token).await {
+                tracing::debug!(mailbox = %inner.id.uid, "could not end the listen stream: {}", e.message);
+                return;
+            }
+            while let Ok(Some(message)) = inbound.next().await {
+                left.push(message);
+            }
+        };
+        let limit = inner.transport.options().request_timeout;
+        if tokio::time::timeout(limit, read_to_end).await.is_err() {
+            tracing::debug!(mailbox = %inner.id.uid, "the listen stream did not end in {limit:?}");
+        }
+    }
+    while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::ZERO, inbound.next()).await {
+        left.push(message);
+    }
+    let outlives = inbound.outlives_drop();
+    drop(inbound);
+    inner.left_over.lock().unwrap().extend(left);
+    if outlives {
+        wake_left_handler(inner).await;
+    }
+    Ok(())
+}
+
+/// See [`Transport::wake_left_handler`]. Not for a user: its close
+/// terminates the mailbox, which ends the handler.
+async fn wake_left_handler(inner: &Inner) {
+    if inner.id.role == Role::User {
+        return;
+    }
+    if let Err(e) = inner.transport.wake_left_handler(&inner.id).await {
+        tracing::debug!(mailbox = %inner.id.uid, "could not send the wake-up message: {}", e.message);
     }
 }
 

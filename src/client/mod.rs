@@ -171,6 +171,9 @@ impl Client {
             state: Mutex::new(ListenerState::Running),
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            listen_task: Mutex::new(None),
+            stop_listen: Arc::new(Notify::new()),
+            left_over: Mutex::new(Vec::new()),
             serving: Mutex::new(None),
             recent: Mutex::new(RecentTags::default()),
             late_answers: Default::default(),
@@ -197,7 +200,8 @@ impl Client {
         let handle = runtime::handle()?;
         let listener = handle.spawn(listen_loop(Arc::downgrade(&inner)));
         let heartbeat = handle.spawn(heartbeat_loop(Arc::downgrade(&inner)));
-        inner.tasks.lock().unwrap().extend([listener, heartbeat]);
+        *inner.listen_task.lock().unwrap() = Some(listener);
+        inner.tasks.lock().unwrap().push(heartbeat);
         Ok(Client { inner })
     }
 
@@ -575,9 +579,13 @@ impl Client {
         // Messages handed to send_in_background go out before the mailbox
         // is terminated (each send is bounded by the request timeout).
         self.inner.in_flight.wait_idle().await;
-        // Redis and hybrid exchanges: receiving stops first, so that what
-        // arrives from now on waits in the mailbox's queue (and a user's
-        // terminate answers the requests among it).
+        // The listen stream ends first and is gone before close goes on
+        // (what it brought past this point is kept to be put back), so
+        // that what arrives from now on waits in the mailbox's queue.
+        self.inner.stop_listener().await;
+        // Redis and hybrid exchanges: receiving stops too (what the reader
+        // took goes back to the queue's head), and a user's terminate
+        // answers the requests left in the queue.
         self.inner.transport.stop_receiving(&self.inner.id).await;
         // Terminate first: the server then ends the listen stream itself.
         let terminated = if self.inner.id.role == Role::User {
@@ -593,7 +601,14 @@ impl Client {
             control.wound_down(self.options().request_timeout).await;
         }
         self.inner.shutdown();
-        terminated
+        // An agent's messages that arrived and nobody took go back to its
+        // mailbox for its next client.
+        let put_back = if self.inner.id.role == Role::User {
+            Ok(())
+        } else {
+            self.inner.put_back_unread().await
+        };
+        terminated.and(put_back)
     }
 }
 

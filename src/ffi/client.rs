@@ -677,16 +677,31 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 /// academy_agent_stop()); closing twice is a no-op. The memory stays until
 /// academy_client_free().
 ///
+/// Nothing is lost when an agent's client closes and the agent comes back:
+/// close returns only after its listen stream is gone (on our exchange it
+/// asks the exchange to end the stream and reads it to its end), and the
+/// messages that reached the client and were not taken with
+/// academy_client_recv() go back to the agent's mailbox, in order, for its
+/// next client: at the head of the queue on our exchange, Redis and hybrid,
+/// at the tail on academy-py's HTTP exchange. academy-py's exchange keeps
+/// a listen handler waiting after its client has gone, which takes and
+/// loses the next message; the client sends its own mailbox one wake-up
+/// message for it (a response with a label of its own that receivers
+/// drop).
+///
 /// @param client the client; stays owned by the caller. Not NULL.
 /// @return ACADEMY_OK (also for a client closed before);
 ///         ACADEMY_ERR_INVALID_ARGUMENT for NULL; ACADEMY_ERR_CLOSED for a
 ///         freed client or one made before fork() (in the child); for a user
-///         client, the transport errors of terminating its mailbox (the client
-///         is closed all the same).
+///         client, the transport errors of terminating its mailbox, and for
+///         an agent client those of putting unread messages back (the
+///         client is closed all the same; the text says how many messages).
 ///
-/// Blocks: until the pending sends have ended, on a serving client until
-/// serving has answered its requests in progress (at most
-/// `request_timeout_s`), and for one round trip (user clients).
+/// Blocks: until the pending sends have ended, until the listen stream has
+/// ended (at most `request_timeout_s` and a second), on a serving client
+/// until serving has answered its requests in progress (at most
+/// `request_timeout_s`), and for one round trip (user clients) or one per
+/// unread message put back (agent clients).
 ///
 /// Thread-safety: thread-safe: calls on other threads wake with
 /// ACADEMY_ERR_CLOSED.

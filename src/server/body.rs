@@ -23,6 +23,7 @@ use tokio::time::Sleep;
 
 use crate::server::backend::memory::{Backend, Batch, Mailbox};
 use crate::server::backend::redis::{Received, RedisBackend};
+use crate::server::listen_stop::ListenStop;
 use crate::server::metrics::OpenStream;
 use crate::wire::ids::EntityId;
 
@@ -158,19 +159,22 @@ pub(crate) struct SseStream {
     ping: Pin<Box<Sleep>>,
     notified: Option<Pin<Box<OwnedNotified>>>,
     shutdown: Pin<Box<OwnedNotified>>,
+    /// Set when the client asks for the stream to end.
+    stop: ListenStop,
     done: bool,
     open: OpenStream,
 }
 
 impl SseStream {
     /// A stream that ends after `timeout` without a message (academy-py
-    /// ends it when its `get` times out), when the mailbox is terminated or
-    /// when the server stops.
+    /// ends it when its `get` times out), when the mailbox is terminated,
+    /// when its client asks (`stop`) or when the server stops.
     pub(crate) fn new(
         backend: Arc<Backend>,
         mailbox: Arc<Mailbox>,
         timeout: Duration,
         peer: Option<PeerSocket>,
+        stop: ListenStop,
     ) -> Self {
         let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
         shutdown.as_mut().enable();
@@ -184,6 +188,7 @@ impl SseStream {
             ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
             notified: None,
             shutdown,
+            stop,
             done: false,
         }
     }
@@ -199,6 +204,10 @@ impl SseStream {
             return Poll::Ready(None);
         }
         loop {
+            // Asked to end: nothing more is taken off the queue.
+            if self.stop.poll_stopped(cx) {
+                return self.finish();
+            }
             // Register for a wake-up before looking at the queue, so that a
             // message put in between is never missed.
             let notified = self.notified.get_or_insert_with(|| {
@@ -257,18 +266,22 @@ pub(crate) struct RedisSseStream {
     receiving: Option<tokio::sync::oneshot::Receiver<Received>>,
     ping: Pin<Box<Sleep>>,
     shutdown: Pin<Box<OwnedNotified>>,
+    /// Set when the client asks for the stream to end.
+    stop: ListenStop,
     done: bool,
     open: OpenStream,
 }
 
 impl RedisSseStream {
     /// A stream that ends after `timeout` without a message, when the
-    /// mailbox is terminated or when the server stops.
+    /// mailbox is terminated, when its client asks (`stop`) or when the
+    /// server stops.
     pub(crate) fn new(
         backend: Arc<RedisBackend>,
         uid: EntityId,
         timeout: Duration,
         peer: Option<PeerSocket>,
+        stop: ListenStop,
     ) -> Self {
         let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
         shutdown.as_mut().enable();
@@ -281,12 +294,21 @@ impl RedisSseStream {
             receiving: None,
             ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
             shutdown,
+            stop,
             done: false,
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.done {
+            return Poll::Ready(None);
+        }
+        // Asked to end: no new receive starts; one under way still hands
+        // over what it took (the client reads the stream to its end), or
+        // puts it back when dropped below.
+        let stopped = self.stop.poll_stopped(cx);
+        if stopped && self.receiving.is_none() {
+            self.done = true;
             return Poll::Ready(None);
         }
         let receiving = self.receiving.get_or_insert_with(|| {
@@ -308,7 +330,7 @@ impl RedisSseStream {
             self.done = true;
             return Poll::Ready(None);
         }
-        if self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
+        if stopped || self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
             // Dropping the receive makes it put back what it takes.
             self.receiving = None;
             self.done = true;

@@ -26,6 +26,7 @@ pub mod auth;
 mod backend;
 mod body;
 pub mod config;
+mod listen_stop;
 mod logfile;
 pub mod logger;
 mod metrics;
@@ -220,6 +221,7 @@ impl ExchangeServer {
             body_read_timeout: config.body_read_timeout,
             metrics,
             metrics_on_main: config.metrics_port.is_none(),
+            listen_stops: Default::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let gates = [

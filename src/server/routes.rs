@@ -16,12 +16,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::error::clip;
 use crate::server::auth::{AuthError, Authenticator, ClientInfo};
 use crate::server::backend::model::{BackendError, Client, MailboxStatus};
 use crate::server::backend::Store;
 use crate::server::body::{PeerSocket, ServerBody};
+use crate::server::listen_stop::{ListenStops, LISTEN_ID_HEADER};
 use crate::server::metrics::{self, Metrics};
 use crate::wire::ids::EntityId;
 use crate::wire::message::Message;
@@ -42,6 +44,8 @@ pub(crate) struct App {
     /// `/metrics` is served on the exchange's port (there is no
     /// `metrics_port`).
     pub(crate) metrics_on_main: bool,
+    /// Open listen streams, which their clients may end.
+    pub(crate) listen_stops: Arc<ListenStops>,
 }
 
 /// The connection a request came on.
@@ -227,7 +231,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/mailbox/share", "DELETE,GET,HEAD,POST"),
     ("/message", "GET,HEAD,PUT"),
     ("/discover", "GET,HEAD"),
-    ("/mailbox/listen", "GET,HEAD"),
+    ("/mailbox/listen", "DELETE,GET,HEAD"),
     ("/mailbox/heartbeat", "GET,HEAD,POST"),
     ("/mailbox/stats", "GET,HEAD"),
 ];
@@ -245,6 +249,7 @@ pub(crate) const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/message"),
     ("GET", "/discover"),
     ("GET", "/mailbox/listen"),
+    ("DELETE", "/mailbox/listen"),
     ("POST", "/mailbox/heartbeat"),
     ("GET", "/mailbox/heartbeat"),
     ("GET", "/mailbox/stats"),
@@ -564,6 +569,7 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
         ("/message", Method::GET) => recv(&ctx).await,
         ("/discover", Method::GET) => discover(&ctx).await,
         ("/mailbox/listen", Method::GET) => listen(&ctx, Some(peer.socket)).await,
+        ("/mailbox/listen", Method::DELETE) => end_listen(&ctx).await,
         ("/mailbox/heartbeat", Method::POST) => heartbeat(&ctx).await,
         ("/mailbox/heartbeat", Method::GET) => heartbeat_status(&ctx).await,
         ("/mailbox/stats", Method::GET) => stats(&ctx).await,
@@ -715,6 +721,16 @@ async fn send(ctx: &Ctx<'_>) -> R {
     // get its message through to be answered that it is incompatible.
     let message =
         Message::from_json_any_body(raw).map_err(|e| validation_error("Message", &e.message))?;
+    // A receiver putting back what it took and did not hand out (an
+    // extension of ours; academy-py's exchange ignores the field and
+    // queues the message at the tail).
+    if ctx.data.get("requeue").is_some_and(truthy) {
+        ctx.store()
+            .requeue(&ctx.client, &message)
+            .await
+            .map_err(backend_error)?;
+        return Ok(ok());
+    }
     ctx.store()
         .put(&ctx.client, &message)
         .await
@@ -775,17 +791,44 @@ async fn listen(ctx: &Ctx<'_>, peer: Option<PeerSocket>) -> R {
         MailboxStatus::Terminated => return Err(fail(419, "Mailbox was closed")),
         MailboxStatus::Active => {}
     }
+    let stop = ctx.app.listen_stops.open(&id);
+    let name = HeaderValue::from_str(&stop.id().to_string()).map_err(|_| fail(500, "bad id"))?;
     let body = store
-        .listen(&ctx.client, &id, timeout, peer)
+        .listen(&ctx.client, &id, timeout, peer, stop)
         .await
         .map_err(backend_error)?;
     let mut r = Response::new(body);
     let h = r.headers_mut();
+    h.insert(LISTEN_ID_HEADER, name);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(r)
+}
+
+/// `DELETE /mailbox/listen` (ours; see [`crate::server::listen_stop`]):
+/// ends the listen stream `listen_id` of `mailbox` once it has written
+/// what it took. 200 also when the stream has ended already.
+async fn end_listen(ctx: &Ctx<'_>) -> R {
+    let id = ctx.mailbox()?;
+    let raw = ctx.field("listen_id")?;
+    let name = raw
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| fail(400, format!("listen_id is not a stream's id: {raw}")))?;
+    // Only a client that may receive from the mailbox may end its stream.
+    if ctx
+        .store()
+        .check_mailbox(&ctx.client, &id)
+        .await
+        .map_err(backend_error)?
+        == MailboxStatus::Missing
+    {
+        return Err(fail(404, "Unknown mailbox ID"));
+    }
+    ctx.app.listen_stops.stop(&id, name);
+    Ok(ok())
 }
 
 async fn heartbeat(ctx: &Ctx<'_>) -> R {

@@ -127,6 +127,9 @@ pub struct HttpTransport {
     /// The timeout asked of listen streams and long polls, in ms: the
     /// request timeout, or the server's maximum if that is less.
     pub(crate) listen_timeout_ms: AtomicU64,
+    /// Set once a listen stream came from our exchange, which ends listen
+    /// streams on request and takes messages back at a queue's head.
+    pub(crate) takes_back: AtomicBool,
     /// Connections of the direct path (callers blocked in the library make
     /// their requests on their own thread; the runtime's requests and the
     /// pipelined background sends use tokio sockets); `None` where only
@@ -313,6 +316,7 @@ impl HttpTransport {
             lacks_heartbeats: AtomicBool::new(false),
             lacks_sse: AtomicBool::new(false),
             listen_timeout_ms: AtomicU64::new(listen_timeout_ms),
+            takes_back: AtomicBool::new(false),
             direct,
         };
         if transport.uses_globus() {

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Error, Result, Status};
-use crate::transport::http::HttpTransport;
+use crate::transport::http::{HttpTransport, Kind, Method};
 use crate::transport::mailbox::{Inbound, NextMessage};
 use crate::wire::ids::EntityId;
 use crate::wire::sse::SseParser;
@@ -19,6 +19,8 @@ use crate::wire::sse::SseParser;
 /// Extra silence tolerated on a listen stream beyond its timeout before it
 /// is considered dead (servers send keep-alives every 15 s).
 const STREAM_GRACE: Duration = Duration::from_secs(30);
+/// How long after dropping a receive its wake-up message is sent.
+const WAKE_DELAY: Duration = Duration::from_millis(50);
 /// Longest SSE line accepted (a message is one line; limits are MiBs).
 const MAX_EVENT_BYTES: usize = 256 * 1024 * 1024;
 
@@ -34,7 +36,16 @@ impl HttpTransport {
                     .map(|m| Box::new(Polled(m)) as Box<dyn Inbound>)
             } else {
                 self.listen(id, timeout).await.map(|response| {
+                    let stop_token = response
+                        .headers()
+                        .get(LISTEN_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if stop_token.is_some() {
+                        self.takes_back.store(true, Ordering::Relaxed);
+                    }
                     Box::new(SseInbound {
+                        stop_token,
                         response,
                         parser: SseParser::new().with_max_line(MAX_EVENT_BYTES),
                         ready: VecDeque::new(),
@@ -61,8 +72,13 @@ impl HttpTransport {
     }
 }
 
+/// The answer header of our exchange that names a listen stream.
+const LISTEN_ID_HEADER: &str = "academy-listen-id";
+
 /// One listen stream, read until the server ends it or it fails.
 struct SseInbound {
+    /// The stream's name, when the exchange ends it on request.
+    stop_token: Option<String>,
     response: reqwest::Response,
     parser: SseParser,
     /// Messages parsed and not handed out yet.
@@ -108,6 +124,56 @@ impl Inbound for SseInbound {
 
     fn retry_hint(&self) -> Option<Duration> {
         self.parser.retry_ms().map(Duration::from_millis)
+    }
+
+    fn stop_token(&self) -> Option<&str> {
+        self.stop_token.as_deref()
+    }
+
+    fn outlives_drop(&self) -> bool {
+        self.stop_token.is_none()
+    }
+}
+
+impl HttpTransport {
+    /// Asks our exchange to end the listen stream `token` of `id` (see
+    /// [`Inbound::stop_token`]).
+    pub async fn end_listen(&self, id: &EntityId, token: &str) -> Result<()> {
+        let body = serde_json::json!({"mailbox": id.to_json(), "listen_id": token});
+        self.call(Method::Delete, "/mailbox/listen", &body, Kind::Plain)
+            .await
+            .map(drop)
+    }
+
+    /// Sends `id` the wake-up message
+    /// ([`crate::wire::message::wake_message`]) after a receive was
+    /// dropped whose handler may wait on at the exchange; our exchange
+    /// needs none.
+    pub async fn wake_left_handler(&self, id: &EntityId) -> Result<()> {
+        if self.takes_back.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // The dropped connection's end reaches the exchange first.
+        tokio::time::sleep(WAKE_DELAY).await;
+        self.send(&crate::wire::message::wake_message(id)?).await
+    }
+
+    /// Puts messages `id` received and did not hand out back into its
+    /// mailbox, oldest first in `messages`. Our exchange puts them at the
+    /// head of the queue (`"requeue": true`, sent newest first); other
+    /// exchanges ignore the field and queue them at the tail, in order.
+    pub async fn requeue(&self, _id: &EntityId, messages: &[String]) -> Result<()> {
+        let at_head = self.takes_back.load(Ordering::Relaxed);
+        let mut order: Vec<&String> = messages.iter().collect();
+        if at_head {
+            order.reverse();
+        }
+        for message in order {
+            let body = serde_json::json!({"message": message, "requeue": true});
+            self.call(Method::Put, "/message", &body, Kind::Plain)
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -34,4 +34,19 @@ pub trait Inbound: Send {
     fn retry_hint(&self) -> Option<Duration> {
         None
     }
+
+    /// The name of this receive when the exchange ends it on request (our
+    /// exchange's listen streams, `DELETE /mailbox/listen`). A closing
+    /// client asks for the end, then reads on until [`next`](Self::next)
+    /// says it ended, so that no message is left on the way.
+    fn stop_token(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether the exchange may go on serving this receive after it is
+    /// dropped: academy-py's listen handler waits on, takes the next
+    /// message and loses it (see [`crate::wire::message::wake_message`]).
+    fn outlives_drop(&self) -> bool {
+        false
+    }
 }

@@ -171,6 +171,41 @@ impl Transport {
         }
     }
 
+    /// Asks the exchange to end a receive that has a
+    /// [`stop_token`](Inbound::stop_token) (our HTTP exchange's listen
+    /// streams); nothing to do elsewhere.
+    pub async fn end_receive(&self, id: &EntityId, token: &str) -> Result<()> {
+        match self {
+            Transport::Http(t) => t.end_listen(id, token).await,
+            Transport::Redis(_) | Transport::Hybrid(_) => Ok(()),
+        }
+    }
+
+    /// After a receive of `id` was dropped that the exchange may go on
+    /// serving ([`Inbound::outlives_drop`], or one dropped while opening),
+    /// makes sure the handler left behind takes no real message.
+    pub async fn wake_left_handler(&self, id: &EntityId) -> Result<()> {
+        match self {
+            Transport::Http(t) => t.wake_left_handler(id).await,
+            Transport::Redis(_) | Transport::Hybrid(_) => Ok(()),
+        }
+    }
+
+    /// Puts messages that a client of `id` received and did not hand out
+    /// back into the mailbox, oldest first in `messages`: at the head of
+    /// the queue where the exchange allows (Redis, hybrid, our HTTP
+    /// exchange), else at its tail.
+    pub async fn requeue(&self, id: &EntityId, messages: &[String]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Transport::Http(t) => t.requeue(id, messages).await,
+            Transport::Redis(t) => t.requeue(id, messages).await,
+            Transport::Hybrid(t) => t.requeue(id, messages).await,
+        }
+    }
+
     /// Uids of the agents of a class (or of its subclasses).
     pub async fn discover(&self, agent: &str, allow_subclasses: bool) -> Result<Vec<Uuid>> {
         each!(self, t => t.discover(agent, allow_subclasses).await)

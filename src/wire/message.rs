@@ -308,6 +308,20 @@ pub fn academy_error_body(code: ErrorCode, mailbox: Option<&EntityId>) -> Value 
     })
 }
 
+/// The label of a wake-up message (see [`wake_message`]).
+pub const WAKE_LABEL: Uuid = Uuid::from_u128(0x5a4e_7c1b_0d2f_4b8e_9c61_a3e5_f7b9_d2c4);
+
+/// A wake-up message: a success response with [`WAKE_LABEL`], from and to
+/// `id`. academy-py's exchange keeps a listen handler waiting after its
+/// client has gone; the handler takes the next message of the mailbox,
+/// writes it to the dead connection, loses it, and only then ends. A
+/// client that leaves such a handler behind sends this first, so that the
+/// handler takes it instead of a real message. Receivers drop it (ours
+/// by its label; academy-py's drop a response that has no handle).
+pub fn wake_message(id: &EntityId) -> Result<String> {
+    Message::create(id.clone(), id.clone(), success_body(), Some(WAKE_LABEL)).map(|m| m.to_json())
+}
+
 /// `{"kind": "success-response"}`.
 pub fn success_body() -> Value {
     json!({"kind": "success-response"})

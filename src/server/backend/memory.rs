@@ -368,6 +368,27 @@ impl Backend {
         self.put_message(message, Some(client))
     }
 
+    /// A message its receiver took and did not hand out, back at the head
+    /// of the queue (see [`crate::server::backend::Store::requeue`]).
+    pub(crate) fn requeue(&self, client: &Client, message: &Message) -> BResult<()> {
+        let mb = self.receivable(client, &message.header.dest)?;
+        let text: Arc<str> = Arc::from(message.to_json());
+        if text.len() > self.limit {
+            return Err(BackendError::TooLarge {
+                size: text.len(),
+                limit: self.limit,
+            });
+        }
+        let mut q = lock(&mb.queue);
+        if q.closed {
+            return Err(BackendError::Terminated);
+        }
+        q.items.push_front(text);
+        drop(q);
+        mb.notify.notify_one();
+        Ok(())
+    }
+
     fn put_message(&self, message: &Message, client: Option<&Client>) -> BResult<()> {
         let mb = self.mailbox(&message.header.dest);
         if let Some(client) = client {

@@ -17,6 +17,7 @@ use crate::server::backend::memory::Backend;
 use crate::server::backend::model::{AgentStats, BResult, BackendError, Client, MailboxStatus};
 use crate::server::backend::redis::RedisBackend;
 use crate::server::body::{PeerSocket, RedisSseStream, ServerBody, SseStream};
+use crate::server::listen_stop::ListenStop;
 use crate::wire::ids::EntityId;
 use crate::wire::message::Message;
 
@@ -115,6 +116,16 @@ impl Store {
         }
     }
 
+    /// Puts a message its receiver took and did not hand out back at the
+    /// head of its mailbox's queue: no repeat check, no counting (it was
+    /// counted when first sent). Receivers put several back newest first.
+    pub(crate) async fn requeue(&self, client: &Client, message: &Message) -> BResult<()> {
+        match self {
+            Store::Memory(b) => b.requeue(client, message),
+            Store::Redis(r) => r.requeue(client, message).await,
+        }
+    }
+
     /// Waits up to `timeout` for the next message of a mailbox (the
     /// long-poll `GET /message`).
     pub(crate) async fn get(
@@ -147,6 +158,7 @@ impl Store {
         uid: &EntityId,
         timeout: Duration,
         peer: Option<PeerSocket>,
+        stop: ListenStop,
     ) -> BResult<ServerBody> {
         match self {
             Store::Memory(b) => {
@@ -156,6 +168,7 @@ impl Store {
                     mb,
                     timeout,
                     peer,
+                    stop,
                 ))))
             }
             Store::Redis(r) => {
@@ -165,6 +178,7 @@ impl Store {
                     uid.clone(),
                     timeout,
                     peer,
+                    stop,
                 ))))
             }
         }

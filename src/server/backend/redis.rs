@@ -741,6 +741,24 @@ impl RedisBackend {
         self.put_message(message, Some(client)).await
     }
 
+    /// A message its receiver took and did not hand out, back at the head
+    /// of the queue (see [`crate::server::backend::Store::requeue`]).
+    pub(crate) async fn requeue(&self, client: &Client, message: &Message) -> BResult<()> {
+        self.receivable(client, &message.header.dest).await?;
+        let text = message.to_json();
+        if text.len() > self.limit {
+            return Err(BackendError::TooLarge {
+                size: text.len(),
+                limit: self.limit,
+            });
+        }
+        let mut push = redis::cmd("LPUSH");
+        push.arg(key("queue", &message.header.dest)).arg(text);
+        self.timed("LPUSH", push.query_async::<()>(&mut self.conn()))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn put_message(&self, message: &Message, client: Option<&Client>) -> BResult<()> {
         let text = message.to_json();
         let h = &message.header;
