@@ -467,3 +467,42 @@ fn the_same_message_sent_twice_is_received_once() {
         agent.close().unwrap();
     }
 }
+
+// ---- a terminate answers a call once ----
+
+/// Holds the call 2 s, then tries to answer it (refused once the mailbox
+/// is terminated: the exchange answered the call).
+unsafe extern "C" fn slow_then_late(
+    _: *mut c_void,
+    _: *const c_char,
+    _: *const c_char,
+    _: *const c_char,
+    reply: *mut academy_reply,
+) {
+    std::thread::sleep(Duration::from_secs(2));
+    academy_reply_ok(reply, c"1".as_ptr());
+}
+
+/// An HTTP exchange's terminate answers the calls in progress itself
+/// (academy-py raises AgentTerminatedError); the serving agent then sends no ActionCancelled
+/// of its own. A second answer to one call made academy-py's Handle raise
+/// a KeyError that ended its client's listener: the Python user's next
+/// call hung.
+#[test]
+fn a_terminate_answers_a_python_callers_call_once() {
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let factory = Factory::new(&url, None).unwrap();
+        let user = Arc::new(factory.user(None).unwrap());
+        let (slow_id, slow_thread, _slow) = serve_c_agent(&factory, &user, Some(slow_then_late));
+        let (calc_id, calc_thread, calc) = serve_c_agent(&factory, &user, Some(calculator));
+        let mut py = PyPeer::start("terminated_caller.py", &[&url, &slow_id, &calc_id]);
+        assert_eq!(py.line(), "calling");
+        user.terminate(&slow_id).unwrap();
+        assert_eq!(slow_thread.join().unwrap(), ACADEMY_ERR_MAILBOX_TERMINATED);
+        assert_eq!(py.line(), "slow AgentTerminatedError", "{name}");
+        assert_eq!(py.line(), "other 5.0", "{name}");
+        assert!(py.wait(Duration::from_secs(30)));
+        stop(&calc, calc_thread);
+    }
+}

@@ -251,6 +251,54 @@ impl Session {
             let _ = self.answer_async(&state, cancelled()).await;
         }
     }
+
+    /// Ends the session after serving ended with `outcome`: answers the
+    /// requests left with `ActionCancelled`, unless the exchange answered
+    /// them itself. An HTTP exchange's terminate answers every request in
+    /// progress with MailboxTerminated; a second answer would make
+    /// academy-py's Handle fail on a tag it no longer knows (a KeyError
+    /// that ends the Python client's listener). Redis and hybrid exchanges
+    /// answer only the requests still queued, so the agent answers the
+    /// rest.
+    pub(crate) fn wind_down_after(&self, outcome: &Result<()>) {
+        if self.terminate_answered(outcome) {
+            self.end_answered();
+        } else {
+            self.wind_down();
+        }
+    }
+
+    /// [`wind_down_after`](Self::wind_down_after) from a task on the
+    /// runtime.
+    pub(crate) async fn wind_down_after_async(&self, outcome: &Result<()>) {
+        if self.terminate_answered(outcome) {
+            self.end_answered();
+        } else {
+            self.wind_down_async().await;
+        }
+    }
+
+    fn terminate_answered(&self, outcome: &Result<()>) -> bool {
+        matches!(outcome, Err(e) if e.status == Status::MailboxTerminated)
+            && self.client.inner.transport.answers_pending_at_terminate()
+    }
+
+    /// Ends the session with nothing more to send: the requests left were
+    /// answered by the exchange; later replies are refused.
+    fn end_answered(&self) {
+        self.end();
+        let left: Vec<Arc<ReplyState>> = self
+            .outstanding
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for state in left {
+            state.done.store(true, Ordering::Release);
+            state.permit.lock().unwrap().take();
+        }
+    }
 }
 
 fn cancelled() -> Value {
@@ -349,7 +397,7 @@ where
 
     // Wind down: no new jobs, answer what is left, give handlers a moment.
     drop(tx);
-    session.wind_down();
+    session.wind_down_after(&outcome);
     control.mark_wound_down();
     let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
     for _ in 0..workers {

@@ -63,7 +63,7 @@ pub fn serve_queue(client: &Client, queue: &Queue, token: u64) -> Result<()> {
         let outcome = serve_loop(&session, &control, inbox).await;
         // No Request event after this: the route is gone.
         session.client.inner.clear_route();
-        session.wind_down_async().await;
+        session.wind_down_after_async(&outcome).await;
         session.client.end_serving();
         queue.post(Event {
             token,

@@ -143,6 +143,13 @@ impl Transport {
         each!(self, t => t.send_background(message_json).await)
     }
 
+    /// Whether terminating a mailbox answers every request in progress to
+    /// it (academy-py's HTTP exchange and ours), or only those still
+    /// queued (the Redis and hybrid exchanges).
+    pub fn answers_pending_at_terminate(&self) -> bool {
+        matches!(self, Transport::Http(_))
+    }
+
     /// Opens the next receive of a mailbox's messages.
     pub async fn inbound(&self, id: &EntityId) -> Result<Box<dyn Inbound>> {
         each!(self, t => t.inbound(id).await)
