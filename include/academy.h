@@ -1820,8 +1820,10 @@ void academy_event_free(struct academy_event *event);
  * Completes `reply` with the action's result.
  *
  * A reply from an ACADEMY_EVENT_REQUEST event returns at once and its
- * response goes out in the background (a failure to send it is not
- * reported; the caller's call then times out). A reply given to an
+ * response goes out in the background; if that send fails (the result
+ * too large for the exchange, say), the library answers the caller with
+ * an error that says why (a Python caller raises AcademyRemoteError), so
+ * no caller waits out its timeout. A reply given to an
  * academy_agent_serve() handler sends the response and waits for the
  * exchange.
  *

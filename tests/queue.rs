@@ -782,3 +782,36 @@ fn python_asyncio_through_ctypes_keeps_ten_thousand_actions_in_flight() {
     );
     assert!(stdout.contains("serving ended: 0\n"), "{stdout}");
 }
+
+/// A queue-served reply returns at once; when its send then fails (a
+/// result too large for the exchange), the caller is answered with an
+/// error that says so, rather than waiting out its timeout.
+#[test]
+fn a_queue_served_reply_that_cannot_be_sent_answers_its_caller_with_an_error() {
+    for (name, url) in exchanges() {
+        eprintln!("-- against the {name} exchange");
+        let factory = Factory::new(&url, None).unwrap();
+        let (user, agent, agent_id) = user_and_agent(&factory);
+        let q = Queue::new();
+        serve_queue(&agent, &q, 0).unwrap();
+        let calling = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let outcome = user.action(&agent_id, "big", None, None, 20.0);
+            (outcome, start.elapsed(), user)
+        });
+        let e = q.poll(30.0).unwrap();
+        assert_eq!(e.kind, academy_event_kind::ACADEMY_EVENT_REQUEST, "{e:?}");
+        let big = format!("\"{}\"", "x".repeat(2 << 20));
+        reply_ok(e.reply, &big).unwrap();
+        let (outcome, waited, user) = calling.join().unwrap();
+        let message = expect_err(outcome, ACADEMY_ERR_REMOTE);
+        assert!(message.contains("could not be sent"), "{name}: {message}");
+        assert!(
+            waited < std::time::Duration::from_secs(10),
+            "{name}: waited {waited:?}"
+        );
+        stop(&agent).unwrap();
+        agent.close().unwrap();
+        user.close().unwrap();
+    }
+}

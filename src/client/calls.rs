@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::listener::{deadline_loop, AsyncCall, CallDone, Route, Routed, Waiter};
+use crate::client::listener::{
+    deadline_loop, AsyncCall, CallDone, OnFailure, Outgoing, Route, Routed, Waiter,
+};
 use crate::client::queue::{CallOutput, Completion, Event, EventBody, Queue};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -84,7 +86,13 @@ impl Client {
                 _ => Ok(()),
             };
         }
-        self.inner.send_soon(&handle, Some(tag), message.to_json());
+        self.inner.send_soon(
+            &handle,
+            Outgoing {
+                json: message.to_json(),
+                on_failure: OnFailure::EndCall(tag),
+            },
+        );
         Ok(())
     }
 

@@ -298,10 +298,26 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutboxState {
-    /// The message JSON, and the tag of the call that waits for its
-    /// response (told the error if the send fails).
-    waiting: VecDeque<(Option<Uuid>, String)>,
+    waiting: VecDeque<Outgoing>,
     senders: usize,
+}
+
+/// A message waiting in the [`Outbox`], and who hears of its failure.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) json: String,
+    pub(crate) on_failure: OnFailure,
+}
+
+/// What a failed background send does.
+#[derive(Debug)]
+pub(crate) enum OnFailure {
+    /// Ends the call that waits with this tag.
+    EndCall(Uuid),
+    /// The send was a reply to the request with this header: its caller
+    /// is answered with an error saying why instead (once), rather than
+    /// left waiting for its timeout.
+    AnswerError(Box<message::Header>),
 }
 
 /// How many delivered tags are remembered to drop duplicates.
@@ -441,15 +457,10 @@ impl Inner {
 
     /// Sends `message_json` soon, in the background (see [`Outbox`]); a
     /// failure ends the call waiting with `tag`, if any.
-    pub(crate) fn send_soon(
-        self: &Arc<Self>,
-        handle: &tokio::runtime::Handle,
-        tag: Option<Uuid>,
-        message_json: String,
-    ) {
+    pub(crate) fn send_soon(self: &Arc<Self>, handle: &tokio::runtime::Handle, outgoing: Outgoing) {
         let start = {
             let mut state = self.outbox.state.lock().unwrap();
-            state.waiting.push_back((tag, message_json));
+            state.waiting.push_back(outgoing);
             let start = state.senders < OUTBOX_SENDERS;
             state.senders += usize::from(start);
             start
@@ -654,10 +665,26 @@ async fn send_outbox(inner: Arc<Inner>) {
                 }
             }
         };
-        let (tag, json) = next;
-        if let Err(e) = inner.transport.send_background(&json).await {
-            if let Some(Waiter::Async(call)) = tag.and_then(|tag| inner.take_waiter(tag)) {
-                call.done.finish(Err(e));
+        let Err(e) = inner.transport.send_background(&next.json).await else {
+            continue;
+        };
+        match next.on_failure {
+            OnFailure::EndCall(tag) => {
+                if let Some(Waiter::Async(call)) = inner.take_waiter(tag) {
+                    call.done.finish(Err(e));
+                }
+            }
+            // The caller went away: nobody to tell.
+            OnFailure::AnswerError(_)
+                if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => {}
+            OnFailure::AnswerError(request) => {
+                let why = format!("the agent's reply could not be sent: {}", e.message);
+                tracing::debug!(mailbox = %inner.id.uid, tag = %request.tag, "{why}");
+                let answer = Message {
+                    header: request.response_header(),
+                    body: message::user_error_body(&why),
+                };
+                let _ = inner.transport.send_background(&answer.to_json()).await;
             }
         }
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use crate::client::listener::ServeControl;
+use crate::client::listener::{OnFailure, Outgoing, ServeControl};
 use crate::client::Client;
 use crate::error::{Error, Result, Status};
 use crate::runtime;
@@ -330,7 +330,13 @@ fn respond_in_background(client: &Client, request: &Message, body: Value) {
     let (Ok(()), Ok(handle)) = (client.check_process(), runtime::handle()) else {
         return;
     };
-    client.inner.send_soon(&handle, None, response.to_json());
+    client.inner.send_soon(
+        &handle,
+        Outgoing {
+            json: response.to_json(),
+            on_failure: OnFailure::AnswerError(Box::new(request.header.clone())),
+        },
+    );
 }
 
 /// One unit of work for a worker thread.
