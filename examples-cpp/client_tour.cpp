@@ -51,6 +51,10 @@ int main() {
         academy::ActionHandler handler = [&served](const std::string &action, const std::string &args,
                                                    const std::string &, academy_reply *reply) {
             served++;
+            // A long handler would ask now and then whether to stop early.
+            if (academy::reply_cancelled(reply)) {
+                std::cerr << "the call was cancelled before it started\n";
+            }
             double a = 0, b = 0;
             if (action == "add" && std::sscanf(args.c_str(), " [ %lf , %lf ]", &a, &b) == 2) {
                 academy::reply_ok(reply, std::to_string(a + b));

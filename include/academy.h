@@ -1853,6 +1853,30 @@ void academy_event_free(struct academy_event *event);
 enum academy_status academy_reply_ok(struct academy_reply *reply, const char *result_json);
 
 /**
+ * Tells whether the request of `reply` was answered without it: its
+ * caller cancelled it, serving ended (the client closed or
+ * academy_agent_stop()), or its mailbox was terminated.
+ *
+ * academy-py cancels a running action in these cases; a C handler cannot
+ * be interrupted, so a long one may ask now and then and stop early. A
+ * cancelled reply is still the program's: complete it (the completion
+ * answers ACADEMY_ERR_CLOSED and frees it).
+ *
+ * @param reply the reply; stays owned by the program. Not NULL.
+ * @param[out] out_cancelled receives true if the request was answered
+ *        already, else false. Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument;
+ *         ACADEMY_ERR_CLOSED if `reply` is not a live reply (completed or
+ *         freed).
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe.
+ * @ingroup serving
+ */
+enum academy_status academy_reply_cancelled(struct academy_reply *reply, bool *out_cancelled);
+
+/**
  * Completes `reply` with an error; a Python caller raises
  * `AcademyRemoteError(message)`.
  *

@@ -145,6 +145,15 @@ inline void reply_error(academy_reply *reply, const std::string &message) {
     check(academy_reply_error(reply, message.c_str()));
 }
 
+/// Whether the request of `reply` was answered without it (cancelled by its
+/// caller, serving ended, or its mailbox terminated: academy_reply_cancelled);
+/// a long handler may ask now and then and stop early. Complete it anyway.
+inline bool reply_cancelled(academy_reply *reply) {
+    bool cancelled = false;
+    check(academy_reply_cancelled(reply, &cancelled));
+    return cancelled;
+}
+
 /// An action handler for Client::serve: the action's name, its positional
 /// (JSON array) and keyword (JSON object) arguments, and the reply to
 /// complete exactly once (reply_ok / reply_error), then or later.

@@ -49,32 +49,36 @@ echo "== building the tests"
 cargo test --release --all-targets --no-run
 
 # The two longest suites (the packaging builds of tests/dist.rs, the 200
-# comebacks of tests/comeback.rs) run beside the others: all of them wait
-# on processes and the network more than they use the CPU, and every test
-# picks free ports of its own. Their output follows the others'.
+# comebacks of tests/comeback.rs) each run beside the others: all of them
+# wait on processes and the network more than they use the CPU, and every
+# test picks free ports of its own. Their output follows the others'.
 long=(dist comeback)
 rest=(--lib --bins --examples)
 for file in tests/*.rs; do
     name="$(basename "$file" .rs)"
     [[ " ${long[*]} " == *" $name "* ]] || rest+=(--test "$name")
 done
-log="$(mktemp)" long_log="$(mktemp)"
-(
-    set +e
-    cargo test --release --no-fail-fast $(printf -- '--test %s ' "${long[@]}") >"$long_log" 2>&1
-    echo "exit $?" >>"$long_log"
-) &
-long_pid=$!
+log="$(mktemp)" long_dir="$(mktemp -d)"
+for name in "${long[@]}"; do
+    (
+        set +e
+        cargo test --release --no-fail-fast --test "$name" >"$long_dir/$name" 2>&1
+        echo "exit $?" >>"$long_dir/$name"
+    ) &
+done
 echo "== cargo test (${long[*]} run beside the others; their output comes last)"
 set +e
 cargo test --release --no-fail-fast "${rest[@]}" 2>&1 | tee "$log"
-rest_status=${PIPESTATUS[0]}
-wait "$long_pid"
+status=${PIPESTATUS[0]}
+wait
 set -e
-echo "== cargo test: ${long[*]}"
-cat "$long_log" | tee -a "$log"
-long_status=$(tail -1 "$long_log" | awk '{print $2}')
-rm -f "$long_log"
+for name in "${long[@]}"; do
+    echo "== cargo test --test $name"
+    tee -a "$log" <"$long_dir/$name"
+    long_status=$(tail -1 "$long_dir/$name" | awk '{print $2}')
+    [[ "$long_status" == 0 ]] || status="$long_status"
+done
+rm -rf "$long_dir"
 
 echo "== the bad-input test under valgrind (no memory errors, no definite leaks)"
 bad_input=$(cargo test --release --test bad_input --no-run 2>&1 | grep -o 'target/release/deps/bad_input-[a-f0-9]*' | head -1)
@@ -86,7 +90,7 @@ passed=$(grep '^test result:' "$log" | grep -o '[0-9]* passed' | awk '{s+=$1} EN
 failed=$(grep '^test result:' "$log" | grep -o '[0-9]* failed' | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 echo "tests: $passed passed, $failed failed"
-if [[ "$rest_status" != 0 || "$long_status" != 0 ]]; then
-    echo "cargo test failed (exit $rest_status, and $long_status for ${long[*]})"
+if [[ "$status" != 0 ]]; then
+    echo "cargo test failed (exit $status)"
     exit 1
 fi

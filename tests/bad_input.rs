@@ -273,6 +273,11 @@ fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
             academy_reply_error(null_mut(), s("x"))
         ),
         case!(
+            "reply_cancelled NULL reply",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_reply_cancelled(null_mut(), &mut false)
+        ),
+        case!(
             "message_new NULL src",
             ACADEMY_ERR_INVALID_ARGUMENT,
             academy_message_new(null(), id, ping, o)
@@ -686,7 +691,19 @@ unsafe extern "C" fn replies_twice(
     reply: *mut academy_reply,
 ) {
     let one = c"1";
+    let mut cancelled = true;
+    assert_eq!(academy_reply_cancelled(reply, &mut cancelled), ACADEMY_OK);
+    assert!(!cancelled);
+    assert_eq!(
+        academy_reply_cancelled(reply, null_mut()),
+        ACADEMY_ERR_INVALID_ARGUMENT
+    );
     academy_reply_ok(reply, one.as_ptr());
+    // Completed and freed: no longer a live reply.
+    assert_eq!(
+        academy_reply_cancelled(reply, &mut cancelled),
+        ACADEMY_ERR_CLOSED
+    );
     let second = academy_reply_ok(reply, one.as_ptr());
     SECOND_REPLY.store(second as i32, std::sync::atomic::Ordering::SeqCst);
 }

@@ -239,8 +239,15 @@ fn closing_a_serving_client_cancels_its_requests_and_serve_returns_closed() {
             "the caller waited {:?} after the close",
             closed_at.elapsed()
         );
-        // The held reply was answered: completing it now is refused.
+        // The held reply was answered: the handler can see so, and
+        // completing it now is refused.
         let held = HELD.lock().unwrap().pop().unwrap() as *mut academy_reply;
+        let mut cancelled = false;
+        assert_eq!(
+            unsafe { academy_reply_cancelled(held, &mut cancelled) },
+            ACADEMY_OK
+        );
+        assert!(cancelled, "{name}: the reply does not say it was cancelled");
         assert_eq!(
             unsafe { academy_reply_ok(held, c"1".as_ptr()) },
             ACADEMY_ERR_CLOSED
@@ -470,8 +477,12 @@ fn the_same_message_sent_twice_is_received_once() {
 
 // ---- a terminate answers a call once ----
 
-/// Holds the call 2 s, then tries to answer it (refused once the mailbox
-/// is terminated: the exchange answered the call).
+/// What `slow_then_late` saw: whether its reply said it was cancelled
+/// before the handler gave up waiting, and the status of its answer.
+static LATE: Mutex<Vec<(bool, academy_status)>> = Mutex::new(Vec::new());
+
+/// Works until its reply says the request was answered without it (at
+/// most 10 s), then tries to answer (refused: the exchange answered).
 unsafe extern "C" fn slow_then_late(
     _: *mut c_void,
     _: *const c_char,
@@ -479,8 +490,14 @@ unsafe extern "C" fn slow_then_late(
     _: *const c_char,
     reply: *mut academy_reply,
 ) {
-    std::thread::sleep(Duration::from_secs(2));
-    academy_reply_ok(reply, c"1".as_ptr());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut cancelled = false;
+    while !cancelled && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(academy_reply_cancelled(reply, &mut cancelled), ACADEMY_OK);
+    }
+    let answered = academy_reply_ok(reply, c"1".as_ptr());
+    LATE.lock().unwrap().push((cancelled, answered));
 }
 
 /// An HTTP exchange's terminate answers the calls in progress itself
@@ -503,6 +520,16 @@ fn a_terminate_answers_a_python_callers_call_once() {
         assert_eq!(py.line(), "slow AgentTerminatedError", "{name}");
         assert_eq!(py.line(), "other 5.0", "{name}");
         assert!(py.wait(Duration::from_secs(30)));
+        // The running handler saw its call cancelled, and its answer was
+        // refused.
+        wait_until("the handler gives up", Duration::from_secs(15), || {
+            !LATE.lock().unwrap().is_empty()
+        });
+        assert_eq!(
+            LATE.lock().unwrap().pop(),
+            Some((true, ACADEMY_ERR_CLOSED)),
+            "{name}"
+        );
         stop(&calc, calc_thread);
     }
 }

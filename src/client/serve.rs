@@ -86,8 +86,10 @@ impl Reply {
         self.complete(message::user_error_body(text))
     }
 
-    /// Whether the request was answered (cancelled, say) already.
-    fn is_answered(&self) -> bool {
+    /// Whether the request was answered already (completed, cancelled by
+    /// its caller, or answered when serving ended or the mailbox was
+    /// terminated): a handler may stop working on it.
+    pub fn is_answered(&self) -> bool {
         self.state.done.load(Ordering::Acquire)
     }
 

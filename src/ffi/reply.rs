@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 
 use super::handle::{self, Handle, Registry};
-use super::{academy_status, arg_str, boundary};
+use super::{academy_status, arg_str, boundary, check_out, write_out};
 use crate::client::serve::Reply;
 use crate::error::{Result, Status};
 use crate::wire::message::parse_json;
@@ -89,6 +89,39 @@ pub unsafe extern "C" fn academy_reply_ok(
             parse_json("result_json", arg_str(result_json, "result_json")?)?
         };
         complete(reply, |r| r.ok(&result))
+    })
+}
+
+/// Tells whether the request of `reply` was answered without it: its
+/// caller cancelled it, serving ended (the client closed or
+/// academy_agent_stop()), or its mailbox was terminated.
+///
+/// academy-py cancels a running action in these cases; a C handler cannot
+/// be interrupted, so a long one may ask now and then and stop early. A
+/// cancelled reply is still the program's: complete it (the completion
+/// answers ACADEMY_ERR_CLOSED and frees it).
+///
+/// @param reply the reply; stays owned by the program. Not NULL.
+/// @param[out] out_cancelled receives true if the request was answered
+///        already, else false. Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument;
+///         ACADEMY_ERR_CLOSED if `reply` is not a live reply (completed or
+///         freed).
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe.
+/// @ingroup serving
+#[no_mangle]
+pub unsafe extern "C" fn academy_reply_cancelled(
+    reply: *mut academy_reply,
+    out_cancelled: *mut bool,
+) -> academy_status {
+    boundary(|| {
+        check_out(out_cancelled, "out_cancelled")?;
+        let open = handle::get(reply, "reply")?;
+        write_out(out_cancelled, open.reply.is_answered());
+        Ok(())
     })
 }
 

@@ -5,9 +5,9 @@ Prints the agent id JSON, then runs until the agent is shut down; exits 0.
 """
 
 import asyncio
-import os
 import sys
-import threading
+
+from parent_watch import exit_when_parent_goes
 
 from academy.agent import Agent, action
 from academy.exchange.cloud.client import HttpExchangeFactory
@@ -41,11 +41,6 @@ async def main(url: str) -> int:
     return 0
 
 
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(3)
-
-
 if __name__ == '__main__':
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    exit_when_parent_goes()
     sys.exit(asyncio.run(main(sys.argv[1])))

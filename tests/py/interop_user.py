@@ -7,10 +7,10 @@ agent to shut down.
 
 import asyncio
 import json
-import os
 import sys
-import threading
 import time
+
+from parent_watch import exit_when_parent_goes
 
 from academy.exception import AcademyRemoteError
 from academy.exchange.cloud.client import HttpExchangeFactory
@@ -55,11 +55,6 @@ async def main(url: str, agent_json: str, agent_class: str) -> int:
     return 0
 
 
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(3)
-
-
 if __name__ == '__main__':
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    exit_when_parent_goes()
     sys.exit(asyncio.run(main(*sys.argv[1:4])))

@@ -15,11 +15,11 @@ Usage: redis_peer.py MODE KIND REDIS_PORT NAMESPACE [ARGS...]
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
+
+from parent_watch import exit_when_parent_goes
 
 from academy.agent import Agent, action
 from academy.exception import AcademyRemoteError
@@ -223,13 +223,8 @@ async def run_mixed(kind, port, namespace, calc_bin, options):
     return 0
 
 
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(3)
-
-
 if __name__ == '__main__':
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    exit_when_parent_goes()
     mode, kind, port, namespace, *rest = sys.argv[1:]
     port = int(port)
     if mode == 'agent':

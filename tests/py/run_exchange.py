@@ -2,17 +2,12 @@
 for the tests, and exits when its standard input closes, so that it never
 outlives the test process that started it."""
 
-import os
 import sys
-import threading
+
+from parent_watch import exit_when_parent_goes
 
 
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(0)
-
-
-threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+exit_when_parent_goes(0)
 
 from academy.exchange.cloud.app import _main  # noqa: E402
 

@@ -10,9 +10,9 @@ the second call then hangs.
 """
 
 import asyncio
-import os
 import sys
-import threading
+
+from parent_watch import exit_when_parent_goes
 
 from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
@@ -45,11 +45,6 @@ async def main(url: str, slow_json: str, other_json: str) -> int:
     return 0
 
 
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(3)
-
-
 if __name__ == '__main__':
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    exit_when_parent_goes()
     sys.exit(asyncio.run(main(*sys.argv[1:4])))

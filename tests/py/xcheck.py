@@ -9,8 +9,8 @@ Usage: xcheck.py URL MODE [ARGS...]
 
 import asyncio
 import sys
-import threading
-import os
+
+from parent_watch import exit_when_parent_goes
 
 from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.exchange.cloud.client import HttpExchangeTransport
@@ -19,11 +19,6 @@ from academy.identifier import AgentId, UserId
 from academy.message import Message, PingRequest
 from pydantic import TypeAdapter
 from academy.identifier import EntityId
-
-
-def _exit_when_parent_goes() -> None:
-    sys.stdin.read()
-    os._exit(3)
 
 
 async def main() -> int:
@@ -64,5 +59,5 @@ async def main() -> int:
 
 
 if __name__ == '__main__':
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    exit_when_parent_goes()
     sys.exit(asyncio.run(main()))
