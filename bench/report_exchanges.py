@@ -47,7 +47,10 @@ def fmt(v, digits=2):
 
 
 def each(exchange, client, workload, key):
-    return ' / '.join(fmt(v) for v in values(exchange, client, workload, key)) or 'n/a'
+    got = [fmt(v) for v in values(exchange, client, workload, key)]
+    # A repetition whose run failed leaves no result: say so.
+    failed = int(reps) - len(got)
+    return ' / '.join(got + ['failed'] * max(failed, 0)) or 'n/a'
 
 
 def ratio(a, b):
@@ -68,6 +71,18 @@ for label, workload, key in ROWS:
     for exchange, name in EXCHANGES:
         for client, cname in (('ours', 'libacademy'), ('theirs', 'academy-py')):
             reps_table.append(f'| {label} | {name} | {cname} | {each(exchange, client, workload, key)} |')
+
+failures = [
+    f'{cname} on {name}, {label}: {int(reps) - len(values(exchange, client, workload, key))} of {reps}'
+    for label, workload, key in ROWS
+    for exchange, name in EXCHANGES
+    for client, cname in (('ours', 'libacademy'), ('theirs', 'academy-py'))
+    if len(values(exchange, client, workload, key)) < int(reps)
+]
+failure_note = (
+    'Runs that failed (no result; the medians are of the others): ' + '; '.join(failures) + '.'
+    if failures else 'No run failed.'
+)
 
 lost = sum(r.get('lost', 0) for (e, _, _), rs in runs.items() if e in dict(EXCHANGES) for r in rs)
 duplicated = sum(r.get('duplicated', 0) for (e, _, _), rs in runs.items() if e in dict(EXCHANGES) for r in rs)
@@ -113,6 +128,8 @@ one call at a time. One-way: small messages counted at the receiver, 32 in
 flight from one thread (libacademy: `academy_client_send_async`;
 academy-py: 32 coroutines on its event loop); lost {lost}, duplicated
 {duplicated} in the whole run.
+
+{failure_note}
 
 ## Goals
 
