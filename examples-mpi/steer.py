@@ -16,7 +16,10 @@ from academy.serialize import SerializationStrategy
 
 
 def out(*parts) -> None:
-    print('steer:', *parts, flush=True)
+    # One write per line: the ranks print to the same terminal or pipe, and
+    # a line written in pieces can be cut by theirs.
+    sys.stdout.write(' '.join(['steer:', *map(str, parts)]) + '\n')
+    sys.stdout.flush()
 
 
 async def main(url: str, ranks: int) -> int:
