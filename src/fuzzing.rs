@@ -320,15 +320,28 @@ pub fn server_request(data: &[u8]) {
         structured_request(rest)
     };
     let addr = fuzz_exchange();
+    let sent = request.clone();
     let answers = fuzz_runtime().block_on(async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let _ = s.write_all(&request).await;
+        let _ = s.write_all(&sent).await;
         let _ = s.shutdown().await;
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
         assert!(read.is_ok(), "the exchange did not answer in time");
         out
     });
+    // An answer to HEAD has the headers of the GET answer and no body,
+    // which the client's reader (that never sends HEAD) cannot know: with
+    // a HEAD among the requests, only the start of the answer is checked.
+    if request.windows(5).any(|w| w == b"HEAD ") {
+        assert!(
+            answers.is_empty() || answers.starts_with(b"HTTP/1.1 "),
+            "the exchange sent what is not an HTTP answer: {:?}",
+            String::from_utf8_lossy(&answers[..answers.len().min(200)])
+        );
+        no_panic_anywhere();
+        return;
+    }
     // Whatever it sent is HTTP answers, one after the other.
     let mut buf = answers;
     while !buf.is_empty() {
