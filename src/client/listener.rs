@@ -419,9 +419,9 @@ impl Inner {
             let keep = match Message::from_json(&raw) {
                 Ok(m) => {
                     let own_answer = m.header.kind == MessageKind::Response
-                        && (m.header.label == Some(self.label)
-                            || m.header.label == Some(message::WAKE_LABEL));
+                        && m.header.label == Some(self.label);
                     !own_answer
+                        && !message::is_wake_up(&m.header)
                         && self
                             .recent
                             .lock()
@@ -434,7 +434,7 @@ impl Inner {
                 unread.push(raw);
             }
         }
-        unread.retain(|raw| crate::wire::message::header_of(raw).is_ok());
+        unread.retain(|raw| message::header_of(raw).is_ok());
         if unread.is_empty() {
             return Ok(());
         }
@@ -536,9 +536,7 @@ impl Inner {
     pub(crate) async fn deliver(&self, raw: String) {
         let mut parsed = None;
         if let Ok(message) = Message::from_json(&raw) {
-            if message.header.kind == MessageKind::Response
-                && message.header.label == Some(message::WAKE_LABEL)
-            {
+            if message::is_wake_up(&message.header) {
                 return; // a closed client's wake-up (see message::wake_message)
             }
             if !self

@@ -26,9 +26,6 @@ use uuid::Uuid;
 
 use crate::wire::ids::EntityId;
 
-/// The answer header that names a listen stream.
-pub(crate) const LISTEN_ID_HEADER: &str = "academy-listen-id";
-
 /// The open listen streams of a server, by name.
 #[derive(Default)]
 pub(crate) struct ListenStops {

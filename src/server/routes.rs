@@ -23,15 +23,12 @@ use crate::server::auth::{AuthError, Authenticator, ClientInfo};
 use crate::server::backend::model::{BackendError, Client, MailboxStatus};
 use crate::server::backend::Store;
 use crate::server::body::{PeerSocket, ServerBody};
-use crate::server::listen_stop::{ListenStops, LISTEN_ID_HEADER};
+use crate::server::listen_stop::ListenStops;
 use crate::server::metrics::{self, Metrics};
+use crate::wire::headers::{DEDUP_HEADER, LISTEN_ID_HEADER};
 use crate::wire::ids::EntityId;
 use crate::wire::message::Message;
 use crate::wire::pyjson;
-
-/// The answer header that says this exchange drops repeated messages
-/// (the same name the client looks for).
-const DEDUP_HEADER: &str = "academy-dedup";
 
 pub(crate) struct App {
     pub(crate) store: Store,

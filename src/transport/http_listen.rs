@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, Status};
 use crate::transport::http::{HttpTransport, Kind, Method};
 use crate::transport::mailbox::{Inbound, NextMessage};
+use crate::wire::headers::LISTEN_ID_HEADER;
 use crate::wire::ids::EntityId;
 use crate::wire::sse::SseParser;
 
@@ -71,9 +72,6 @@ impl HttpTransport {
         }
     }
 }
-
-/// The answer header of our exchange that names a listen stream.
-const LISTEN_ID_HEADER: &str = "academy-listen-id";
 
 /// One listen stream, read until the server ends it or it fails.
 struct SseInbound {

@@ -319,9 +319,7 @@ impl HybridTransport {
     /// Puts messages back at the head of `id`'s Redis queue, in their
     /// order (where a restarted receiver looks first).
     pub async fn requeue(&self, id: &EntityId, messages: &[String]) -> Result<()> {
-        let store = &self.shared.store;
-        let items: Vec<Vec<u8>> = messages.iter().map(|m| m.clone().into_bytes()).collect();
-        store.push_front(&store.layout.queue(&id.uid), &items).await
+        self.shared.store.requeue(id, messages).await
     }
 
     pub async fn inbound(&self, id: &EntityId) -> Result<Box<dyn Inbound>> {

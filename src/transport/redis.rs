@@ -245,10 +245,7 @@ impl RedisTransport {
 
     /// Puts messages back at the head of `id`'s queue, in their order.
     pub async fn requeue(&self, id: &EntityId, messages: &[String]) -> Result<()> {
-        let items: Vec<Vec<u8>> = messages.iter().map(|m| m.clone().into_bytes()).collect();
-        self.store
-            .push_front(&self.store.layout.queue(&id.uid), &items)
-            .await
+        self.store.requeue(id, messages).await
     }
 
     pub async fn inbound(&self, id: &EntityId) -> Result<Box<dyn Inbound>> {

@@ -427,6 +427,12 @@ impl RedisStore {
         .await
     }
 
+    /// Puts messages back at the head of `id`'s queue, in their order.
+    pub async fn requeue(&self, id: &EntityId, messages: &[String]) -> Result<()> {
+        let items: Vec<Vec<u8>> = messages.iter().map(|m| m.as_bytes().to_vec()).collect();
+        self.push_front(&self.layout.queue(&id.uid), &items).await
+    }
+
     /// Puts items back at the head of a queue, in their order.
     pub async fn push_front(&self, queue: &str, items: &[Vec<u8>]) -> Result<()> {
         if items.is_empty() {

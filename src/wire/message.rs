@@ -322,6 +322,11 @@ pub fn wake_message(id: &EntityId) -> Result<String> {
     Message::create(id.clone(), id.clone(), success_body(), Some(WAKE_LABEL)).map(|m| m.to_json())
 }
 
+/// Whether a message is a wake-up ([`wake_message`]), which receivers drop.
+pub fn is_wake_up(header: &Header) -> bool {
+    header.kind == MessageKind::Response && header.label == Some(WAKE_LABEL)
+}
+
 /// `{"kind": "success-response"}`.
 pub fn success_body() -> Value {
     json!({"kind": "success-response"})

@@ -42,7 +42,7 @@ const MAX_BODY_READ: usize = 256 * 1024;
 /// tag it has already taken for the same mailbox (libacademy's exchange
 /// sends it; academy-py's does not), so that a message whose answer was
 /// lost may be sent again without being delivered twice.
-pub const DEDUP_HEADER: &str = "academy-dedup";
+pub use crate::wire::headers::DEDUP_HEADER;
 
 /// An answer: status, body and the few headers the client acts on.
 #[derive(Debug, Default)]
