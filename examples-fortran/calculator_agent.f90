@@ -1,7 +1,9 @@
 !> An agent written in Fortran: registers "examples.FortranCalculator" on
 !> the exchange, prints its agent id, and serves until a user asks it to
-!> shut down. Its actions: add(a, b), echo(x), fail(why) and calls() (how
-!> many requests it handled before, counted through user_data).
+!> shut down. Its actions: add(a, b), echo(x), fail(why), calls() (how
+!> many requests it handled before, counted through user_data), wait()
+!> (works until its caller cancels it, at most 10 s) and cancelled() (how
+!> many waits saw their caller cancel).
 !>
 !>   calculator_agent EXCHANGE_URL
 module calculator_actions
@@ -11,6 +13,18 @@ module calculator_actions
   implicit none
   private
   public :: calculator
+
+  !> How many wait() requests saw their caller cancel them.
+  integer :: cancelled_waits = 0
+
+  interface
+    !> POSIX usleep(3), for wait()'s pauses between its checks.
+    function usleep(microseconds) bind(C, name="usleep") result(status)
+      import :: c_int
+      integer(c_int), value :: microseconds
+      integer(c_int) :: status
+    end function usleep
+  end interface
 
 contains
 
@@ -47,12 +61,39 @@ contains
     case ('calls')
       write (text, '(i0)') calls
       call reply_ok(trim(text))
+    case ('wait')
+      call wait_until_cancelled()
+    case ('cancelled')
+      write (text, '(i0)') cancelled_waits
+      call reply_ok(trim(text))
     case default
       call reply_error('the Fortran calculator has no action named "' // name // '"')
     end select
     calls = calls + 1
 
   contains
+
+    !> A long computation that stops early once its caller gave up: every
+    !> 50 ms it asks academy_reply_cancelled. A cancelled reply is still
+    !> completed; the library answers that with ACADEMY_ERR_CLOSED.
+    subroutine wait_until_cancelled()
+      logical :: cancelled
+      integer :: turn
+      cancelled = .false.
+      do turn = 1, 200
+        if (academy_reply_cancelled(reply, cancelled) /= ACADEMY_OK) exit
+        if (cancelled) exit
+        if (usleep(50000_c_int) /= 0) exit
+      end do
+      if (cancelled) then
+        cancelled_waits = cancelled_waits + 1
+        if (academy_reply_ok(reply, 'null') /= ACADEMY_ERR_CLOSED) then
+          write (error_unit, '(a)') 'wait: a cancelled reply was not closed'
+        end if
+      else
+        call reply_error('wait was not cancelled within 10 s')
+      end if
+    end subroutine wait_until_cancelled
 
     subroutine reply_ok(result_json)
       character(len=*), intent(in) :: result_json

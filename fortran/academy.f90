@@ -122,6 +122,7 @@ module academy
   public :: academy_client_request, academy_client_action, academy_client_ping
   public :: academy_client_shutdown_agent
   public :: academy_agent_serve, academy_agent_stop, academy_reply_ok, academy_reply_error
+  public :: academy_reply_cancelled
   public :: academy_message_new, academy_message_response, academy_action_request_body
   public :: academy_message_result, academy_user_id_new, academy_agent_id_new
   public :: academy_exchange_spawn, academy_exchange_url, academy_exchange_stop, academy_exchange_free
@@ -407,6 +408,13 @@ module academy
       character(kind=c_char), intent(in) :: message(*)
       integer(c_int) :: status
     end function c_reply_error
+
+    function c_reply_cancelled(reply, cancelled) bind(C, name="academy_reply_cancelled") result(status)
+      import :: c_ptr, c_int, c_bool
+      type(c_ptr), value :: reply
+      logical(c_bool), intent(out) :: cancelled
+      integer(c_int) :: status
+    end function c_reply_cancelled
 
     function c_message_new(src_json, dest_json, body_json, out) bind(C, name="academy_message_new") result(status)
       import :: c_ptr, c_int, c_char
@@ -1116,6 +1124,21 @@ contains
     integer(c_int) :: status
     status = c_reply_error(reply, c_str(message))
   end function academy_reply_error
+
+  !> Sets cancelled to whether the request of reply was answered without
+  !> it: its caller cancelled it, serving ended, or its mailbox was
+  !> terminated. A long handler may ask now and then and stop early; it
+  !> still completes the reply (which then answers ACADEMY_ERR_CLOSED).
+  !> ACADEMY_ERR_CLOSED if reply was completed already.
+  function academy_reply_cancelled(reply, cancelled) result(status)
+    type(c_ptr), intent(in) :: reply
+    logical, intent(out) :: cancelled
+    integer(c_int) :: status
+    logical(c_bool) :: answered
+    answered = .false.
+    status = c_reply_cancelled(reply, answered)
+    cancelled = answered
+  end function academy_reply_cancelled
 
   ! ---- messages (no network) ----
 

@@ -536,6 +536,78 @@ func TestServeQueueEndsWithItsContext(t *testing.T) {
 	}
 }
 
+// waitingAgent serves agent through ServeQueueContext; its "wait" action
+// works until its ctx ends (at most 10 s) and reports how it ended.
+func waitingAgent(t *testing.T, agent *Client) (started chan struct{}, ended chan error, served chan error) {
+	q, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	started, ended, served = make(chan struct{}, 1), make(chan error, 1), make(chan error, 1)
+	handler := func(ctx context.Context, action string, args, kwargs json.RawMessage) (any, error) {
+		started <- struct{}{}
+		select {
+		case <-ctx.Done():
+			ended <- ctx.Err()
+		case <-time.After(10 * time.Second):
+			ended <- errors.New("the handler's ctx did not end within 10 s")
+		}
+		return "late", nil
+	}
+	go func() { served <- agent.ServeQueueContext(context.Background(), q, handler) }()
+	return started, ended, served
+}
+
+func TestAContextHandlerStopsWhenItsRequestIsAnsweredWithoutIt(t *testing.T) {
+	// The mailbox terminated: the caller is told so, the handler's ctx
+	// ends, and serving returns ErrMailboxTerminated.
+	user, agent, reg := userAndAgent(t, nil, "gotest.Cancelled", "")
+	id := agentID(t, reg)
+	started, ended, served := waitingAgent(t, agent)
+	called := make(chan error, 1)
+	go func() {
+		_, err := user.Action(id, "wait", nil, nil, 30*time.Second)
+		called <- err
+	}()
+	<-started
+	if err := user.Terminate(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("terminate: the handler's ctx: %v", err)
+	}
+	if err := <-called; !errors.Is(err, ErrMailboxTerminated) {
+		t.Fatalf("terminate: the caller got %v", err)
+	}
+	if err := <-served; !errors.Is(err, ErrMailboxTerminated) {
+		t.Fatalf("terminate: serving ended with %v", err)
+	}
+
+	// Serving stopped: the handler's ctx ends too, and serving returns nil
+	// once the handler has returned.
+	user2, agent2, reg2 := userAndAgent(t, nil, "gotest.Stopped", "")
+	id2 := agentID(t, reg2)
+	started, ended, served = waitingAgent(t, agent2)
+	go func() {
+		_, err := user2.Action(id2, "wait", nil, nil, 30*time.Second)
+		called <- err
+	}()
+	<-started
+	if err := agent2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("stop: the handler's ctx: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("stop: serving ended with %v", err)
+	}
+	if err := <-called; err == nil {
+		t.Fatal("stop: the caller got the late answer")
+	}
+}
+
 // osThreads is this process's thread count (Linux).
 func osThreads(t *testing.T) int {
 	status, err := os.ReadFile("/proc/self/status")

@@ -431,9 +431,23 @@ type request struct {
 	reply        *C.struct_academy_reply
 }
 
+// ContextHandler serves one action as a Handler does, and is told when to
+// give up: ctx is done once the request was answered without it (its
+// caller cancelled it, serving ended, or the mailbox was terminated), as
+// academy-py cancels a running action then, or when the ctx given to
+// ServeQueueContext ends. What the handler returns after that is dropped.
+type ContextHandler func(ctx context.Context, action string, args, kwargs json.RawMessage) (any, error)
+
+// cancelCheck is how often a ContextHandler's request is checked for
+// having been answered without it (academy_reply_cancelled): the library
+// has no event for it, and a check is one short C call.
+const cancelCheck = 50 * time.Millisecond
+
 // serving is one ServeQueue in progress.
 type serving struct {
-	handler Handler
+	ctx     context.Context // ServeQueue's
+	handler ContextHandler
+	watch   bool           // the handler uses its ctx: check for cancellation
 	running sync.WaitGroup // handlers still running
 	ended   chan error     // room for one: the ENDED event or Close
 }
@@ -443,20 +457,63 @@ func (s *serving) handle(req request) {
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
-		result, err := s.call(req)
+		ctx, unwatch := s.watchCancel(req.reply)
+		result, err := s.call(ctx, req)
+		unwatch() // before the reply is completed, which frees it
 		inC(func() struct{} { complete(req.reply, result, err); return struct{}{} })
 	}()
 }
 
+// watchCancel gives a handler the context that ends when its request is
+// answered without it; unwatch stops the check and ends the context.
+func (s *serving) watchCancel(reply *C.struct_academy_reply) (ctx context.Context, unwatch func()) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	if !s.watch {
+		return ctx, cancel
+	}
+	returned, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		tick := time.NewTicker(cancelCheck)
+		defer tick.Stop()
+		for {
+			select {
+			case <-returned:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if replyCancelled(reply) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		close(returned)
+		<-watched
+		cancel()
+	}
+}
+
+// replyCancelled asks whether a reply's request was answered without it.
+// The reply is live: it is completed only after its watch ended.
+func replyCancelled(reply *C.struct_academy_reply) bool {
+	var answered C.bool
+	status := inC(func() C.enum_academy_status { return C.academy_reply_cancelled(reply, &answered) })
+	return status != C.ACADEMY_OK || bool(answered)
+}
+
 // call runs the handler; a panic becomes the error the caller sees, as
 // net/http keeps a panicking handler from taking the server down.
-func (s *serving) call(req request) (result any, err error) {
+func (s *serving) call(ctx context.Context, req request) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic in the Go handler of %s: %v", req.action, p)
 		}
 	}()
-	return s.handler(req.action, req.args, req.kwargs)
+	return s.handler(ctx, req.action, req.args, req.kwargs)
 }
 
 // complete answers a request with the handler's result or error.
@@ -490,7 +547,23 @@ func complete(reply *C.struct_academy_reply, result any, err error) {
 // running have returned; requests still unanswered when serving ended
 // get ActionCancelledError.
 func (c *Client) ServeQueue(ctx context.Context, q *Queue, handler Handler) error {
-	s := &serving{handler: handler, ended: make(chan error, 1)}
+	plain := func(_ context.Context, action string, args, kwargs json.RawMessage) (any, error) {
+		return handler(action, args, kwargs)
+	}
+	return c.serveQueue(ctx, q, plain, false)
+}
+
+// ServeQueueContext is ServeQueue for a handler that stops early when its
+// request is answered without it: each handler's ctx ends when its caller
+// cancelled the request, serving ended (Stop, Close, a terminated
+// mailbox) or ctx ended. A goroutine per running handler checks for that
+// every 50 ms (academy_reply_cancelled).
+func (c *Client) ServeQueueContext(ctx context.Context, q *Queue, handler ContextHandler) error {
+	return c.serveQueue(ctx, q, handler, true)
+}
+
+func (c *Client) serveQueue(ctx context.Context, q *Queue, handler ContextHandler, watch bool) error {
+	s := &serving{ctx: ctx, handler: handler, watch: watch, ended: make(chan error, 1)}
 	_, err := q.start(
 		func(t uint64) { q.servings[t] = s },
 		func(t uint64) { delete(q.servings, t) },

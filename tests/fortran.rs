@@ -142,6 +142,9 @@ fn a_python_user_calls_a_fortran_agent() {
         assert_eq!(py.line(), "calls 5");
         assert_eq!(py.line(), "ping True");
         assert_eq!(py.line(), "discover True");
+        assert_eq!(py.line(), "wait cancelled");
+        // The handler saw its caller cancel, well before its own 10 s.
+        assert_eq!(py.line(), "cancelled 1");
         assert_eq!(py.line(), "done");
         assert!(py.wait(Duration::from_secs(30)));
 
@@ -157,7 +160,7 @@ fn a_python_user_calls_a_fortran_agent() {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
-        assert_eq!(stderr, "calculator: shut down after 6 requests\n");
+        assert_eq!(stderr, "calculator: shut down after 8 requests\n");
     }
 }
 

@@ -611,6 +611,7 @@ fn every_ccall_matches_the_header() {
         "academy_agent_serve_queue",
         "academy_reply_ok",
         "academy_reply_error",
+        "academy_reply_cancelled",
         "academy_exchange_spawn",
     ] {
         assert!(

@@ -128,10 +128,11 @@ fn messages_arrive_unchanged_and_errors_map() {
             "the message must arrive byte for byte"
         );
 
-        // Timeouts: 0 returns at once, a positive one on time.
+        // Timeouts: 0 returns at once (the bound leaves room for a busy CI
+        // machine), a positive one on time.
         let start = Instant::now();
         expect_err(agent.recv(0.0), ACADEMY_ERR_TIMEOUT);
-        assert!(start.elapsed() < Duration::from_millis(100));
+        assert!(start.elapsed() < Duration::from_millis(500));
         let start = Instant::now();
         let msg = expect_err(agent.recv(0.3), ACADEMY_ERR_TIMEOUT);
         let waited = start.elapsed();

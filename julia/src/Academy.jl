@@ -24,7 +24,7 @@ export Factory, Client, Exchange, Queue, Call, Serving, AcademyError,
        user_client, agent_client, register_agent, mailbox_id, send_message, recv_message,
        status, terminate, discover, action, ping, request, shutdown_agent, close!,
        spawn_exchange, url, version, status_str, status_name, message_new,
-       action_async, ping_async, request_async, listen, serve, stop
+       action_async, ping_async, request_async, listen, serve, stop, cancelled
 
 const lib = let path = get(ENV, "LIBACADEMY", "")
     built = normpath(joinpath(@__DIR__, "..", "..", "target", "release", "libacademy." * dlext))
@@ -453,7 +453,27 @@ struct Serving
 end
 Base.wait(s::Serving) = fetch(s.task)
 
+"""
+    cancelled() -> Bool
+
+Inside a handler run by `serve` (in its own task, not in tasks it starts):
+whether its request was answered without it (`academy_reply_cancelled`):
+the caller cancelled it, serving ended, or the mailbox was terminated.
+academy-py cancels a running action then; a Julia handler cannot be
+interrupted, so a long one may ask now and then and return early (what it
+returns is dropped). Throws `ArgumentError` outside a handler.
+"""
+function cancelled()
+    reply = get(task_local_storage(), :academy_reply, nothing)
+    reply === nothing && throw(ArgumentError("cancelled() asks about the request of a handler run by serve"))
+    flag = Ref{Bool}(false)
+    check(ccall((:academy_reply_cancelled, lib), Cint, (Ptr{Cvoid}, Ref{Bool}), reply, flag))
+    flag[]
+end
+
 function answer(handler, e::AcademyEvent)
+    # The reply stays open (and live) until the handler returns: cancelled() reads it.
+    task_local_storage(:academy_reply, e.reply)
     result = try
         handler(e.action, something(e.args_json, "[]"), something(e.kwargs_json, "{}"))
     catch err

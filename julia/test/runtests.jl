@@ -64,6 +64,27 @@ end
         @test_throws AcademyError action_async(user, id, "add"; queue=q)
     end
 
+    @testset "a handler sees its request cancelled" begin
+        agent = agent_client(factory, register_agent(user, "[\"Waiter\"]"))
+        id = mailbox_id(agent)
+        seen = Channel{Bool}(1)
+        serving = serve(agent) do action, args, kwargs
+            started = time()
+            while !cancelled() && time() - started < 10
+                sleep(0.05)
+            end
+            put!(seen, cancelled())
+            "null"
+        end
+        call = action_async(user, id, "wait"; timeout_s=30)
+        sleep(0.5)
+        terminate(user, id)
+        @test take!(seen)
+        @test_throws AcademyError fetch(call)
+        @test wait(serving) == ACADEMY_ERR_MAILBOX_TERMINATED
+        @test_throws ArgumentError cancelled()
+    end
+
     @testset "listen" begin
         agent = agent_client(factory, register_agent(user, "[\"Listener\"]"))
         id = mailbox_id(agent)

@@ -49,6 +49,15 @@ async def main(url: str, agent_json: str) -> int:
         out('ping', (await handle.ping()) > 0)
         found = await client.discover('examples.FortranCalculator')
         out('discover', any(f.uid == aid.uid for f in found))
+        # Cancelling the call sends the agent a CancelRequest; its handler
+        # sees it through academy_reply_cancelled and stops early. The
+        # agent serves one request at a time, so cancelled() runs after.
+        try:
+            await asyncio.wait_for(handle.wait(), 0.5)
+            out('wait', 'answered')
+        except asyncio.TimeoutError:
+            out('wait', 'cancelled')
+        out('cancelled', await handle.cancelled())
         await handle.shutdown()
         out('done')
     return 0
