@@ -73,43 +73,7 @@ fn c_calls_a_python_agent_launched_by_academys_manager() {
         let factory = Factory::new(&url, None).unwrap();
         let user = Arc::new(factory.user(None).unwrap());
 
-        assert_eq!(
-            user.action(&agent, "add", Some("[2, 3]"), None, 30.0)
-                .unwrap(),
-            "5"
-        );
-        assert_eq!(
-            user.action(&agent, "add", None, Some(r#"{"a": 1.5, "b": 2}"#), 30.0)
-                .unwrap(),
-            "3.5"
-        );
-        let nested = json!({"k": [1, {"deep": [null, true]}], "s": "hé", "f": 1.5, "n": null});
-        let echoed = user
-            .action(
-                &agent,
-                "echo",
-                Some(&json!([nested]).to_string()),
-                None,
-                30.0,
-            )
-            .unwrap();
-        assert_eq!(parse(&echoed), nested);
-        let failure = expect_err(
-            user.action(&agent, "fail", None, None, 30.0),
-            ACADEMY_ERR_REMOTE,
-        );
-        assert!(
-            failure.contains("ValueError: boom") && failure.contains("Traceback"),
-            "{failure}"
-        );
-        let unknown = expect_err(
-            user.action(&agent, "nope", None, None, 30.0),
-            ACADEMY_ERR_REMOTE,
-        );
-        assert!(
-            unknown.contains("does not have an action named"),
-            "{unknown}"
-        );
+        calls_the_python_calc(&user, &agent, "hé");
         let mut rtts: Vec<f64> = (0..50).map(|_| user.ping(&agent, 30.0).unwrap()).collect();
         assert!(rtts.iter().all(|r| *r > 0.0));
         rtts.sort_by(f64::total_cmp);
@@ -119,28 +83,7 @@ fn c_calls_a_python_agent_launched_by_academys_manager() {
         );
 
         // 100 calls in flight from 4 threads on one client.
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let (user, agent) = (user.clone(), agent.clone());
-                std::thread::spawn(move || {
-                    let calls: Vec<_> = (0..25).map(|i| (t * 100 + i) as f64).collect();
-                    calls
-                        .iter()
-                        .map(|x| {
-                            let r = user
-                                .action(&agent, "slow", Some(&format!("[{x}, 0.05]")), None, 60.0)
-                                .unwrap();
-                            (parse(&r).as_f64().unwrap(), *x)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for t in threads {
-            for (got, want) in t.join().unwrap() {
-                assert_eq!(got, want);
-            }
-        }
+        calls_the_python_calc_from_four_threads(&user, &agent, 25);
 
         user.shutdown_agent(&agent, -1).unwrap();
         assert!(

@@ -6,7 +6,9 @@
 pub mod agent;
 pub mod capi;
 pub mod procs;
+pub mod python_calc;
 
 pub use agent::*;
 pub use capi::*;
 pub use procs::*;
+pub use python_calc::*;

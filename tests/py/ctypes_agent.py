@@ -7,7 +7,6 @@ Usage: ctypes_agent.py PATH/TO/libacademy.so
 
 import ctypes
 import json
-import os
 import sys
 import threading
 

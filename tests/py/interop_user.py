@@ -23,37 +23,42 @@ def out(*parts) -> None:
     print(*parts, flush=True)
 
 
+async def check_agent(client, aid: AgentId, agent_class: str) -> None:
+    """The checks of a C agent through academy's Handle, one line each;
+    tests/py/redis_peer.py makes the same on the Redis and hybrid exchanges."""
+    handle = Handle(aid, request_serializer=SerializationStrategy.JSON)
+    out('add', await handle.add(2, 3))
+    out('echo', json.dumps(await handle.echo({'k': [1, 'h\u00e9', None, 1.5]}), sort_keys=True))
+    out('kwargs', await handle.add(a=40, b=2))
+    try:
+        await handle.fail('it broke')
+        out('fail', 'no exception')
+    except AcademyRemoteError as e:
+        out('fail', type(e).__name__, str(e))
+    start = time.monotonic()
+    results = await asyncio.gather(*(handle.slow(i) for i in range(8)))
+    out('concurrent', results == list(range(8)), round(time.monotonic() - start, 1) < 1.5)
+    out('ping', (await handle.ping()) > 0)
+    pickled = Handle(aid, request_serializer=SerializationStrategy.PICKLE)
+    try:
+        await asyncio.wait_for(pickled.add(1, 2), 10)
+        out('pickle', 'no exception')
+    except asyncio.TimeoutError:
+        out('pickle', 'hang')
+    except Exception as e:  # noqa: BLE001
+        out('pickle', type(e).__name__, str(e))
+    found = await client.discover(agent_class)
+    out('discover', any(f.uid == aid.uid for f in found))
+
+
 async def main(url: str, agent_json: str, agent_class: str) -> int:
     factory = HttpExchangeFactory(url)
     async with await factory.create_user_client() as client:
         aid = AgentId.model_validate_json(agent_json)
-        handle = Handle(aid, request_serializer=SerializationStrategy.JSON)
-        out('add', await handle.add(2, 3))
-        out('echo', json.dumps(await handle.echo({'k': [1, 'h\u00e9', None, 1.5]}), sort_keys=True))
-        out('kwargs', await handle.add(a=40, b=2))
-        try:
-            await handle.fail('it broke')
-            out('fail', 'no exception')
-        except AcademyRemoteError as e:
-            out('fail', type(e).__name__, str(e))
-        start = time.monotonic()
-        results = await asyncio.gather(*(handle.slow(i) for i in range(8)))
-        out('concurrent', results == list(range(8)), round(time.monotonic() - start, 1) < 1.5)
-        out('ping', (await handle.ping()) > 0)
-        pickled = Handle(aid, request_serializer=SerializationStrategy.PICKLE)
-        try:
-            await asyncio.wait_for(pickled.add(1, 2), 10)
-            out('pickle', 'no exception')
-        except asyncio.TimeoutError:
-            out('pickle', 'hang')
-        except Exception as e:  # noqa: BLE001
-            out('pickle', type(e).__name__, str(e))
-        found = await client.discover(agent_class)
-        out('discover', any(f.uid == aid.uid for f in found))
-        await handle.shutdown()
+        await check_agent(client, aid, agent_class)
+        await Handle(aid).shutdown()
         out('done')
     return 0
-
 
 if __name__ == '__main__':
     exit_when_parent_goes()

@@ -17,11 +17,12 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 
+import interop_agent
+from interop_user import check_agent, out
 from parent_watch import exit_when_parent_goes
 
-from academy.agent import Agent, action
+from academy.agent import Agent
 from academy.exception import AcademyRemoteError
 from academy.exchange import HybridExchangeFactory, RedisExchangeFactory
 from academy.exchange.hybrid import HybridAgentRegistration, base32_to_uuid
@@ -33,31 +34,12 @@ from academy.message import Header, Message
 from academy.serialize import SerializationStrategy
 
 
-class Calc(Agent):
-    @action
-    async def add(self, a, b):
-        return a + b
-
-    @action
-    async def echo(self, x):
-        return x
-
-    @action
-    async def fail(self):
-        raise ValueError('boom')
-
-    @action
-    async def slow(self, x, seconds):
-        await asyncio.sleep(seconds)
-        return x
+class Calc(interop_agent.Calc):
+    """The calculator of interop_agent.py, discovered as __main__.Calc."""
 
 
 class Spare(Agent):
     pass
-
-
-def out(*parts) -> None:
-    print(*parts, flush=True)
 
 
 def factory(kind, port, namespace):
@@ -85,29 +67,8 @@ async def run_agent(kind, port, namespace):
 async def run_user(kind, port, namespace, agent_json, agent_class):
     async with await factory(kind, port, namespace).create_user_client(name='py-user') as client:
         aid = AgentId.model_validate_json(agent_json)
+        await check_agent(client, aid, agent_class)
         handle = Handle(aid, request_serializer=SerializationStrategy.JSON)
-        out('add', await handle.add(2, 3))
-        out('echo', json.dumps(await handle.echo({'k': [1, 'h\u00e9', None, 1.5]}), sort_keys=True))
-        out('kwargs', await handle.add(a=40, b=2))
-        try:
-            await handle.fail('it broke')
-            out('fail', 'no exception')
-        except AcademyRemoteError as e:
-            out('fail', type(e).__name__, str(e))
-        start = time.monotonic()
-        results = await asyncio.gather(*(handle.slow(i) for i in range(8)))
-        out('concurrent', results == list(range(8)), round(time.monotonic() - start, 1) < 1.5)
-        out('ping', (await handle.ping()) > 0)
-        pickled = Handle(aid, request_serializer=SerializationStrategy.PICKLE)
-        try:
-            await asyncio.wait_for(pickled.add(1, 2), 10)
-            out('pickle', 'no exception')
-        except asyncio.TimeoutError:
-            out('pickle', 'hang')
-        except Exception as e:  # noqa: BLE001
-            out('pickle', type(e).__name__, str(e))
-        found = await client.discover(agent_class)
-        out('discover', any(f.uid == aid.uid for f in found))
         out('status', (await client.status(aid)).name)
         if kind == 'redis':
             stats = await handle.agent_stats()

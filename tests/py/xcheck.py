@@ -12,10 +12,8 @@ import sys
 
 from parent_watch import exit_when_parent_goes
 
-from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.exchange.cloud.client import HttpExchangeTransport
 from academy.exchange.cloud.client import _HttpConnectionInfo
-from academy.identifier import AgentId, UserId
 from academy.message import Message, PingRequest
 from pydantic import TypeAdapter
 from academy.identifier import EntityId
@@ -45,7 +43,6 @@ async def main() -> int:
         print(message.model_dump_json(), flush=True)
         await transport.close()
     elif mode == 'discover':
-        factory = HttpExchangeFactory(url)
         console_transport = await HttpExchangeTransport.new(
             connection_info=info, auth_method=None,
         )
