@@ -22,9 +22,10 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use crate::server::backend::memory::{Backend, Batch, Mailbox};
+use crate::server::backend::model::Shutdown;
 use crate::server::backend::redis::{Received, RedisBackend};
 use crate::server::listen_stop::ListenStop;
-use crate::server::metrics::OpenStream;
+use crate::server::metrics::{Metrics, OpenStream};
 use crate::wire::ids::EntityId;
 
 /// aiohttp-sse's keep-alive comment interval.
@@ -72,8 +73,8 @@ impl Body for ServerBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ServerBody::Full(data) => data.is_none(),
-            ServerBody::Sse(stream) => stream.done,
-            ServerBody::RedisSse(stream) => stream.done,
+            ServerBody::Sse(stream) => stream.life.done,
+            ServerBody::RedisSse(stream) => stream.life.done,
         }
     }
 
@@ -138,31 +139,76 @@ where
     Bytes::from(frames)
 }
 
-/// The keep-alive comment, when its timer is due (then re-armed).
-fn poll_ping(ping: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> Option<Bytes> {
-    if ping.as_mut().poll(cx).is_pending() {
-        return None;
-    }
-    let next = tokio::time::Instant::now() + PING_INTERVAL;
-    ping.as_mut().reset(next);
-    // Register the new deadline with the waker.
-    let _ = ping.as_mut().poll(cx);
-    Some(Bytes::from_static(PING))
-}
-
-pub(crate) struct SseStream {
+/// What both listen streams keep besides their source of messages: the
+/// client's socket, the keep-alive timer, the two ways they are told to end
+/// (the client's stop, the server's shutdown) and their place in the
+/// metrics.
+struct StreamLife {
     peer: Option<PeerSocket>,
-    backend: Arc<Backend>,
-    mailbox: Arc<Mailbox>,
-    timeout: Duration,
-    idle: Pin<Box<Sleep>>,
     ping: Pin<Box<Sleep>>,
-    notified: Option<Pin<Box<OwnedNotified>>>,
     shutdown: Pin<Box<OwnedNotified>>,
     /// Set when the client asks for the stream to end.
     stop: ListenStop,
     done: bool,
     open: OpenStream,
+}
+
+impl StreamLife {
+    fn new(
+        shutdown: &Shutdown,
+        metrics: Option<&Arc<Metrics>>,
+        peer: Option<PeerSocket>,
+        stop: ListenStop,
+    ) -> Self {
+        let mut notified = Box::pin(shutdown.notify.clone().notified_owned());
+        notified.as_mut().enable();
+        StreamLife {
+            peer,
+            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            shutdown: notified,
+            stop,
+            done: false,
+            open: OpenStream::new(metrics),
+        }
+    }
+
+    /// Whether the client closed its side (see [`PeerSocket::closed`]).
+    fn client_gone(&self) -> bool {
+        self.peer.is_some_and(PeerSocket::closed)
+    }
+
+    /// Whether the server is stopping (`shutdown` is the backend's).
+    fn server_stopping(&mut self, shutdown: &Shutdown, cx: &mut Context<'_>) -> bool {
+        shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready()
+    }
+
+    /// The end of the stream.
+    fn end(&mut self) -> Poll<Option<Bytes>> {
+        self.done = true;
+        Poll::Ready(None)
+    }
+
+    /// The keep-alive comment, when its timer is due (then re-armed);
+    /// pending otherwise.
+    fn ping(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.ping.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + PING_INTERVAL;
+        self.ping.as_mut().reset(next);
+        // Register the new deadline with the waker.
+        let _ = self.ping.as_mut().poll(cx);
+        Poll::Ready(Some(Bytes::from_static(PING)))
+    }
+}
+
+pub(crate) struct SseStream {
+    backend: Arc<Backend>,
+    mailbox: Arc<Mailbox>,
+    timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    notified: Option<Pin<Box<OwnedNotified>>>,
+    life: StreamLife,
 }
 
 impl SseStream {
@@ -176,36 +222,28 @@ impl SseStream {
         peer: Option<PeerSocket>,
         stop: ListenStop,
     ) -> Self {
-        let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
-        shutdown.as_mut().enable();
         SseStream {
-            open: OpenStream::new(backend.metrics.as_ref()),
-            peer,
+            life: StreamLife::new(&backend.shutdown, backend.metrics.as_ref(), peer, stop),
             backend,
             mailbox,
             timeout,
             idle: Box::pin(tokio::time::sleep(timeout)),
-            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
             notified: None,
-            shutdown,
-            stop,
-            done: false,
         }
     }
 
     fn finish(&mut self) -> Poll<Option<Bytes>> {
-        self.done = true;
         self.notified = None;
-        Poll::Ready(None)
+        self.life.end()
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if self.done {
+        if self.life.done {
             return Poll::Ready(None);
         }
         loop {
             // Asked to end: nothing more is taken off the queue.
-            if self.stop.poll_stopped(cx) {
+            if self.life.stop.poll_stopped(cx) {
                 return self.finish();
             }
             // Register for a wake-up before looking at the queue, so that a
@@ -215,11 +253,8 @@ impl SseStream {
                 n.as_mut().enable();
                 n
             });
-            let peer = self.peer;
-            let Some(batch) = self
-                .mailbox
-                .take_batch(BATCH_BYTES, || !peer.is_some_and(PeerSocket::closed))
-            else {
+            let life = &self.life;
+            let Some(batch) = self.mailbox.take_batch(BATCH_BYTES, || !life.client_gone()) else {
                 return self.finish(); // the listener went away
             };
             match batch {
@@ -229,7 +264,7 @@ impl SseStream {
                     self.notified = None;
                     let deadline = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(deadline);
-                    self.open.delivered(messages.len());
+                    self.life.open.delivered(messages.len());
                     return Poll::Ready(Some(data_frames(messages.iter().map(|m| m.as_bytes()))));
                 }
                 Batch::Terminated => return self.finish(),
@@ -241,16 +276,13 @@ impl SseStream {
             }
             break;
         }
-        if self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
+        if self.life.server_stopping(&self.backend.shutdown, cx) {
             return self.finish();
         }
         if self.idle.as_mut().poll(cx).is_ready() {
             return self.finish();
         }
-        match poll_ping(&mut self.ping, cx) {
-            Some(ping) => Poll::Ready(Some(ping)),
-            None => Poll::Pending,
-        }
+        self.life.ping(cx)
     }
 }
 
@@ -259,17 +291,11 @@ impl SseStream {
 /// dropped (the client went away) while a receive is under way, the receive
 /// puts what it took back at the head of the queue.
 pub(crate) struct RedisSseStream {
-    peer: Option<PeerSocket>,
     backend: Arc<RedisBackend>,
     uid: EntityId,
     timeout: Duration,
     receiving: Option<tokio::sync::oneshot::Receiver<Received>>,
-    ping: Pin<Box<Sleep>>,
-    shutdown: Pin<Box<OwnedNotified>>,
-    /// Set when the client asks for the stream to end.
-    stop: ListenStop,
-    done: bool,
-    open: OpenStream,
+    life: StreamLife,
 }
 
 impl RedisSseStream {
@@ -283,33 +309,25 @@ impl RedisSseStream {
         peer: Option<PeerSocket>,
         stop: ListenStop,
     ) -> Self {
-        let mut shutdown = Box::pin(backend.shutdown.notify.clone().notified_owned());
-        shutdown.as_mut().enable();
         RedisSseStream {
-            open: OpenStream::new(backend.metrics.as_ref()),
-            peer,
+            life: StreamLife::new(&backend.shutdown, backend.metrics.as_ref(), peer, stop),
             backend,
             uid,
             timeout,
             receiving: None,
-            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
-            shutdown,
-            stop,
-            done: false,
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if self.done {
+        if self.life.done {
             return Poll::Ready(None);
         }
         // Asked to end: no new receive starts; one under way still hands
         // over what it took (the client reads the stream to its end), or
         // puts it back when dropped below.
-        let stopped = self.stop.poll_stopped(cx);
+        let stopped = self.life.stop.poll_stopped(cx);
         if stopped && self.receiving.is_none() {
-            self.done = true;
-            return Poll::Ready(None);
+            return self.life.end();
         }
         let receiving = self.receiving.get_or_insert_with(|| {
             let deadline = tokio::time::Instant::now() + self.timeout;
@@ -320,25 +338,20 @@ impl RedisSseStream {
             // Anything but a message (timeout, terminated, stopping, the
             // receive task lost) ends the stream.
             if let Ok(Ok(message)) = received {
-                if !self.peer.is_some_and(PeerSocket::closed) {
-                    self.open.delivered(1);
+                if !self.life.client_gone() {
+                    self.life.open.delivered(1);
                     return Poll::Ready(Some(data_frames([message.as_slice()])));
                 }
                 // Too late to deliver: back to the queue.
                 self.backend.unpop_later(&self.uid, message);
             }
-            self.done = true;
-            return Poll::Ready(None);
+            return self.life.end();
         }
-        if stopped || self.backend.shutdown.is_set() || self.shutdown.as_mut().poll(cx).is_ready() {
+        if stopped || self.life.server_stopping(&self.backend.shutdown, cx) {
             // Dropping the receive makes it put back what it takes.
             self.receiving = None;
-            self.done = true;
-            return Poll::Ready(None);
+            return self.life.end();
         }
-        match poll_ping(&mut self.ping, cx) {
-            Some(ping) => Poll::Ready(Some(ping)),
-            None => Poll::Pending,
-        }
+        self.life.ping(cx)
     }
 }
