@@ -3,19 +3,24 @@
 
 use std::path::Path;
 
+/// Runs every file of `dir` through `run`, in name order: the server
+/// target's inputs share one exchange, so an input's answer can depend on
+/// the ones before it (a mailbox one registers, another listens to), and
+/// the order must not change with the file system.
 fn replay(dir: &Path, run: fn(&[u8])) -> usize {
-    let mut n = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_file() {
-            run(&std::fs::read(&path).unwrap());
-            n += 1;
-        }
+    let mut files: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in &files {
+        run(&std::fs::read(path).unwrap());
     }
-    n
+    files.len()
 }
 
 #[test]
