@@ -36,6 +36,7 @@ static enum academy_status serve_go(struct academy_client *client, uintptr_t han
 import "C"
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -411,18 +412,46 @@ func (c *Client) ShutdownAgent(agentID string, terminate int) error {
 // value) or an error, which the caller sees as a remote exception.
 type Handler func(action string, args, kwargs json.RawMessage) (any, error)
 
+// servedBy is what Serve and ServeContext hand the library's threads.
+type servedBy struct {
+	handler ContextHandler
+	watch   bool // the handler uses its ctx: check for cancellation
+}
+
 //export goActionHandler
 func goActionHandler(userData unsafe.Pointer, action, args, kwargs *C.char, reply *C.struct_academy_reply) {
-	handler := cgo.Handle(uintptr(userData)).Value().(Handler)
-	result, err := handler(C.GoString(action), json.RawMessage(C.GoString(args)), json.RawMessage(C.GoString(kwargs)))
+	served := cgo.Handle(uintptr(userData)).Value().(servedBy)
+	ctx, unwatch := context.WithCancel(context.Background())
+	if served.watch {
+		ctx, unwatch = replyContext(context.Background(), reply)
+	}
+	result, err := callHandler(ctx, served.handler, C.GoString(action),
+		json.RawMessage(C.GoString(args)), json.RawMessage(C.GoString(kwargs)))
+	unwatch() // before the reply is completed, which frees it
 	complete(reply, result, err)
 }
 
 // Serve serves the agent of this client until it is shut down or Stop is
 // called; handlers run on library threads, up to the factory's
-// MaxConcurrency at once.
+// MaxConcurrency at once. A handler that panics answers its caller with
+// the panic as the error.
 func (c *Client) Serve(handler Handler) error {
-	h := cgo.NewHandle(handler)
+	plain := func(_ context.Context, action string, args, kwargs json.RawMessage) (any, error) {
+		return handler(action, args, kwargs)
+	}
+	return c.serve(servedBy{handler: plain})
+}
+
+// ServeContext is Serve for a handler that stops early when its request
+// is answered without it: each handler's ctx ends when its caller
+// cancelled the request, serving ended (Stop, Close, a terminated
+// mailbox), checked every 50 ms (academy_reply_cancelled).
+func (c *Client) ServeContext(handler ContextHandler) error {
+	return c.serve(servedBy{handler: handler, watch: true})
+}
+
+func (c *Client) serve(served servedBy) error {
+	h := cgo.NewHandle(served)
 	defer h.Delete()
 	return call(func() C.enum_academy_status { return C.serve_go(c.ptr, C.uintptr_t(h)) })
 }

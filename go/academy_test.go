@@ -536,14 +536,10 @@ func TestServeQueueEndsWithItsContext(t *testing.T) {
 	}
 }
 
-// waitingAgent serves agent through ServeQueueContext; its "wait" action
-// works until its ctx ends (at most 10 s) and reports how it ended.
-func waitingAgent(t *testing.T, agent *Client) (started chan struct{}, ended chan error, served chan error) {
-	q, err := NewQueue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
+// waitingAgent serves agent with a ContextHandler, through a queue
+// (ServeQueueContext) or on library threads (ServeContext); its "wait"
+// action works until its ctx ends (at most 10 s) and reports how it ended.
+func waitingAgent(t *testing.T, agent *Client, queued bool) (started chan struct{}, ended chan error, served chan error) {
 	started, ended, served = make(chan struct{}, 1), make(chan error, 1), make(chan error, 1)
 	handler := func(ctx context.Context, action string, args, kwargs json.RawMessage) (any, error) {
 		started <- struct{}{}
@@ -555,56 +551,88 @@ func waitingAgent(t *testing.T, agent *Client) (started chan struct{}, ended cha
 		}
 		return "late", nil
 	}
+	if !queued {
+		go func() { served <- agent.ServeContext(handler) }()
+		return started, ended, served
+	}
+	q, err := NewQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
 	go func() { served <- agent.ServeQueueContext(context.Background(), q, handler) }()
 	return started, ended, served
 }
 
 func TestAContextHandlerStopsWhenItsRequestIsAnsweredWithoutIt(t *testing.T) {
-	// The mailbox terminated: the caller is told so, the handler's ctx
-	// ends, and serving returns ErrMailboxTerminated.
-	user, agent, reg := userAndAgent(t, nil, "gotest.Cancelled", "")
-	id := agentID(t, reg)
-	started, ended, served := waitingAgent(t, agent)
-	called := make(chan error, 1)
-	go func() {
-		_, err := user.Action(id, "wait", nil, nil, 30*time.Second)
-		called <- err
-	}()
-	<-started
-	if err := user.Terminate(id); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-ended; !errors.Is(err, context.Canceled) {
-		t.Fatalf("terminate: the handler's ctx: %v", err)
-	}
-	if err := <-called; !errors.Is(err, ErrMailboxTerminated) {
-		t.Fatalf("terminate: the caller got %v", err)
-	}
-	if err := <-served; !errors.Is(err, ErrMailboxTerminated) {
-		t.Fatalf("terminate: serving ended with %v", err)
-	}
+	for _, queued := range []bool{true, false} {
+		// The mailbox terminated: the caller is told so, the handler's
+		// ctx ends, and serving returns ErrMailboxTerminated.
+		user, agent, reg := userAndAgent(t, nil, "gotest.Cancelled", "")
+		id := agentID(t, reg)
+		started, ended, served := waitingAgent(t, agent, queued)
+		called := make(chan error, 1)
+		go func() {
+			_, err := user.Action(id, "wait", nil, nil, 30*time.Second)
+			called <- err
+		}()
+		<-started
+		if err := user.Terminate(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("queued %v, terminate: the handler's ctx: %v", queued, err)
+		}
+		if err := <-called; !errors.Is(err, ErrMailboxTerminated) {
+			t.Fatalf("queued %v, terminate: the caller got %v", queued, err)
+		}
+		if err := <-served; !errors.Is(err, ErrMailboxTerminated) {
+			t.Fatalf("queued %v, terminate: serving ended with %v", queued, err)
+		}
 
-	// Serving stopped: the handler's ctx ends too, and serving returns nil
-	// once the handler has returned.
-	user2, agent2, reg2 := userAndAgent(t, nil, "gotest.Stopped", "")
-	id2 := agentID(t, reg2)
-	started, ended, served = waitingAgent(t, agent2)
-	go func() {
-		_, err := user2.Action(id2, "wait", nil, nil, 30*time.Second)
-		called <- err
-	}()
-	<-started
-	if err := agent2.Stop(); err != nil {
-		t.Fatal(err)
+		// Serving stopped: the handler's ctx ends too, and serving returns
+		// nil once the handler has returned.
+		user2, agent2, reg2 := userAndAgent(t, nil, "gotest.Stopped", "")
+		id2 := agentID(t, reg2)
+		started, ended, served = waitingAgent(t, agent2, queued)
+		go func() {
+			_, err := user2.Action(id2, "wait", nil, nil, 30*time.Second)
+			called <- err
+		}()
+		<-started
+		if err := agent2.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("queued %v, stop: the handler's ctx: %v", queued, err)
+		}
+		if err := <-served; err != nil {
+			t.Fatalf("queued %v, stop: serving ended with %v", queued, err)
+		}
+		if err := <-called; err == nil {
+			t.Fatalf("queued %v, stop: the caller got the late answer", queued)
+		}
 	}
-	if err := <-ended; !errors.Is(err, context.Canceled) {
-		t.Fatalf("stop: the handler's ctx: %v", err)
+}
+
+func TestAPanickingHandlerAnswersItsCallerWithTheError(t *testing.T) {
+	user, agent, reg := userAndAgent(t, nil, "gotest.Panics", "")
+	id := agentID(t, reg)
+	served := make(chan error, 1)
+	go func() {
+		served <- agent.Serve(func(action string, args, kwargs json.RawMessage) (any, error) {
+			panic("on purpose")
+		})
+	}()
+	_, err := user.Action(id, "boom", nil, nil, 10*time.Second)
+	if !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "panic in the Go handler of boom: on purpose") {
+		t.Fatalf("want the panic as a remote error, got %v", err)
+	}
+	if err := agent.Stop(); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-served; err != nil {
-		t.Fatalf("stop: serving ended with %v", err)
-	}
-	if err := <-called; err == nil {
-		t.Fatal("stop: the caller got the late answer")
+		t.Fatalf("serving after a panic ended with %v", err)
 	}
 }
 

@@ -465,12 +465,21 @@ func (s *serving) handle(req request) {
 }
 
 // watchCancel gives a handler the context that ends when its request is
-// answered without it; unwatch stops the check and ends the context.
+// answered without it (when the handler wants one); unwatch stops the
+// check and ends the context.
 func (s *serving) watchCancel(reply *C.struct_academy_reply) (ctx context.Context, unwatch func()) {
-	ctx, cancel := context.WithCancel(s.ctx)
 	if !s.watch {
-		return ctx, cancel
+		return context.WithCancel(s.ctx)
 	}
+	return replyContext(s.ctx, reply)
+}
+
+// replyContext is a context that ends when reply's request is answered
+// without it (checked every cancelCheck) or parent ends; unwatch stops the
+// check, waits for it, and ends the context. Call unwatch before the reply
+// is completed, which frees it.
+func replyContext(parent context.Context, reply *C.struct_academy_reply) (ctx context.Context, unwatch func()) {
+	ctx, cancel := context.WithCancel(parent)
 	returned, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -505,15 +514,19 @@ func replyCancelled(reply *C.struct_academy_reply) bool {
 	return status != C.ACADEMY_OK || bool(answered)
 }
 
-// call runs the handler; a panic becomes the error the caller sees, as
-// net/http keeps a panicking handler from taking the server down.
 func (s *serving) call(ctx context.Context, req request) (result any, err error) {
+	return callHandler(ctx, s.handler, req.action, req.args, req.kwargs)
+}
+
+// callHandler runs a handler; a panic becomes the error the caller sees,
+// as net/http keeps a panicking handler from taking the server down.
+func callHandler(ctx context.Context, handler ContextHandler, action string, args, kwargs json.RawMessage) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("panic in the Go handler of %s: %v", req.action, p)
+			err = fmt.Errorf("panic in the Go handler of %s: %v", action, p)
 		}
 	}()
-	return s.handler(ctx, req.action, req.args, req.kwargs)
+	return handler(ctx, action, args, kwargs)
 }
 
 // complete answers a request with the handler's result or error.
