@@ -492,7 +492,8 @@ end
 Serves the agent of `c` (as `academy_agent_serve_queue`): the library answers
 pings, shutdown and cancel requests; each action request runs
 `handler(action, args_json, kwargs_json)` in its own task, which returns the
-result as JSON text or throws (the caller gets a remote error). Returns at once.
+result as JSON text or throws (the caller gets a remote error); a long handler
+may ask `cancelled()` now and then and stop early. Returns at once.
 """
 function serve(handler, c::Client; queue::Union{Nothing,Queue}=nothing)
     q = queue === nothing ? shared_queue() : queue
