@@ -421,10 +421,7 @@ type servedBy struct {
 //export goActionHandler
 func goActionHandler(userData unsafe.Pointer, action, args, kwargs *C.char, reply *C.struct_academy_reply) {
 	served := cgo.Handle(uintptr(userData)).Value().(servedBy)
-	ctx, unwatch := context.WithCancel(context.Background())
-	if served.watch {
-		ctx, unwatch = replyContext(context.Background(), reply)
-	}
+	ctx, unwatch := handlerContext(context.Background(), reply, served.watch)
 	result, err := callHandler(ctx, served.handler, C.GoString(action),
 		json.RawMessage(C.GoString(args)), json.RawMessage(C.GoString(kwargs)))
 	unwatch() // before the reply is completed, which frees it

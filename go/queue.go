@@ -457,29 +457,23 @@ func (s *serving) handle(req request) {
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
-		ctx, unwatch := s.watchCancel(req.reply)
+		ctx, unwatch := handlerContext(s.ctx, req.reply, s.watch)
 		result, err := s.call(ctx, req)
 		unwatch() // before the reply is completed, which frees it
 		inC(func() struct{} { complete(req.reply, result, err); return struct{}{} })
 	}()
 }
 
-// watchCancel gives a handler the context that ends when its request is
-// answered without it (when the handler wants one); unwatch stops the
-// check and ends the context.
-func (s *serving) watchCancel(reply *C.struct_academy_reply) (ctx context.Context, unwatch func()) {
-	if !s.watch {
-		return context.WithCancel(s.ctx)
-	}
-	return replyContext(s.ctx, reply)
-}
-
-// replyContext is a context that ends when reply's request is answered
-// without it (checked every cancelCheck) or parent ends; unwatch stops the
-// check, waits for it, and ends the context. Call unwatch before the reply
-// is completed, which frees it.
-func replyContext(parent context.Context, reply *C.struct_academy_reply) (ctx context.Context, unwatch func()) {
+// handlerContext is the ctx a handler gets: with watch, one that ends
+// when reply's request is answered without it (checked every
+// cancelCheck) or parent ends; without, parent's child, which no check
+// ends. unwatch stops the check, waits for it and ends the context: call
+// it before the reply is completed, which frees it.
+func handlerContext(parent context.Context, reply *C.struct_academy_reply, watch bool) (ctx context.Context, unwatch func()) {
 	ctx, cancel := context.WithCancel(parent)
+	if !watch {
+		return ctx, cancel
+	}
 	returned, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watched)

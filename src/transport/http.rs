@@ -31,6 +31,7 @@ use crate::runtime;
 use crate::transport::auth;
 use crate::transport::http1;
 use crate::transport::mailbox::MailboxStatus;
+use crate::wire::headers::DEDUP_HEADER;
 use crate::wire::ids::EntityId;
 use crate::wire::message::ACADEMY_COMPAT_VERSION;
 
@@ -170,7 +171,7 @@ impl Reply {
             Reply::Read(a) => a.dedups,
             Reply::Streamed(r) => r
                 .headers()
-                .get(http1::DEDUP_HEADER)
+                .get(DEDUP_HEADER)
                 .is_some_and(|v| http1::answer::has_token(v.as_bytes(), "tag")),
         }
     }

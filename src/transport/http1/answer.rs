@@ -25,6 +25,8 @@
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::wire::headers::DEDUP_HEADER;
+
 /// Longest answer head accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Longest answer body accepted (far above any exchange's message limit).
@@ -38,11 +40,6 @@ const MAX_TRAILERS: usize = 16 * 1024;
 /// Bytes asked of the socket per read while a body of known length
 /// arrives (more than that is asked in several reads).
 const MAX_BODY_READ: usize = 256 * 1024;
-/// The header with which an exchange says that it drops a message whose
-/// tag it has already taken for the same mailbox (libacademy's exchange
-/// sends it; academy-py's does not), so that a message whose answer was
-/// lost may be sent again without being delivered twice.
-pub use crate::wire::headers::DEDUP_HEADER;
 
 /// An answer: status, body and the few headers the client acts on.
 #[derive(Debug, Default)]
@@ -51,7 +48,9 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// `Retry-After` (seconds or an HTTP date), when the answer has one.
     pub retry_after: Option<Duration>,
-    /// The exchange drops repeated message tags ([`DEDUP_HEADER`]).
+    /// The exchange drops repeated message tags ([`DEDUP_HEADER`]): a
+    /// message whose answer was lost may be sent again without being
+    /// delivered twice.
     pub dedups: bool,
 }
 

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::options::RESERVED_HEADERS;
 use answer::{closed_early, io_failure, remaining, AnswerReader, Step};
-pub use answer::{Answer, Attempt, Failure, Reach, DEDUP_HEADER};
+pub use answer::{Answer, Attempt, Failure, Reach};
 use connect::Connector;
 use pipeline::Pipeline;
 
