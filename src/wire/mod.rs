@@ -7,5 +7,6 @@ pub mod base32;
 pub mod headers;
 pub mod ids;
 pub mod message;
+pub mod pickle;
 pub mod pyjson;
 pub mod sse;
