@@ -6,12 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# make_venv DIR CHECK PACKAGE...: a virtual environment in DIR (kept
+# between runs) where the Python statement CHECK passes, made with pip
+# from PyPI when it does not.
+make_venv() {
+    local dir="$1" check="$2"
+    shift 2
+    if ! "$dir/bin/python" -c "$check" 2>/dev/null; then
+        echo "== installing $* into $dir"
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+        "$dir/bin/python" -c "$check"
+    fi
+}
+is_academy='import academy, sys; sys.exit(academy.__version__ != "%s")'
+
 venv="${ACADEMY_TEST_VENV:-$PWD/.venv-test}"
-if ! "$venv/bin/python" -c 'import academy, sys; sys.exit(academy.__version__ != "1.0.0")' 2>/dev/null; then
-    echo "== installing academy-py==1.0.0 into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check academy-py==1.0.0
-fi
+make_venv "$venv" "$(printf "$is_academy" 1.0.0)" academy-py==1.0.0
 export ACADEMY_TEST_PYTHON="$venv/bin/python"
 
 # Older servers for the compatibility tests. academy-py 0.5.0 imports
@@ -20,24 +31,55 @@ for old in 0.5.0 0.3.1; do
     short="${old%.*}"
     var="ACADEMY_TEST_VENV_${short/./_}"
     dir="${!var:-$PWD/.venv-test-$short}"
-    if ! "$dir/bin/python" -c "import academy, packaging, sys; sys.exit(academy.__version__ != '$old')" 2>/dev/null; then
-        echo "== installing academy-py==$old into $dir"
-        python3 -m venv "$dir"
-        "$dir/bin/pip" install --quiet --disable-pip-version-check "academy-py==$old" packaging
-    fi
+    make_venv "$dir" "import packaging; $(printf "$is_academy" "$old")" "academy-py==$old" packaging
     export "ACADEMY_TEST_PYTHON_${short/./_}=$dir/bin/python"
 done
 
-# Tools the tests use from Debian's packages: command:package.
-for need in valgrind:valgrind openssl:openssl pkg-config:pkg-config cmake:cmake \
-    redis-server:redis-server gfortran:gfortran mpirun:openmpi-bin mpicc:libopenmpi-dev \
-    doxygen:doxygen; do
-    tool="${need%%:*}" package="${need#*:}"
-    if ! command -v "$tool" >/dev/null; then
-        echo "== installing $package (for $tool)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
-    fi
+# Python peers that pass numpy arrays: academy-py 1.0.0 with numpy 1.26
+# and with numpy 2.x, whose pickles name different modules.
+for major in 1 2; do
+    var="ACADEMY_TEST_VENV_NUMPY$major"
+    dir="${!var:-$PWD/.venv-test-numpy$major}"
+    if [[ $major == 1 ]]; then spec='numpy==1.26.*'; else spec='numpy>=2,<3'; fi
+    make_venv "$dir" "import numpy; assert numpy.__version__.startswith('$major.'); $(printf "$is_academy" 1.0.0)" \
+        academy-py==1.0.0 "$spec"
+    export "ACADEMY_TEST_PYTHON_NUMPY$major=$dir/bin/python"
 done
+
+# Debian packages the tests use (scripts/test-packages.txt): each one is
+# asked of dpkg by name, and all that are missing come in one apt-get.
+mapfile -t packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/test-packages.txt | awk '{print $1}')
+missing=()
+for package in "${packages[@]}"; do
+    status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
+    [[ "$status" == "install ok installed" ]] || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "== installing from Debian: ${missing[*]}"
+    if [[ $(id -u) != 0 ]]; then
+        echo "these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Files the tests need from those packages, checked as files: a command of
+# the same name may come from elsewhere without them (openmpi-bin's mpicc
+# without libopenmpi-dev's mpi.h).
+need_file() { [[ -n "$2" && -e "$2" ]] || { echo "missing $1 after installing the packages" >&2; exit 1; }; }
+need_file mpi.h "$(dpkg -L libopenmpi-dev | grep -m1 '/mpi\.h$')"
+need_file libgfortran.so "$(gfortran -print-file-name=libgfortran.so)"
+need_file redis-cli "$(dpkg -L redis-tools | grep -m1 '/bin/redis-cli$')"
+
+# Go is a prerequisite, not a Debian package here: the machine's own Go
+# (1.21 or newer) in PATH or /usr/local/go.
+if [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="$PATH:/usr/local/go/bin"
+fi
+if ! go version >/dev/null 2>&1; then
+    echo "Go 1.21 or newer is needed (in PATH or /usr/local/go/bin): the Go binding's tests run with it" >&2
+    exit 1
+fi
 
 # Stop anything a test left behind, whatever happens.
 trap 'pkill -P $$ 2>/dev/null || true' EXIT
