@@ -317,21 +317,14 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     // 100,000 nested lists: ]( ]( ]( ... then appends.
     let n = 100_000;
     let mut p = b"\x80\x04".to_vec();
-    for _ in 0..n {
-        p.push(b']');
-    }
-    for _ in 0..n - 1 {
-        p.push(b'a');
-    }
+    p.extend(std::iter::repeat_n(b']', n));
+    p.extend(std::iter::repeat_n(b'a', n - 1));
     p.push(b'.');
     let e = decode_err(&p);
     assert!(e.contains("nested deeper than 1000"), "{e}");
     // The same with tuples, sets and objects (whose forms nest more).
-    let mut p = b"\x80\x04".to_vec();
-    p.extend(b")".repeat(1));
-    for _ in 0..n {
-        p.push(0x85);
-    }
+    let mut p = b"\x80\x04)".to_vec();
+    p.extend(std::iter::repeat_n(0x85, n));
     p.push(b'.');
     assert!(decode_err(&p).contains("nested deeper"));
     // Just within the limit: a value 1000 deep decodes, re-encodes and drops.
