@@ -124,7 +124,13 @@ pub unsafe extern "C" fn academy_action_request_body(
     kwargs_json: *const c_char,
     out_body_json: *mut *mut c_char,
 ) -> academy_status {
-    academy_action_request_body_as(action, args_json, kwargs_json, std::ptr::null(), out_body_json)
+    academy_action_request_body_as(
+        action,
+        args_json,
+        kwargs_json,
+        std::ptr::null(),
+        out_body_json,
+    )
 }
 
 /// Makes the body of an action request whose arguments are written in the

@@ -6,8 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use serde_json::Value;
 
 use super::{
-    academy_status, arg_opt_str, arg_str, boundary, boundary_or, check_out, write_out,
-    write_string,
+    academy_status, arg_opt_str, arg_str, boundary, boundary_or, check_out, write_out, write_string,
 };
 use crate::error::{Error, Result};
 use crate::wire::message::parse_json;

@@ -304,13 +304,21 @@ pub fn decode_action_request(body: &Value, accepted: Accepted) -> Result<ActionC
         Some(Value::String(text)) => payload::decode_args(text, serialization)?,
         // Leniently, JSON not wrapped in a string.
         Some(other) if serialization == Serialization::Json && other.is_array() => other.clone(),
-        Some(_) => return Err(Error::protocol("the action's positional arguments are not a string")),
+        Some(_) => {
+            return Err(Error::protocol(
+                "the action's positional arguments are not a string",
+            ))
+        }
     };
     let kwargs = match body.get("kargs") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::String(text)) => payload::decode_kwargs(text, serialization)?,
         Some(other) if serialization == Serialization::Json && other.is_object() => other.clone(),
-        Some(_) => return Err(Error::protocol("the action's keyword arguments are not a string")),
+        Some(_) => {
+            return Err(Error::protocol(
+                "the action's keyword arguments are not a string",
+            ))
+        }
     };
     Ok(ActionCall {
         action: action.to_owned(),
@@ -322,7 +330,10 @@ pub fn decode_action_request(body: &Value, accepted: Accepted) -> Result<ActionC
 
 /// The serialization an action request's arguments are in.
 fn arguments_serialization(body: &Value) -> Result<Serialization> {
-    let name = body.get("serialization").and_then(Value::as_str).unwrap_or("");
+    let name = body
+        .get("serialization")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     Serialization::from_name(name).ok_or_else(|| {
         Error::protocol(format!(
             "the action request's arguments are in an unknown serialization {name:?}"
@@ -577,9 +588,14 @@ mod tests {
             let a = Answer::of(&body);
             (a.result.name(), a.exception.name())
         };
-        assert_eq!(answer(json!({"serialization": "pickle"})), ("pickle", "pickle"));
         assert_eq!(
-            answer(json!({"serialization": "pickle", "result_serialization": null, "exception_serialization": "json"})),
+            answer(json!({"serialization": "pickle"})),
+            ("pickle", "pickle")
+        );
+        assert_eq!(
+            answer(
+                json!({"serialization": "pickle", "result_serialization": null, "exception_serialization": "json"})
+            ),
             ("pickle", "json")
         );
         assert_eq!(
@@ -601,7 +617,11 @@ mod tests {
         ))
         .unwrap();
         let err = decode_action_request(&pickle.body, json_only).unwrap_err();
-        assert!(err.message.contains("DeserializationMethodProhibitedError"), "{}", err.message);
+        assert!(
+            err.message.contains("DeserializationMethodProhibitedError"),
+            "{}",
+            err.message
+        );
         let mut asks_json = pickle.body.clone();
         asks_json["exception_serialization"] = json!("json");
         let answer = unreadable_request_body(&asks_json, json_only);
@@ -689,7 +709,10 @@ mod tests {
         ))
         .unwrap();
         let call = decode_action_request(&pickle.body, Accepted::ALL).unwrap();
-        assert_eq!((call.args_json.as_str(), call.kwargs_json.as_str()), ("[2,3]", "{}"));
+        assert_eq!(
+            (call.args_json.as_str(), call.kwargs_json.as_str()),
+            ("[2,3]", "{}")
+        );
         assert_eq!(call.answer.result, Serialization::Pickle);
         assert_eq!(call.answer.exception, Serialization::Pickle);
     }
@@ -701,15 +724,27 @@ mod tests {
         let body = action_request_body("f", &args, &kwargs, RequestSerialization::Auto).unwrap();
         assert_eq!(body["serialization"], "pickle");
         let call = decode_action_request(&body, Accepted::ALL).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&call.args_json).unwrap(), args);
-        assert_eq!(serde_json::from_str::<Value>(&call.kwargs_json).unwrap(), kwargs);
+        assert_eq!(
+            serde_json::from_str::<Value>(&call.args_json).unwrap(),
+            args
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&call.kwargs_json).unwrap(),
+            kwargs
+        );
         let forced =
-            action_request_body("f", &json!([1]), &json!({}), RequestSerialization::Pickle).unwrap();
+            action_request_body("f", &json!([1]), &json!({}), RequestSerialization::Pickle)
+                .unwrap();
         assert_eq!(forced["serialization"], "pickle");
         let call = decode_action_request(&forced, Accepted::ALL).unwrap();
         assert_eq!(call.args_json, "[1]");
-        let bad = action_request_body("f", &json!([{"py/tuple": 5}]), &json!({}), RequestSerialization::Auto)
-            .unwrap_err();
+        let bad = action_request_body(
+            "f",
+            &json!([{"py/tuple": 5}]),
+            &json!({}),
+            RequestSerialization::Auto,
+        )
+        .unwrap_err();
         assert_eq!(bad.status, Status::InvalidArgument);
 
         let request = Message::from_json(&sample("action_add", "request_wire")).unwrap();
@@ -720,7 +755,9 @@ mod tests {
                 .unwrap();
             let back = response_result(&Message::from_json(&ok.to_json()).unwrap()).unwrap();
             assert_eq!(back, result);
-            let failed = request.response(error_body("it broke", serialization)).unwrap();
+            let failed = request
+                .response(error_body("it broke", serialization))
+                .unwrap();
             let e = response_result(&failed).unwrap_err();
             assert_eq!(e.status, Status::Remote);
             assert!(e.message.ends_with("it broke"), "{}", e.message);

@@ -129,13 +129,17 @@ pub fn encode(value: &Value, serialization: Serialization) -> Result<String> {
 pub fn decode(text: &str, serialization: Serialization, what: &str) -> Result<Value> {
     match serialization {
         Serialization::Json => pyjson::loads(text)
-            .map_err(|e| Error::protocol(format!("{what} is not valid JSON: {e}"))),
+            .map_err(|e| Error::protocol(format!("{what}: not valid JSON ({e})"))),
         Serialization::Pickle => {
             let bytes = BASE64
                 .decode(text)
-                .map_err(|e| Error::protocol(format!("{what} is not base64: {e}")))?;
-            pickle::to_json_form(&bytes, &Limits::for_size(bytes.len()))
-                .map_err(|e| Error::protocol(format!("{what} is not a pickle this library reads: {}", e.message)))
+                .map_err(|e| Error::protocol(format!("{what}: not valid base64 ({e})")))?;
+            pickle::to_json_form(&bytes, &Limits::for_size(bytes.len())).map_err(|e| {
+                Error::protocol(format!(
+                    "{what}: not a pickle this library reads ({})",
+                    e.message
+                ))
+            })
         }
     }
 }
@@ -322,7 +326,8 @@ mod tests {
             describe_exception(&remote),
             "academy.exception.AcademyRemoteError: it broke"
         );
-        let value_error = json!({"py/reduce": {"callable": "builtins:ValueError", "args": ["boom"]}});
+        let value_error =
+            json!({"py/reduce": {"callable": "builtins:ValueError", "args": ["boom"]}});
         assert_eq!(describe_exception(&value_error), "ValueError: boom");
         let bare = json!({"py/reduce": {"callable": PROHIBITED_ERROR, "args": []}});
         assert_eq!(

@@ -217,13 +217,20 @@ impl NdArray {
         })
     }
 
-    /// Reads a `{"py/ndarray": {...}}` form.
+    /// Reads a `{"py/ndarray": {...}}` form. A numpy array of another
+    /// dtype (which travels as its pickled reconstruction) is refused with
+    /// its dtype's name.
     pub fn from_form(value: &Value) -> Result<NdArray> {
         let form = value
             .as_object()
             .filter(|o| o.len() == 1)
-            .and_then(|o| o.get("py/ndarray"))
-            .ok_or_else(|| not_the_form(value, "{\"py/ndarray\": {...}}"))?;
+            .and_then(|o| o.get("py/ndarray"));
+        let Some(form) = form else {
+            return Err(match other_array_dtype(value) {
+                Some(dtype) => unsupported(&dtype),
+                None => not_the_form(value, "{\"py/ndarray\": {...}}"),
+            });
+        };
         let field = |name: &str| {
             form.get(name).ok_or_else(|| {
                 Error::invalid(format!("the py/ndarray form has no {name:?}: {form}"))
@@ -240,21 +247,23 @@ impl NdArray {
                     .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                     .collect::<Option<Vec<usize>>>()
             })
-            .ok_or_else(|| {
-                Error::invalid("the py/ndarray form's shape is not a list of sizes")
-            })?;
+            .ok_or_else(|| Error::invalid("the py/ndarray form's shape is not a list of sizes"))?;
         let layout = match field("order")?.as_str() {
             Some("C") => Layout::C,
             Some("F") => Layout::F,
-            _ => return Err(Error::invalid("the py/ndarray form's order is not \"C\" or \"F\"")),
+            _ => {
+                return Err(Error::invalid(
+                    "the py/ndarray form's order is not \"C\" or \"F\"",
+                ))
+            }
         };
         let data = field("data")?
             .as_str()
             .ok_or_else(|| Error::invalid("the py/ndarray form's data is not a string"))?;
         let want = byte_count(&shape, dtype.itemsize)?;
-        let data = BASE64
-            .decode(data)
-            .map_err(|e| Error::invalid(format!("the py/ndarray form's data is not base64: {e}")))?;
+        let data = BASE64.decode(data).map_err(|e| {
+            Error::invalid(format!("the py/ndarray form's data is not base64: {e}"))
+        })?;
         if data.len() != want {
             return Err(length_mismatch(dtype_name, &shape, want));
         }
@@ -289,6 +298,57 @@ impl NdArray {
     }
 }
 
+/// The callables numpy pickles an array as (numpy 1.x and 2.x, protocols
+/// 2 to 4 and 5).
+const NUMPY_ARRAY_CALLABLES: [&str; 4] = [
+    "numpy.core.multiarray:_reconstruct",
+    "numpy._core.multiarray:_reconstruct",
+    "numpy.core.numeric:_frombuffer",
+    "numpy._core.numeric:_frombuffer",
+];
+
+/// The dtype of a numpy array that travelled as its pickled
+/// reconstruction (the arrays with no `py/ndarray` form: strings,
+/// datetimes, objects, records), as `dtype.str` names it (`<U2`,
+/// `<M8[ns]`, `|O8`, `|V4`).
+fn other_array_dtype(value: &Value) -> Option<String> {
+    let callable = value.get("py/reduce")?.get("callable")?.as_str()?;
+    if !NUMPY_ARRAY_CALLABLES.contains(&callable) {
+        return None;
+    }
+    pickled_dtype(value, 0)
+}
+
+/// The first `numpy.dtype(code, False, True)` call in `value` (the array's
+/// own comes before any inside its elements or fields), named: its byte
+/// order (the state's second item), code, and a datetime's unit.
+fn pickled_dtype(value: &Value, depth: usize) -> Option<String> {
+    if depth > 8 {
+        return None;
+    }
+    let call = value.get("py/reduce");
+    if let Some(call) = call.filter(|c| c.get("callable") == Some(&json!("numpy:dtype"))) {
+        let code = call.get("args")?.get(0)?.as_str()?;
+        let state = call.get("state").and_then(|s| s.get("py/tuple"));
+        let order = state
+            .and_then(|s| s.get(1))
+            .and_then(Value::as_str)
+            .unwrap_or("|");
+        let unit = state
+            .and_then(|s| s.get(8)?.get("py/tuple")?.get(1)?.get("py/tuple")?.get(0))
+            .and_then(|u| bytes_from_form(u).ok())
+            .and_then(|u| String::from_utf8(u).ok())
+            .map(|u| format!("[{u}]"))
+            .unwrap_or_default();
+        return Some(format!("{order}{code}{unit}"));
+    }
+    match value {
+        Value::Array(items) => items.iter().find_map(|v| pickled_dtype(v, depth + 1)),
+        Value::Object(map) => map.values().find_map(|v| pickled_dtype(v, depth + 1)),
+        _ => None,
+    }
+}
+
 fn length_mismatch(dtype: &str, shape: &[usize], want: usize) -> Error {
     Error::invalid(format!(
         "the py/ndarray form's data does not hold {want} bytes, as dtype {dtype:?} and shape {shape:?} need"
@@ -298,7 +358,10 @@ fn length_mismatch(dtype: &str, shape: &[usize], want: usize) -> Error {
 fn not_the_form(value: &Value, form: &str) -> Error {
     let mut shown = value.to_string();
     if shown.len() > 80 {
-        let cut = (0..=80).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=80)
+            .rev()
+            .find(|i| shown.is_char_boundary(*i))
+            .unwrap_or(0);
         shown.truncate(cut);
         shown.push_str("...");
     }
@@ -345,7 +408,10 @@ mod tests {
     #[test]
     fn dtypes_read_as_numpy_writes_them() {
         let f8 = Dtype::parse("<f8").unwrap();
-        assert_eq!((f8.kind, f8.itemsize, f8.order), (Kind::Float, 8, ByteOrder::Little));
+        assert_eq!(
+            (f8.kind, f8.itemsize, f8.order),
+            (Kind::Float, 8, ByteOrder::Little)
+        );
         assert_eq!(f8.name(), "<f8");
         assert_eq!(Dtype::parse(">i4").unwrap().name(), ">i4");
         assert_eq!(Dtype::parse("|b1").unwrap().name(), "|b1");
@@ -354,7 +420,9 @@ mod tests {
         for native in ["=f8", "f8"] {
             assert_eq!(Dtype::parse(native).unwrap(), f8.native());
         }
-        for refused in ["<U5", "|S3", "|O", "<M8[ns]", "|V16", "<m8", "<f3", "<i16", "", "<", "<f"] {
+        for refused in [
+            "<U5", "|S3", "|O", "<M8[ns]", "|V16", "<m8", "<f3", "<i16", "", "<", "<f",
+        ] {
             let e = Dtype::parse(refused).unwrap_err();
             assert!(e.message.contains(&format!("{refused:?}")), "{}", e.message);
         }
@@ -362,7 +430,10 @@ mod tests {
 
     #[test]
     fn arrays_read_back_and_swap_to_this_machine() {
-        let data: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+        let data: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
         let a = NdArray::new(Dtype::parse("<f8").unwrap(), vec![2], Layout::C, data).unwrap();
         let form = a.to_form();
         assert_eq!(form["py/ndarray"]["shape"], json!([2]));
@@ -392,21 +463,45 @@ mod tests {
 
     #[test]
     fn bad_array_forms_are_refused() {
-        let form = |dtype: &str, shape: Value, data: &[u8]| {
-            json!({"py/ndarray": {"dtype": dtype, "shape": shape, "order": "C", "data": BASE64.encode(data)}})
-        };
+        let form = |dtype: &str, shape: Value, data: &[u8]| json!({"py/ndarray": {"dtype": dtype, "shape": shape, "order": "C", "data": BASE64.encode(data)}});
         for (bad, says) in [
             (form("<f8", json!([2]), &[0; 8]), "16 bytes"),
             (form("<f8", json!([usize::MAX, 2]), &[0; 8]), "too large"),
             (form("<U1", json!([1]), &[0; 4]), "\"<U1\""),
             (form("<f8", json!([-1]), &[]), "shape"),
             (json!({"py/bytes": ""}), "not of the form"),
+            // numpy.array(['ab', 'c']) as numpy 2 pickles it.
+            (
+                json!({"py/reduce": {"callable": "numpy._core.multiarray:_reconstruct",
+                "args": [{"py/global": "numpy:ndarray"}, {"py/tuple": [0]}, {"py/bytes": "Yg=="}],
+                "state": {"py/tuple": [1, {"py/tuple": [2]},
+                    {"py/reduce": {"callable": "numpy:dtype", "args": ["U2", false, true],
+                                   "state": {"py/tuple": [3, "<", null, null, null, 8, 4, 8]}}},
+                    false, {"py/bytes": ""}]}}}),
+                "\"<U2\"",
+            ),
+            // A datetime64[ns] array's dtype, in protocol 5's form.
+            (
+                json!({"py/reduce": {"callable": "numpy._core.numeric:_frombuffer",
+                "args": [{"py/bytes": ""},
+                    {"py/reduce": {"callable": "numpy:dtype", "args": ["M8", false, true],
+                                   "state": {"py/tuple": [4, "<", null, null, null, -1, -1, 0,
+                                       {"py/tuple": [null, {"py/tuple": [{"py/bytes": "bnM="}, 1, 1, 1]}]}]}}},
+                    {"py/tuple": [0]}, "C"]}}),
+                "\"<M8[ns]\"",
+            ),
             (json!([1]), "not of the form"),
         ] {
             let e = NdArray::from_form(&bad).unwrap_err();
             assert!(e.message.contains(says), "{bad}: {}", e.message);
         }
-        assert!(NdArray::new(Dtype::parse("<i4").unwrap(), vec![3], Layout::C, vec![0; 11]).is_err());
+        assert!(NdArray::new(
+            Dtype::parse("<i4").unwrap(),
+            vec![3],
+            Layout::C,
+            vec![0; 11]
+        )
+        .is_err());
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub fn python() -> PathBuf {
 /// ACADEMY_TEST_PYTHON_NUMPY2.
 pub fn python_numpy(major: u32) -> PathBuf {
     let var = format!("ACADEMY_TEST_PYTHON_NUMPY{major}");
-    let spec = if major == 1 { "'numpy==1.26.*'" } else { "'numpy>=2,<3'" };
+    let spec = if major == 1 {
+        "'numpy==1.26.*'"
+    } else {
+        "'numpy>=2,<3'"
+    };
     match std::env::var_os(&var) {
         Some(p) => PathBuf::from(p),
         None => panic!(

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 from parent_watch import exit_when_parent_goes
-from pyvalues_values import same, values
+from pyvalues_values import as_pickle_returns, same, values
 
 from academy.agent import Agent, action
 from academy.exception import AcademyRemoteError
@@ -73,7 +73,7 @@ class Values(Agent):
 
     @action
     async def same_as(self, name, x):
-        want = values()[name]
+        want = as_pickle_returns(values()[name])
         return True if same(x, want) else f'got {describe(x)}, want {describe(want)}'
 
     @action
@@ -103,7 +103,7 @@ async def run_user(spec: str, agent_json: str) -> int:
             except Exception as e:  # noqa: BLE001
                 out('FAIL', name, 'raised', type(e).__name__, e)
                 continue
-            if same(got, value):
+            if same(got, as_pickle_returns(value)):
                 out('ok', name)
             else:
                 out('FAIL', name, 'sent', describe(value), 'got', describe(got))

@@ -9,6 +9,7 @@ import datetime
 import decimal
 import enum
 import math
+import pickle
 
 import numpy as np
 
@@ -80,9 +81,18 @@ def values() -> dict:
         '0-d': np.array(3.5),
         'empty array': np.zeros((0, 3)),
         '>f8': np.arange(3, dtype='>f8'),
+        'str array': np.array(['ab', 'c']),
+        'datetime64 array': np.array(['2024-01-01T00:00:01'], dtype='M8[ns]'),
         'float64 scalar': np.float64(1.5),
         'int32 scalar': np.int32(-3),
     }
+
+
+def as_pickle_returns(value):
+    """`value` as Python's own pickle gives it back: the standard a value
+    that travelled through C is held to (numpy loads a big-endian array in
+    this machine's byte order, with equal elements)."""
+    return pickle.loads(pickle.dumps(value))
 
 
 def same(a, b) -> bool:
