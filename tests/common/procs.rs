@@ -26,6 +26,25 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// The Python interpreter of a venv with academy-py 1.0.0 and numpy 1.26
+/// (`major` 1) or numpy 2.x (`major` 2): ACADEMY_TEST_PYTHON_NUMPY1 or
+/// ACADEMY_TEST_PYTHON_NUMPY2.
+pub fn python_numpy(major: u32) -> PathBuf {
+    let var = format!("ACADEMY_TEST_PYTHON_NUMPY{major}");
+    let spec = if major == 1 {
+        "'numpy==1.26.*'"
+    } else {
+        "'numpy>=2,<3'"
+    };
+    match std::env::var_os(&var) {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "{var} is not set: make a venv with `python3 -m venv DIR && DIR/bin/pip install \
+             academy-py==1.0.0 {spec}` and set {var}=DIR/bin/python (scripts/test.sh does)"
+        ),
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -350,7 +369,12 @@ pub struct PyPeer {
 
 impl PyPeer {
     pub fn start(script: &str, args: &[&str]) -> PyPeer {
-        let mut child = Command::new(python())
+        Self::start_with(&python(), script, args)
+    }
+
+    /// The same with another interpreter (another venv).
+    pub fn start_with(python: &std::path::Path, script: &str, args: &[&str]) -> PyPeer {
+        let mut child = Command::new(python)
             .arg(repo().join("tests/py").join(script))
             .args(args)
             .stdin(Stdio::piped())
