@@ -15,6 +15,18 @@ use once_cell::sync::Lazy;
 
 use super::capi::shared_embedded_exchange;
 
+/// The Python interpreter of a venv with academy-py 1.0.0 and numpy 2.x
+/// (`ACADEMY_TEST_PYTHON_NUMPY2`), for the peers that send numpy arrays.
+pub fn python_numpy2() -> PathBuf {
+    match std::env::var_os("ACADEMY_TEST_PYTHON_NUMPY2") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "ACADEMY_TEST_PYTHON_NUMPY2 is not set: it names the python of a venv with academy-py==1.0.0 and \
+             numpy 2.x (python3 -m venv DIR && DIR/bin/pip install academy-py==1.0.0 'numpy>=2,<3')"
+        ),
+    }
+}
+
 /// The Python interpreter of the test venv with academy-py 1.0.0.
 pub fn python() -> PathBuf {
     match std::env::var_os("ACADEMY_TEST_PYTHON") {
@@ -350,7 +362,12 @@ pub struct PyPeer {
 
 impl PyPeer {
     pub fn start(script: &str, args: &[&str]) -> PyPeer {
-        let mut child = Command::new(python())
+        Self::start_with(&python(), script, args)
+    }
+
+    /// The same with another interpreter (see [`python_numpy2`]).
+    pub fn start_with(python: &std::path::Path, script: &str, args: &[&str]) -> PyPeer {
+        let mut child = Command::new(python)
             .arg(repo().join("tests/py").join(script))
             .args(args)
             .stdin(Stdio::piped())
