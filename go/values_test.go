@@ -396,12 +396,16 @@ var arrayAgentLines = []string{
 	"done",
 }
 
+type namedExchange struct{ name, url string }
+
+// bothExchanges are our embedded exchange and academy-py's HTTP exchange.
+func bothExchanges(t *testing.T, python string) []namedExchange {
+	return []namedExchange{{"embedded", exchange(t)}, {"academy-py", pythonExchange(t, python)}}
+}
+
 func TestAPythonUserWithDefaultPickleCallsAGoAgent(t *testing.T) {
 	python := numpyPython(t)
-	for _, ex := range []struct{ name, url string }{
-		{"embedded", exchange(t)},
-		{"academy-py", pythonExchange(t, python)},
-	} {
+	for _, ex := range bothExchanges(t, python) {
 		t.Run(ex.name, func(t *testing.T) {
 			f, err := NewFactory(ex.url, nil)
 			if err != nil {
@@ -443,6 +447,98 @@ func TestAPythonUserWithDefaultPickleCallsAGoAgent(t *testing.T) {
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatal("serving did not end after the Python user's shutdown request")
+			}
+		})
+	}
+}
+
+// ---- a Go user calls a Python agent with numpy (tests/py/numpy_agent.py) ----
+
+func TestAGoUserCallsAPythonAgentWithNumpyArrays(t *testing.T) {
+	python := numpyPython(t)
+	for _, ex := range bothExchanges(t, python) {
+		t.Run(ex.name, func(t *testing.T) {
+			cmd, lines := pythonPeer(t, python, false, "numpy_agent.py", ex.url)
+			if !lines.Scan() {
+				t.Fatal("the Python agent printed no id")
+			}
+			id := lines.Text()
+			f, err := NewFactory(ex.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			user, err := f.NewUserClient("go-caller")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer user.Close()
+			call := func(action string, args ...any) json.RawMessage {
+				t.Helper()
+				result, err := user.Action(id, action, args, nil, 30*time.Second)
+				if err != nil {
+					t.Fatalf("%s%v: %v", action, args, err)
+				}
+				return result
+			}
+
+			// What the Python agent received, as it describes it.
+			rows, _ := NewNDArray([]float64{0, 1, 2, 10, 11, 12}, 2, 3)
+			cols, _ := NewNDArrayOrder([]float64{0, 10, 1, 11, 2, 12}, ColumnMajor, 2, 3)
+			mask, _ := NewNDArray([]bool{true, false})
+			for _, c := range []struct {
+				value any
+				want  string
+			}{
+				{rows, "ndarray <f8 (2, 3) [[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]] C"},
+				{cols, "ndarray <f8 (2, 3) [[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]] F"},
+				{mask, "ndarray |b1 (2,) [True, False] C"},
+				{Bytes{0, 255}, `bytes b'\x00\xff'`},
+				{Tuple{1, "a", Tuple{}}, "tuple (1, 'a', ())"},
+				{Dict{{1, "one"}, {Tuple{2, 3}, nil}}, "dict {1: 'one', (2, 3): None}"},
+				{Complex(1 + 2i), "complex (1+2j)"},
+			} {
+				var got string
+				if err := json.Unmarshal(call("describe", c.value), &got); err != nil || got != c.want {
+					t.Errorf("describe(%#v): %q (%v), want %q", c.value, got, err, c.want)
+				}
+			}
+
+			// A numpy array computed by Python comes back as an NDArray.
+			v, _ := NewNDArray([]int64{1, -2, 3})
+			var scaled NDArray
+			if err := json.Unmarshal(call("scale", v, 3), &scaled); err != nil {
+				t.Fatal(err)
+			}
+			if x, err := Elements[int64](&scaled); err != nil || !slices.Equal(x, []int64{3, -6, 9}) {
+				t.Errorf("scale: %v %v", x, err)
+			}
+
+			// A tuple of an int32 array, bytes, a dict with int keys and a complex.
+			var a NDArray
+			var b Bytes
+			var d Dict
+			var z Complex
+			if err := Unpack(call("make"), &a, &b, &d, &z); err != nil {
+				t.Fatal(err)
+			}
+			x, err := Elements[int32](&a)
+			if err != nil || !slices.Equal(a.Shape, []int{2, 3}) || x[a.Index(1, 2)] != 5 || x[a.Index(0, 1)] != 1 {
+				t.Errorf("make's array: %v %v %v", a.Shape, x, err)
+			}
+			if !slices.Equal(b, Bytes{0, 255}) || z != 1+2i || len(d) != 2 ||
+				string(d[0].Key.(json.RawMessage)) != "1" || string(d[1].Value.(json.RawMessage)) != `"two"` {
+				t.Errorf("make's other values: %v %v %v", b, d, z)
+			}
+
+			if err := user.ShutdownAgent(id, -1); err != nil {
+				t.Fatal(err)
+			}
+			for lines.Scan() {
+				t.Errorf("the Python agent printed %q", lines.Text())
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("the Python agent: %v", err)
 			}
 		})
 	}
