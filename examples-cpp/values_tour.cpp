@@ -55,9 +55,11 @@ static void arrays() {
     std::cout << "int64 " << (academy::NDArray(academy::ndarray_write(big)).to_vector<std::int64_t>() == big) << "\n";
 #if __cplusplus >= 202002L
     std::span<const double> view = c.values<double>();
-    std::cout << "span " << view.size() << " " << view.back() << "\n";
+    academy::NDArray again(academy::ndarray_write(view.subspan(3), {3}));
+    std::cout << "span " << view.size() << " " << view.back() << " " << again.values<double>()[0] << "\n";
 #else
-    std::cout << "span " << c.size() << " " << c.data<double>()[c.size() - 1] << "\n";
+    academy::NDArray again(academy::ndarray_write(c.data<double>() + 3, 3));
+    std::cout << "span " << c.size() << " " << c.data<double>()[c.size() - 1] << " " << again.data<double>()[0] << "\n";
 #endif
     try {
         academy::ndarray_write(std::vector<double>{1, 2, 3}, {2, 2});

@@ -129,7 +129,7 @@ func NewNDArrayOrder[T Element](values []T, order Order, shape ...int) (*NDArray
 // Go type of a.Dtype (Element lists them): Elements[float64] for "<f8".
 // Use a.Index to find an element by its indices.
 func Elements[T Element](a *NDArray) ([]T, error) {
-	if want := dtypeOf[T](); a.Dtype != want {
+	if want := dtypeOf[T](); !sameDtype(a.Dtype, want) {
 		return nil, fmt.Errorf("academy: the array's dtype is %q, not %q (%T)", a.Dtype, want, *new(T))
 	}
 	if err := a.check(); err != nil {
@@ -148,6 +148,17 @@ func Elements[T Element](a *NDArray) ([]T, error) {
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(values))), len(a.Data)), a.Data)
 	return values, nil
+}
+
+// sameDtype tells whether dtype names want, a dtype of dtypeOf, also when
+// it marks the machine's byte order with "=" or not at all ("=f8", "f8").
+func sameDtype(dtype, want string) bool {
+	body := want[1:]
+	switch dtype {
+	case want, "=" + body, body:
+		return true
+	}
+	return false
 }
 
 // Len is the number of elements: the product of Shape (1 for a 0-d array).

@@ -400,9 +400,9 @@ inline std::string ndarray_write(const std::vector<bool> &values, std::vector<st
 }
 
 #if __cplusplus >= 202002L
-template <typename T>
-std::string ndarray_write(std::span<const T> values, std::vector<std::size_t> shape = {}, char order = 'C') {
-    return ndarray_write(values.data(), values.size(), std::move(shape), order);
+template <typename T, std::size_t Extent>
+std::string ndarray_write(std::span<T, Extent> values, std::vector<std::size_t> shape = {}, char order = 'C') {
+    return ndarray_write<std::remove_const_t<T>>(values.data(), values.size(), std::move(shape), order);
 }
 #endif
 

@@ -459,7 +459,7 @@ fn the_cpp_wrappers_read_and_write_numpy_arrays_and_bytes() {
              mask |b1 101\n\
              complex c16 1\n\
              int64 1\n\
-             span 6 12\n\
+             span 6 12 10\n\
              3 in 2x2: ACADEMY_ERR_INVALID_ARGUMENT\n\
              bytes 4 255\n\
              json_get \"c\"\n\

@@ -86,7 +86,7 @@ function elements(c::CNDArray)
     end
     if c.order == Cchar('C') && length(shape) > 1
         # Row-major: the same bytes are the column-major array of the reversed shape.
-        permutedims(reshape(flat, reverse(shape)), length(shape):-1:1)
+        permutedims(reshape(flat, reverse(shape)), ntuple(k -> length(shape) + 1 - k, length(shape)))
     else
         reshape(flat, shape)
     end
