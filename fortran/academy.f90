@@ -564,6 +564,7 @@ module academy
     integer(c_size_t) :: itemsize = 0
     integer :: dims(2) = 1
     logical :: row_major = .false.
+    character(len=:), allocatable :: why  !< the reason view_open failed
   end type array_view
 
   interface
@@ -1419,15 +1420,17 @@ contains
 
   !> Reads the array at pointer in json with the library and checks that
   !> it has the dtype (kind, itemsize) and rank of the Fortran array it is
-  !> read into; on success view holds it, to copy out and close.
-  function view_open(view, json, pointer, kind, itemsize, rank, errmsg) result(status)
+  !> read into; on success view holds it, to copy out and close, else
+  !> view%why says why. (The callers copy why to their errmsg: gfortran 12
+  !> loses the length of an optional deferred-length string passed on to
+  !> another optional one.)
+  function view_open(view, json, pointer, kind, itemsize, rank) result(status)
     type(array_view), intent(out) :: view
     character(len=*), intent(in) :: json
     character(len=*), intent(in), optional :: pointer
     character, intent(in) :: kind
     integer(c_size_t), intent(in) :: itemsize
     integer, intent(in) :: rank
-    character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(c_ndarray), pointer :: array
     integer(c_size_t), pointer :: shape(:)
@@ -1435,7 +1438,7 @@ contains
     character(len=80) :: text
     status = c_ndarray_read(c_str(json), c_pointer_str(pointer), view%array)
     if (status /= ACADEMY_OK) then
-      if (present(errmsg)) errmsg = academy_last_error()
+      view%why = academy_last_error()
       return
     end if
     call c_f_pointer(view%array, array)
@@ -1454,7 +1457,7 @@ contains
       call c_ndarray_free(view%array)
       view%array = c_null_ptr
       status = ACADEMY_ERR_INVALID_ARGUMENT
-      if (present(errmsg)) errmsg = why
+      view%why = why
       return
     end if
     view%data = array%data
@@ -1526,11 +1529,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'f', 8_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'f', 8_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_f8_1
 
   function read_f8_2(json, values, pointer, errmsg) result(status)
@@ -1540,11 +1546,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'f', 8_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'f', 8_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_f8_2
 
   function read_f4_1(json, values, pointer, errmsg) result(status)
@@ -1554,11 +1563,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'f', 4_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'f', 4_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_f4_1
 
   function read_f4_2(json, values, pointer, errmsg) result(status)
@@ -1568,11 +1580,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'f', 4_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'f', 4_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_f4_2
 
   function read_i4_1(json, values, pointer, errmsg) result(status)
@@ -1582,11 +1597,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'i', 4_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'i', 4_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_i4_1
 
   function read_i4_2(json, values, pointer, errmsg) result(status)
@@ -1596,11 +1614,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'i', 4_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'i', 4_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_i4_2
 
   function read_i8_1(json, values, pointer, errmsg) result(status)
@@ -1610,11 +1631,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'i', 8_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'i', 8_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_i8_1
 
   function read_i8_2(json, values, pointer, errmsg) result(status)
@@ -1624,11 +1648,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'i', 8_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'i', 8_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_i8_2
 
   function read_c16_1(json, values, pointer, errmsg) result(status)
@@ -1638,11 +1665,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'c', 16_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'c', 16_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_c16_1
 
   function read_c16_2(json, values, pointer, errmsg) result(status)
@@ -1652,11 +1682,14 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'c', 16_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
+    status = view_open(view, json, pointer, 'c', 16_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_c16_2
 
   function read_b1_1(json, values, pointer, errmsg) result(status)
@@ -1666,12 +1699,15 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'b', 1_c_size_t, 1, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
-    if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    status = view_open(view, json, pointer, 'b', 1_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+      if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_b1_1
 
   function read_b1_2(json, values, pointer, errmsg) result(status)
@@ -1681,12 +1717,15 @@ contains
     character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     type(array_view) :: view
-    status = view_open(view, json, pointer, 'b', 1_c_size_t, 2, errmsg)
-    if (status /= ACADEMY_OK) return
-    allocate (values(view%dims(1), view%dims(2)))
-    if (size(values) > 0) call view_copy(view, c_loc(values))
-    call view_close(view)
-    if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    status = view_open(view, json, pointer, 'b', 1_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+      if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
   end function read_b1_2
 
   function write_f8_1(values, json) result(status)
@@ -1811,15 +1850,13 @@ contains
 
   !> Reads the bytes at pointer in json: the library's copy at data, n
   !> bytes long, to free with c_bytes_free.
-  function bytes_open(json, pointer, data, n, errmsg) result(status)
+  function bytes_open(json, pointer, data, n) result(status)
     character(len=*), intent(in) :: json
     character(len=*), intent(in), optional :: pointer
     type(c_ptr), intent(out) :: data
     integer(c_size_t), intent(out) :: n
-    character(len=:), allocatable, intent(out), optional :: errmsg
     integer(c_int) :: status
     status = c_bytes_read(c_str(json), c_pointer_str(pointer), data, n)
-    if (status /= ACADEMY_OK .and. present(errmsg)) errmsg = academy_last_error()
   end function bytes_open
 
   function bytes_read_string(json, data, pointer, errmsg) result(status)
@@ -1831,8 +1868,11 @@ contains
     type(c_ptr) :: at
     integer(c_size_t) :: n, i
     character(kind=c_char), pointer :: chars(:)
-    status = bytes_open(json, pointer, at, n, errmsg)
-    if (status /= ACADEMY_OK) return
+    status = bytes_open(json, pointer, at, n)
+    if (status /= ACADEMY_OK) then
+      if (present(errmsg)) errmsg = academy_last_error()
+      return
+    end if
     allocate (character(len=n) :: data)
     if (n > 0) then
       call c_f_pointer(at, chars, [n])
@@ -1852,8 +1892,11 @@ contains
     type(c_ptr) :: at
     integer(c_size_t) :: n
     integer(c_int8_t), pointer :: raw(:)
-    status = bytes_open(json, pointer, at, n, errmsg)
-    if (status /= ACADEMY_OK) return
+    status = bytes_open(json, pointer, at, n)
+    if (status /= ACADEMY_OK) then
+      if (present(errmsg)) errmsg = academy_last_error()
+      return
+    end if
     allocate (data(n))
     if (n > 0) then
       call c_f_pointer(at, raw, [n])
@@ -1881,11 +1924,15 @@ contains
     character(len=:), allocatable, intent(out) :: json
     integer(c_int) :: status
     character(kind=c_char), target :: buf(max(1, len(data)))
+    type(c_ptr) :: at
     integer :: i
     do i = 1, len(data)
       buf(i) = data(i:i)
     end do
-    status = write_bytes(c_loc(buf), len(data, kind=c_size_t), json)
+    ! Through a variable: gfortran 12 given c_loc(buf) as the argument
+    ! loses json's length here (a crash when it is set).
+    at = c_loc(buf)
+    status = write_bytes(at, len(data, kind=c_size_t), json)
   end function bytes_write_string
 
   function bytes_write_int8(data, json) result(status)

@@ -97,8 +97,9 @@ func dtypeOf[T Element]() string {
 }
 
 // NewNDArray makes a row-major (numpy's default, order "C") array of
-// values with shape, by default one dimension of len(values). The values
-// are copied.
+// values with shape: by default (no shape given) one dimension of
+// len(values); []int{}... makes a 0-d array of one value. The values are
+// copied.
 func NewNDArray[T Element](values []T, shape ...int) (*NDArray, error) {
 	return NewNDArrayOrder(values, RowMajor, shape...)
 }

@@ -66,7 +66,7 @@ func TestNDArraysOfEveryElementTypeRoundTrip(t *testing.T) {
 	checkElements(t, "|b1", []bool{true, false, true, true}, 2, 2)
 	checkElements(t, "<c16", []complex128{1 - 2i, complex(math.Inf(-1), 0.5)}, 2)
 	checkElements(t, "<c8", []complex64{3 + 4i}, 1)
-	checkElements(t, "<f8", []float64{2.5}) // 0-d: shape ()
+	checkElements(t, "<f8", []float64{2.5}, []int{}...) // 0-d: shape ()
 	checkElements(t, "<f8", []float64{}, 0, 3)
 }
 
