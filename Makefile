@@ -29,7 +29,7 @@ BINDIR ?= $(PREFIX)/bin
 # What a static link needs besides libacademy.a (rustc --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 BUILD := examples-c/build
-EXAMPLES := demo calculator_agent call_agent fork_children log_callback event_loop
+EXAMPLES := demo calculator_agent call_agent fork_children log_callback event_loop array_agent
 FBUILD := examples-fortran/build
 FORTRAN_EXAMPLES := call_agent calculator_agent queue_calls array_agent values_check
 MPIBUILD := examples-mpi/build

@@ -166,6 +166,13 @@ type Options struct {
 	// written but never answered, to any exchange (false: only to one
 	// that drops repeated messages, as libacademy's does).
 	ResendUnacknowledged bool `json:"resend_unacknowledged,omitempty"`
+	// AllowedDeserializers: the serializations a served agent reads
+	// requests in, of "json" and "pickle" (nil: both).
+	AllowedDeserializers []string `json:"allowed_deserializers,omitempty"`
+	// RequestSerialization: how calls write action arguments: "auto"
+	// (JSON unless they hold a py/ form, then pickle), "json" or
+	// "pickle" ("": auto).
+	RequestSerialization string `json:"request_serialization,omitempty"`
 }
 
 // Factory makes clients of one exchange.

@@ -267,7 +267,7 @@ func pythonExchange(t *testing.T, python string) string {
 	}
 }
 
-// arrayAgent serves the actions tests/py/call_array_agent.py calls, with
+// arrayAgent serves the actions tests/py/call_values_agent.py calls, with
 // the helpers of values.go.
 func arrayAgent(action string, args, kwargs json.RawMessage) (any, error) {
 	switch action {
@@ -376,7 +376,7 @@ func arrayAgent(action string, args, kwargs json.RawMessage) (any, error) {
 	return nil, fmt.Errorf("no action %q", action)
 }
 
-// The lines tests/py/call_array_agent.py prints when the agent computes
+// The lines tests/py/call_values_agent.py prints when the agent computes
 // what it should.
 var arrayAgentLines = []string{
 	"scale ndarray <f8 (2, 3) [[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]]",
@@ -429,7 +429,7 @@ func TestAPythonUserWithDefaultPickleCallsAGoAgent(t *testing.T) {
 			served := make(chan error, 1)
 			go func() { served <- agent.Serve(arrayAgent) }()
 
-			cmd, lines := pythonPeer(t, python, false, "call_array_agent.py", ex.url, agentID(t, reg), "values")
+			cmd, lines := pythonPeer(t, python, false, "call_values_agent.py", ex.url, agentID(t, reg), "values")
 			var got []string
 			for lines.Scan() {
 				got = append(got, lines.Text())

@@ -40,7 +40,15 @@ pub fn message(data: &[u8]) {
             .expect("our own output parses");
         assert_eq!(again.to_json(), message.to_json());
         let _ = crate::wire::message::response_result(&message);
-        let _ = crate::wire::message::decode_action_request(&message.body);
+        let _ = crate::wire::message::decode_action_request(
+            &message.body,
+            crate::wire::payload::Accepted::ALL,
+        );
+        let json_only = crate::wire::payload::Accepted {
+            json: true,
+            pickle: false,
+        };
+        let _ = crate::wire::message::unreadable_request_body(&message.body, json_only);
         let _ = message.header.compatible();
         if message.is_request() {
             let _ = message.response(crate::wire::message::success_body());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::wire::payload::{Accepted, RequestSerialization, Serialization};
 
 /// Headers that `additional_headers` may not set: the library writes them
 /// itself (they frame or route the request; a second copy would make it
@@ -151,6 +152,20 @@ pub const OPTIONS: &[OptionDoc] = &[
         doc: "Whether a message whose request was written but never answered is sent again to any exchange. false: only to one that drops repeated messages (libacademy's says so with `academy-dedup`); otherwise the send fails with CONNECTION or TIMEOUT saying it may or may not have been delivered. true can deliver it twice through academy-py's exchange.",
     },
     OptionDoc {
+        name: "allowed_deserializers",
+        kind: "array of \"json\", \"pickle\"",
+        default: "[\"json\", \"pickle\"]",
+        factories: ALL,
+        doc: "The serializations a served agent reads action requests in (academy-py's `allowed_deserializers`); a request in another is answered with `DeserializationMethodProhibitedError`. Pickles are read as data, never run.",
+    },
+    OptionDoc {
+        name: "request_serialization",
+        kind: "\"auto\", \"json\" or \"pickle\"",
+        default: "\"auto\"",
+        factories: ALL,
+        doc: "How calls write action arguments: `\"auto\"` as JSON unless they hold a `py/` form (a tuple, bytes, an array, ...), then as pickle; `\"json\"` always (a `py/` form arrives as a dict); `\"pickle\"` always. Results are asked for as pickle and exceptions as JSON either way.",
+    },
+    OptionDoc {
         name: "hostname",
         kind: "string",
         default: "\"localhost\"",
@@ -286,6 +301,10 @@ pub struct FactoryOptions {
     /// Exchanges that drop repeated messages (libacademy's in-memory one,
     /// which says so in its answers) get it again whatever this says.
     pub resend_unacknowledged: bool,
+    /// The serializations a served agent reads requests in.
+    pub allowed_deserializers: Accepted,
+    /// How calls write action arguments.
+    pub request_serialization: RequestSerialization,
 }
 
 impl Default for FactoryOptions {
@@ -305,6 +324,8 @@ impl Default for FactoryOptions {
             busy_poll: Duration::from_micros(200),
             max_in_flight: 64,
             resend_unacknowledged: false,
+            allowed_deserializers: Accepted::ALL,
+            request_serialization: RequestSerialization::Auto,
         }
     }
 }
@@ -341,6 +362,10 @@ struct RawOptions {
     max_in_flight: Option<usize>,
     #[serde(default)]
     resend_unacknowledged: Option<bool>,
+    #[serde(default)]
+    allowed_deserializers: Option<Vec<String>>,
+    #[serde(default)]
+    request_serialization: Option<String>,
 }
 
 /// A count option: 1 to 4096, or the default.
@@ -350,6 +375,46 @@ fn count(name: &str, value: Option<usize>, default: usize) -> Result<usize> {
         _ => Err(Error::invalid(format!(
             "option {name} must be between 1 and 4096"
         ))),
+    }
+}
+
+/// `allowed_deserializers`: a non-empty list of serialization names.
+fn accepted(names: Option<Vec<String>>) -> Result<Accepted> {
+    let Some(names) = names else {
+        return Ok(Accepted::ALL);
+    };
+    let mut accepted = Accepted {
+        json: false,
+        pickle: false,
+    };
+    for name in &names {
+        match Serialization::from_name(name) {
+            Some(Serialization::Json) => accepted.json = true,
+            Some(Serialization::Pickle) => accepted.pickle = true,
+            None => {
+                return Err(Error::invalid(format!(
+                    "option allowed_deserializers takes \"json\" and \"pickle\", not {name:?}"
+                )))
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::invalid(
+            "option allowed_deserializers must name at least one serialization",
+        ));
+    }
+    Ok(accepted)
+}
+
+fn request_serialization(name: Option<String>) -> Result<RequestSerialization> {
+    match name {
+        None => Ok(RequestSerialization::Auto),
+        Some(name) => RequestSerialization::from_name(&name).ok_or_else(|| {
+            Error::invalid(format!(
+                "option request_serialization must be one of {}, not {name:?}",
+                RequestSerialization::NAMES.join(", ")
+            ))
+        }),
     }
 }
 
@@ -454,6 +519,8 @@ impl FactoryOptions {
             busy_poll,
             max_in_flight,
             resend_unacknowledged: raw.resend_unacknowledged.unwrap_or(d.resend_unacknowledged),
+            allowed_deserializers: accepted(raw.allowed_deserializers)?,
+            request_serialization: request_serialization(raw.request_serialization)?,
         })
     }
 }
@@ -546,7 +613,8 @@ mod tests {
             r#"{"auth_method":null,"additional_headers":{"X-A":"b"},"ssl_verify":false,"ca_file":"/x.pem",
                "request_timeout_s":5,"connect_timeout_s":1.5,"retries":3,"initial_retry_backoff_s":0.1,
                "heartbeat_interval_s":2,"max_concurrency":8,"busy_poll_us":0,
-               "max_in_flight":7,"resend_unacknowledged":true}"#,
+               "max_in_flight":7,"resend_unacknowledged":true,
+               "allowed_deserializers":["json"],"request_serialization":"pickle"}"#,
         ))
         .unwrap();
         assert_eq!(o.additional_headers["X-A"], "b");
@@ -558,6 +626,12 @@ mod tests {
         assert_eq!(o.max_in_flight, 7);
         assert!(o.resend_unacknowledged);
         assert!(!FactoryOptions::default().resend_unacknowledged);
+        assert!(!o.allowed_deserializers.allows(Serialization::Pickle));
+        assert!(o.allowed_deserializers.allows(Serialization::Json));
+        assert_eq!(o.request_serialization, RequestSerialization::Pickle);
+        let d = FactoryOptions::default();
+        assert_eq!(d.allowed_deserializers, Accepted::ALL);
+        assert_eq!(d.request_serialization, RequestSerialization::Auto);
     }
 
     #[test]
@@ -579,6 +653,10 @@ mod tests {
             r#"{"additional_headers":{"Connection":"close"}}"#,
             r#"{"additional_headers":{"content-type":"text/plain"}}"#,
             r#"{"resend_unacknowledged":1}"#,
+            r#"{"allowed_deserializers":[]}"#,
+            r#"{"allowed_deserializers":["yaml"]}"#,
+            r#"{"allowed_deserializers":"json"}"#,
+            r#"{"request_serialization":"yaml"}"#,
             "[1,2]",
             "{",
         ] {

@@ -175,15 +175,15 @@ fn start_agent(program: &std::path::Path, url: &str) -> (Running, String) {
 /// calls examples-fortran/array_agent.f90 with numpy arrays (row- and
 /// column-major, the other byte order, a transposed view), int64,
 /// complex and bool arrays and bytes, and gets the computed arrays back
-/// (tests/py/call_array_agent.py).
+/// (tests/py/call_values_agent.py).
 #[test]
 fn a_python_user_with_default_pickle_calls_a_fortran_agent_with_numpy_arrays() {
     let program = example("array_agent");
-    let numpy = python_numpy2();
+    let numpy = python_numpy(2);
     for (name, url) in exchanges() {
         eprintln!("-- {name}");
         let (mut agent, id) = start_agent(&program, &url);
-        let mut py = PyPeer::start_with(&numpy, "call_array_agent.py", &[&url, &id]);
+        let mut py = PyPeer::start_with(&numpy, "call_values_agent.py", &[&url, &id]);
         for expected in [
             "scale ndarray <f8 (2, 3) [[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]]",
             "row_sums ndarray <f8 (2,) [3.0, 12.0]",

@@ -120,7 +120,12 @@ impl Client {
         timeout: Option<Duration>,
         done: impl FnOnce(Result<Value>) + Send + 'static,
     ) -> Result<()> {
-        let body = message::action_request_body(action, args, kwargs)?;
+        let body = message::action_request_body(
+            action,
+            args,
+            kwargs,
+            self.options().request_serialization,
+        )?;
         self.request_with(agent, body, timeout, move |response| {
             done(response.and_then(|m| message::response_result(&m)))
         })

@@ -429,7 +429,8 @@ impl Client {
         sent
     }
 
-    /// Calls an action with JSON serialization; returns the result JSON.
+    /// Calls an action (its arguments written as the factory's
+    /// `request_serialization` says); returns the JSON form of its result.
     pub async fn action(
         &self,
         agent: EntityId,
@@ -438,7 +439,12 @@ impl Client {
         kwargs: &Value,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        let body = message::action_request_body(action, args, kwargs)?;
+        let body = message::action_request_body(
+            action,
+            args,
+            kwargs,
+            self.options().request_serialization,
+        )?;
         let response = self.request(agent, body, timeout).await?;
         message::response_result(&response)
     }

@@ -2,8 +2,9 @@
 //! for handlers written in another language.
 //!
 //! [`serve`] blocks the calling thread. It answers pings, honours shutdown
-//! and cancel requests, answers requests it cannot read (pickle, another
-//! protocol major version) the way academy-py does, and hands each action
+//! and cancel requests, answers requests it cannot read (a bad pickle, a
+//! serialization the agent does not accept, another protocol major
+//! version) the way academy-py does, and hands each action
 //! request to the handler on one of `max_concurrency` worker threads that
 //! the library starts (never on the runtime's threads, so a handler may
 //! call any blocking function of the library). A handler completes its
@@ -30,6 +31,7 @@ use crate::client::Client;
 use crate::error::{Error, Result, Status};
 use crate::runtime;
 use crate::wire::message::{self, ActionCall, ErrorCode, Message};
+use crate::wire::payload::Accepted;
 
 /// How long [`serve`] waits for handlers still running when it ends.
 const WORKER_JOIN_GRACE: Duration = Duration::from_secs(2);
@@ -61,6 +63,13 @@ struct ReplyState {
     permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
+impl ReplyState {
+    /// How the request wants its answer written.
+    fn answer(&self) -> message::Answer {
+        message::Answer::of(&self.request.body)
+    }
+}
+
 /// The answer to one action request. Complete it exactly once with
 /// [`ok`](Reply::ok) or [`error`](Reply::error).
 pub struct Reply {
@@ -75,15 +84,19 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
-    /// Answers with the action's result (any JSON value).
+    /// Answers with the action's result (the JSON form of a Python value),
+    /// written in the serialization the request asked for.
+    /// `InvalidArgument` (the request stays open) for a result with a `py/`
+    /// form that cannot be pickled.
     pub fn ok(&self, result: &Value) -> Result<()> {
-        self.complete(message::action_response_body(result))
+        let answer = self.state.answer();
+        self.complete(message::action_response_body(result, answer.result)?)
     }
 
     /// Answers with an error that a Python caller raises as
-    /// `AcademyRemoteError(message)`.
+    /// `AcademyRemoteError(message)`, whichever serialization carries it.
     pub fn error(&self, text: &str) -> Result<()> {
-        self.complete(message::user_error_body(text))
+        self.complete(message::error_body(text, self.state.answer().exception))
     }
 
     /// Whether the request was answered already (completed, cancelled by
@@ -128,8 +141,10 @@ impl Drop for Reply {
         if self.state.done.load(Ordering::Acquire) || self.session.claim(&self.state).is_err() {
             return;
         }
-        let body =
-            message::user_error_body("the agent's handler returned without answering this request");
+        let body = message::error_body(
+            "the agent's handler returned without answering this request",
+            self.state.answer().exception,
+        );
         respond_in_background(&self.session.client, &self.state.request, body);
     }
 }
@@ -504,8 +519,9 @@ pub(crate) enum Sorted {
 }
 
 /// Sorts one message from the mailbox (`parsed`: the message, if the
-/// caller parsed it already). Never blocks.
-pub(crate) fn sort(raw: String, parsed: Option<Message>) -> Sorted {
+/// caller parsed it already); action requests are decoded (from JSON or
+/// pickle) if in a serialization `accepted` allows. Never blocks.
+pub(crate) fn sort(raw: String, parsed: Option<Message>, accepted: Accepted) -> Sorted {
     let Some(request) = parsed.or_else(|| Message::from_json(&raw).ok()) else {
         return Sorted::Ignore;
     };
@@ -513,7 +529,7 @@ pub(crate) fn sort(raw: String, parsed: Option<Message>) -> Sorted {
         return Sorted::Ignore;
     }
     if request.header.compatible() && request.kind() == "action-request" {
-        if let Ok(call) = message::decode_action_request(&request.body) {
+        if let Ok(call) = message::decode_action_request(&request.body, accepted) {
             return Sorted::Action { call, request, raw };
         }
     }
@@ -549,11 +565,9 @@ pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> 
         "cancel-request" => cancel(session, &request).await?,
         "action-request" => {
             // Sorted here only when its body cannot be read.
-            let why = match message::decode_action_request(&request.body) {
-                Err(e) => e.message,
-                Ok(_) => "the action request could not be read".to_owned(),
-            };
-            respond_async(client, &request, message::user_error_body(&why)).await?;
+            let accepted = client.options().allowed_deserializers;
+            let body = message::unreadable_request_body(&request.body, accepted);
+            respond_async(client, &request, body).await?;
         }
         other => {
             let text = format!("this agent cannot handle a request of kind {other:?}");
@@ -565,7 +579,7 @@ pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> 
 
 /// [`sort`], then [`handle_library`] for what is the library's.
 pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
-    match sort(raw, None) {
+    match sort(raw, None, session.client.options().allowed_deserializers) {
         Sorted::Ignore => Ok(Step::Continue),
         Sorted::Action { call, request, .. } => Ok(Step::Action { call, request }),
         Sorted::Library(request) => handle_library(session, request).await,

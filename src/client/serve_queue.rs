@@ -81,8 +81,9 @@ fn route(
     token: u64,
     work: mpsc::UnboundedSender<Work>,
 ) -> Route {
+    let accepted = session.client.options().allowed_deserializers;
     Route(Box::new(move |routed| match routed {
-        Routed::Message { raw, parsed } => match sort(raw, parsed) {
+        Routed::Message { raw, parsed } => match sort(raw, parsed, accepted) {
             Sorted::Ignore => {}
             Sorted::Action { call, request, raw } => {
                 let reply = session.reply_for(request, None);

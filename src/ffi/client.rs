@@ -779,8 +779,16 @@ pub unsafe extern "C" fn academy_client_request(
     })
 }
 
-/// Calls the action `action` of the agent `agent_id_json` with JSON
-/// serialization and waits for its result.
+/// Calls the action `action` of the agent `agent_id_json` and waits for its
+/// result.
+///
+/// The arguments go as JSON when they hold no `py/` form and as pickle when
+/// they do (the factory option `request_serialization` can force either;
+/// academy_action_request_body_as() forces one per call), so a Python agent
+/// receives tuples, bytes, numpy arrays, dataclasses (`py/object`) as such.
+/// The result is asked for as pickle and arrives in its JSON form, whatever
+/// picklable value the action returned (see the README's "Python values");
+/// an exception is asked for as JSON, which keeps its traceback.
 ///
 /// @param client the client; stays owned by the caller. Not NULL.
 /// @param agent_id_json the agent's id (JSON). Not NULL.
@@ -789,14 +797,17 @@ pub unsafe extern "C" fn academy_client_request(
 /// @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
 /// @param timeout_s how long to wait for the result, in seconds; < 0:
 ///        forever. Not NaN.
-/// @param[out] out_result_json receives the result as JSON on success;
+/// @param[out] out_result_json receives the result's JSON form on success;
 ///        the caller frees it with academy_string_free(). Not NULL.
 /// @return ACADEMY_OK; ACADEMY_ERR_REMOTE when the action raised (the remote
-///         traceback is in academy_last_error()); ACADEMY_ERR_TIMEOUT;
-///         ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone);
-///         ACADEMY_ERR_PROTOCOL (the agent cannot read JSON or speaks another
-///         protocol); ACADEMY_ERR_INVALID_ARGUMENT for NULL or malformed
-///         arguments or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+///         traceback is in academy_last_error()), also when the agent refuses
+///         the arguments' serialization (a JSON-only Python agent given a
+///         pickle says DeserializationMethodProhibitedError);
+///         ACADEMY_ERR_TIMEOUT; ACADEMY_ERR_MAILBOX_TERMINATED (the agent is
+///         gone); ACADEMY_ERR_PROTOCOL (a result that cannot be read, or an
+///         agent that speaks another protocol); ACADEMY_ERR_INVALID_ARGUMENT
+///         for NULL or malformed arguments (a `py/` form that cannot be
+///         pickled) or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
 ///
 /// Blocks: up to `timeout_s`.
 ///
@@ -954,15 +965,17 @@ pub unsafe extern "C" fn academy_client_request_async(
 
 /// Starts academy_client_action() without waiting.
 ///
-/// Calls the action `action` of the agent `agent_id_json` (JSON
-/// serialization) and returns at once. When the call ends, one
-/// ACADEMY_EVENT_CALL event with `token` comes to `queue`: status ACADEMY_OK
-/// with the result JSON in `json`, or the failure with its text in `error`:
+/// Calls the action `action` of the agent `agent_id_json` (arguments and
+/// result written as academy_client_action() writes them) and returns at
+/// once. When the call ends, one ACADEMY_EVENT_CALL event with `token` comes
+/// to `queue`: status ACADEMY_OK with the result's JSON form in `json`, or
+/// the failure with its text in `error`:
 /// ACADEMY_ERR_REMOTE when the action raised (the remote traceback),
 /// ACADEMY_ERR_TIMEOUT after `timeout_s`, ACADEMY_ERR_CLOSED if the client is
 /// closed first, ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone),
-/// ACADEMY_ERR_PROTOCOL, the transport errors. No limit on calls in flight
-/// but memory (see academy_client_request_async()).
+/// ACADEMY_ERR_PROTOCOL (a result that cannot be read), the transport
+/// errors. No limit on calls in flight but memory (see
+/// academy_client_request_async()).
 ///
 /// @param client the client; stays owned by the caller. Not NULL.
 /// @param agent_id_json the agent's id (JSON); read during the call only. Not
@@ -978,7 +991,8 @@ pub unsafe extern "C" fn academy_client_request_async(
 ///        its event.
 /// @return ACADEMY_OK (the call started); any other status means it was not
 ///         started and no event will come: ACADEMY_ERR_INVALID_ARGUMENT (NULL
-///         or malformed arguments, a NaN timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+///         or malformed arguments, a `py/` form that cannot be pickled, a NaN
+///         timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
 ///
 /// Blocks: no.
 ///

@@ -5,9 +5,10 @@ use std::ffi::c_char;
 use serde_json::{Map, Value};
 
 use super::{academy_status, arg_opt_str, arg_str, boundary, check_out, write_string};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::wire::ids::EntityId;
 use crate::wire::message::{self, parse_json, Message};
+use crate::wire::payload::RequestSerialization;
 
 /// Positional arguments: a JSON array, NULL meaning `[]`.
 pub(crate) unsafe fn args_arg(ptr: *const c_char) -> Result<Value> {
@@ -92,8 +93,16 @@ pub unsafe extern "C" fn academy_message_response(
     })
 }
 
-/// Makes the body of an action request with JSON serialization, as a Python
-/// `Handle` sends it.
+/// Makes the body of an action request, as a Python `Handle` sends it.
+///
+/// The arguments are written as JSON when they hold no `py/` form, and as
+/// pickle when they do (a pickle is the only way a Python agent receives a
+/// tuple, bytes, a set, a numpy array, a dataclass, ...): the positional
+/// arguments as a tuple of their items. The body asks for the result as
+/// pickle (any picklable Python result arrives; academy_message_result()
+/// decodes it to its JSON form) and for an exception as JSON (which keeps
+/// the remote traceback's text). academy_action_request_body_as() chooses
+/// the arguments' serialization.
 ///
 /// @param action the action's name. Not NULL.
 /// @param args_json the positional arguments, a JSON array; NULL means `[]`.
@@ -101,7 +110,8 @@ pub unsafe extern "C" fn academy_message_response(
 /// @param[out] out_body_json receives the body JSON on success;
 ///        the caller frees it with academy_string_free(). Not NULL.
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `action` or
-///         `out_body_json`, invalid UTF-8 or malformed JSON.
+///         `out_body_json`, invalid UTF-8, malformed JSON, or a `py/` form
+///         that cannot be pickled (e.g. `{"py/tuple": 5}`).
 ///
 /// Blocks: no.
 ///
@@ -114,19 +124,69 @@ pub unsafe extern "C" fn academy_action_request_body(
     kwargs_json: *const c_char,
     out_body_json: *mut *mut c_char,
 ) -> academy_status {
+    academy_action_request_body_as(action, args_json, kwargs_json, std::ptr::null(), out_body_json)
+}
+
+/// Makes the body of an action request whose arguments are written in the
+/// serialization named, for a call that forces one.
+///
+/// As academy_action_request_body(), which is this with `serialization`
+/// "auto". Send the body with academy_client_request() or
+/// academy_client_request_async() and decode the response with
+/// academy_message_result(): a call with a serialization of its own,
+/// whatever the factory's `request_serialization` says.
+///
+/// @param action the action's name. Not NULL.
+/// @param args_json the positional arguments, a JSON array; NULL means `[]`.
+/// @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
+/// @param serialization "auto" (JSON unless the arguments hold a `py/` form,
+///        then pickle), "json" (always; a `py/` form arrives in Python as a
+///        dict) or "pickle" (always); NULL means "auto".
+/// @param[out] out_body_json receives the body JSON on success;
+///        the caller frees it with academy_string_free(). Not NULL.
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `action` or
+///         `out_body_json`, invalid UTF-8, malformed JSON, an unknown
+///         `serialization`, or a `py/` form that cannot be pickled.
+///
+/// Blocks: no.
+///
+/// Thread-safety: thread-safe (no shared state).
+/// @ingroup messages
+#[no_mangle]
+pub unsafe extern "C" fn academy_action_request_body_as(
+    action: *const c_char,
+    args_json: *const c_char,
+    kwargs_json: *const c_char,
+    serialization: *const c_char,
+    out_body_json: *mut *mut c_char,
+) -> academy_status {
     boundary(|| {
         check_out(out_body_json, "out_body_json")?;
         let action = arg_str(action, "action")?;
-        let body =
-            message::action_request_body(action, &args_arg(args_json)?, &kwargs_arg(kwargs_json)?)?;
+        let mode = match arg_opt_str(serialization, "serialization")? {
+            None => RequestSerialization::Auto,
+            Some(name) => RequestSerialization::from_name(name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "serialization must be one of {}, not {name:?}",
+                    RequestSerialization::NAMES.join(", ")
+                ))
+            })?,
+        };
+        let body = message::action_request_body(
+            action,
+            &args_arg(args_json)?,
+            &kwargs_arg(kwargs_json)?,
+            mode,
+        )?;
         write_string(out_body_json, body.to_string())
     })
 }
 
 /// Decodes the response message `response_json`.
 ///
-/// The result of an action response as JSON, or `null` for a success
-/// response.
+/// The result of an action response in its JSON form (decoded from JSON or
+/// from pickle: a tuple arrives as `{"py/tuple": [...]}`, a numpy array as
+/// `{"py/ndarray": {...}}`, ...), or `null` for a success response.
 ///
 /// @param response_json the response message (JSON). Not NULL.
 /// @param[out] out_result_json receives the result JSON on success;
@@ -136,8 +196,10 @@ pub unsafe extern "C" fn academy_action_request_body(
 ///         error responses that say the call was cancelled or refused;
 ///         ACADEMY_ERR_MAILBOX_TERMINATED for an academy error response
 ///         saying the mailbox was terminated; ACADEMY_ERR_PROTOCOL for other
-///         academy error responses, a result that is not JSON-serialized,
-///         or a body that is no response; ACADEMY_ERR_INVALID_ARGUMENT for a
+///         academy error responses, a result that cannot be read (a
+///         serialization other than JSON and pickle, a pickle that is
+///         malformed or holds what this library does not read), or a body
+///         that is no response; ACADEMY_ERR_INVALID_ARGUMENT for a
 ///         NULL argument or JSON that is not a message.
 ///
 /// Blocks: no.

@@ -20,6 +20,7 @@ pub mod handle;
 pub mod info;
 pub mod log;
 pub mod messages;
+pub mod pyvalue;
 pub mod queue;
 pub mod reply;
 pub mod serve;

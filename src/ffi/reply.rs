@@ -47,6 +47,12 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 
 /// Completes `reply` with the action's result.
 ///
+/// The result, the JSON form of a Python value, goes back in the
+/// serialization the request asked for: as pickle for academy-py's default
+/// Handle, so a `py/` form arrives as its Python value (`{"py/tuple": [1, 2]}`
+/// as the tuple (1, 2), academy_ndarray_write()'s form as a numpy array); as
+/// JSON text (forms and all) to a caller that asked for JSON.
+///
 /// A reply from an ACADEMY_EVENT_REQUEST event returns at once and its
 /// response goes out in the background; if that send fails (the result
 /// too large for the exchange, say), the library answers the caller with
@@ -63,8 +69,9 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 ///        again, e.g. with academy_reply_error(). Not NULL.
 /// @param result_json the result, any JSON value; NULL means `null`. Read
 ///        during the call only.
-/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
-///         malformed `result_json` (the reply stays open);
+/// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply`,
+///         malformed `result_json`, or a `py/` form in it that cannot be
+///         pickled when the caller asked for pickle (the reply stays open);
 ///         ACADEMY_ERR_CLOSED if the request was already answered (completed
 ///         before, cancelled, or serving ended) or the reply is not a live
 ///         reply; for a reply of academy_agent_serve(), the statuses of
@@ -126,7 +133,8 @@ pub unsafe extern "C" fn academy_reply_cancelled(
 }
 
 /// Completes `reply` with an error; a Python caller raises
-/// `AcademyRemoteError(message)`.
+/// `AcademyRemoteError(message)`, whether it asked for the exception as JSON
+/// or as pickle.
 ///
 /// Sends the response as academy_reply_ok() does: in the background for a
 /// reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.

@@ -13,9 +13,10 @@ use crate::error::Error;
 use crate::wire::message::ActionCall;
 
 /// An action handler: called for each action request with the action name,
-/// its positional arguments (a JSON array) and keyword arguments (a JSON
-/// object). The strings belong to the library and are valid only during the
-/// call. The handler completes `reply` exactly once, during the call or later
+/// its positional arguments (a JSON array of the argument tuple's items) and
+/// keyword arguments (a JSON object), in the JSON forms of Python values
+/// whether the caller sent JSON or pickle (see the "Python values" group).
+/// The strings belong to the library and are valid only during the call. The handler completes `reply` exactly once, during the call or later
 /// from any thread, with `academy_reply_ok` or `academy_reply_error`. It runs
 /// on threads the library starts for serving, never on the library's runtime
 /// threads, so it may call any libacademy function.
@@ -83,11 +84,22 @@ fn call_handler(
 /// (a factory option) threads that the library starts, never on its
 /// runtime's threads, so they may call any libacademy function.
 ///
-/// Requests serialized with pickle are answered with an error that a Python
-/// caller sees as an exception saying that only JSON is accepted; requests of
-/// another protocol major version get academy-py's INCOMPATIBLE_PROTOCOL
-/// error. When serving ends, requests whose reply was not completed are
-/// answered with ActionCancelledError, so no caller waits forever.
+/// Requests come in JSON or in pickle (academy-py's default): the handler
+/// sees the same JSON form of the arguments either way (a tuple as
+/// `{"py/tuple": [...]}`, a numpy array as `{"py/ndarray": {...}}`, ...;
+/// pickles are read as data, never run). The result goes back in the
+/// serialization the request asks for (`result_serialization`, else the
+/// arguments'), an error in `exception_serialization` (else the result's);
+/// a Python caller raises `AcademyRemoteError(message)` for
+/// academy_reply_error() either way. The factory option
+/// `allowed_deserializers` restricts what the agent reads: a request in
+/// another serialization is answered with academy-py's
+/// DeserializationMethodProhibitedError, and one that cannot be read (a
+/// malformed or hostile pickle) with an error saying why; serving goes on.
+/// Requests of another protocol major version get academy-py's
+/// INCOMPATIBLE_PROTOCOL error. When serving ends, requests whose reply was
+/// not completed are answered with ActionCancelledError, so no caller waits
+/// forever.
 ///
 /// @param client the agent's client (from academy_agent_client_new()); stays
 ///        owned by the caller. Not NULL.
@@ -138,7 +150,8 @@ pub unsafe extern "C" fn academy_agent_serve(
 ///
 /// The library answers pings, honours shutdown requests (terminating the
 /// mailbox unless the request says `terminate: false`) and cancel requests,
-/// and answers requests it cannot read, exactly as academy_agent_serve() does,
+/// reads JSON and pickle requests (as `allowed_deserializers` allows) and
+/// answers those it cannot read, exactly as academy_agent_serve() does,
 /// on its own threads; no program code runs there. Each action request
 /// becomes an ACADEMY_EVENT_REQUEST event with `token` on `queue`, with
 /// `action`, `args_json`, `kwargs_json`, the request message in `json`, and a

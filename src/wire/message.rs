@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
 use crate::wire::ids::EntityId;
+use crate::wire::payload::{self, Accepted, RequestSerialization, Serialization};
 use crate::wire::pyjson;
 
 /// The Academy wire protocol this library speaks.
@@ -205,10 +206,19 @@ pub fn parse_json(what: &str, text: &str) -> Result<Value> {
     pyjson::loads(text).map_err(|e| Error::invalid(format!("{what} is not valid JSON: {e}")))
 }
 
-/// The body of an action request with JSON serialization, as a Python
-/// `Handle` sends it: `pargs`/`kargs` are JSON text (Python's `json.dumps`
-/// format) inside JSON strings.
-pub fn action_request_body(action: &str, args: &Value, kwargs: &Value) -> Result<Value> {
+/// The body of an action request, as a Python `Handle` sends it: the
+/// arguments in the serialization `mode` picks for them (JSON text or
+/// base64 pickle inside JSON strings; a pickle holds the positional
+/// arguments as a tuple). The result is asked for as pickle, so that any
+/// picklable Python result arrives (JSON cannot carry a tuple, bytes, a
+/// set, an array, ...), and an exception as JSON, which keeps the remote
+/// traceback's text (a pickled exception has none).
+pub fn action_request_body(
+    action: &str,
+    args: &Value,
+    kwargs: &Value,
+    mode: RequestSerialization,
+) -> Result<Value> {
     if !args.is_array() {
         return Err(Error::invalid("action arguments must be a JSON array"));
     }
@@ -217,84 +227,182 @@ pub fn action_request_body(action: &str, args: &Value, kwargs: &Value) -> Result
             "action keyword arguments must be a JSON object",
         ));
     }
+    let serialization = mode.pick(args, kwargs);
+    let unpicklable = |e: Error| {
+        Error::invalid(format!(
+            "the arguments cannot be written as {}: {}",
+            serialization.name(),
+            e.message
+        ))
+    };
     Ok(json!({
         "action": action,
-        "serialization": "json",
-        "result_serialization": null,
-        "exception_serialization": null,
-        "pargs": pyjson::dumps(args),
-        "kargs": pyjson::dumps(kwargs),
+        "serialization": serialization.name(),
+        "result_serialization": Serialization::Pickle.name(),
+        "exception_serialization": Serialization::Json.name(),
+        "pargs": payload::encode_args(args, serialization).map_err(unpicklable)?,
+        "kargs": payload::encode(kwargs, serialization).map_err(unpicklable)?,
         "kind": "action-request",
     }))
+}
+
+/// How the answer to an action request is written, as academy-py's agent
+/// runtime decides: the result in `result_serialization`, else in the
+/// arguments' serialization; an exception in `exception_serialization`,
+/// else as the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub result: Serialization,
+    pub exception: Serialization,
+}
+
+impl Answer {
+    /// The answer an action request body asks for (JSON where it names
+    /// none this library knows).
+    pub fn of(body: &Value) -> Answer {
+        let named = |field: &str| {
+            body.get(field)
+                .and_then(Value::as_str)
+                .and_then(Serialization::from_name)
+        };
+        let result = named("result_serialization")
+            .or_else(|| named("serialization"))
+            .unwrap_or(Serialization::Json);
+        Answer {
+            result,
+            exception: named("exception_serialization").unwrap_or(result),
+        }
+    }
 }
 
 /// A decoded action request (what a C handler sees).
 #[derive(Debug, Clone)]
 pub struct ActionCall {
     pub action: String,
-    /// JSON text of the positional arguments (an array).
+    /// JSON text of the positional arguments (an array of the tuple's
+    /// items, in their JSON forms).
     pub args_json: String,
     /// JSON text of the keyword arguments (an object).
     pub kwargs_json: String,
-    /// The serialization the caller wants for the result.
-    pub result_serialization: String,
+    /// How the caller wants the answer written.
+    pub answer: Answer,
 }
 
-/// Decodes an action request body; only JSON serialization can be read.
-pub fn decode_action_request(body: &Value) -> Result<ActionCall> {
+/// Decodes an action request body whose arguments are in a serialization
+/// that `accepted` allows; the handler sees the same JSON form of the
+/// arguments whether they came as JSON or as pickle.
+pub fn decode_action_request(body: &Value, accepted: Accepted) -> Result<ActionCall> {
     let field = |name: &str| body.get(name).and_then(Value::as_str);
     let action =
         field("action").ok_or_else(|| Error::protocol("action request without an action name"))?;
-    let serialization = field("serialization").unwrap_or("");
-    if serialization != "json" {
-        return Err(Error::protocol(format!(
-            "this agent accepts only JSON serialization, but the request uses {serialization:?}"
-        )));
+    let serialization = arguments_serialization(body)?;
+    if !accepted.allows(serialization) {
+        return Err(Error::protocol(prohibited_text(serialization, accepted)));
     }
-    let args = decode_json_field(body.get("pargs"), Value::Array(vec![]))?;
-    let kwargs = decode_json_field(body.get("kargs"), Value::Object(Map::new()))?;
-    if !args.is_array() || !kwargs.is_object() {
-        return Err(Error::protocol(
-            "action request arguments are not an array and an object",
-        ));
-    }
-    let result_serialization = field("result_serialization")
-        .filter(|s| !s.is_empty())
-        .unwrap_or(serialization)
-        .to_owned();
+    let args = match body.get("pargs") {
+        None | Some(Value::Null) => Value::Array(vec![]),
+        Some(Value::String(text)) => payload::decode_args(text, serialization)?,
+        // Leniently, JSON not wrapped in a string.
+        Some(other) if serialization == Serialization::Json && other.is_array() => other.clone(),
+        Some(_) => return Err(Error::protocol("the action's positional arguments are not a string")),
+    };
+    let kwargs = match body.get("kargs") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::String(text)) => payload::decode_kwargs(text, serialization)?,
+        Some(other) if serialization == Serialization::Json && other.is_object() => other.clone(),
+        Some(_) => return Err(Error::protocol("the action's keyword arguments are not a string")),
+    };
     Ok(ActionCall {
         action: action.to_owned(),
         args_json: args.to_string(),
         kwargs_json: kwargs.to_string(),
-        result_serialization,
+        answer: Answer::of(body),
     })
 }
 
-/// A `pargs`/`kargs` field: JSON text in a string (or, leniently, the value).
-fn decode_json_field(field: Option<&Value>, default: Value) -> Result<Value> {
-    match field {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::String(text)) => pyjson::loads(text)
-            .map_err(|e| Error::protocol(format!("action arguments are not JSON: {e}"))),
-        Some(other) => Ok(other.clone()),
+/// The serialization an action request's arguments are in.
+fn arguments_serialization(body: &Value) -> Result<Serialization> {
+    let name = body.get("serialization").and_then(Value::as_str).unwrap_or("");
+    Serialization::from_name(name).ok_or_else(|| {
+        Error::protocol(format!(
+            "the action request's arguments are in an unknown serialization {name:?}"
+        ))
+    })
+}
+
+fn prohibited_text(serialization: Serialization, accepted: Accepted) -> String {
+    format!(
+        "DeserializationMethodProhibitedError: this agent accepts only {} serialization \
+         (allowed_deserializers), not {}",
+        accepted.names(),
+        serialization.name()
+    )
+}
+
+/// The answer to an action request that [`decode_action_request`]
+/// refused, written as the request asks: academy-py's
+/// `DeserializationMethodProhibitedError` for arguments in a serialization
+/// the agent does not accept, else an error that a Python caller raises
+/// as `AcademyRemoteError` saying why the request could not be read.
+pub fn unreadable_request_body(body: &Value, accepted: Accepted) -> Value {
+    let answer = Answer::of(body);
+    if let Ok(serialization) = arguments_serialization(body) {
+        if !accepted.allows(serialization) {
+            let text = prohibited_text(serialization, accepted);
+            return exception_body(payload::PROHIBITED_ERROR, &text, answer.exception);
+        }
     }
+    let why = match decode_action_request(body, accepted) {
+        Err(e) => e.message,
+        Ok(_) => "the action request could not be read".to_owned(),
+    };
+    error_body(&why, answer.exception)
 }
 
-/// The body of a successful action response with JSON serialization.
-pub fn action_response_body(result: &Value) -> Value {
-    json!({
-        "result": ["__serialized__", pyjson::dumps(result)],
-        "serialization": "json",
+/// The body of a successful action response, the result written in
+/// `serialization`. `InvalidArgument` for a result holding a `py/` form
+/// that cannot be pickled.
+pub fn action_response_body(result: &Value, serialization: Serialization) -> Result<Value> {
+    let data = payload::encode(result, serialization).map_err(|e| {
+        Error::invalid(format!(
+            "the result cannot be written as {}: {}",
+            serialization.name(),
+            e.message
+        ))
+    })?;
+    Ok(json!({
+        "result": ["__serialized__", data],
+        "serialization": serialization.name(),
         "kind": "action-response",
-    })
+    }))
 }
 
-/// The body of an error that a Python caller raises as `AcademyRemoteError`.
+/// The body of an error that a Python caller raises as
+/// `AcademyRemoteError(message)`, with JSON serialization (which every
+/// Python caller reads, whatever it asked for).
 pub fn user_error_body(message: &str) -> Value {
-    let exception = json!({"__exception__": true, "exception_str": message});
+    error_body(message, Serialization::Json)
+}
+
+/// The body of an error that a Python caller raises as
+/// `AcademyRemoteError(message)`, written in `serialization`.
+pub fn error_body(message: &str, serialization: Serialization) -> Value {
+    exception_body(payload::REMOTE_ERROR, message, serialization)
+}
+
+/// A `user-error-response` with an exception of `class` (pickle) or its
+/// text (JSON). Falls back to JSON if the pickle cannot be written.
+fn exception_body(class: &str, text: &str, serialization: Serialization) -> Value {
+    let (serialization, exception) = match payload::encode_exception(class, text, serialization) {
+        Ok(exception) => (serialization, exception),
+        Err(_) => (
+            Serialization::Json,
+            payload::encode_exception(class, text, Serialization::Json).unwrap_or_default(),
+        ),
+    };
     json!({
-        "serialization": "json",
-        "exception": pyjson::dumps(&exception),
+        "serialization": serialization.name(),
+        "exception": exception,
         "kind": "user-error-response",
     })
 }
@@ -350,15 +458,13 @@ pub fn response_result(message: &Message) -> Result<Value> {
                 }
                 other => return Ok(other),
             };
-            if serialization != "json" {
+            let Some(serialization) = Serialization::from_name(serialization) else {
                 return Err(Error::protocol(format!(
-                    "the result is serialized with {serialization:?}; only JSON can be decoded here"
+                    "the result is serialized with {serialization:?}, which this library does not know"
                 )));
-            }
+            };
             match data {
-                Value::String(text) => pyjson::loads(&text).map_err(|e| {
-                    Error::protocol(format!("the action result is not valid JSON: {e}"))
-                }),
+                Value::String(text) => payload::decode(&text, serialization, "the action result"),
                 other => Ok(other),
             }
         }
@@ -372,29 +478,21 @@ pub fn response_result(message: &Message) -> Result<Value> {
 }
 
 fn remote_exception(body: &Value) -> Error {
-    let serialization = body
+    let name = body
         .get("serialization")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let exception = body.get("exception");
-    if serialization == "json" {
-        if let Some(Value::String(text)) = exception {
-            if let Ok(value) = pyjson::loads(text) {
-                if let Some(s) = value.get("exception_str").and_then(Value::as_str) {
-                    return Error::new(Status::Remote, s.trim_end().to_owned());
-                }
-                return Error::new(Status::Remote, value.to_string());
-            }
-            return Error::new(Status::Remote, text.clone());
+    match (Serialization::from_name(name), body.get("exception")) {
+        (Some(serialization), Some(Value::String(text))) => {
+            payload::decode_exception(text, serialization)
         }
-    }
-    Error::new(
-        Status::Remote,
-        format!(
-            "the remote agent raised an exception serialized with {serialization:?}, which cannot be decoded here \
-             (a JSON-only Python agent answers a pickle request this way: DeserializationMethodProhibitedError)"
+        _ => Error::new(
+            Status::Remote,
+            format!(
+                "the remote agent raised an exception serialized with {name:?}, which cannot be decoded here"
+            ),
         ),
-    )
+    }
 }
 
 fn academy_error(body: &Value) -> Error {
@@ -458,8 +556,71 @@ mod tests {
         let kwargs: Value =
             serde_json::from_str(r#"{"x": {"k": [1, 2], "s": "hé", "n": null, "f": 1.5}}"#)
                 .unwrap();
-        let body = action_request_body("echo", &json!([]), &kwargs).unwrap();
-        assert_eq!(body, wire.body);
+        let body =
+            action_request_body("echo", &json!([]), &kwargs, RequestSerialization::Auto).unwrap();
+        // As a Handle with request_serializer=JSON, result_serializer=PICKLE
+        // and exception_serializer=JSON writes it.
+        let mut want = wire.body.clone();
+        want["result_serialization"] = json!("pickle");
+        want["exception_serialization"] = json!("json");
+        assert_eq!(body, want);
+        let answer = Answer::of(&body);
+        assert_eq!(
+            (answer.result, answer.exception),
+            (Serialization::Pickle, Serialization::Json)
+        );
+    }
+
+    #[test]
+    fn answers_follow_the_request_as_academy_py_decides() {
+        let answer = |body: Value| {
+            let a = Answer::of(&body);
+            (a.result.name(), a.exception.name())
+        };
+        assert_eq!(answer(json!({"serialization": "pickle"})), ("pickle", "pickle"));
+        assert_eq!(
+            answer(json!({"serialization": "pickle", "result_serialization": null, "exception_serialization": "json"})),
+            ("pickle", "json")
+        );
+        assert_eq!(
+            answer(json!({"serialization": "json", "result_serialization": "pickle"})),
+            ("pickle", "pickle")
+        );
+        assert_eq!(answer(json!({"serialization": "yaml"})), ("json", "json"));
+    }
+
+    #[test]
+    fn refused_requests_are_answered_as_academy_py_answers_them() {
+        let json_only = Accepted {
+            json: true,
+            pickle: false,
+        };
+        let pickle = Message::from_json(&sample(
+            "pickle_request_to_json_only_python_agent",
+            "request_wire",
+        ))
+        .unwrap();
+        let err = decode_action_request(&pickle.body, json_only).unwrap_err();
+        assert!(err.message.contains("DeserializationMethodProhibitedError"), "{}", err.message);
+        let mut asks_json = pickle.body.clone();
+        asks_json["exception_serialization"] = json!("json");
+        let answer = unreadable_request_body(&asks_json, json_only);
+        let response = pickle.response(answer).unwrap();
+        let e = response_result(&response).unwrap_err();
+        assert_eq!(e.status, Status::Remote);
+        assert!(
+            e.message.contains("DeserializationMethodProhibitedError")
+                && e.message.contains("accepts only json"),
+            "{}",
+            e.message
+        );
+        let mut unknown = asks_json.clone();
+        unknown["serialization"] = json!("yaml");
+        let e = decode_action_request(&unknown, Accepted::ALL).unwrap_err();
+        assert!(e.message.contains("yaml"), "{}", e.message);
+        let answer = unreadable_request_body(&unknown, Accepted::ALL);
+        assert_eq!(answer["serialization"], "json");
+        assert!(answer["exception"].as_str().unwrap().contains("yaml"));
     }
 
     #[test]
@@ -515,20 +676,55 @@ mod tests {
     #[test]
     fn decodes_action_requests() {
         let req = Message::from_json(&sample("action_echo_kwargs", "request_wire")).unwrap();
-        let call = decode_action_request(&req.body).unwrap();
+        let call = decode_action_request(&req.body, Accepted::ALL).unwrap();
         assert_eq!(call.action, "echo");
         assert_eq!(call.args_json, "[]");
         let kwargs: Value = serde_json::from_str(&call.kwargs_json).unwrap();
         assert_eq!(kwargs["x"]["s"], "hé");
+        assert_eq!(call.answer.result, Serialization::Json);
+        // academy-py's default Handle: pickle, add(2, 3).
         let pickle = Message::from_json(&sample(
             "pickle_request_to_json_only_python_agent",
             "request_wire",
         ))
         .unwrap();
-        assert_eq!(
-            decode_action_request(&pickle.body).unwrap_err().status,
-            Status::Protocol
-        );
+        let call = decode_action_request(&pickle.body, Accepted::ALL).unwrap();
+        assert_eq!((call.args_json.as_str(), call.kwargs_json.as_str()), ("[2,3]", "{}"));
+        assert_eq!(call.answer.result, Serialization::Pickle);
+        assert_eq!(call.answer.exception, Serialization::Pickle);
+    }
+
+    #[test]
+    fn pickled_bodies_read_back() {
+        let args = json!([{"py/tuple": [1, "a"]}, 2.5]);
+        let kwargs = json!({"b": {"py/bytes": "AAE="}});
+        let body = action_request_body("f", &args, &kwargs, RequestSerialization::Auto).unwrap();
+        assert_eq!(body["serialization"], "pickle");
+        let call = decode_action_request(&body, Accepted::ALL).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&call.args_json).unwrap(), args);
+        assert_eq!(serde_json::from_str::<Value>(&call.kwargs_json).unwrap(), kwargs);
+        let forced =
+            action_request_body("f", &json!([1]), &json!({}), RequestSerialization::Pickle).unwrap();
+        assert_eq!(forced["serialization"], "pickle");
+        let call = decode_action_request(&forced, Accepted::ALL).unwrap();
+        assert_eq!(call.args_json, "[1]");
+        let bad = action_request_body("f", &json!([{"py/tuple": 5}]), &json!({}), RequestSerialization::Auto)
+            .unwrap_err();
+        assert_eq!(bad.status, Status::InvalidArgument);
+
+        let request = Message::from_json(&sample("action_add", "request_wire")).unwrap();
+        for serialization in [Serialization::Json, Serialization::Pickle] {
+            let result = json!([{"py/tuple": [1, {"py/set": [2]}]}, "s", 1.5]);
+            let ok = request
+                .response(action_response_body(&result, serialization).unwrap())
+                .unwrap();
+            let back = response_result(&Message::from_json(&ok.to_json()).unwrap()).unwrap();
+            assert_eq!(back, result);
+            let failed = request.response(error_body("it broke", serialization)).unwrap();
+            let e = response_result(&failed).unwrap_err();
+            assert_eq!(e.status, Status::Remote);
+            assert!(e.message.ends_with("it broke"), "{}", e.message);
+        }
     }
 }
 

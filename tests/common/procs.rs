@@ -15,18 +15,6 @@ use once_cell::sync::Lazy;
 
 use super::capi::shared_embedded_exchange;
 
-/// The Python interpreter of a venv with academy-py 1.0.0 and numpy 2.x
-/// (`ACADEMY_TEST_PYTHON_NUMPY2`), for the peers that send numpy arrays.
-pub fn python_numpy2() -> PathBuf {
-    match std::env::var_os("ACADEMY_TEST_PYTHON_NUMPY2") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "ACADEMY_TEST_PYTHON_NUMPY2 is not set: it names the python of a venv with academy-py==1.0.0 and \
-             numpy 2.x (python3 -m venv DIR && DIR/bin/pip install academy-py==1.0.0 'numpy>=2,<3')"
-        ),
-    }
-}
-
 /// The Python interpreter of the test venv with academy-py 1.0.0.
 pub fn python() -> PathBuf {
     match std::env::var_os("ACADEMY_TEST_PYTHON") {
@@ -34,6 +22,21 @@ pub fn python() -> PathBuf {
         None => panic!(
             "ACADEMY_TEST_PYTHON is not set: run the tests with ./scripts/test.sh, which installs academy-py==1.0.0 \
              into a virtual environment and sets it"
+        ),
+    }
+}
+
+/// The Python interpreter of a venv with academy-py 1.0.0 and numpy 1.26
+/// (`major` 1) or numpy 2.x (`major` 2): ACADEMY_TEST_PYTHON_NUMPY1 or
+/// ACADEMY_TEST_PYTHON_NUMPY2.
+pub fn python_numpy(major: u32) -> PathBuf {
+    let var = format!("ACADEMY_TEST_PYTHON_NUMPY{major}");
+    let spec = if major == 1 { "'numpy==1.26.*'" } else { "'numpy>=2,<3'" };
+    match std::env::var_os(&var) {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "{var} is not set: make a venv with `python3 -m venv DIR && DIR/bin/pip install \
+             academy-py==1.0.0 {spec}` and set {var}=DIR/bin/python (scripts/test.sh does)"
         ),
     }
 }
@@ -365,7 +368,7 @@ impl PyPeer {
         Self::start_with(&python(), script, args)
     }
 
-    /// The same with another interpreter (see [`python_numpy2`]).
+    /// The same with another interpreter (another venv).
     pub fn start_with(python: &std::path::Path, script: &str, args: &[&str]) -> PyPeer {
         let mut child = Command::new(python)
             .arg(repo().join("tests/py").join(script))
