@@ -7,6 +7,7 @@
 //
 // Each line it prints is checked by tests/packaging.rs, built as C++17
 // and as C++20 (which adds the std::span views).
+#include <atomic>
 #include <complex>
 #include <cstdint>
 #include <iostream>
@@ -90,14 +91,49 @@ static void row_sums(const std::string &action, const std::string &args, const s
     academy::reply_ok(reply, academy::ndarray_write(sums));
 }
 
+// Serves `agent` on a thread until it is destroyed, also when a call throws.
+class Serving {
+public:
+    Serving(academy::Client &agent, academy::ActionHandler handler) : agent_(agent), handler_(std::move(handler)) {
+        thread_ = std::thread([this] {
+            try {
+                agent_.serve(handler_);
+            } catch (const academy::Error &e) {
+                std::cerr << "serving: " << e.what() << "\n";
+            }
+            done_ = true;
+        });
+    }
+    Serving(const Serving &) = delete;
+    Serving &operator=(const Serving &) = delete;
+    ~Serving() {
+        // stop() refuses a client that is not serving yet: try again until
+        // serving has started (or ended).
+        while (!done_) {
+            try {
+                agent_.stop();
+                break;
+            } catch (const academy::Error &) {
+                std::this_thread::sleep_for(10ms);
+            }
+        }
+        thread_.join();
+    }
+
+private:
+    academy::Client &agent_;
+    academy::ActionHandler handler_;
+    std::atomic<bool> done_{false};
+    std::thread thread_;
+};
+
 static void through_an_agent() {
     academy::Exchange exchange;
     academy::Factory factory(exchange.url());
     academy::Client user = factory.user("cpp-user");
     academy::Client agent = factory.agent(user.register_agent("examples.RowSums", "sums"));
     std::string id = agent.mailbox_id();
-    academy::ActionHandler handler = row_sums;
-    std::thread serving([&agent, &handler] { agent.serve(handler); });
+    Serving serving(agent, row_sums);
     std::string a = academy::ndarray_write(std::vector<double>{0, 1, 2, 10, 11, 12}, {2, 3});
     academy::NDArray sums(user.action(id, "row_sums", "[" + a + "]", "{}", 10s));
     std::vector<double> s = sums.to_vector<double>();
@@ -107,8 +143,6 @@ static void through_an_agent() {
     } catch (const academy::Error &e) {
         std::cout << "float32 " << academy::status_name(e.status()) << "\n";
     }
-    agent.stop();
-    serving.join();
 }
 
 int main() {
