@@ -2,6 +2,14 @@
 
 Usage: bench_python.py WORKLOAD EXCHANGE [ARGS]   (prints one JSON object)
 
+Two workloads of their own, with academy-py's defaults (pickle):
+  echo_agent URL: launches a Python agent whose `echo` returns its argument
+      (academy's Manager, in this process), prints its id, runs until shut down.
+  arrays URL C_AGENT_JSON PY_AGENT_JSON N IN_FLIGHT: a default Handle sends a
+      256 KiB float64 numpy array to each echo agent (examples/bench.rs
+      echo_agent in C, and the one above) N times, IN_FLIGHT at once under
+      asyncio.gather; calls/s of each, the agents taken in turn.
+
 EXCHANGE is an HTTP exchange's URL, redis://HOST:PORT/DB (RedisExchangeFactory)
 or hybrid://HOST:PORT/DB (HybridExchangeFactory, namespace "bench").
 """
@@ -27,6 +35,12 @@ class Calc(Agent):
     @action
     async def add(self, a, b):
         return a + b
+
+
+class Echo(Agent):
+    @action
+    async def echo(self, x):
+        return x
 
 
 def make_factory(exchange):
@@ -189,8 +203,54 @@ async def clients(url, n):
     return result
 
 
+async def echo_agent(url):
+    async with await Manager.from_exchange_factory(make_factory(url)) as manager:
+        handle = await manager.launch(Echo)
+        print(handle.agent_id.model_dump_json(), flush=True)
+        await manager.wait([handle])
+    return None
+
+
+async def arrays(url, c_json, py_json, n, in_flight):
+    import numpy as np
+
+    array = np.random.default_rng(1).random(32768)  # 256 KiB of float64
+    async with await make_factory(url).create_user_client():
+        handles = {'c': Handle(AgentId.model_validate_json(c_json)),
+                   'python': Handle(AgentId.model_validate_json(py_json))}
+        for name, h in handles.items():
+            back = await h.echo(array)
+            if not (isinstance(back, np.ndarray) and np.array_equal(back, array)):
+                raise SystemExit(f'the {name} echo agent did not return the array')
+
+        async def calls_per_s(h, total):
+            async def worker(k):
+                for _ in range(k):
+                    await h.echo(array)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(total // in_flight + (i < total % in_flight))
+                                   for i in range(in_flight)))
+            return total / (time.perf_counter() - start)
+
+        result = {'c': [], 'python': [], 'n': n, 'in_flight': in_flight, 'bytes': array.nbytes}
+        # Each agent in turn, three times, so that both see the same machine.
+        for _ in range(3):
+            for name, h in handles.items():
+                await calls_per_s(h, max(in_flight, n // 10))  # warm up
+                result[name].append(await calls_per_s(h, n))
+        return result
+
+
 async def main():
     workload, url, *rest = sys.argv[1:]
+    if workload == 'echo_agent':
+        await echo_agent(url)
+        return
+    if workload == 'arrays':
+        c_json, py_json, n, in_flight = rest
+        print(json.dumps(await arrays(url, c_json, py_json, int(n), int(in_flight))), flush=True)
+        return
     nums = [int(x) for x in rest]
     if workload in ('ping', 'action'):
         out = await with_agent(url, nums[0] if nums else 2000, workload)

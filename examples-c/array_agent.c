@@ -101,8 +101,11 @@ static void handler(void *user_data, const char *action, const char *args_json,
     (void)kwargs_json;
     academy_ndarray *array = NULL;
     if (academy_ndarray_read(args_json, "/0", &array) != ACADEMY_OK) {
-        /* The text says why: not an array, or a dtype with no typed buffer. */
-        academy_reply_error(reply, academy_last_error());
+        /* The text says why: not an array, or a dtype with no typed buffer
+         * (copied: academy_last_error()'s text lasts until the next call). */
+        char why[512];
+        snprintf(why, sizeof why, "%s", academy_last_error());
+        academy_reply_error(reply, why);
         return;
     }
     if (strcmp(action, "scale") == 0) {

@@ -12,7 +12,6 @@ import time
 
 from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
-from academy.serialize import SerializationStrategy
 
 
 def out(*parts) -> None:
@@ -33,7 +32,7 @@ async def main(url: str, ranks: int) -> int:
                 return 1
             await asyncio.sleep(0.1)
         # Discovery gives ids without names: ask each rank who it is.
-        handles = [Handle(aid, request_serializer=SerializationStrategy.JSON) for aid in found]
+        handles = [Handle(aid) for aid in found]
         states = await asyncio.gather(*(h.state() for h in handles))
         ranks_ = [h for _, h in sorted(zip((s['rank'] for s in states), handles))]
         out('found', len(ranks_), 'ranks:', sorted(s['rank'] for s in states), 'of size', states[0]['size'],

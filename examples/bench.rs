@@ -28,6 +28,12 @@
 //!   Through the C API, as a C program makes these calls.
 //! - `pending N`: the RSS that N `academy_client_action_async` calls add
 //!   while they wait (for an agent nobody serves).
+//! - `echo_agent` (HTTP exchanges only): registers a C agent whose `echo`
+//!   returns its first argument (found with `academy_json_get`, replied
+//!   with `academy_reply_ok`), prints its id, and serves it with
+//!   `academy_agent_serve` (`max_concurrency` 2) until it is shut down: the
+//!   C side of the arrays workload, whose Python side (a default `Handle`
+//!   sending numpy arrays) is bench/bench_python.py's.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -545,6 +551,42 @@ mod capi {
     pub fn stop(agent: &Client) {
         unsafe { academy_agent_stop(agent.0) };
     }
+
+    /// A C echo agent's handler: `echo` answers its first argument as it
+    /// came (any JSON form: a numpy array's goes back as the same array).
+    unsafe extern "C" fn echo(
+        _: *mut std::ffi::c_void,
+        _action: *const c_char,
+        args: *const c_char,
+        _kwargs: *const c_char,
+        reply: *mut academy_reply,
+    ) {
+        let mut first = ptr::null_mut();
+        if academy::ffi::pyvalue::academy_json_get(args, c"/0".as_ptr(), &mut first) != ACADEMY_OK {
+            academy_reply_error(reply, c"echo takes one argument".as_ptr());
+            return;
+        }
+        if academy_reply_ok(reply, first) != ACADEMY_OK {
+            let why = CStr::from_ptr(academy_last_error()).to_owned();
+            academy_reply_error(reply, why.as_ptr());
+        }
+        academy_string_free(first);
+    }
+
+    /// Registers a C echo agent on the HTTP exchange at `url`, prints its
+    /// id, and serves it until it is shut down.
+    pub fn echo_agent(url: &str) -> R<()> {
+        let mut f = ptr::null_mut();
+        let options = c(r#"{"max_concurrency": 2}"#);
+        check(unsafe { academy_http_factory_new(c(url).as_ptr(), options.as_ptr(), &mut f) })?;
+        let factory = Factory(f);
+        let user = factory.user()?;
+        let (agent, id) = factory.agent(&user)?;
+        println!("{}", id.to_string_lossy());
+        use std::io::Write;
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        check(unsafe { academy_agent_serve(agent.0, Some(echo), ptr::null_mut()) })
+    }
 }
 
 /// Actions to an agent served in this process, kept in flight from one
@@ -703,6 +745,10 @@ fn main() -> R<()> {
         }
         "pending" => pending(url, n(3, 10000))?,
         "clients" => clients(url, n(3, 100))?,
+        "echo_agent" => {
+            capi::echo_agent(url)?;
+            std::process::exit(0)
+        }
         other => return Err(format!("unknown workload {other}").into()),
     };
     println!("{out}");

@@ -31,7 +31,6 @@ from academy.handle import Handle
 from academy.identifier import AgentId, UserId
 from academy.manager import Manager
 from academy.message import Header, Message
-from academy.serialize import SerializationStrategy
 
 
 class Calc(interop_agent.Calc):
@@ -68,7 +67,7 @@ async def run_user(kind, port, namespace, agent_json, agent_class):
     async with await factory(kind, port, namespace).create_user_client(name='py-user') as client:
         aid = AgentId.model_validate_json(agent_json)
         await check_agent(client, aid, agent_class)
-        handle = Handle(aid, request_serializer=SerializationStrategy.JSON)
+        handle = Handle(aid)
         out('status', (await client.status(aid)).name)
         if kind == 'redis':
             stats = await handle.agent_stats()
@@ -159,8 +158,8 @@ async def run_mixed(kind, port, namespace, calc_bin, options):
             registration_model.model_validate_json(
                 json.dumps({'agent_id': json.loads(c_id.model_dump_json()), 'exchange_type': kind})
             )
-            c_handle = Handle(c_id, request_serializer=SerializationStrategy.JSON)
-            py_handle = Handle(py_agent.agent_id, request_serializer=SerializationStrategy.JSON)
+            c_handle = Handle(c_id)
+            py_handle = Handle(py_agent.agent_id)
             out('python add', await py_handle.add(2, 3))
             out('c add', await c_handle.add(2, 3))
             out('c echo', await c_handle.echo('h\u00e9'))

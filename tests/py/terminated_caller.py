@@ -17,7 +17,6 @@ from parent_watch import exit_when_parent_goes
 from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
 from academy.identifier import AgentId
-from academy.serialize import SerializationStrategy
 
 
 def out(*parts) -> None:
@@ -27,8 +26,8 @@ def out(*parts) -> None:
 async def main(url: str, slow_json: str, other_json: str) -> int:
     factory = HttpExchangeFactory(url)
     async with await factory.create_user_client():
-        slow = Handle(AgentId.model_validate_json(slow_json), request_serializer=SerializationStrategy.JSON)
-        other = Handle(AgentId.model_validate_json(other_json), request_serializer=SerializationStrategy.JSON)
+        slow = Handle(AgentId.model_validate_json(slow_json))
+        other = Handle(AgentId.model_validate_json(other_json))
         call = asyncio.ensure_future(slow.slow(1))
         await asyncio.sleep(0.5)
         out('calling')
