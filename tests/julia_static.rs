@@ -672,8 +672,16 @@ fn the_ndarray_mirror_matches_the_header() {
             "    kind::Cchar\n    itemsize::Csize_t\n",
             "    itemsize::Csize_t\n    kind::Cchar\n",
         ),
-        ("a narrower size", "    nbytes::Csize_t\n", "    nbytes::Cint\n"),
-        ("a string field", "    dtype::Ptr{UInt8}\n", "    dtype::Cstring\n"),
+        (
+            "a narrower size",
+            "    nbytes::Csize_t\n",
+            "    nbytes::Cint\n",
+        ),
+        (
+            "a string field",
+            "    dtype::Ptr{UInt8}\n",
+            "    dtype::Cstring\n",
+        ),
         ("a field missing", "    order::Cchar\n", ""),
     ] {
         assert!(
