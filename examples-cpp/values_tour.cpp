@@ -138,6 +138,11 @@ static void through_an_agent() {
     academy::NDArray sums(user.action(id, "row_sums", "[" + a + "]", "{}", 10s));
     std::vector<double> s = sums.to_vector<double>();
     std::cout << "row_sums " << sums.shape().size() << " " << s[0] << " " << s[1] << "\n";
+    // The same call forced to JSON: the array's form travels as JSON and
+    // still reads as an array on the agent's side.
+    std::string body = academy::action_request_body_as("row_sums", "[" + a + "]", "{}", "json");
+    academy::NDArray again(academy::message_result(user.request(id, body, 10s)));
+    std::cout << "as json " << again.to_vector<double>()[1] << "\n";
     try {
         user.action(id, "row_sums", "[" + academy::ndarray_write(std::vector<float>{1, 2}, {1, 2}) + "]", "{}", 10s);
     } catch (const academy::Error &e) {

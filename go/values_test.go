@@ -407,25 +407,7 @@ func TestAPythonUserWithDefaultPickleCallsAGoAgent(t *testing.T) {
 	python := numpyPython(t)
 	for _, ex := range bothExchanges(t, python) {
 		t.Run(ex.name, func(t *testing.T) {
-			f, err := NewFactory(ex.url, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			user, err := f.NewUserClient("go-owner")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer user.Close()
-			reg, err := user.RegisterAgent("gotest.ArrayAgent", "arrays")
-			if err != nil {
-				t.Fatal(err)
-			}
-			agent, err := f.NewAgentClient(reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer agent.Close()
+			_, agent, reg := userAndAgentAt(t, ex.url, nil, "gotest.ArrayAgent", "arrays")
 			served := make(chan error, 1)
 			go func() { served <- agent.Serve(arrayAgent) }()
 
@@ -463,16 +445,7 @@ func TestAGoUserCallsAPythonAgentWithNumpyArrays(t *testing.T) {
 				t.Fatal("the Python agent printed no id")
 			}
 			id := lines.Text()
-			f, err := NewFactory(ex.url, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			user, err := f.NewUserClient("go-caller")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer user.Close()
+			_, user := userAt(t, ex.url, nil)
 			call := func(action string, args ...any) json.RawMessage {
 				t.Helper()
 				result, err := user.Action(id, action, args, nil, 30*time.Second)

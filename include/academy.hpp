@@ -284,6 +284,17 @@ inline std::string action_request_body(const std::string &action, const std::str
     return take(out);
 }
 
+/// The same with the arguments written in `serialization`: "auto" (JSON
+/// unless they hold a py/ form, then pickle), "json" or "pickle"
+/// (academy_action_request_body_as); send it with Client::request.
+inline std::string action_request_body_as(const std::string &action, const std::string &args_json,
+                                          const std::string &kwargs_json, const std::string &serialization) {
+    char *out = nullptr;
+    check(academy_action_request_body_as(action.c_str(), args_json.c_str(), kwargs_json.c_str(),
+                                         serialization.c_str(), &out));
+    return take(out);
+}
+
 /// The result JSON of a response message ("null" for a success response);
 /// throws REMOTE for an error response (academy_message_result).
 inline std::string message_result(const std::string &response_json) {

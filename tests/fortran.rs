@@ -134,19 +134,10 @@ fn a_python_user_calls_a_fortran_agent() {
         assert_eq!(py.line(), "done");
         assert!(py.wait(Duration::from_secs(30)));
 
-        assert!(
-            wait_exit(&mut agent.0, Duration::from_secs(30)),
-            "the Fortran agent exits 0 after the shutdown request"
+        assert_eq!(
+            exit_and_stderr(&mut agent),
+            "calculator: shut down after 8 requests\n"
         );
-        let mut stderr = String::new();
-        agent
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert_eq!(stderr, "calculator: shut down after 8 requests\n");
     }
 }
 
@@ -169,6 +160,24 @@ fn start_agent(program: &std::path::Path, url: &str) -> (Running, String) {
     let id = id.trim().to_owned();
     assert!(id.contains(r#""role":"agent""#), "{id:?}");
     (agent, id)
+}
+
+/// Waits for a Fortran agent to exit 0 after a shutdown request; what it
+/// wrote to stderr.
+fn exit_and_stderr(agent: &mut Running) -> String {
+    assert!(
+        wait_exit(&mut agent.0, Duration::from_secs(30)),
+        "the Fortran agent exits 0 after the shutdown request"
+    );
+    let mut stderr = String::new();
+    agent
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
 }
 
 /// A Python user with academy-py's default Handle (pickle requests)
@@ -200,19 +209,10 @@ fn a_python_user_with_default_pickle_calls_a_fortran_agent_with_numpy_arrays() {
             assert_eq!(py.line(), expected);
         }
         assert!(py.wait(Duration::from_secs(30)));
-        assert!(
-            wait_exit(&mut agent.0, Duration::from_secs(30)),
-            "the Fortran agent exits 0 after the shutdown request"
+        assert_eq!(
+            exit_and_stderr(&mut agent),
+            "array_agent: shut down after 10 requests\n"
         );
-        let mut stderr = String::new();
-        agent
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert_eq!(stderr, "array_agent: shut down after 10 requests\n");
     }
 }
 

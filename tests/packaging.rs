@@ -464,6 +464,7 @@ fn the_cpp_wrappers_read_and_write_numpy_arrays_and_bytes() {
              bytes 4 255\n\
              json_get \"c\"\n\
              row_sums 1 3 33\n\
+             as json 33\n\
              float32 ACADEMY_ERR_REMOTE\n",
             "{std}"
         );
