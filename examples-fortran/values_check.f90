@@ -1,8 +1,8 @@
 !> Checks the module's Python-value helpers with no network: every array
 !> type and rank written and read back, a row-major (numpy order "C")
 !> array read with numpy's indices, the errors for a wrong dtype, rank or
-!> value, and bytes. Prints one line per check (tests/fortran.rs
-!> compares them); T means the values came back equal.
+!> value, bytes, and request bodies. Prints one line per check
+!> (tests/fortran.rs compares them); T means the values came back equal.
 program values_check
   use, intrinsic :: iso_c_binding
   use academy
@@ -27,6 +27,7 @@ program values_check
   call row_major()
   call refusals()
   call bytes()
+  call request_bodies()
 
 contains
 
@@ -140,6 +141,16 @@ contains
     call must(academy_json_get('{"a": [1, {"b": "c"}]}', '/a/1/b', value))
     print '(a, a)', 'json_get ', value
   end subroutine bytes
+
+  !> An action request's arguments written in JSON or pickle.
+  subroutine request_bodies()
+    character(len=:), allocatable :: as_json, as_pickle, auto
+    call must(academy_action_request_body('f', as_json, args_json='[1]', serialization='json'))
+    call must(academy_action_request_body('f', as_pickle, args_json='[1]', serialization='pickle'))
+    call must(academy_action_request_body('f', auto, args_json='[1]'))
+    print '(a, 2l2, 1x, a)', 'bodies', auto == as_json, as_pickle /= as_json, &
+      academy_status_name(academy_action_request_body('f', auto, serialization='yaml'))
+  end subroutine request_bodies
 
   subroutine c_string_free_(p)
     type(c_ptr), intent(in) :: p

@@ -430,14 +430,14 @@ module academy
       integer(c_int) :: status
     end function c_message_response
 
-    function c_action_request_body(action, args_json, kwargs_json, out) &
-        bind(C, name="academy_action_request_body") result(status)
+    function c_action_request_body_as(action, args_json, kwargs_json, serialization, out) &
+        bind(C, name="academy_action_request_body_as") result(status)
       import :: c_ptr, c_int, c_char
       character(kind=c_char), intent(in) :: action(*)
-      type(c_ptr), value :: args_json, kwargs_json
+      type(c_ptr), value :: args_json, kwargs_json, serialization
       type(c_ptr), intent(out) :: out
       integer(c_int) :: status
-    end function c_action_request_body
+    end function c_action_request_body_as
 
     function c_message_result(response_json, out) bind(C, name="academy_message_result") result(status)
       import :: c_ptr, c_int, c_char
@@ -1296,15 +1296,20 @@ contains
     if (status == ACADEMY_OK) message_json = take_string(out)
   end function academy_message_response
 
-  function academy_action_request_body(action, body_json, args_json, kwargs_json) result(status)
+  !> The body of an action request (send it with academy_client_request).
+  !> serialization (optional): how the arguments are written, "auto" (the
+  !> default: JSON unless they hold a py/ form, then pickle), "json" or
+  !> "pickle" (academy_action_request_body_as).
+  function academy_action_request_body(action, body_json, args_json, kwargs_json, serialization) result(status)
     character(len=*), intent(in) :: action
     character(len=:), allocatable, intent(out) :: body_json
-    character(len=*), intent(in), optional :: args_json, kwargs_json
+    character(len=*), intent(in), optional :: args_json, kwargs_json, serialization
     integer(c_int) :: status
-    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:)
+    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:), serialization_buf(:)
     type(c_ptr) :: out
-    status = c_action_request_body(c_str(action), optional_c_str(args_json, args_buf), &
-                                   optional_c_str(kwargs_json, kwargs_buf), out)
+    status = c_action_request_body_as(c_str(action), optional_c_str(args_json, args_buf), &
+                                      optional_c_str(kwargs_json, kwargs_buf), &
+                                      optional_c_str(serialization, serialization_buf), out)
     if (status == ACADEMY_OK) body_json = take_string(out)
   end function academy_action_request_body
 

@@ -247,6 +247,7 @@ fn fortran_arrays_and_bytes_round_trip_through_their_json_forms() {
             "bytes T T T",
             "bytes at a pointer T",
             "json_get \"c\"",
+            "bodies T T ACADEMY_ERR_INVALID_ARGUMENT",
         ]
     );
 }
