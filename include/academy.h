@@ -91,9 +91,13 @@
  *   ASCII character costs 1 byte, `"` and `\` 4, `é` 7, an emoji (a
  *   surrogate pair, `\\ud83d\\ude00`) 14, exactly as academy-py counts.
  *   An action call with one string argument is that argument's cost plus
- *   490 bytes (a one-letter action name, ids without names): under the
- *   default limit, an ASCII string argument of up to 523,798 characters,
- *   or 37,414 emoji. Past the limit a send answers
+ *   496 bytes (a one-letter action name, ids without names): under the
+ *   default limit, an ASCII string argument of up to 523,792 characters,
+ *   or 37,413 emoji. Arguments with a `py/` form, and results asked for
+ *   as pickle (every call's, and a default Python caller's), travel as
+ *   base64 of a pickle instead: 4 bytes per 3 of pickle, about 1.34 bytes
+ *   per byte of a numpy array's data (so an array of up to about 380 KiB
+ *   fits under the default limit). Past the limit a send answers
  *   ACADEMY_ERR_MESSAGE_TOO_LARGE.
  * - Time: a call's `timeout_s` bounds the wait for its answer once the
  *   request is sent. Sending is bounded on its own by `retries` tries of
@@ -109,6 +113,15 @@
  * fork(): after fork(), handles made before it answer ACADEMY_ERR_CLOSED
  * in the child, and freeing them there only forgets them; new factories
  * and clients made in the child work.
+ *
+ * Python values: academy-py pickles action arguments and results by
+ * default. Handlers and callers see every value in its JSON form: plain
+ * JSON where JSON has it, `{"py/tuple": [...]}`, `{"py/bytes": "AP9h"}`,
+ * `{"py/ndarray": {...}}`, `{"py/object": "module:Class", "state": ...}`
+ * and the other forms the README lists (section Python values) where it
+ * has not; arrays and bytes are read and written as typed buffers
+ * (academy_ndarray_read(), academy_bytes_write(), ...). Pickles are read
+ * as data, never run.
  *
  * Completion queues (::academy_queue) let one thread keep any number of
  * calls in flight and serve agents from its own event loop: `_async`
@@ -1079,7 +1092,7 @@ enum academy_status academy_client_request(struct academy_client *client,
  * academy_action_request_body_as() forces one per call), so a Python agent
  * receives tuples, bytes, numpy arrays, dataclasses (`py/object`) as such.
  * The result is asked for as pickle and arrives in its JSON form, whatever
- * picklable value the action returned (see the README's "Python values");
+ * picklable value the action returned (see the README, section Python values);
  * an exception is asked for as JSON, which keeps its traceback.
  *
  * @param client the client; stays owned by the caller. Not NULL.
@@ -1412,8 +1425,11 @@ void academy_exchange_free(struct academy_exchange *exchange);
  * `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
  * `connect_timeout_s`, `retries`, `initial_retry_backoff_s`,
  * `heartbeat_interval_s`, `max_concurrency`, `globus_token_url`,
- * `busy_poll_us`, `max_in_flight` and `resend_unacknowledged`; the README's
- * "Factory options" table says what each does and its default.
+ * `busy_poll_us`, `max_in_flight`, `resend_unacknowledged`,
+ * `allowed_deserializers` (the serializations a served agent reads,
+ * `["json", "pickle"]`) and `request_serialization` (how calls write
+ * arguments: `"auto"`, `"json"` or `"pickle"`); the README's "Factory
+ * options" table says what each does and its default.
  *
  * @param url the exchange's URL; read during the call only. Not NULL.
  * @param options_json the options, or NULL for the defaults; copied, so the
@@ -1455,7 +1471,8 @@ enum academy_status academy_http_factory_new(const char *url,
  * `connect_timeout_s` (30), `retries` (1: how many times a command that
  * could not reach Redis is tried again, after `initial_retry_backoff_s`
  * (1.0), doubling), `heartbeat_interval_s` (30), `max_concurrency` (1),
- * `max_in_flight` (64) and `busy_poll_us` (200), as for
+ * `max_in_flight` (64), `busy_poll_us` (200), `allowed_deserializers`
+ * (`["json", "pickle"]`) and `request_serialization` (`"auto"`), as for
  * academy_http_factory_new(). The HTTP-only options (`auth_method`,
  * `additional_headers`, `ssl_verify`, `ca_file`, `globus_token_url`) and
  * unknown keys are errors.
@@ -1928,7 +1945,7 @@ enum academy_status academy_ndarray_write(const char *dtype,
 
 /**
  * Reads Python `bytes` or `bytearray`, in their JSON forms
- * `{"py/bytes": "<base64>"}` / `{"py/bytearray": "<base64>"}`, as bytes.
+ * `{"py/bytes": "AP9h"}` / `{"py/bytearray": "AP9h"}` (base64), as bytes.
  *
  * @param json JSON text that holds the form. Not NULL.
  * @param pointer where the form is in `json`, as an RFC 6901 JSON pointer
@@ -1966,7 +1983,7 @@ enum academy_status academy_bytes_read(const char *json,
 void academy_bytes_free(uint8_t *data, size_t len);
 
 /**
- * Writes the JSON form of Python `bytes`, `{"py/bytes": "<base64>"}`, to
+ * Writes the JSON form of Python `bytes`, `{"py/bytes": "AP9h"}` (base64), to
  * pass as an argument or return as a result (a Python peer receives
  * `bytes`).
  *

@@ -44,6 +44,7 @@ fn the_c_api_manual_renders_without_warnings() {
         ("serving", "academy_reply_ok"),
         ("queue", "academy_queue_poll"),
         ("messages", "academy_message_new"),
+        ("pyvalues", "academy_ndarray_read"),
         ("exchange", "academy_exchange_spawn"),
         ("basics", "academy_last_error"),
     ] {

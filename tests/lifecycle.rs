@@ -349,7 +349,8 @@ fn late_answers_are_counted(url: &str, agent_id: &str) {
 // ---- what the header and README promise about sizes and repeats ----
 
 /// The size academy-py gives the message of an action `f` called with one
-/// string argument, by a handle (so with a label): `len(model_serialize())`,
+/// string argument, by a handle (so with a label) that asks for results as
+/// pickle and exceptions as JSON, as ours does: `len(model_serialize())`,
 /// which its exchanges compare with the limit.
 fn python_message_size(arg: &str) -> usize {
     let script = r#"
@@ -358,7 +359,8 @@ from academy.message import ActionRequest, Message
 from academy.identifier import AgentId, UserId
 arg = sys.stdin.read()
 m = Message.create(src=UserId.new(), dest=AgentId.new(), label=uuid.uuid4(),
-                   body=ActionRequest(action='f', serialization='json', pargs=(arg,), kargs={}))
+                   body=ActionRequest(action='f', serialization='json', result_serialization='pickle',
+                                     exception_serialization='json', pargs=(arg,), kargs={}))
 print(len(m.model_serialize()))
 "#;
     let mut child = std::process::Command::new(python())
@@ -387,7 +389,13 @@ print(len(m.model_serialize()))
 fn our_message_size(arg: &str) -> usize {
     use academy::wire::ids::EntityId;
     use academy::wire::message::{action_request_body, Message};
-    let body = action_request_body("f", &serde_json::json!([arg]), &serde_json::json!({})).unwrap();
+    let body = action_request_body(
+        "f",
+        &serde_json::json!([arg]),
+        &serde_json::json!({}),
+        academy::wire::payload::RequestSerialization::Auto,
+    )
+    .unwrap();
     let label = Some(uuid::Uuid::new_v4());
     Message::create(
         EntityId::new_user(None),
@@ -401,7 +409,7 @@ fn our_message_size(arg: &str) -> usize {
 }
 
 /// The header's numbers: an action message of one string argument is the
-/// argument's escaped size plus 490 bytes; non-ASCII characters are
+/// argument's escaped size plus 496 bytes; non-ASCII characters are
 /// `\u`-escaped twice (é 7 bytes, an emoji 14), as academy-py escapes them;
 /// the largest argument that fits the 512 KiB limit is accepted by both
 /// exchanges and one byte more is refused.
@@ -422,7 +430,7 @@ fn message_sizes_count_escaping_as_academy_py_does() {
             "{arg:?}"
         );
     }
-    assert_eq!(our_message_size(""), 490);
+    assert_eq!(our_message_size(""), 496);
     const LIMIT: usize = 512 * 1024;
     for (name, url) in exchanges() {
         let factory = Factory::new(&url, None).unwrap();
@@ -434,11 +442,11 @@ fn message_sizes_count_escaping_as_academy_py_does() {
             user.action(&agent_id, "f", Some(&args), None, 0.2)
         };
         // Nobody serves the agent: a message accepted times out.
-        let fits = "x".repeat(LIMIT - 490);
+        let fits = "x".repeat(LIMIT - 496);
         expect_err(call(&fits), ACADEMY_ERR_TIMEOUT);
         let message = expect_err(call(&format!("{fits}x")), ACADEMY_ERR_MESSAGE_TOO_LARGE);
         assert!(!message.is_empty(), "{name}");
-        let emoji = "\u{1F600}".repeat((LIMIT - 490) / 14);
+        let emoji = "\u{1F600}".repeat((LIMIT - 496) / 14);
         expect_err(call(&emoji), ACADEMY_ERR_TIMEOUT);
         expect_err(
             call(&format!("{emoji}\u{1F600}")),

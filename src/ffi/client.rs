@@ -787,7 +787,7 @@ pub unsafe extern "C" fn academy_client_request(
 /// academy_action_request_body_as() forces one per call), so a Python agent
 /// receives tuples, bytes, numpy arrays, dataclasses (`py/object`) as such.
 /// The result is asked for as pickle and arrives in its JSON form, whatever
-/// picklable value the action returned (see the README's "Python values");
+/// picklable value the action returned (see the README, section Python values);
 /// an exception is asked for as JSON, which keeps its traceback.
 ///
 /// @param client the client; stays owned by the caller. Not NULL.

@@ -43,8 +43,11 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
 /// `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
 /// `connect_timeout_s`, `retries`, `initial_retry_backoff_s`,
 /// `heartbeat_interval_s`, `max_concurrency`, `globus_token_url`,
-/// `busy_poll_us`, `max_in_flight` and `resend_unacknowledged`; the README's
-/// "Factory options" table says what each does and its default.
+/// `busy_poll_us`, `max_in_flight`, `resend_unacknowledged`,
+/// `allowed_deserializers` (the serializations a served agent reads,
+/// `["json", "pickle"]`) and `request_serialization` (how calls write
+/// arguments: `"auto"`, `"json"` or `"pickle"`); the README's "Factory
+/// options" table says what each does and its default.
 ///
 /// @param url the exchange's URL; read during the call only. Not NULL.
 /// @param options_json the options, or NULL for the defaults; copied, so the
@@ -96,7 +99,8 @@ pub unsafe extern "C" fn academy_http_factory_new(
 /// `connect_timeout_s` (30), `retries` (1: how many times a command that
 /// could not reach Redis is tried again, after `initial_retry_backoff_s`
 /// (1.0), doubling), `heartbeat_interval_s` (30), `max_concurrency` (1),
-/// `max_in_flight` (64) and `busy_poll_us` (200), as for
+/// `max_in_flight` (64), `busy_poll_us` (200), `allowed_deserializers`
+/// (`["json", "pickle"]`) and `request_serialization` (`"auto"`), as for
 /// academy_http_factory_new(). The HTTP-only options (`auth_method`,
 /// `additional_headers`, `ssl_verify`, `ca_file`, `globus_token_url`) and
 /// unknown keys are errors.

@@ -260,7 +260,7 @@ unsafe fn raw_bytes<'a>(data: *const c_void, len: usize, name: &str) -> Result<&
 }
 
 /// Reads Python `bytes` or `bytearray`, in their JSON forms
-/// `{"py/bytes": "<base64>"}` / `{"py/bytearray": "<base64>"}`, as bytes.
+/// `{"py/bytes": "AP9h"}` / `{"py/bytearray": "AP9h"}` (base64), as bytes.
 ///
 /// @param json JSON text that holds the form. Not NULL.
 /// @param pointer where the form is in `json`, as an RFC 6901 JSON pointer
@@ -315,7 +315,7 @@ pub unsafe extern "C" fn academy_bytes_free(data: *mut u8, len: usize) {
     })
 }
 
-/// Writes the JSON form of Python `bytes`, `{"py/bytes": "<base64>"}`, to
+/// Writes the JSON form of Python `bytes`, `{"py/bytes": "AP9h"}` (base64), to
 /// pass as an argument or return as a result (a Python peer receives
 /// `bytes`).
 ///

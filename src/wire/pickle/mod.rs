@@ -9,9 +9,20 @@
 //! JSON form describes. Plain JSON (no `py/` key anywhere) round-trips as
 //! the same JSON.
 
+mod compat;
+mod form;
+mod graph;
+mod numpy;
+mod ops;
+mod read;
+#[cfg(test)]
+mod tests;
+mod text;
+mod write;
+
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Bounds that hold a decode's memory and time to a small multiple of the
 /// pickle's size, whatever the pickle claims.
@@ -36,14 +47,13 @@ impl Limits {
 
 /// Reads a pickle (protocols 0 to 5) into the JSON form of its value.
 pub fn to_json_form(pickle: &[u8], limits: &Limits) -> Result<Value> {
-    let _ = (pickle, limits);
-    Err(Error::protocol("pickle decoding is not implemented yet"))
+    let (graph, top) = read::run(pickle)?;
+    form::build(&graph, top, limits)
 }
 
 /// Writes the value that a JSON form describes as a pickle Python reads.
 pub fn from_json_form(value: &Value) -> Result<Vec<u8>> {
-    let _ = value;
-    Err(Error::protocol("pickle encoding is not implemented yet"))
+    write::write(value)
 }
 
 /// Whether a JSON value holds a `py/` form anywhere (an object with a key
