@@ -430,14 +430,14 @@ module academy
       integer(c_int) :: status
     end function c_message_response
 
-    function c_action_request_body(action, args_json, kwargs_json, out) &
-        bind(C, name="academy_action_request_body") result(status)
+    function c_action_request_body_as(action, args_json, kwargs_json, serialization, out) &
+        bind(C, name="academy_action_request_body_as") result(status)
       import :: c_ptr, c_int, c_char
       character(kind=c_char), intent(in) :: action(*)
-      type(c_ptr), value :: args_json, kwargs_json
+      type(c_ptr), value :: args_json, kwargs_json, serialization
       type(c_ptr), intent(out) :: out
       integer(c_int) :: status
-    end function c_action_request_body
+    end function c_action_request_body_as
 
     function c_message_result(response_json, out) bind(C, name="academy_message_result") result(status)
       import :: c_ptr, c_int, c_char
@@ -484,6 +484,142 @@ module academy
       import :: c_ptr
       type(c_ptr), value :: exchange
     end subroutine c_exchange_free
+  end interface
+
+  ! =====================================================================
+  ! PYTHON VALUES: numpy arrays and bytes as Fortran arrays and strings.
+  !
+  ! A Python value that JSON has no form for reaches a handler, and
+  ! leaves it, in the library's JSON forms (the README's "Python values"
+  ! section): {"py/ndarray": {"dtype": "<f8", "shape": [2, 3], "order":
+  ! "C", "data": "<base64>"}}, {"py/bytes": "<base64>"}. These procedures
+  ! read and write them, encoding and decoding through the library.
+  !
+  ! Arrays keep numpy's indices: numpy's a[i, j] is a(i+1, j+1) of the
+  ! Fortran array, whatever the order the array came in. A row-major
+  ! (order "C") array is transposed while it is copied out (the copy is
+  ! made anyway); a column-major one (order "F") is copied as it is.
+  ! Written arrays are column-major (order "F") with the Fortran shape, so
+  ! numpy gets an array with the same shape and elements, uncopied.
+  ! =====================================================================
+
+  public :: academy_json_get, academy_ndarray_read, academy_ndarray_write
+  public :: academy_bytes_read, academy_bytes_write
+
+  !> Reads the numpy array found at pointer (an RFC 6901 JSON pointer:
+  !> '/0' for the first item of args_json; absent or '' for the whole
+  !> text) in json into values, an allocatable array of rank 1 or 2 of
+  !> real(c_double), real(c_float), integer(c_int32_t),
+  !> integer(c_int64_t), complex(c_double_complex) or logical(c_bool):
+  !>   status = academy_ndarray_read(args, a, pointer='/0', errmsg=why)
+  !> The array's dtype must be the Fortran type's (float64, float32,
+  !> int32, int64, complex128, bool) and its number of dimensions the
+  !> rank; else ACADEMY_ERR_INVALID_ARGUMENT. values is allocated and set
+  !> only on success; errmsg (optional) then gets the reason of a failure
+  !> (academy_last_error()'s text for the library's).
+  interface academy_ndarray_read
+    module procedure read_f8_1, read_f8_2, read_f4_1, read_f4_2, read_i4_1, read_i4_2
+    module procedure read_i8_1, read_i8_2, read_c16_1, read_c16_2, read_b1_1, read_b1_2
+  end interface academy_ndarray_read
+
+  !> Writes the JSON form of values (of the types and ranks that
+  !> academy_ndarray_read reads) into json, for a result or an argument:
+  !>   status = academy_ndarray_write(sums, result_json)
+  interface academy_ndarray_write
+    module procedure write_f8_1, write_f8_2, write_f4_1, write_f4_2, write_i4_1, write_i4_2
+    module procedure write_i8_1, write_i8_2, write_c16_1, write_c16_2, write_b1_1, write_b1_2
+  end interface academy_ndarray_write
+
+  !> Reads bytes or a bytearray ({"py/bytes": ...}, {"py/bytearray": ...})
+  !> found at pointer in json into data: a character(len=:), allocatable
+  !> string or an allocatable integer(c_int8_t) array; errmsg as for
+  !> academy_ndarray_read.
+  interface academy_bytes_read
+    module procedure bytes_read_string, bytes_read_int8
+  end interface academy_bytes_read
+
+  !> Writes {"py/bytes": ...} of data (a character string, all of it,
+  !> trailing blanks included, or an integer(c_int8_t) array) into json.
+  interface academy_bytes_write
+    module procedure bytes_write_string, bytes_write_int8
+  end interface academy_bytes_write
+
+  !> The C layout of struct academy_ndarray (read-only, the library's).
+  type, bind(C) :: c_ndarray
+    type(c_ptr) :: dtype
+    character(kind=c_char) :: kind
+    integer(c_size_t) :: itemsize
+    integer(c_size_t) :: ndim
+    type(c_ptr) :: shape
+    character(kind=c_char) :: order
+    type(c_ptr) :: data
+    integer(c_size_t) :: nbytes
+  end type c_ndarray
+
+  !> An array read by the library, checked against the Fortran type and
+  !> rank it is read into: its extents in numpy's order.
+  type :: array_view
+    type(c_ptr) :: array = c_null_ptr
+    type(c_ptr) :: data = c_null_ptr
+    integer(c_size_t) :: itemsize = 0
+    integer :: dims(2) = 1
+    logical :: row_major = .false.
+    character(len=:), allocatable :: why  !< the reason view_open failed
+  end type array_view
+
+  interface
+    function c_json_get(json, pointer, out) bind(C, name="academy_json_get") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: json(*), pointer(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_json_get
+
+    function c_ndarray_read(json, pointer, out) bind(C, name="academy_ndarray_read") result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: json(*), pointer(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_ndarray_read
+
+    subroutine c_ndarray_free(array) bind(C, name="academy_ndarray_free")
+      import :: c_ptr
+      type(c_ptr), value :: array
+    end subroutine c_ndarray_free
+
+    function c_ndarray_write(dtype, ndim, shape, order, data, out) bind(C, name="academy_ndarray_write") &
+        result(status)
+      import :: c_ptr, c_int, c_char, c_size_t
+      character(kind=c_char), intent(in) :: dtype(*)
+      integer(c_size_t), value :: ndim
+      integer(c_size_t), intent(in) :: shape(*)
+      character(kind=c_char), value :: order
+      type(c_ptr), value :: data
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_ndarray_write
+
+    function c_bytes_read(json, pointer, out_data, out_len) bind(C, name="academy_bytes_read") result(status)
+      import :: c_ptr, c_int, c_char, c_size_t
+      character(kind=c_char), intent(in) :: json(*), pointer(*)
+      type(c_ptr), intent(out) :: out_data
+      integer(c_size_t), intent(out) :: out_len
+      integer(c_int) :: status
+    end function c_bytes_read
+
+    subroutine c_bytes_free(data, len) bind(C, name="academy_bytes_free")
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: data
+      integer(c_size_t), value :: len
+    end subroutine c_bytes_free
+
+    function c_bytes_write(data, len, out) bind(C, name="academy_bytes_write") result(status)
+      import :: c_ptr, c_int, c_size_t
+      type(c_ptr), value :: data
+      integer(c_size_t), value :: len
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function c_bytes_write
   end interface
 
   ! =====================================================================
@@ -1160,15 +1296,20 @@ contains
     if (status == ACADEMY_OK) message_json = take_string(out)
   end function academy_message_response
 
-  function academy_action_request_body(action, body_json, args_json, kwargs_json) result(status)
+  !> The body of an action request (send it with academy_client_request).
+  !> serialization (optional): how the arguments are written, "auto" (the
+  !> default: JSON unless they hold a py/ form, then pickle), "json" or
+  !> "pickle" (academy_action_request_body_as).
+  function academy_action_request_body(action, body_json, args_json, kwargs_json, serialization) result(status)
     character(len=*), intent(in) :: action
     character(len=:), allocatable, intent(out) :: body_json
-    character(len=*), intent(in), optional :: args_json, kwargs_json
+    character(len=*), intent(in), optional :: args_json, kwargs_json, serialization
     integer(c_int) :: status
-    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:)
+    character(kind=c_char), allocatable, target :: args_buf(:), kwargs_buf(:), serialization_buf(:)
     type(c_ptr) :: out
-    status = c_action_request_body(c_str(action), optional_c_str(args_json, args_buf), &
-                                   optional_c_str(kwargs_json, kwargs_buf), out)
+    status = c_action_request_body_as(c_str(action), optional_c_str(args_json, args_buf), &
+                                      optional_c_str(kwargs_json, kwargs_buf), &
+                                      optional_c_str(serialization, serialization_buf), out)
     if (status == ACADEMY_OK) body_json = take_string(out)
   end function academy_action_request_body
 
@@ -1234,5 +1375,579 @@ contains
     call c_exchange_free(exchange%ptr)
     exchange%ptr = c_null_ptr
   end subroutine academy_exchange_free
+
+  ! ---- Python values ----
+
+  !> Finds the value at pointer (an RFC 6901 JSON pointer: '' for the
+  !> whole, '/0' for the first item of an array, '/a/b' for key b of key a)
+  !> in json; value_json gets it as JSON text. ACADEMY_ERR_INVALID_ARGUMENT
+  !> for malformed JSON or pointer, or nothing at pointer.
+  function academy_json_get(json, pointer, value_json) result(status)
+    character(len=*), intent(in) :: json, pointer
+    character(len=:), allocatable, intent(out) :: value_json
+    integer(c_int) :: status
+    type(c_ptr) :: out
+    status = c_json_get(c_str(json), c_str(pointer), out)
+    if (status == ACADEMY_OK) value_json = take_string(out)
+  end function academy_json_get
+
+  !> A C copy of an optional JSON pointer ('' when absent: the whole text).
+  pure function c_pointer_str(pointer) result(buf)
+    character(len=*), intent(in), optional :: pointer
+    character(kind=c_char), allocatable :: buf(:)
+    if (present(pointer)) then
+      buf = c_str(pointer)
+    else
+      buf = [c_null_char]
+    end if
+  end function c_pointer_str
+
+  !> numpy's name of a dtype of kind and itemsize ("float64", "bool").
+  function dtype_name(kind, itemsize) result(name)
+    character, intent(in) :: kind
+    integer(c_size_t), intent(in) :: itemsize
+    character(len=:), allocatable :: name
+    character(len=24) :: bits
+    write (bits, '(i0)') 8 * itemsize
+    select case (kind)
+    case ('b')
+      name = 'bool'
+    case ('i')
+      name = 'int' // trim(bits)
+    case ('u')
+      name = 'uint' // trim(bits)
+    case ('f')
+      name = 'float' // trim(bits)
+    case default
+      name = 'complex' // trim(bits)
+    end select
+  end function dtype_name
+
+  !> Reads the array at pointer in json with the library and checks that
+  !> it has the dtype (kind, itemsize) and rank of the Fortran array it is
+  !> read into; on success view holds it, to copy out and close, else
+  !> view%why says why. (The callers copy why to their errmsg: gfortran 12
+  !> loses the length of an optional deferred-length string passed on to
+  !> another optional one.)
+  function view_open(view, json, pointer, kind, itemsize, rank) result(status)
+    type(array_view), intent(out) :: view
+    character(len=*), intent(in) :: json
+    character(len=*), intent(in), optional :: pointer
+    character, intent(in) :: kind
+    integer(c_size_t), intent(in) :: itemsize
+    integer, intent(in) :: rank
+    integer(c_int) :: status
+    type(c_ndarray), pointer :: array
+    integer(c_size_t), pointer :: shape(:)
+    character(len=:), allocatable :: why
+    character(len=80) :: text
+    status = c_ndarray_read(c_str(json), c_pointer_str(pointer), view%array)
+    if (status /= ACADEMY_OK) then
+      view%why = academy_last_error()
+      return
+    end if
+    call c_f_pointer(view%array, array)
+    why = ''
+    if (array%kind /= kind .or. array%itemsize /= itemsize) then
+      why = 'the array''s dtype is ' // academy_c_string(array%dtype) // ', not ' // dtype_name(kind, itemsize)
+    else if (array%ndim /= int(rank, c_size_t)) then
+      write (text, '(a, i0, a, i0, a)') 'the array is ', array%ndim, '-dimensional, not ', rank, '-dimensional'
+      why = trim(text)
+    else
+      call c_f_pointer(array%shape, shape, [rank])
+      if (any(shape > int(huge(0), c_size_t))) why = 'the array is too large for default integer extents'
+      if (len(why) == 0) view%dims(1:rank) = int(shape)
+    end if
+    if (len(why) > 0) then
+      call c_ndarray_free(view%array)
+      view%array = c_null_ptr
+      status = ACADEMY_ERR_INVALID_ARGUMENT
+      view%why = why
+      return
+    end if
+    view%data = array%data
+    view%itemsize = array%itemsize
+    view%row_major = array%order == 'C' .and. rank == 2
+  end function view_open
+
+  !> Copies the elements of view to the Fortran array at `to` (of view's
+  !> extents, not empty), so that numpy's [i, j] is (i+1, j+1); then
+  !> frees the library's array.
+  subroutine view_copy(view, to)
+    type(array_view), intent(inout) :: view
+    type(c_ptr), intent(in) :: to
+    integer(c_int8_t), pointer :: src(:, :, :), dst(:, :, :)
+    integer :: i, j, size, m, n
+    size = int(view%itemsize)
+    m = view%dims(1)
+    n = view%dims(2)
+    call c_f_pointer(to, dst, [size, m, n])
+    if (view%row_major) then
+      ! numpy's [i, j] is element j + n*i of the data: a transposed copy.
+      call c_f_pointer(view%data, src, [size, n, m])
+      do j = 1, n
+        do i = 1, m
+          dst(:, i, j) = src(:, j, i)
+        end do
+      end do
+    else
+      call c_f_pointer(view%data, src, [size, m, n])
+      dst = src
+    end if
+  end subroutine view_copy
+
+  subroutine view_close(view)
+    type(array_view), intent(inout) :: view
+    call c_ndarray_free(view%array)
+    view%array = c_null_ptr
+  end subroutine view_close
+
+  !> Bytes that are not 0 or 1 are no logical(c_bool): make them 1.
+  subroutine normalize_bools(at, n)
+    type(c_ptr), intent(in) :: at
+    integer, intent(in) :: n
+    integer(c_int8_t), pointer :: raw(:)
+    call c_f_pointer(at, raw, [n])
+    where (raw /= 0) raw = 1
+  end subroutine normalize_bools
+
+  !> The JSON form of the column-major array of dtype with shape at data
+  !> (NULL when it has no elements).
+  function write_array(dtype, shape, data, json) result(status)
+    character(len=*), intent(in) :: dtype
+    integer(c_size_t), intent(in) :: shape(:)
+    type(c_ptr), intent(in) :: data
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    integer(c_int8_t), target :: none(1)
+    type(c_ptr) :: at, out
+    at = data
+    if (.not. c_associated(at)) at = c_loc(none)
+    status = c_ndarray_write(c_str(dtype), size(shape, kind=c_size_t), shape, 'F', at, out)
+    if (status == ACADEMY_OK) json = take_string(out)
+  end function write_array
+
+  function read_f8_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    real(c_double), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'f', 8_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_f8_1
+
+  function read_f8_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    real(c_double), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'f', 8_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_f8_2
+
+  function read_f4_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    real(c_float), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'f', 4_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_f4_1
+
+  function read_f4_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    real(c_float), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'f', 4_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_f4_2
+
+  function read_i4_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    integer(c_int32_t), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'i', 4_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_i4_1
+
+  function read_i4_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    integer(c_int32_t), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'i', 4_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_i4_2
+
+  function read_i8_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    integer(c_int64_t), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'i', 8_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_i8_1
+
+  function read_i8_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    integer(c_int64_t), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'i', 8_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_i8_2
+
+  function read_c16_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    complex(c_double_complex), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'c', 16_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_c16_1
+
+  function read_c16_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    complex(c_double_complex), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'c', 16_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_c16_2
+
+  function read_b1_1(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    logical(c_bool), allocatable, target, intent(out) :: values(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'b', 1_c_size_t, 1)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+      if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_b1_1
+
+  function read_b1_2(json, values, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    logical(c_bool), allocatable, target, intent(out) :: values(:, :)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(array_view) :: view
+    status = view_open(view, json, pointer, 'b', 1_c_size_t, 2)
+    if (status == ACADEMY_OK) then
+      allocate (values(view%dims(1), view%dims(2)))
+      if (size(values) > 0) call view_copy(view, c_loc(values))
+      call view_close(view)
+      if (size(values) > 0) call normalize_bools(c_loc(values), size(values))
+    else if (present(errmsg)) then
+      errmsg = view%why
+    end if
+  end function read_b1_2
+
+  function write_f8_1(values, json) result(status)
+    real(c_double), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=f8', shape(values, kind=c_size_t), data, json)
+  end function write_f8_1
+
+  function write_f8_2(values, json) result(status)
+    real(c_double), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=f8', shape(values, kind=c_size_t), data, json)
+  end function write_f8_2
+
+  function write_f4_1(values, json) result(status)
+    real(c_float), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=f4', shape(values, kind=c_size_t), data, json)
+  end function write_f4_1
+
+  function write_f4_2(values, json) result(status)
+    real(c_float), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=f4', shape(values, kind=c_size_t), data, json)
+  end function write_f4_2
+
+  function write_i4_1(values, json) result(status)
+    integer(c_int32_t), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=i4', shape(values, kind=c_size_t), data, json)
+  end function write_i4_1
+
+  function write_i4_2(values, json) result(status)
+    integer(c_int32_t), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=i4', shape(values, kind=c_size_t), data, json)
+  end function write_i4_2
+
+  function write_i8_1(values, json) result(status)
+    integer(c_int64_t), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=i8', shape(values, kind=c_size_t), data, json)
+  end function write_i8_1
+
+  function write_i8_2(values, json) result(status)
+    integer(c_int64_t), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=i8', shape(values, kind=c_size_t), data, json)
+  end function write_i8_2
+
+  function write_c16_1(values, json) result(status)
+    complex(c_double_complex), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=c16', shape(values, kind=c_size_t), data, json)
+  end function write_c16_1
+
+  function write_c16_2(values, json) result(status)
+    complex(c_double_complex), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('=c16', shape(values, kind=c_size_t), data, json)
+  end function write_c16_2
+
+  function write_b1_1(values, json) result(status)
+    logical(c_bool), intent(in), target, contiguous :: values(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('|b1', shape(values, kind=c_size_t), data, json)
+  end function write_b1_1
+
+  function write_b1_2(values, json) result(status)
+    logical(c_bool), intent(in), target, contiguous :: values(:, :)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: data
+    data = c_null_ptr
+    if (size(values) > 0) data = c_loc(values)
+    status = write_array('|b1', shape(values, kind=c_size_t), data, json)
+  end function write_b1_2
+
+  !> Reads the bytes at pointer in json: the library's copy at data, n
+  !> bytes long, to free with c_bytes_free.
+  function bytes_open(json, pointer, data, n) result(status)
+    character(len=*), intent(in) :: json
+    character(len=*), intent(in), optional :: pointer
+    type(c_ptr), intent(out) :: data
+    integer(c_size_t), intent(out) :: n
+    integer(c_int) :: status
+    status = c_bytes_read(c_str(json), c_pointer_str(pointer), data, n)
+  end function bytes_open
+
+  function bytes_read_string(json, data, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    character(len=:), allocatable, intent(out) :: data
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(c_ptr) :: at
+    integer(c_size_t) :: n, i
+    character(kind=c_char), pointer :: chars(:)
+    status = bytes_open(json, pointer, at, n)
+    if (status /= ACADEMY_OK) then
+      if (present(errmsg)) errmsg = academy_last_error()
+      return
+    end if
+    allocate (character(len=n) :: data)
+    if (n > 0) then
+      call c_f_pointer(at, chars, [n])
+      do i = 1, n
+        data(i:i) = chars(i)
+      end do
+    end if
+    call c_bytes_free(at, n)
+  end function bytes_read_string
+
+  function bytes_read_int8(json, data, pointer, errmsg) result(status)
+    character(len=*), intent(in) :: json
+    integer(c_int8_t), allocatable, intent(out) :: data(:)
+    character(len=*), intent(in), optional :: pointer
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: status
+    type(c_ptr) :: at
+    integer(c_size_t) :: n
+    integer(c_int8_t), pointer :: raw(:)
+    status = bytes_open(json, pointer, at, n)
+    if (status /= ACADEMY_OK) then
+      if (present(errmsg)) errmsg = academy_last_error()
+      return
+    end if
+    allocate (data(n))
+    if (n > 0) then
+      call c_f_pointer(at, raw, [n])
+      data = raw
+    end if
+    call c_bytes_free(at, n)
+  end function bytes_read_int8
+
+  !> {"py/bytes": ...} of the n bytes at data (NULL when n is 0).
+  function write_bytes(data, n, json) result(status)
+    type(c_ptr), intent(in) :: data
+    integer(c_size_t), intent(in) :: n
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    integer(c_int8_t), target :: none(1)
+    type(c_ptr) :: at, out
+    at = data
+    if (.not. c_associated(at)) at = c_loc(none)
+    status = c_bytes_write(at, n, out)
+    if (status == ACADEMY_OK) json = take_string(out)
+  end function write_bytes
+
+  function bytes_write_string(data, json) result(status)
+    character(len=*), intent(in) :: data
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    character(kind=c_char), target :: buf(max(1, len(data)))
+    type(c_ptr) :: at
+    integer :: i
+    do i = 1, len(data)
+      buf(i) = data(i:i)
+    end do
+    ! Through a variable: gfortran 12 given c_loc(buf) as the argument
+    ! loses json's length here (a crash when it is set).
+    at = c_loc(buf)
+    status = write_bytes(at, len(data, kind=c_size_t), json)
+  end function bytes_write_string
+
+  function bytes_write_int8(data, json) result(status)
+    integer(c_int8_t), intent(in), target, contiguous :: data(:)
+    character(len=:), allocatable, intent(out) :: json
+    integer(c_int) :: status
+    type(c_ptr) :: at
+    at = c_null_ptr
+    if (size(data) > 0) at = c_loc(data)
+    status = write_bytes(at, size(data, kind=c_size_t), json)
+  end function bytes_write_int8
 
 end module academy

@@ -116,17 +116,31 @@ func TestSendRecvBetweenUserAndAgent(t *testing.T) {
 // test exchange, closed when the test ends.
 func userAndAgent(t *testing.T, opts *Options, agentType, name string) (user, agent *Client, reg string) {
 	t.Helper()
-	f, err := NewFactory(exchange(t), opts)
+	return userAndAgentAt(t, exchange(t), opts, agentType, name)
+}
+
+// userAt makes a factory and a user on the exchange at url, closed when
+// the test ends.
+func userAt(t *testing.T, url string, opts *Options) (*Factory, *Client) {
+	t.Helper()
+	f, err := NewFactory(url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.Close)
-	user, err = f.NewUserClient("")
+	user, err := f.NewUserClient("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { user.Close() })
-	reg, err = user.RegisterAgent(agentType, name)
+	return f, user
+}
+
+// userAndAgentAt is userAndAgent on the exchange at url.
+func userAndAgentAt(t *testing.T, url string, opts *Options, agentType, name string) (user, agent *Client, reg string) {
+	t.Helper()
+	f, user := userAt(t, url, opts)
+	reg, err := user.RegisterAgent(agentType, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,10 @@
 // returned strings; a failed call throws academy::Error carrying the
 // status and academy_last_error(). Timeouts are academy::Timeout: a number
 // of seconds or any std::chrono duration (Timeout::forever() for no limit).
-// Handlers and callbacks are std::function. Written by hand on top of
+// Handlers and callbacks are std::function. Python values (numpy arrays,
+// bytes) are read and written through academy::NDArray, ndarray_write,
+// bytes_read and bytes_write, with std::span views under C++20. Written
+// by hand on top of
 // academy.h: every function of academy.h has a wrapper here (checked by
 // tests/packaging.rs), so see academy.h for blocking, ownership and the
 // statuses each call returns.
@@ -13,14 +16,22 @@
 
 #include <chrono>
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
+#include <vector>
+#if __cplusplus >= 202002L
+#include <span>
+#endif
 
 #include "academy.h"
 
@@ -273,6 +284,17 @@ inline std::string action_request_body(const std::string &action, const std::str
     return take(out);
 }
 
+/// The same with the arguments written in `serialization`: "auto" (JSON
+/// unless they hold a py/ form, then pickle), "json" or "pickle"
+/// (academy_action_request_body_as); send it with Client::request.
+inline std::string action_request_body_as(const std::string &action, const std::string &args_json,
+                                          const std::string &kwargs_json, const std::string &serialization) {
+    char *out = nullptr;
+    check(academy_action_request_body_as(action.c_str(), args_json.c_str(), kwargs_json.c_str(),
+                                         serialization.c_str(), &out));
+    return take(out);
+}
+
 /// The result JSON of a response message ("null" for a success response);
 /// throws REMOTE for an error response (academy_message_result).
 inline std::string message_result(const std::string &response_json) {
@@ -295,6 +317,206 @@ inline std::string agent_id_new(const char *name = nullptr) {
     check(academy_agent_id_new(name, &out));
     return take(out);
 }
+
+/// Python values: a Python value that JSON has no form for reaches
+/// handlers, and leaves them, in the library's JSON forms (the README's
+/// "Python values" section), e.g. {"py/ndarray": {"dtype": "<f8",
+/// "shape": [2, 3], "order": "C", "data": "<base64>"}} and
+/// {"py/bytes": "<base64>"}. These read and write them as typed buffers.
+
+/// The value at `pointer` (an RFC 6901 JSON pointer: "" the whole, "/0"
+/// the first item of an array, "/a/b" key b of key a) in `json`, as JSON
+/// text (academy_json_get); throws INVALID_ARGUMENT if there is none.
+inline std::string json_get(const std::string &json, const std::string &pointer) {
+    char *out = nullptr;
+    check(academy_json_get(json.c_str(), pointer.c_str(), &out));
+    return take(out);
+}
+
+namespace detail {
+template <typename T>
+struct is_complex : std::false_type {};
+template <typename T>
+struct is_complex<std::complex<T>> : std::true_type {};
+template <typename T>
+inline constexpr bool is_element = std::is_same_v<T, bool> || is_complex<T>::value ||
+                                   std::is_floating_point_v<T> || std::is_integral_v<T>;
+}  // namespace detail
+
+/// numpy's kind of the element type T: 'b' (bool), 'i' (signed integers),
+/// 'u' (unsigned integers), 'f' (float, double), 'c' (std::complex<float>,
+/// std::complex<double>).
+template <typename T>
+constexpr char dtype_kind() {
+    static_assert(detail::is_element<T>, "an array's elements are bool, integers, floats or std::complex");
+    if constexpr (std::is_same_v<T, bool>) {
+        return 'b';
+    } else if constexpr (detail::is_complex<T>::value) {
+        return 'c';
+    } else if constexpr (std::is_floating_point_v<T>) {
+        return 'f';
+    } else {
+        return std::is_signed_v<T> ? 'i' : 'u';
+    }
+}
+
+/// numpy's dtype of T in the machine's byte order, as academy_ndarray_write
+/// takes it: "=f8" for double, "|b1" for bool, "=c16" for std::complex<double>.
+template <typename T>
+std::string dtype_of() {
+    static_assert(sizeof(bool) == 1, "numpy's bool is one byte");
+    return std::string(sizeof(T) == 1 ? "|" : "=") + dtype_kind<T>() + std::to_string(sizeof(T));
+}
+
+/// The JSON form of an array of `shape` (numpy's; empty for a 0-d array)
+/// whose elements are at `data` of type `dtype` (numpy's dtype.str),
+/// laid out in `order` ('C': row-major, the last index fastest; 'F':
+/// column-major) (academy_ndarray_write). The elements are copied; `data`
+/// must hold product(shape) of them.
+inline std::string ndarray_write(const std::string &dtype, const std::vector<std::size_t> &shape, char order,
+                                 const void *data) {
+    char *out = nullptr;
+    static const unsigned char none = 0;  // any valid pointer for no elements
+    check(academy_ndarray_write(dtype.c_str(), shape.size(), shape.empty() ? nullptr : shape.data(), order,
+                                data != nullptr ? data : &none, &out));
+    return take(out);
+}
+
+/// The JSON form of `values` as an array of `shape` (default: one
+/// dimension of values.size()) laid out in `order`; throws
+/// INVALID_ARGUMENT if shape does not hold values.size() elements.
+template <typename T>
+std::string ndarray_write(const T *values, std::size_t count, std::vector<std::size_t> shape = {}, char order = 'C') {
+    if (shape.empty()) shape.push_back(count);
+    std::size_t n = 1;
+    for (std::size_t d : shape) n *= d;
+    if (n != count) {
+        throw Error(ACADEMY_ERR_INVALID_ARGUMENT,
+                    "the shape holds " + std::to_string(n) + " elements, not " + std::to_string(count));
+    }
+    return ndarray_write(dtype_of<T>(), shape, order, values);
+}
+
+template <typename T>
+std::string ndarray_write(const std::vector<T> &values, std::vector<std::size_t> shape = {}, char order = 'C') {
+    return ndarray_write(values.data(), values.size(), std::move(shape), order);
+}
+
+/// std::vector<bool> keeps bits, not bools: copied into bytes first.
+inline std::string ndarray_write(const std::vector<bool> &values, std::vector<std::size_t> shape = {},
+                                 char order = 'C') {
+    std::unique_ptr<bool[]> bools(new bool[values.size() + 1]);
+    for (std::size_t i = 0; i < values.size(); i++) bools[i] = values[i];
+    return ndarray_write(bools.get(), values.size(), std::move(shape), order);
+}
+
+#if __cplusplus >= 202002L
+template <typename T, std::size_t Extent>
+std::string ndarray_write(std::span<T, Extent> values, std::vector<std::size_t> shape = {}, char order = 'C') {
+    return ndarray_write<std::remove_const_t<T>>(values.data(), values.size(), std::move(shape), order);
+}
+#endif
+
+/// A numpy array read from JSON (academy_ndarray_read): owns the
+/// library's read-only academy_ndarray (freed with it). Its elements are
+/// in the machine's byte order, laid out in order(); read them as the C++
+/// type of the dtype (data<double>() for "<f8"), which is checked.
+class NDArray {
+public:
+    /// Reads the {"py/ndarray": ...} form at `pointer` ("" for the whole)
+    /// of `json`; throws INVALID_ARGUMENT for any other value, or a dtype
+    /// that is not bool, integer, float or complex.
+    explicit NDArray(const std::string &json, const std::string &pointer = "") {
+        academy_ndarray *a = nullptr;
+        check(academy_ndarray_read(json.c_str(), pointer.c_str(), &a));
+        a_ = Owner<academy_ndarray, academy_ndarray_free>(a);
+    }
+    const academy_ndarray *get() const noexcept { return a_.get(); }
+    const academy_ndarray *operator->() const noexcept { return a_.get(); }
+    /// numpy's dtype.str in the machine's byte order, e.g. "<f8".
+    std::string dtype() const { return get()->dtype; }
+    /// numpy's shape (empty for a 0-d array).
+    std::vector<std::size_t> shape() const { return {get()->shape, get()->shape + get()->ndim}; }
+    /// 'C' (row-major) or 'F' (column-major).
+    char order() const noexcept { return get()->order; }
+    /// The number of elements.
+    std::size_t size() const noexcept { return get()->nbytes / get()->itemsize; }
+    /// Whether the elements are of type T.
+    template <typename T>
+    bool holds() const noexcept {
+        return get()->kind == dtype_kind<T>() && get()->itemsize == sizeof(T);
+    }
+    /// The elements as T (size() of them, in order()); throws
+    /// INVALID_ARGUMENT unless holds<T>(), or, for bool, if a byte is
+    /// neither 0 nor 1. Valid while this NDArray lives.
+    template <typename T>
+    const T *data() const {
+        if (!holds<T>()) {
+            throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "the array's dtype is " + dtype() + ", not " + dtype_of<T>());
+        }
+        if constexpr (std::is_same_v<T, bool>) {
+            const auto *bytes = static_cast<const unsigned char *>(get()->data);
+            for (std::size_t i = 0; i < size(); i++) {
+                if (bytes[i] > 1) throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "a bool array holds a byte that is not 0 or 1");
+            }
+        }
+        return static_cast<const T *>(get()->data);
+    }
+    /// A copy of the elements (as data<T>()).
+    template <typename T>
+    std::vector<T> to_vector() const {
+        const T *p = data<T>();
+        return std::vector<T>(p, p + size());
+    }
+#if __cplusplus >= 202002L
+    /// The elements as a std::span (as data<T>()).
+    template <typename T>
+    std::span<const T> values() const {
+        return {data<T>(), size()};
+    }
+#endif
+    /// The position in data() of numpy's element a[i, j, ...] (indices
+    /// from 0), following order(): i*cols + j for a row-major (rows, cols)
+    /// array, i + j*rows for a column-major one. Throws INVALID_ARGUMENT
+    /// for the wrong number of indices or one out of range.
+    std::size_t index(std::initializer_list<std::size_t> at) const {
+        const std::size_t ndim = get()->ndim;
+        if (at.size() != ndim) throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "the number of indices is not ndim");
+        std::size_t position = 0, stride = 1;
+        for (std::size_t k = 0; k < ndim; k++) {
+            const std::size_t d = order() == 'F' ? k : ndim - 1 - k;  // the fastest index first
+            const std::size_t i = at.begin()[d];
+            if (i >= get()->shape[d]) throw Error(ACADEMY_ERR_INVALID_ARGUMENT, "an index is out of the shape");
+            position += i * stride;
+            stride *= get()->shape[d];
+        }
+        return position;
+    }
+
+private:
+    Owner<academy_ndarray, academy_ndarray_free> a_;
+};
+
+/// The bytes of a {"py/bytes": ...} or {"py/bytearray": ...} form at
+/// `pointer` ("" for the whole) of `json` (academy_bytes_read).
+inline std::vector<std::uint8_t> bytes_read(const std::string &json, const std::string &pointer = "") {
+    std::uint8_t *data = nullptr;
+    std::size_t len = 0;
+    check(academy_bytes_read(json.c_str(), pointer.c_str(), &data, &len));
+    std::vector<std::uint8_t> out(data, data + len);
+    academy_bytes_free(data, len);
+    return out;
+}
+
+/// {"py/bytes": ...} of `len` bytes at `data` (academy_bytes_write).
+inline std::string bytes_write(const void *data, std::size_t len) {
+    char *out = nullptr;
+    static const unsigned char none = 0;  // any valid pointer for no bytes
+    check(academy_bytes_write(len > 0 ? data : &none, len, &out));
+    return take(out);
+}
+inline std::string bytes_write(std::string_view bytes) { return bytes_write(bytes.data(), bytes.size()); }
+inline std::string bytes_write(const std::vector<std::uint8_t> &bytes) { return bytes_write(bytes.data(), bytes.size()); }
 
 /// A completion queue (academy_queue_new): _async calls, listens and
 /// serve_queue post events here; watch fd() in your event loop, or block in

@@ -104,21 +104,7 @@ fn a_python_user_calls_a_fortran_agent() {
     let calculator = example("calculator_agent");
     for (name, url) in exchanges() {
         eprintln!("-- {name}");
-        let mut agent = Running(
-            Command::new(&calculator)
-                .arg(&url)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut id = String::new();
-        BufReader::new(agent.0.stdout.take().unwrap())
-            .read_line(&mut id)
-            .unwrap();
-        let id = id.trim().to_owned();
-        assert!(id.contains(r#""role":"agent""#), "{id:?}");
+        let (mut agent, id) = start_agent(&calculator, &url);
 
         let mut py = PyPeer::start("call_fortran_agent.py", &[&url, &id]);
         assert_eq!(py.line(), "add 5.5");
@@ -148,20 +134,122 @@ fn a_python_user_calls_a_fortran_agent() {
         assert_eq!(py.line(), "done");
         assert!(py.wait(Duration::from_secs(30)));
 
-        assert!(
-            wait_exit(&mut agent.0, Duration::from_secs(30)),
-            "the Fortran agent exits 0 after the shutdown request"
+        assert_eq!(
+            exit_and_stderr(&mut agent),
+            "calculator: shut down after 8 requests\n"
         );
-        let mut stderr = String::new();
-        agent
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert_eq!(stderr, "calculator: shut down after 8 requests\n");
     }
+}
+
+/// Starts a Fortran agent program with the exchange's URL; returns it and
+/// the agent id it prints.
+fn start_agent(program: &std::path::Path, url: &str) -> (Running, String) {
+    let mut agent = Running(
+        Command::new(program)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut id = String::new();
+    BufReader::new(agent.0.stdout.take().unwrap())
+        .read_line(&mut id)
+        .unwrap();
+    let id = id.trim().to_owned();
+    assert!(id.contains(r#""role":"agent""#), "{id:?}");
+    (agent, id)
+}
+
+/// Waits for a Fortran agent to exit 0 after a shutdown request; what it
+/// wrote to stderr.
+fn exit_and_stderr(agent: &mut Running) -> String {
+    assert!(
+        wait_exit(&mut agent.0, Duration::from_secs(30)),
+        "the Fortran agent exits 0 after the shutdown request"
+    );
+    let mut stderr = String::new();
+    agent
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+/// A Python user with academy-py's default Handle (pickle requests)
+/// calls examples-fortran/array_agent.f90 with numpy arrays (row- and
+/// column-major, the other byte order, a transposed view), int64,
+/// complex and bool arrays and bytes, and gets the computed arrays back
+/// (tests/py/call_values_agent.py).
+#[test]
+fn a_python_user_with_default_pickle_calls_a_fortran_agent_with_numpy_arrays() {
+    let program = example("array_agent");
+    let numpy = python_numpy(2);
+    for (name, url) in exchanges() {
+        eprintln!("-- {name}");
+        let (mut agent, id) = start_agent(&program, &url);
+        let mut py = PyPeer::start_with(&numpy, "call_values_agent.py", &[&url, &id]);
+        for expected in [
+            "scale ndarray <f8 (2, 3) [[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]]",
+            "row_sums ndarray <f8 (2,) [3.0, 12.0]",
+            "row_sums F ndarray <f8 (2,) [3.0, 12.0]",
+            "row_sums >f8 ndarray <f8 (2,) [3.0, 12.0]",
+            "row_sums T ndarray <f8 (3,) [3.0, 5.0, 7.0]",
+            "cumsum ndarray <i8 (4,) [1, 3, 6, 1099511627782]",
+            "conj ndarray <c16 (2,) [(1+2j), (-3-0.5j)]",
+            "count int 3",
+            r"reverse bytes b'\xff\x00cba'",
+            "wrong dtype AcademyRemoteError scale: the array's dtype is <i4, not float64",
+            "done",
+        ] {
+            assert_eq!(py.line(), expected);
+        }
+        assert!(py.wait(Duration::from_secs(30)));
+        assert_eq!(
+            exit_and_stderr(&mut agent),
+            "array_agent: shut down after 10 requests\n"
+        );
+    }
+}
+
+/// The helpers with no network (examples-fortran/values_check.f90): each
+/// array type and rank written and read back, a row-major array read
+/// with numpy's indices, refusals, bytes.
+#[test]
+fn fortran_arrays_and_bytes_round_trip_through_their_json_forms() {
+    let out = Command::new(example("values_check")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "f8 T T",
+            "f4 T T",
+            "i4 T T",
+            "i8 T T",
+            "c16 T T",
+            "b1 T T",
+            "empty T T",
+            "row-major read with numpy's indices T",
+            "wrong dtype ACADEMY_ERR_INVALID_ARGUMENT F the array's dtype is <i4, not float64",
+            "wrong rank ACADEMY_ERR_INVALID_ARGUMENT the array is 1-dimensional, not 2-dimensional",
+            "not an array ACADEMY_ERR_INVALID_ARGUMENT T",
+            "nothing at the pointer ACADEMY_ERR_INVALID_ARGUMENT",
+            "bytes T T T",
+            "bytes at a pointer T",
+            "json_get \"c\"",
+            "bodies T T ACADEMY_ERR_INVALID_ARGUMENT",
+        ]
+    );
 }
 
 /// Named constants of a source text: `NAME = value` pairs whose name

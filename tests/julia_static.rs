@@ -4,8 +4,9 @@
 //!   names a function of the header, passes as many arguments as it takes,
 //!   and gives each argument and the return a Julia type of the C type's
 //!   kind (see `matches`);
-//! - `CEvent`, the Julia mirror of `struct academy_event`, has the header's
-//!   fields in the header's order, each of a matching kind;
+//! - `CEvent` and `CNDArray`, the Julia mirrors of `struct academy_event`
+//!   and `struct academy_ndarray`, have the header's fields in the header's
+//!   order, each of a matching kind;
 //! - `julia/src/constants.jl` is what the header's enums and version macros
 //!   generate (regenerate with `ACADEMY_BLESS=1 cargo test --release --test julia_static`).
 //!
@@ -33,9 +34,10 @@ enum CType {
     Bool,   // bool
     Double, // double
     U64,    // uint64_t
+    U8,     // uint8_t
     Size,   // size_t
-    Char,   // char (only behind a pointer)
-    /// A struct the header defines (only `academy_event`), by name.
+    Char,   // char (a string behind a pointer; by value, one byte)
+    /// A struct the header defines (`academy_event`, `academy_ndarray`), by name.
     Struct(String),
     /// An opaque struct (handles), by name.
     Opaque(String),
@@ -79,6 +81,7 @@ fn c_type(text: &str, header: &Header) -> Result<CType, String> {
         ["bool"] => CType::Bool,
         ["double"] => CType::Double,
         ["uint64_t"] => CType::U64,
+        ["uint8_t"] => CType::U8,
         ["size_t"] => CType::Size,
         ["char"] => CType::Char,
         ["struct", name] if header.structs.contains_key(*name) => CType::Struct(name.to_string()),
@@ -341,10 +344,13 @@ fn matches(c: &CType, j: &JType, mirrors: &BTreeMap<String, String>) -> bool {
         CType::Bool => plain(&["Bool"]),
         CType::Double => plain(&["Cdouble", "Float64"]),
         CType::U64 => plain(&["UInt64", "Culonglong"]),
+        CType::U8 => plain(&["UInt8"]),
         CType::Size => plain(&["Csize_t"]),
+        // A char by value (`kind`, `order`): one byte of either sign.
+        CType::Char => plain(&["Cchar", "UInt8", "Int8"]),
         // Callbacks go as plain pointers.
         CType::FnPtr => j.name == "Ptr" && j.params.len() == 1 && plain_of(&j.params[0], "Cvoid"),
-        CType::Char | CType::Struct(_) | CType::Opaque(_) => false,
+        CType::Struct(_) | CType::Opaque(_) => false,
         CType::Ptr(inner) => match inner.as_ref() {
             CType::Char => {
                 plain(&["Cstring"])
@@ -530,7 +536,10 @@ fn check_mirror(
 
 /// The Julia mirrors of the header's structs: Julia name → C name.
 fn mirrors() -> BTreeMap<String, String> {
-    BTreeMap::from([("CEvent".to_owned(), "academy_event".to_owned())])
+    BTreeMap::from([
+        ("CEvent".to_owned(), "academy_event".to_owned()),
+        ("CNDArray".to_owned(), "academy_ndarray".to_owned()),
+    ])
 }
 
 fn julia_sources() -> Vec<(String, String)> {
@@ -613,6 +622,14 @@ fn every_ccall_matches_the_header() {
         "academy_reply_error",
         "academy_reply_cancelled",
         "academy_exchange_spawn",
+        // Python values (julia/src/values.jl).
+        "academy_json_get",
+        "academy_ndarray_read",
+        "academy_ndarray_free",
+        "academy_ndarray_write",
+        "academy_bytes_read",
+        "academy_bytes_free",
+        "academy_bytes_write",
     ] {
         assert!(
             called.contains(name),
@@ -634,6 +651,49 @@ fn the_event_mirror_matches_the_header() {
     let source = std::fs::read_to_string(repo().join("julia/src/Academy.jl")).unwrap();
     let problems = check_mirror(&source, "CEvent", "academy_event", &header, &mirrors());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_ndarray_mirror_matches_the_header() {
+    let header = parse_header(&header_text());
+    assert_eq!(
+        header.structs["academy_ndarray"].len(),
+        8,
+        "{:?}",
+        header.structs["academy_ndarray"]
+    );
+    let source = std::fs::read_to_string(repo().join("julia/src/values.jl")).unwrap();
+    let problems = check_mirror(&source, "CNDArray", "academy_ndarray", &header, &mirrors());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The checker sees a mirror that would read the wrong bytes.
+    for (what, from, to) in [
+        (
+            "kind and itemsize swapped",
+            "    kind::Cchar\n    itemsize::Csize_t\n",
+            "    itemsize::Csize_t\n    kind::Cchar\n",
+        ),
+        (
+            "a narrower size",
+            "    nbytes::Csize_t\n",
+            "    nbytes::Cint\n",
+        ),
+        (
+            "a string field",
+            "    dtype::Ptr{UInt8}\n",
+            "    dtype::Cstring\n",
+        ),
+        ("a field missing", "    order::Cchar\n", ""),
+    ] {
+        assert!(
+            source.contains(from),
+            "{what}: the mirror no longer has `{from}`"
+        );
+        let wrong = source.replacen(from, to, 1);
+        assert!(
+            !check_mirror(&wrong, "CNDArray", "academy_ndarray", &header, &mirrors()).is_empty(),
+            "{what} was not reported"
+        );
+    }
 }
 
 #[test]
@@ -723,6 +783,21 @@ fn catches_wrong_ccalls() {
             "a pointer to another struct for academy_event **",
             "ccall((:academy_queue_poll, lib), Cint, (Ptr{Cvoid}, Cdouble, Ref{Ptr{Event}}), q, 0.0, out)",
             "argument 3",
+        ),
+        (
+            "Cint for a char",
+            "ccall((:academy_ndarray_write, lib), Cint, (Cstring, Csize_t, Ptr{Csize_t}, Cint, Ptr{Cvoid}, Ref{Ptr{UInt8}}), d, n, s, o, p, out)",
+            "argument 4",
+        ),
+        (
+            "the event's mirror for academy_ndarray **",
+            "ccall((:academy_ndarray_read, lib), Cint, (Cstring, Cstring, Ref{Ptr{CEvent}}), j, p, out)",
+            "argument 3",
+        ),
+        (
+            "Int8 for a uint8_t pointer",
+            "ccall((:academy_bytes_free, lib), Cvoid, (Ptr{Int8}, Csize_t), d, n)",
+            "argument 1",
         ),
         ("a target that is not (:name, lib)", "ccall(:academy_version, Cstring, ())", "not (:academy_name, lib)"),
         ("@ccall", "@ccall lib.academy_version()::Cstring", "not @ccall"),

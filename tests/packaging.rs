@@ -428,6 +428,49 @@ fn the_cpp_example_builds_with_cmake_against_the_installed_package() {
     );
 }
 
+/// academy.hpp's Python values (examples-cpp/values_tour.cpp) built as
+/// C++17 and as C++20 (std::span views), run against this build: arrays
+/// and bytes through their JSON forms, and a 2x3 array sent by a C++ user
+/// to a C++ agent (as a pickle: the arguments hold a py/ form) whose row
+/// sums come back as an array.
+#[test]
+fn the_cpp_wrappers_read_and_write_numpy_arrays_and_bytes() {
+    let release = repo().join("target/release");
+    let dir = temp("cpp-values");
+    for std in ["c++17", "c++20"] {
+        let exe = dir.join(format!("values_tour-{std}"));
+        run(Command::new("g++")
+            .arg(format!("-std={std}"))
+            .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+            .arg(repo().join("include"))
+            .arg(repo().join("examples-cpp/values_tour.cpp"))
+            .arg("-L")
+            .arg(&release)
+            .args(["-lacademy", "-lpthread"])
+            .arg(format!("-Wl,-rpath,{}", release.display()))
+            .arg("-o")
+            .arg(&exe));
+        let out = run(&mut Command::new(&exe));
+        assert_eq!(
+            out,
+            "C f8 C [0 1 2] [10 11 12]\n\
+             F f8 F [0 1 2] [10 11 12]\n\
+             as float: ACADEMY_ERR_INVALID_ARGUMENT\n\
+             mask |b1 101\n\
+             complex c16 1\n\
+             int64 1\n\
+             span 6 12 10\n\
+             3 in 2x2: ACADEMY_ERR_INVALID_ARGUMENT\n\
+             bytes 4 255\n\
+             json_get \"c\"\n\
+             row_sums 1 3 33\n\
+             as json 33\n\
+             float32 ACADEMY_ERR_REMOTE\n",
+            "{std}"
+        );
+    }
+}
+
 /// The C functions of a header: the names of its prototypes (lines that
 /// are not comments and declare `academy_…(`).
 fn c_functions(header: &str) -> Vec<String> {

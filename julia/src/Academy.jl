@@ -2,9 +2,10 @@
 #
 # Not run here: no Julia toolchain can be installed on this project's
 # machines. tests/julia_static.rs checks every ccall below against the
-# header (name, argument count, C type kinds) and the CEvent mirror against
-# `struct academy_event`; tests/py/ctypes_agent.py and ctypes_asyncio.py
-# drive the same C calls (dlopen, an fd in an event loop) from Python.
+# header (name, argument count, C type kinds) and the CEvent and CNDArray
+# mirrors against `struct academy_event` and `struct academy_ndarray`;
+# tests/py/ctypes_agent.py and ctypes_asyncio.py drive the same C calls
+# (dlopen, an fd in an event loop) from Python.
 #
 #   julia> import Pkg; Pkg.develop(path="julia"); Pkg.test("Academy")
 #   julia> using Academy
@@ -24,7 +25,8 @@ export Factory, Client, Exchange, Queue, Call, Serving, AcademyError,
        user_client, agent_client, register_agent, mailbox_id, send_message, recv_message,
        status, terminate, discover, action, ping, request, shutdown_agent, close!,
        spawn_exchange, url, version, status_str, status_name, message_new,
-       action_async, ping_async, request_async, listen, serve, stop, cancelled
+       action_async, ping_async, request_async, listen, serve, stop, cancelled,
+       read_ndarray, ndarray_json, read_bytes, bytes_json, json_get, py_tuple
 
 const lib = let path = get(ENV, "LIBACADEMY", "")
     built = normpath(joinpath(@__DIR__, "..", "..", "target", "release", "libacademy." * dlext))
@@ -78,6 +80,10 @@ function out_string(f)
 end
 
 nullable(s) = s === nothing ? C_NULL : s
+
+# --- Python values (numpy arrays, bytes) -----------------------------------
+
+include("values.jl")
 
 # --- handles --------------------------------------------------------------
 

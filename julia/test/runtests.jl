@@ -26,6 +26,30 @@ end
         @test status_name(12345) == "unknown status"
     end
 
+    @testset "numpy arrays and bytes" begin
+        A = [0.0 1.0 2.0; 10.0 11.0 12.0]
+        @test read_ndarray(ndarray_json(A)) == A
+        @test read_ndarray(Float64, ndarray_json(A)) isa Matrix{Float64}
+        # numpy's np.array([[0, 1, 2], [10, 11, 12]], dtype="<f8"): row-major, shape (2, 3).
+        numpy = """{"py/ndarray": {"dtype": "<f8", "shape": [2, 3], "order": "C",
+                   "data": "AAAAAAAAAAAAAAAAAADwPwAAAAAAAABAAAAAAAAAJEAAAAAAAAAmQAAAAAAAAChA"}}"""
+        @test read_ndarray(numpy) == A
+        @test read_ndarray("[1, $numpy]"; pointer="/1") == A
+        for v in (Int32[-1, 2], [true, false], ComplexF64[1 - 2im], UInt8[0, 255], reshape(Int64[1, 2, 3, 4, 5, 6], 3, 2))
+            @test read_ndarray(ndarray_json(v)) == v
+            @test eltype(read_ndarray(ndarray_json(v))) == eltype(v)
+        end
+        @test size(read_ndarray(ndarray_json(fill(2.5)))) == ()
+        @test read_ndarray(ndarray_json(A')) == permutedims(A)  # a lazy transpose is written as its elements
+        err = try read_ndarray(Float32, ndarray_json(A)); nothing catch e; e end
+        @test err isa AcademyError && err.status == Academy.ACADEMY_ERR_INVALID_ARGUMENT
+        err = try read_ndarray("[1, 2]"); nothing catch e; e end
+        @test err isa AcademyError && err.status == Academy.ACADEMY_ERR_INVALID_ARGUMENT
+        @test read_bytes(bytes_json(UInt8[0x61, 0x00, 0xff])) == UInt8[0x61, 0x00, 0xff]
+        @test read_bytes(bytes_json("")) == UInt8[]
+        @test json_get(py_tuple("1", "\"two\""), "/py~1tuple/1") == "\"two\""
+    end
+
     exchange = spawn_exchange()
     factory = Factory(url(exchange))
     user = user_client(factory, "julia-user")
@@ -46,6 +70,18 @@ end
         # Nobody serves now: the call times out.
         err = try action(user, id, "add"; args="[1]", timeout_s=0.3); nothing catch e; e end
         @test err isa AcademyError && err.status == ACADEMY_ERR_TIMEOUT
+    end
+
+    @testset "an agent computes on arrays it is sent" begin
+        agent = agent_client(factory, register_agent(user, "[\"RowSums\"]"))
+        id = mailbox_id(agent)
+        serving = serve(agent) do action, args, kwargs
+            ndarray_json(vec(sum(read_ndarray(Float64, args; pointer="/0"); dims=2)))
+        end
+        A = [0.0 1.0 2.0; 10.0 11.0 12.0]
+        @test read_ndarray(action(user, id, "row_sums"; args="[" * ndarray_json(A) * "]", timeout_s=10)) == [3.0, 33.0]
+        stop(agent)
+        @test wait(serving) == ACADEMY_OK
     end
 
     @testset "1000 actions in flight through one queue" begin
