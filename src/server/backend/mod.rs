@@ -6,6 +6,7 @@ pub(crate) mod dedup;
 pub(crate) mod memory;
 pub(crate) mod model;
 pub(crate) mod redis;
+pub(crate) mod redis_calls;
 pub(crate) mod redis_wait;
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::server::backend::memory::Backend;
-use crate::server::backend::model::{AgentStats, BResult, BackendError, Client, MailboxStatus};
+use crate::server::backend::model::{
+    AgentStats, BResult, BackendError, Client, MailboxStatus, StoredQueues,
+};
 use crate::server::backend::redis::RedisBackend;
 use crate::server::body::{PeerSocket, RedisSseStream, ServerBody, SseStream};
 use crate::server::listen_stop::ListenStop;
@@ -142,7 +145,7 @@ impl Store {
             Store::Redis(r) => {
                 r.receivable(client, uid).await?;
                 let deadline = tokio::time::Instant::now() + timeout;
-                match r.receive(uid, deadline).await {
+                match r.clone().receive(uid, deadline).await {
                     Ok(item) => item.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
                     Err(_) => Err(BackendError::ShuttingDown),
                 }
