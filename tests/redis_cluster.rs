@@ -489,7 +489,7 @@ fn resharding_while_calls_and_messages_flow_loses_and_fails_nothing() {
     let [a, b] = two_exchanges(&cluster, "");
     let fa = Factory::new(&a.url, Some(r#"{"max_concurrency": 8}"#)).unwrap();
     let fb = Factory::new(&b.url, None).unwrap();
-    const MOVED: u16 = 400;
+    const MOVED: u16 = 2000;
     let from = cluster.master_of_slot(0);
     let to = cluster.master_of_slot(16383);
     // A receiver and a C agent whose slots are among those that move.
@@ -617,7 +617,8 @@ fn a_shard_that_stays_down_fails_its_mailboxes_clearly_and_the_rest_work() {
         match fb.user(None) {
             Ok(u) => {
                 made += 1;
-                assert_eq!(u.status(&on_alive).unwrap(), ACADEMY_MAILBOX_ACTIVE);
+                // (No client heartbeats there: libacademy calls it inactive.)
+                assert_eq!(u.status(&on_alive).unwrap(), ACADEMY_MAILBOX_INACTIVE);
             }
             Err(e) => assert!(e.message.contains("is down"), "{e:?}"),
         }

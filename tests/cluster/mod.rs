@@ -330,8 +330,8 @@ pub fn raw_mailbox(url: &str, wanted: impl Fn(u16) -> bool) -> String {
             continue;
         }
         let id = format!(r#"{{"uid": "{uid}", "name": null, "role": "user"}}"#);
-        let (status, body) = http(url, "POST", "/mailbox", &format!(r#"{{"mailbox": {id}}}"#))
-            .expect("POST /mailbox");
+        let request = serde_json::json!({ "mailbox": id }).to_string();
+        let (status, body) = http(url, "POST", "/mailbox", &request).expect("POST /mailbox");
         assert_eq!(status, 200, "{body}");
         return id;
     }
@@ -340,7 +340,8 @@ pub fn raw_mailbox(url: &str, wanted: impl Fn(u16) -> bool) -> String {
 /// A long poll `GET /message` of academy-py's protocol: the message JSON,
 /// `None` on timeout, or the error (status and text).
 pub fn get_message(url: &str, mailbox_json: &str, timeout_s: f64) -> Result<Option<String>, String> {
-    let body = format!(r#"{{"mailbox": {mailbox_json}, "timeout": {timeout_s}}}"#);
+    // academy-py's wire: the id travels as a JSON string.
+    let body = serde_json::json!({ "mailbox": mailbox_json, "timeout": timeout_s }).to_string();
     match http(url, "GET", "/message", &body) {
         Ok((200, body)) => {
             let v: serde_json::Value =
