@@ -204,6 +204,18 @@ fn discovery_and_termination_span_the_masters() {
     let left = uids(&ua.discover(&leaf, false).unwrap());
     assert_eq!(left.len(), leaves.len() - 10);
     assert!(gone.iter().all(|g| !left.contains(g)));
+    // A message sent again (its sender never saw the first answer) is
+    // queued once; the exchange says that it drops repeats.
+    let inbox = raw_mailbox(&a.url, |_| true);
+    let note = message(&ua.id(), &inbox, r#"{"kind": "success-response"}"#);
+    for url in [&a.url, &b.url] {
+        let put = serde_json::json!({ "message": note }).to_string();
+        let (status, body) = http(url, "PUT", "/message", &put).unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(get_message(&b.url, &inbox, 5.0).unwrap(), Some(note));
+    assert_eq!(get_message(&a.url, &inbox, 0.5).unwrap(), None);
+
     // The class index is sharded: its keys spread over the masters.
     let mut index_masters = HashSet::new();
     for shard in 0..16 {
@@ -246,6 +258,85 @@ fn discovery_and_termination_span_the_masters() {
         ACADEMY_OK
     );
     unsafe { academy::ffi::exchange::academy_exchange_free(ex) };
+}
+
+/// Requests in flight (answered `MAILBOX_TERMINATED` when their agent is
+/// terminated), statistics, repeats, and sharing with permissions, across
+/// two exchanges.
+#[test]
+fn requests_in_flight_statistics_repeats_and_sharing() {
+    let _one = serial();
+    let cluster = RedisCluster::start();
+    let auth = "[auth]\nmethod = \"token\"\n[auth.kwargs.tokens.alice-token]\nclient_id = \"alice\"\ngroups = [\"team\"]\n[auth.kwargs.tokens.bob-token]\nclient_id = \"bob\"\ngroups = [\"team\"]\n[auth.kwargs.tokens.eve-token]\nclient_id = \"eve\"\n";
+    let config = format!("{auth}{}", cluster.backend_toml(""));
+    let (a, b) = (OurExchange::start(&config), OurExchange::start(&config));
+    let as_ = |url: &str, token: &str| {
+        Factory::new(
+            url,
+            Some(&format!(
+                r#"{{"additional_headers": {{"Authorization": "Bearer {token}"}}}}"#
+            )),
+        )
+        .unwrap()
+    };
+    let (fa, fb) = (as_(&a.url, "alice-token"), as_(&b.url, "bob-token"));
+    let alice = fa.user(None).unwrap();
+    let bob = fb.user(None).unwrap();
+    let eve = as_(&b.url, "eve-token").user(None).unwrap();
+
+    // Sharing: bob may send to alice's mailbox once it is shared with
+    // his group; eve never.
+    let mailbox = alice.id();
+    let note = message(&bob.id(), &mailbox, r#"{"kind": "success-response"}"#);
+    expect_err(bob.send(&note), ACADEMY_ERR_FORBIDDEN);
+    alice.share(&mailbox, "team").unwrap();
+    assert_eq!(json(&alice.shared_groups(&mailbox).unwrap()), json(r#"["team"]"#));
+    bob.send(&note).unwrap();
+    assert_eq!(alice.recv(10.0).unwrap(), note);
+    expect_err(eve.send(&note), ACADEMY_ERR_FORBIDDEN);
+    expect_err(bob.share(&mailbox, "team"), ACADEMY_ERR_FORBIDDEN);
+    alice.unshare(&mailbox, "team").unwrap();
+    expect_err(bob.send(&note), ACADEMY_ERR_FORBIDDEN);
+
+    // An agent of alice's: requests from her (through either exchange),
+    // answered through the other; counted the same from both.
+    let reg = alice.register_agent("stats.Worker", None).unwrap();
+    let agent_id = agent_id_of(&reg);
+    let agent = as_(&b.url, "alice-token").agent(&reg).unwrap();
+    let requester = as_(&b.url, "alice-token").user(None).unwrap();
+    for _ in 0..3 {
+        let sent = message(&requester.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+        requester.send(&sent).unwrap();
+        // The same request again (a client that never saw the answer):
+        // dropped as a repeat.
+        requester.send(&sent).unwrap();
+        let got = agent.recv(10.0).unwrap();
+        assert_eq!(got, sent);
+        let mut response = json(&message(&agent_id, &requester.id(), r#"{"kind": "success-response"}"#));
+        response["header"]["tag"] = json(&got)["header"]["tag"].clone();
+        agent.send(&response.to_string()).unwrap();
+        let back = json(&requester.recv(10.0).unwrap());
+        assert_eq!(back["header"]["tag"], json(&got)["header"]["tag"]);
+    }
+    for user in [&alice, &requester] {
+        let stats = json(&user.agent_stats(&agent_id).unwrap());
+        assert_eq!(stats["completed"], 3, "{stats}");
+        assert_eq!(stats["incoming"], 3, "{stats}");
+        assert_eq!(stats["queued"], 0, "{stats}");
+    }
+    // One more request, taken and not answered: terminating the agent
+    // answers it MAILBOX_TERMINATED.
+    let pending = message(&requester.id(), &agent_id, r#"{"kind": "ping-request"}"#);
+    requester.send(&pending).unwrap();
+    assert_eq!(agent.recv(10.0).unwrap(), pending);
+    let stats = json(&alice.agent_stats(&agent_id).unwrap());
+    assert_eq!((stats["incoming"].as_u64(), stats["in_progress"].as_u64()), (Some(4), Some(1)), "{stats}");
+    alice.terminate(&agent_id).unwrap();
+    let answer = json(&requester.recv(10.0).unwrap());
+    assert_eq!(answer["header"]["tag"], json(&pending)["header"]["tag"]);
+    assert_eq!(answer["body"]["kind"], "academy-error-response", "{answer}");
+    expect_err(agent.recv(5.0), ACADEMY_ERR_MAILBOX_TERMINATED);
+    expect_err(requester.heartbeat_status(&agent_id), ACADEMY_ERR_MAILBOX_TERMINATED);
 }
 
 #[test]

@@ -1113,6 +1113,57 @@ groups = ["g"]
     }
 
     #[test]
+    fn redis_cluster_backend() {
+        let c = ServerConfig::from_toml_str(
+            "[backend]\nkind = \"redis-cluster\"\nnodes = [\"10.0.0.1:7000\", \"h:7001\"]",
+        )
+        .unwrap();
+        assert!(c.redis.is_none());
+        let r = c.redis_cluster.unwrap();
+        assert_eq!(r.nodes, ["10.0.0.1:7000", "h:7001"]);
+        assert_eq!(r.durability, Durability::Master);
+        assert_eq!(r.durability_timeout, DEFAULT_DURABILITY_TIMEOUT);
+        assert_eq!(r.gravestone_expiration_s, 365 * 86_400);
+        let c = ServerConfig::from_toml_str(
+            "[backend]\nnodes = [\"h:1\"]\ndurability = \"replica\"\ndurability_timeout_ms = 250\nmailbox_expiration_d = 1\n[backend.kwargs]\nusername = \"u\"\npassword = \"pw\"\ndb = 0",
+        )
+        .unwrap();
+        let r = c.redis_cluster.unwrap();
+        assert_eq!(r.durability, Durability::Replica);
+        assert_eq!(r.durability_timeout, Duration::from_millis(250));
+        assert_eq!(r.mailbox_expiration_s, 86_400);
+        assert_eq!(r.username.as_deref(), Some("u"));
+        assert!(!format!("{r:?}").contains("pw"));
+        let c = ServerConfig::from_json_options(Some(
+            r#"{"backend": {"kind": "redis-cluster", "nodes": ["127.0.0.1:7000"], "durability": "replica"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.redis_cluster.map(|r| r.durability),
+            Some(Durability::Replica)
+        );
+        for (bad, says) in [
+            ("[backend]\nkind = \"redis-cluster\"", "at least one seed node"),
+            ("[backend]\nkind = \"redis-cluster\"\nnodes = []", "at least one seed node"),
+            ("[backend]\nnodes = [\"nohost\"]", "not host:port"),
+            ("[backend]\nnodes = [\"h:0\"]", "not host:port"),
+            ("[backend]\nnodes = [\":7000\"]", "not host:port"),
+            ("[backend]\nnodes = [\"h:1\"]\nhostname = \"h\"", "backend.hostname"),
+            ("[backend]\nnodes = [\"h:1\"]\nport = 1", "nodes = [\"host:port\""),
+            ("[backend]\nkind = \"redis\"\nnodes = [\"h:1\"]", "backend.nodes"),
+            ("[backend]\nkind = \"python\"\ndurability = \"replica\"", "backend.durability"),
+            ("[backend]\nnodes = [\"h:1\"]\ndurability = \"all\"", "\"all\""),
+            ("[backend]\nnodes = [\"h:1\"]\ndurability_timeout_ms = 0", "durability_timeout_ms"),
+            ("[backend]\nnodes = [\"h:1\"]\n[backend.kwargs]\ndb = 2", "only database 0"),
+            ("[backend]\nkind = \"cluster\"", "cluster"),
+        ] {
+            let e = ServerConfig::from_toml_str(bad).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn one_limit_for_toml_and_json() {
         for text in [
             "message_size_limit_kb = 1048576",
