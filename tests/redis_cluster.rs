@@ -716,3 +716,75 @@ fn a_shard_that_stays_down_fails_its_mailboxes_clearly_and_the_rest_work() {
     }
     assert!(made > 0);
 }
+
+/// The packaged deployment: the unit's `ExecStart` line with the packaged
+/// `exchange-cluster.toml` (its seed nodes and ports pointed at the test's
+/// cluster), three exchanges in front of the six nodes.
+#[test]
+fn the_packaged_cluster_config_runs_three_exchanges_on_six_nodes() {
+    let _one = serial();
+    let cluster = RedisCluster::start();
+    let unit = std::fs::read_to_string(repo().join("packaging/academy-exchange.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let packaged = std::fs::read_to_string(repo().join("packaging/exchange-cluster.toml")).unwrap();
+    let seeds = packaged
+        .lines()
+        .find(|l| l.starts_with("nodes = "))
+        .expect("a nodes line");
+    let mut exchanges = Vec::new();
+    for _ in 0..3 {
+        let (port, metrics_port) = (free_port(), free_port());
+        let nodes: Vec<String> = cluster
+            .nodes
+            .iter()
+            .take(3)
+            .map(|n| format!("\"127.0.0.1:{}\"", n.port))
+            .collect();
+        let config = packaged
+            .replacen("\nport = 8700\n", &format!("\nport = {port}\n"), 1)
+            .replacen("metrics_port = 9700\n", &format!("metrics_port = {metrics_port}\n"), 1)
+            .replacen(seeds, &format!("nodes = [{}]", nodes.join(", ")), 1)
+            .replacen("host = \"0.0.0.0\"", "host = \"127.0.0.1\"", 1);
+        let credentials = temp_dir("cluster-credentials");
+        std::fs::write(credentials.join("exchange.toml"), config).unwrap();
+        let mut words = exec.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/academy-exchange"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_academy-exchange"));
+        for w in words {
+            cmd.arg(w.replace("${CREDENTIALS_DIRECTORY}", &credentials.display().to_string()));
+        }
+        cmd.env("CREDENTIALS_DIRECTORY", &credentials)
+            .stdout(std::process::Stdio::null());
+        let mut guard = spawn_guarded(cmd);
+        wait_for_port(port, &mut guard.0);
+        exchanges.push((guard, port, metrics_port));
+    }
+    // A message through each pair of exchanges; health on each metrics
+    // port describes the six nodes.
+    let users: Vec<(Factory, String)> = exchanges
+        .iter()
+        .map(|(_, port, _)| {
+            let f = Factory::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+            let id = f.user(None).unwrap().id();
+            (f, id)
+        })
+        .collect();
+    for (i, (_, port, metrics_port)) in exchanges.iter().enumerate() {
+        let (_, body) = http(&format!("127.0.0.1:{metrics_port}"), "GET", "/health", "").unwrap();
+        let health = json(&body);
+        assert_eq!(health["status"], "ok", "{health}");
+        assert_eq!(health["cluster"]["nodes"].as_array().unwrap().len(), 6);
+        let inbox = raw_mailbox(&format!("http://127.0.0.1:{port}"), |_| true);
+        let (next_factory, _) = &users[(i + 1) % 3];
+        let sender = next_factory.user(None).unwrap();
+        let note = message(&sender.id(), &inbox, r#"{"kind": "success-response"}"#);
+        sender.send(&note).unwrap();
+        assert_eq!(
+            get_message(&format!("http://127.0.0.1:{port}"), &inbox, 10.0).unwrap(),
+            Some(note)
+        );
+    }
+}
