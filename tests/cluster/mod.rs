@@ -153,7 +153,7 @@ impl RedisCluster {
 
     /// Every running node says the cluster is ok, knows every node, and
     /// every replica's link to its master is up.
-    fn settled(&self) -> bool {
+    pub fn settled(&self) -> bool {
         self.nodes.iter().filter(|n| n.is_running()).all(|n| {
             let info = self.cli(n.port, &["CLUSTER", "INFO"]);
             let replication = self.cli(n.port, &["INFO", "replication"]);
