@@ -83,13 +83,15 @@ pub(crate) fn agent_shard(class: &str, shard: u128) -> String {
 /// `_has_permissions`: no owner, the owner, or a member of a shared group
 /// (groups are ARGV from `first_group` on).
 const PRELUDE: &str = r#"
-local function permitted(mailbox, me, first_group)
-  local owner = redis.call('HGET', mailbox, 'owner')
+local function permitted_by(mailbox, owner, me, first_group)
   if (not owner) or owner == me then return true end
   for i = first_group, #ARGV do
     if redis.call('HEXISTS', mailbox, 'share:' .. ARGV[i]) == 1 then return true end
   end
   return false
+end
+local function permitted(mailbox, me, first_group)
+  return permitted_by(mailbox, redis.call('HGET', mailbox, 'owner'), me, first_group)
 end
 local function expire(key, seconds)
   local s = tonumber(seconds)
@@ -188,18 +190,20 @@ return 'ok'
 
 /// Queues a message. KEYS: mailbox queue pending seen (all of the
 /// receiver). ARGV: me is_request header message mailbox_s tag too_large
-/// as_server repeat_key window_ms max_seen channel groups...
+/// as_server repeat_key window_ms max_seen channel now_ms groups...
 /// Returns ok, repeat (the same tag and kind queued within the window:
 /// dropped), or an error word. A repeat still writes (the time it was
 /// seen), so that `WAIT` after it waits for the first copy's replication.
+/// The time is the exchange's (clocks a few seconds apart matter little
+/// to a window of minutes).
 const PUT: &str = r#"
-if ARGV[8] ~= '1' and not permitted(KEYS[1], ARGV[1], 13) then return 'forbidden' end
-local status = redis.call('HGET', KEYS[1], 'status')
+local state = redis.call('HMGET', KEYS[1], 'owner', 'status')
+if ARGV[8] ~= '1' and not permitted_by(KEYS[1], state[1], ARGV[1], 14) then return 'forbidden' end
+local status = state[2]
 if not status then return 'missing' end
 if status == 'TERMINATED' then return 'terminated' end
 if ARGV[7] == '1' then return 'too_large' end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[13])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[10]))
 local fresh = redis.call('ZADD', KEYS[4], now, ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[10])
@@ -229,14 +233,16 @@ return 'ok'
 /// A take retried by the same taker (its answer was lost) gets the same
 /// message again; the closing sentinel stays for every other receiver.
 const POP: &str = r#"
-if redis.call('HGET', KEYS[2], 'by') == ARGV[1] then
-  return redis.call('HGET', KEYS[2], 'message')
-end
-if redis.call('LINDEX', KEYS[1], 0) == '<CLOSED>' then return '<CLOSED>' end
+local last = redis.call('GET', KEYS[2])
+local mark = ARGV[1] .. '\n'
+if last and string.sub(last, 1, #mark) == mark then return string.sub(last, #mark + 1) end
 local m = redis.call('LPOP', KEYS[1])
 if not m then return false end
-redis.call('HSET', KEYS[2], 'by', ARGV[1], 'message', m)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+if m == '<CLOSED>' then
+  redis.call('LPUSH', KEYS[1], m)
+  return m
+end
+redis.call('SET', KEYS[2], mark .. m, 'EX', ARGV[2])
 return m
 "#;
 

@@ -135,6 +135,13 @@ impl<'a> Call<'a> {
     }
 }
 
+/// Milliseconds since the Unix epoch, by this process's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The hash slot of a key with a hash tag (`{…}`), as Redis computes it.
 fn slot_of_tag(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
@@ -799,6 +806,7 @@ impl ClusterBackend {
             .arg(dedup::WINDOW.as_millis() as u64)
             .arg(dedup::MAX_PER_MAILBOX)
             .arg(layout::wake_channel(&dest))
+            .arg(now_ms())
             .arg(groups);
         let answer: String = self.run("put", &dest, call, true).await?;
         if answer == "too_large" {

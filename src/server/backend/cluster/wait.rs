@@ -46,7 +46,7 @@ use crate::server::backend::redis_wait::CLOSE_SENTINEL;
 const TICK: Duration = Duration::from_millis(100);
 /// A waiting mailbox is taken from at least this often, announcement or
 /// not.
-pub(crate) const SAFETY_TAKE: Duration = Duration::from_secs(10);
+pub(crate) const SAFETY_TAKE: Duration = Duration::from_secs(30);
 /// A subscription outlives its last waiting receive this long (a listen
 /// stream waits again right after each message).
 const LINGER: Duration = Duration::from_secs(30);
