@@ -22,8 +22,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use crate::server::backend::memory::{Backend, Batch, Mailbox};
-use crate::server::backend::model::Shutdown;
-use crate::server::backend::redis::{Received, RedisBackend};
+use crate::server::backend::model::{Received, Shutdown, StoredQueues};
 use crate::server::listen_stop::ListenStop;
 use crate::server::metrics::{Metrics, OpenStream};
 use crate::wire::ids::EntityId;
@@ -286,12 +285,13 @@ impl SseStream {
     }
 }
 
-/// The listen stream of a mailbox in Redis. Each message is taken by a
-/// background receive ([`RedisBackend::receive`]); when this stream is
+/// The listen stream of a mailbox in Redis (one, or a cluster). Each
+/// message is taken by a background receive ([`StoredQueues::receive`]);
+/// when this stream is
 /// dropped (the client went away) while a receive is under way, the receive
 /// puts what it took back at the head of the queue.
 pub(crate) struct RedisSseStream {
-    backend: Arc<RedisBackend>,
+    backend: Arc<dyn StoredQueues>,
     uid: EntityId,
     timeout: Duration,
     receiving: Option<tokio::sync::oneshot::Receiver<Received>>,
@@ -303,14 +303,14 @@ impl RedisSseStream {
     /// mailbox is terminated, when its client asks (`stop`) or when the
     /// server stops.
     pub(crate) fn new(
-        backend: Arc<RedisBackend>,
+        backend: Arc<dyn StoredQueues>,
         uid: EntityId,
         timeout: Duration,
         peer: Option<PeerSocket>,
         stop: ListenStop,
     ) -> Self {
         RedisSseStream {
-            life: StreamLife::new(&backend.shutdown, backend.metrics.as_ref(), peer, stop),
+            life: StreamLife::new(backend.shutdown_signal(), backend.metrics(), peer, stop),
             backend,
             uid,
             timeout,
@@ -331,7 +331,7 @@ impl RedisSseStream {
         }
         let receiving = self.receiving.get_or_insert_with(|| {
             let deadline = tokio::time::Instant::now() + self.timeout;
-            self.backend.receive(&self.uid, deadline)
+            self.backend.clone().receive(&self.uid, deadline)
         });
         if let Poll::Ready(received) = Pin::new(receiving).poll(cx) {
             self.receiving = None;
@@ -343,11 +343,11 @@ impl RedisSseStream {
                     return Poll::Ready(Some(data_frames([message.as_slice()])));
                 }
                 // Too late to deliver: back to the queue.
-                self.backend.unpop_later(&self.uid, message);
+                self.backend.clone().unpop_later(&self.uid, message);
             }
             return self.life.end();
         }
-        if stopped || self.life.server_stopping(&self.backend.shutdown, cx) {
+        if stopped || self.life.server_stopping(self.backend.shutdown_signal(), cx) {
             // Dropping the receive makes it put back what it takes.
             self.receiving = None;
             return self.life.end();

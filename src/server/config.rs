@@ -73,6 +73,21 @@
 //! db = 0                      # passes any redis-py argument; others are errors)
 //! ```
 //!
+//! Mailboxes in a Redis Cluster (ours; academy-py has no such backend and
+//! its exchange cannot share the cluster: the keys are laid out so that a
+//! mailbox's keys share one hash slot, see
+//! `crate::server::backend::cluster`):
+//!
+//! ```toml
+//! [backend]
+//! kind = "redis-cluster"
+//! nodes = ["10.0.0.1:7000", "10.0.0.2:7000"] # seed nodes; the rest are discovered
+//! durability = "master"       # default; "replica": acknowledged after WAIT 1
+//! durability_timeout_ms = 1000 # default 1000: how long a write waits for a replica
+//! message_size_limit_kb = 512 # and mailbox_expiration_d, gravestone_expiration_d as above
+//! [backend.kwargs]            # optional: username, password (db must be 0)
+//! ```
+//!
 //! Integers may be written as whole floats (`8700.0`), as pydantic's lax
 //! mode allows.
 
@@ -147,6 +162,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Keep mailboxes in this Redis instead of in memory.
     pub redis: Option<RedisConfig>,
+    /// Keep mailboxes in this Redis Cluster instead (at most one of
+    /// `redis` and `redis_cluster` is set).
+    pub redis_cluster: Option<RedisClusterConfig>,
     /// Count requests, messages and Redis round trips and serve them at
     /// `GET /metrics`.
     pub metrics: bool,
@@ -208,6 +226,68 @@ impl fmt::Debug for RedisConfig {
             .finish()
     }
 }
+
+/// When a Redis Cluster backend acknowledges a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// When the master of the mailbox's slot has it (a failover may lose
+    /// what its replica had not received yet).
+    #[default]
+    Master,
+    /// When at least one replica has it too (`WAIT 1`); a write no replica
+    /// acknowledges in time is answered 503.
+    Replica,
+}
+
+/// The Redis Cluster of a scaled-out exchange (`kind = "redis-cluster"`).
+#[derive(Clone, PartialEq)]
+pub struct RedisClusterConfig {
+    /// Seed nodes as `host:port`; the other nodes are discovered.
+    pub nodes: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// As [`RedisConfig::mailbox_expiration_s`].
+    pub mailbox_expiration_s: u64,
+    /// As [`RedisConfig::gravestone_expiration_s`].
+    pub gravestone_expiration_s: u64,
+    pub durability: Durability,
+    /// With [`Durability::Replica`], how long a write waits for a replica.
+    pub durability_timeout: Duration,
+}
+
+impl RedisClusterConfig {
+    /// A cluster reached through these seed nodes, with academy-py's
+    /// expirations and [`Durability::Master`].
+    pub fn new(nodes: Vec<String>) -> Self {
+        let d = RedisConfig::default();
+        RedisClusterConfig {
+            nodes,
+            username: None,
+            password: None,
+            mailbox_expiration_s: d.mailbox_expiration_s,
+            gravestone_expiration_s: d.gravestone_expiration_s,
+            durability: Durability::Master,
+            durability_timeout: DEFAULT_DURABILITY_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for RedisClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("RedisClusterConfig")
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("mailbox_expiration_s", &self.mailbox_expiration_s)
+            .field("gravestone_expiration_s", &self.gravestone_expiration_s)
+            .field("durability", &self.durability)
+            .field("durability_timeout", &self.durability_timeout)
+            .finish()
+    }
+}
+
+/// The default `durability_timeout_ms`.
+pub const DEFAULT_DURABILITY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A Python logging level number (`logging.DEBUG` is 10, `INFO` 20,
 /// `WARNING` 30, `ERROR` 40, `CRITICAL` 50): a record passes when its level
@@ -293,6 +373,7 @@ impl Default for ServerConfig {
             message_size_limit_kb: 512,
             auth: AuthConfig::None,
             redis: None,
+            redis_cluster: None,
             metrics: true,
             metrics_port: None,
             max_connections: None,
@@ -417,9 +498,22 @@ struct TokenEntry {
 enum BackendKind {
     Python,
     Redis,
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
-/// `[backend]`: academy-py's `PythonBackendConfig | RedisBackendConfig`.
+impl BackendKind {
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Python => "python",
+            BackendKind::Redis => "redis",
+            BackendKind::RedisCluster => "redis-cluster",
+        }
+    }
+}
+
+/// `[backend]`: academy-py's `PythonBackendConfig | RedisBackendConfig`,
+/// and ours for a Redis Cluster.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct BackendSection {
@@ -430,6 +524,9 @@ struct BackendSection {
     mailbox_expiration_d: Option<f64>,
     gravestone_expiration_d: Option<f64>,
     kwargs: Option<RedisKwargs>,
+    nodes: Option<Vec<String>>,
+    durability: Option<String>,
+    durability_timeout_ms: Option<LaxInt>,
 }
 
 /// academy-py passes `kwargs` on to `redis.asyncio.Redis`; the connection
@@ -516,7 +613,7 @@ impl Options {
             (Some(l), _) | (None, Some(l)) => l as u64,
             (None, None) => config.message_size_limit_kb,
         };
-        config.redis = backend.redis()?;
+        (config.redis, config.redis_cluster) = backend.stores()?;
         if let Some(auth) = self.auth {
             config.auth = auth.config()?;
         }
@@ -552,8 +649,12 @@ impl Options {
 
 impl BackendSection {
     /// Which backend: `kind`, or as pydantic's union picks when it is left
-    /// out (Python's config forbids Redis' keys, so any of them means Redis).
+    /// out (Python's config forbids Redis' keys, so any of them means Redis;
+    /// keys only a cluster has mean a cluster).
     fn kind(&self) -> BackendKind {
+        let cluster_keys = self.nodes.is_some()
+            || self.durability.is_some()
+            || self.durability_timeout_ms.is_some();
         let redis_keys = self.hostname.is_some()
             || self.port.is_some()
             || self.mailbox_expiration_d.is_some()
@@ -561,42 +662,99 @@ impl BackendSection {
             || self.kwargs.is_some();
         match self.kind {
             Some(k) => k,
+            None if cluster_keys => BackendKind::RedisCluster,
             None if redis_keys => BackendKind::Redis,
             None => BackendKind::Python,
         }
     }
 
-    fn redis(self) -> Result<Option<RedisConfig>> {
-        if self.kind() == BackendKind::Python {
-            let redis_only = [
-                ("hostname", self.hostname.is_some()),
-                ("port", self.port.is_some()),
-                ("mailbox_expiration_d", self.mailbox_expiration_d.is_some()),
-                (
-                    "gravestone_expiration_d",
-                    self.gravestone_expiration_d.is_some(),
-                ),
-                ("kwargs", self.kwargs.is_some()),
-            ];
-            if let Some((key, _)) = redis_only.iter().find(|(_, set)| *set) {
+    /// The keys set that `kind` does not have, as an error.
+    fn refuse_foreign_keys(&self, kind: BackendKind) -> Result<()> {
+        let keys: [(&str, bool, &[BackendKind]); 8] = [
+            ("hostname", self.hostname.is_some(), &[BackendKind::Redis]),
+            ("port", self.port.is_some(), &[BackendKind::Redis]),
+            (
+                "mailbox_expiration_d",
+                self.mailbox_expiration_d.is_some(),
+                &[BackendKind::Redis, BackendKind::RedisCluster],
+            ),
+            (
+                "gravestone_expiration_d",
+                self.gravestone_expiration_d.is_some(),
+                &[BackendKind::Redis, BackendKind::RedisCluster],
+            ),
+            (
+                "kwargs",
+                self.kwargs.is_some(),
+                &[BackendKind::Redis, BackendKind::RedisCluster],
+            ),
+            ("nodes", self.nodes.is_some(), &[BackendKind::RedisCluster]),
+            (
+                "durability",
+                self.durability.is_some(),
+                &[BackendKind::RedisCluster],
+            ),
+            (
+                "durability_timeout_ms",
+                self.durability_timeout_ms.is_some(),
+                &[BackendKind::RedisCluster],
+            ),
+        ];
+        for (key, set, kinds) in keys {
+            if set && !kinds.contains(&kind) {
+                let owners: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("kind = \"{}\"", k.name()))
+                    .collect();
+                let hint = if kind == BackendKind::RedisCluster && key != "nodes" {
+                    " (a cluster is reached through nodes = [\"host:port\", ...])"
+                } else {
+                    ""
+                };
                 return Err(invalid(format!(
-                    "backend.{key}: extra inputs are not permitted with kind = \"python\" (it is a key of kind = \"redis\")"
+                    "backend.{key}: extra inputs are not permitted with kind = \"{}\" (it is a key of {}){hint}",
+                    kind.name(),
+                    owners.join(" and ")
                 )));
             }
-            return Ok(None);
         }
+        Ok(())
+    }
+
+    /// The Redis or Redis Cluster the section describes, if any.
+    fn stores(self) -> Result<(Option<RedisConfig>, Option<RedisClusterConfig>)> {
+        let kind = self.kind();
+        self.refuse_foreign_keys(kind)?;
+        match kind {
+            BackendKind::Python => Ok((None, None)),
+            BackendKind::Redis => Ok((Some(self.redis()?), None)),
+            BackendKind::RedisCluster => Ok((None, Some(self.cluster()?))),
+        }
+    }
+
+    /// The expirations (mailbox, gravestone) in seconds, academy-py's
+    /// defaults where unset.
+    fn expirations(&self) -> Result<(u64, u64)> {
+        let d = RedisConfig::default();
+        let mailbox = match self.mailbox_expiration_d {
+            Some(v) => days("backend.mailbox_expiration_d", v)?,
+            None => d.mailbox_expiration_s,
+        };
+        let gravestone = match self.gravestone_expiration_d {
+            Some(v) => days("backend.gravestone_expiration_d", v)?,
+            None => d.gravestone_expiration_s,
+        };
+        Ok((mailbox, gravestone))
+    }
+
+    fn redis(self) -> Result<RedisConfig> {
         let mut r = RedisConfig::default();
+        (r.mailbox_expiration_s, r.gravestone_expiration_s) = self.expirations()?;
         if let Some(h) = self.hostname {
             r.hostname = h;
         }
         if let Some(p) = self.port {
             r.port = port("backend.port", p)?;
-        }
-        if let Some(d) = self.mailbox_expiration_d {
-            r.mailbox_expiration_s = days("backend.mailbox_expiration_d", d)?;
-        }
-        if let Some(d) = self.gravestone_expiration_d {
-            r.gravestone_expiration_s = days("backend.gravestone_expiration_d", d)?;
         }
         if let Some(k) = self.kwargs {
             if let Some(db) = k.db {
@@ -605,7 +763,51 @@ impl BackendSection {
             r.username = k.username;
             r.password = k.password;
         }
-        Ok(Some(r))
+        Ok(r)
+    }
+
+    fn cluster(self) -> Result<RedisClusterConfig> {
+        let nodes = self.nodes.clone().unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(invalid(
+                "backend.nodes: kind = \"redis-cluster\" needs at least one seed node, as nodes = [\"host:port\", ...]",
+            ));
+        }
+        for node in &nodes {
+            let ok = node
+                .rsplit_once(':')
+                .is_some_and(|(host, p)| !host.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(invalid(format!(
+                    "backend.nodes: {node:?} is not host:port"
+                )));
+            }
+        }
+        let mut c = RedisClusterConfig::new(nodes);
+        (c.mailbox_expiration_s, c.gravestone_expiration_s) = self.expirations()?;
+        c.durability = match self.durability.as_deref() {
+            None | Some("master") => Durability::Master,
+            Some("replica") => Durability::Replica,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "backend.durability: {other:?} is not \"master\" or \"replica\""
+                )))
+            }
+        };
+        if let Some(t) = self.durability_timeout_ms {
+            c.durability_timeout =
+                Duration::from_millis(ranged("backend.durability_timeout_ms", t, 1..=60_000)? as u64);
+        }
+        if let Some(k) = self.kwargs {
+            if k.db.is_some_and(|db| db.0 != 0) {
+                return Err(invalid(
+                    "backend.kwargs.db: a Redis Cluster has only database 0",
+                ));
+            }
+            c.username = k.username;
+            c.password = k.password;
+        }
+        Ok(c)
     }
 }
 
@@ -908,6 +1110,57 @@ groups = ["g"]
         assert_eq!(c.redis.map(|r| r.port), Some(6390));
         assert_eq!(c.message_size_limit_kb, 9);
         assert!(ServerConfig::from_json_options(Some(r#"{"backend": 1}"#)).is_err());
+    }
+
+    #[test]
+    fn redis_cluster_backend() {
+        let c = ServerConfig::from_toml_str(
+            "[backend]\nkind = \"redis-cluster\"\nnodes = [\"10.0.0.1:7000\", \"h:7001\"]",
+        )
+        .unwrap();
+        assert!(c.redis.is_none());
+        let r = c.redis_cluster.unwrap();
+        assert_eq!(r.nodes, ["10.0.0.1:7000", "h:7001"]);
+        assert_eq!(r.durability, Durability::Master);
+        assert_eq!(r.durability_timeout, DEFAULT_DURABILITY_TIMEOUT);
+        assert_eq!(r.gravestone_expiration_s, 365 * 86_400);
+        let c = ServerConfig::from_toml_str(
+            "[backend]\nnodes = [\"h:1\"]\ndurability = \"replica\"\ndurability_timeout_ms = 250\nmailbox_expiration_d = 1\n[backend.kwargs]\nusername = \"u\"\npassword = \"pw\"\ndb = 0",
+        )
+        .unwrap();
+        let r = c.redis_cluster.unwrap();
+        assert_eq!(r.durability, Durability::Replica);
+        assert_eq!(r.durability_timeout, Duration::from_millis(250));
+        assert_eq!(r.mailbox_expiration_s, 86_400);
+        assert_eq!(r.username.as_deref(), Some("u"));
+        assert!(!format!("{r:?}").contains("pw"));
+        let c = ServerConfig::from_json_options(Some(
+            r#"{"backend": {"kind": "redis-cluster", "nodes": ["127.0.0.1:7000"], "durability": "replica"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.redis_cluster.map(|r| r.durability),
+            Some(Durability::Replica)
+        );
+        for (bad, says) in [
+            ("[backend]\nkind = \"redis-cluster\"", "at least one seed node"),
+            ("[backend]\nkind = \"redis-cluster\"\nnodes = []", "at least one seed node"),
+            ("[backend]\nnodes = [\"nohost\"]", "not host:port"),
+            ("[backend]\nnodes = [\"h:0\"]", "not host:port"),
+            ("[backend]\nnodes = [\":7000\"]", "not host:port"),
+            ("[backend]\nnodes = [\"h:1\"]\nhostname = \"h\"", "backend.hostname"),
+            ("[backend]\nnodes = [\"h:1\"]\nport = 1", "nodes = [\"host:port\""),
+            ("[backend]\nkind = \"redis\"\nnodes = [\"h:1\"]", "backend.nodes"),
+            ("[backend]\nkind = \"python\"\ndurability = \"replica\"", "backend.durability"),
+            ("[backend]\nnodes = [\"h:1\"]\ndurability = \"all\"", "\"all\""),
+            ("[backend]\nnodes = [\"h:1\"]\ndurability_timeout_ms = 0", "durability_timeout_ms"),
+            ("[backend]\nnodes = [\"h:1\"]\n[backend.kwargs]\ndb = 2", "only database 0"),
+            ("[backend]\nkind = \"cluster\"", "cluster"),
+        ] {
+            let e = ServerConfig::from_toml_str(bad).unwrap_err();
+            assert_eq!(e.status, Status::InvalidArgument, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

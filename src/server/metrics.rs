@@ -14,6 +14,18 @@
 //! | `academy_redis_round_trip_seconds` | histogram | Redis round trips (its `_count`) and their latency; blocking pops are not counted |
 //! | `academy_redis_errors_total` | counter | Redis round trips that failed |
 //!
+//! With a Redis Cluster backend, also (read from `CLUSTER NODES` every
+//! second; redirections as this process was answered them):
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `academy_redis_cluster_nodes{role,state}` | gauge | nodes by role (`master`, `replica`) and state (`ok`, `pfail`, `fail`) |
+//! | `academy_redis_cluster_slots_served` | gauge | hash slots (of 16384) whose master is not down |
+//! | `academy_redis_cluster_failovers_total` | counter | replicas seen becoming masters |
+//! | `academy_redis_cluster_redirections_total{kind}` | counter | `moved`, `ask` and `tryagain` answers |
+//! | `academy_redis_cluster_unreplicated_total` | counter | writes no replica acknowledged in time (`durability = "replica"`: answered 503) |
+//! | `academy_redis_cluster_waiting_receives`, `academy_redis_cluster_subscriptions` | gauge | receives waiting for a message; mailbox channels subscribed to |
+//!
 //! Every update is an atomic add or a short lock of one histogram; the
 //! per-route histograms are looked up by index, not by label.
 
@@ -54,6 +66,68 @@ pub(crate) struct Metrics {
     errors: Family<Label, Counter>,
     redis: Histogram,
     redis_errors: Counter,
+    cluster: Option<ClusterMetrics>,
+}
+
+/// The metrics of a Redis Cluster backend.
+struct ClusterMetrics {
+    nodes: Family<Labels, Gauge>,
+    slots_served: Gauge,
+    failovers: Counter,
+    redirections: Family<Label, Counter>,
+    unreplicated: Counter,
+    waiting: Gauge,
+    subscriptions: Gauge,
+}
+
+impl ClusterMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let c = ClusterMetrics {
+            nodes: Family::default(),
+            slots_served: Gauge::default(),
+            failovers: Counter::default(),
+            redirections: Family::default(),
+            unreplicated: Counter::default(),
+            waiting: Gauge::default(),
+            subscriptions: Gauge::default(),
+        };
+        registry.register(
+            "redis_cluster_nodes",
+            "Redis Cluster nodes by role and state",
+            c.nodes.clone(),
+        );
+        registry.register(
+            "redis_cluster_slots_served",
+            "Hash slots (of 16384) whose master is not down",
+            c.slots_served.clone(),
+        );
+        registry.register(
+            "redis_cluster_failovers",
+            "Replicas seen becoming masters",
+            c.failovers.clone(),
+        );
+        registry.register(
+            "redis_cluster_redirections",
+            "MOVED, ASK and TRYAGAIN answers this process got",
+            c.redirections.clone(),
+        );
+        registry.register(
+            "redis_cluster_unreplicated",
+            "Writes no replica acknowledged in time (durability = replica)",
+            c.unreplicated.clone(),
+        );
+        registry.register(
+            "redis_cluster_waiting_receives",
+            "Receives waiting for a message",
+            c.waiting.clone(),
+        );
+        registry.register(
+            "redis_cluster_subscriptions",
+            "Mailbox channels subscribed to",
+            c.subscriptions.clone(),
+        );
+        c
+    }
 }
 
 impl Metrics {
@@ -143,6 +217,53 @@ impl Metrics {
             errors,
             redis,
             redis_errors,
+            cluster: None,
+        }
+    }
+
+    /// Adds the metrics of a Redis Cluster backend.
+    pub(crate) fn with_cluster(mut self) -> Self {
+        self.cluster = Some(ClusterMetrics::register(&mut self.registry));
+        self
+    }
+
+    /// The cluster's nodes, as (role, state, how many), and the slots
+    /// served.
+    pub(crate) fn cluster_topology(&self, nodes: &[(&'static str, &'static str, i64)], slots: u32) {
+        if let Some(c) = &self.cluster {
+            c.nodes.clear();
+            for (role, state, n) in nodes {
+                c.nodes
+                    .get_or_create(&[("role", *role), ("state", *state)])
+                    .set(*n);
+            }
+            c.slots_served.set(i64::from(slots));
+        }
+    }
+
+    pub(crate) fn cluster_failovers(&self, new: u64) {
+        if let Some(c) = &self.cluster {
+            c.failovers.inc_by(new);
+        }
+    }
+
+    pub(crate) fn cluster_redirections(&self, kind: &'static str, new: u64) {
+        if let Some(c) = &self.cluster {
+            c.redirections.get_or_create(&[("kind", kind)]).inc_by(new);
+        }
+    }
+
+    pub(crate) fn cluster_unreplicated(&self) {
+        if let Some(c) = &self.cluster {
+            c.unreplicated.inc();
+        }
+    }
+
+    pub(crate) fn cluster_waits(&self, waiting: usize, subscriptions: usize) {
+        if let Some(c) = &self.cluster {
+            c.waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+            c.subscriptions
+                .set(i64::try_from(subscriptions).unwrap_or(i64::MAX));
         }
     }
 

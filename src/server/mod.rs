@@ -1,7 +1,8 @@
 //! The embedded exchange server: wire-compatible with academy-py 1.0.0's
 //! `python -m academy.exchange.cloud`, with its in-memory `PythonBackend`
 //! or, to scale out over several processes, its `RedisBackend` (see
-//! [`RedisConfig`]).
+//! [`RedisConfig`]), or past one Redis, a Redis Cluster (see
+//! [`RedisClusterConfig`]).
 //!
 //! ```no_run
 //! # async fn demo() -> academy::Result<()> {
@@ -49,10 +50,11 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use auth::{AuthError, Authenticator, ClientInfo, NullAuthenticator, TokenAuthenticator};
-pub use config::{AuthConfig, RedisConfig, ServerConfig};
+pub use config::{AuthConfig, Durability, RedisClusterConfig, RedisConfig, ServerConfig};
 
 use crate::error::{Error, Result, Status};
 use backend::memory::Backend;
+use backend::cluster::ClusterBackend;
 use backend::redis::RedisBackend;
 use backend::Store;
 use metrics::Metrics;
@@ -190,9 +192,13 @@ impl ExchangeServer {
         let max_connections = config
             .max_connections
             .unwrap_or_else(default_max_connections);
-        let metrics = config
-            .metrics
-            .then(|| Arc::new(Metrics::new(routes::ENDPOINTS, max_connections)));
+        let metrics = config.metrics.then(|| {
+            let m = Metrics::new(routes::ENDPOINTS, max_connections);
+            Arc::new(match config.redis_cluster {
+                Some(_) => m.with_cluster(),
+                None => m,
+            })
+        });
         let (metrics_listeners, metrics_url) = match (&metrics, config.metrics_port) {
             (None, _) => (Vec::new(), None),
             (Some(_), None) => (Vec::new(), Some(format!("{url}/metrics"))),
@@ -204,11 +210,14 @@ impl ExchangeServer {
         };
 
         let limit_kb = config.message_size_limit_kb;
-        let store = match &config.redis {
-            None => Store::Memory(Arc::new(Backend::new(limit_kb, metrics.clone()))),
-            Some(redis) => Store::Redis(Arc::new(
+        let store = match (&config.redis, &config.redis_cluster) {
+            (Some(redis), _) => Store::Redis(Arc::new(
                 RedisBackend::connect(redis, limit_kb, metrics.clone()).await?,
             )),
+            (None, Some(cluster)) => Store::Cluster(
+                ClusterBackend::connect(cluster, limit_kb, metrics.clone()).await?,
+            ),
+            (None, None) => Store::Memory(Arc::new(Backend::new(limit_kb, metrics.clone()))),
         };
         let limit = store.limit();
         let app = Arc::new(App {

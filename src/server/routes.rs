@@ -577,7 +577,8 @@ async fn answer(app: &Arc<App>, req: Request<Incoming>, peer: Peer) -> R {
 type R = Result<Resp, Fail>;
 
 /// `GET /health`: 200 when the exchange serves and its Redis (if any)
-/// answers; 503 when Redis does not, or the server is stopping.
+/// answers ("degraded" when some of a cluster's slots cannot be served);
+/// 503 when Redis does not answer, or the server is stopping.
 async fn health(app: &App) -> R {
     let kind = app.store.kind();
     let (code, body) = if app.store.stopping() {
@@ -587,11 +588,17 @@ async fn health(app: &App) -> R {
         )
     } else {
         match app.store.check_health().await {
-            Ok(None) => (200, serde_json::json!({"status": "ok", "backend": kind})),
-            Ok(Some(t)) => (
-                200,
-                serde_json::json!({"status": "ok", "backend": kind, "redis_round_trip_s": t.as_secs_f64()}),
-            ),
+            Ok(h) => {
+                let status = if h.whole { "ok" } else { "degraded" };
+                let mut body = serde_json::json!({"status": status, "backend": kind});
+                if let Some(t) = h.round_trip {
+                    body["redis_round_trip_s"] = t.as_secs_f64().into();
+                }
+                if let Some(c) = h.cluster {
+                    body["cluster"] = c;
+                }
+                (200, body)
+            }
             Err(e) => {
                 let why = match e {
                     BackendError::Unavailable(why) => why,

@@ -1,11 +1,14 @@
-//! Where the mailboxes of a server live: in memory (one process) or in
-//! Redis (shared by several exchange processes). The routes call these and
-//! never look at which one it is.
+//! Where the mailboxes of a server live: in memory (one process), in Redis
+//! (shared by several exchange processes), or in a Redis Cluster (the same,
+//! past one Redis). The routes call these and never look at which one it
+//! is.
 
+pub(crate) mod cluster;
 pub(crate) mod dedup;
 pub(crate) mod memory;
 pub(crate) mod model;
 pub(crate) mod redis;
+pub(crate) mod redis_calls;
 pub(crate) mod redis_wait;
 
 use std::sync::Arc;
@@ -13,8 +16,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::server::backend::cluster::ClusterBackend;
 use crate::server::backend::memory::Backend;
-use crate::server::backend::model::{AgentStats, BResult, BackendError, Client, MailboxStatus};
+use crate::server::backend::model::{
+    AgentStats, BResult, BackendError, Client, MailboxStatus, StoredQueues,
+};
 use crate::server::backend::redis::RedisBackend;
 use crate::server::body::{PeerSocket, RedisSseStream, ServerBody, SseStream};
 use crate::server::listen_stop::ListenStop;
@@ -24,14 +30,25 @@ use crate::wire::message::Message;
 pub(crate) enum Store {
     Memory(Arc<Backend>),
     Redis(Arc<RedisBackend>),
+    Cluster(Arc<ClusterBackend>),
+}
+
+/// What `GET /health` says of the backend.
+pub(crate) struct Health {
+    /// A round trip to Redis.
+    pub(crate) round_trip: Option<Duration>,
+    /// The cluster's nodes and what was seen of them.
+    pub(crate) cluster: Option<serde_json::Value>,
+    /// Every mailbox can be served (false: some cluster slots cannot).
+    pub(crate) whole: bool,
 }
 
 impl Store {
     /// Whether a message sent again (same tag, kind and mailbox) is
-    /// dropped: in memory yes; in Redis no, since academy-py's exchanges on
-    /// the same Redis would not.
+    /// dropped: in memory and on a cluster yes; on one Redis no, since
+    /// academy-py's exchanges on the same Redis would not.
     pub(crate) fn drops_repeats(&self) -> bool {
-        matches!(self, Store::Memory(_))
+        !matches!(self, Store::Redis(_))
     }
 
     /// The largest message accepted, in bytes.
@@ -39,6 +56,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.limit,
             Store::Redis(r) => r.limit,
+            Store::Cluster(c) => c.limit,
         }
     }
 
@@ -50,6 +68,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.check_mailbox(client, uid),
             Store::Redis(r) => r.check_mailbox(client, uid).await,
+            Store::Cluster(c) => c.check_mailbox(client, uid).await,
         }
     }
 
@@ -62,6 +81,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.create_mailbox(client, uid, agent),
             Store::Redis(r) => r.create_mailbox(client, uid, agent).await,
+            Store::Cluster(c) => c.create_mailbox(client, uid, agent).await,
         }
     }
 
@@ -69,6 +89,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.terminate(client, uid),
             Store::Redis(r) => r.terminate(client, uid).await,
+            Store::Cluster(c) => c.terminate(client, uid).await,
         }
     }
 
@@ -76,6 +97,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.update_heartbeat(client, uid),
             Store::Redis(r) => r.update_heartbeat(client, uid).await,
+            Store::Cluster(c) => c.update_heartbeat(client, uid).await,
         }
     }
 
@@ -87,6 +109,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.heartbeat_status(client, uid),
             Store::Redis(r) => r.heartbeat_status(client, uid).await,
+            Store::Cluster(c) => c.heartbeat_status(client, uid).await,
         }
     }
 
@@ -94,6 +117,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.agent_stats(client, uid),
             Store::Redis(r) => r.agent_stats(client, uid).await,
+            Store::Cluster(c) => c.agent_stats(client, uid).await,
         }
     }
 
@@ -106,6 +130,7 @@ impl Store {
         match self {
             Store::Memory(b) => Ok(b.discover(client, agent, allow_subclasses)),
             Store::Redis(r) => r.discover(client, agent, allow_subclasses).await,
+            Store::Cluster(c) => c.discover(client, agent, allow_subclasses).await,
         }
     }
 
@@ -113,6 +138,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.put(client, message),
             Store::Redis(r) => r.put(client, message).await,
+            Store::Cluster(c) => c.put(client, message).await,
         }
     }
 
@@ -123,6 +149,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.requeue(client, message),
             Store::Redis(r) => r.requeue(client, message).await,
+            Store::Cluster(c) => c.requeue(client, message).await,
         }
     }
 
@@ -141,12 +168,25 @@ impl Store {
             }
             Store::Redis(r) => {
                 r.receivable(client, uid).await?;
-                let deadline = tokio::time::Instant::now() + timeout;
-                match r.receive(uid, deadline).await {
-                    Ok(item) => item.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-                    Err(_) => Err(BackendError::ShuttingDown),
-                }
+                Self::stored_get(r.clone(), uid, timeout).await
             }
+            Store::Cluster(c) => {
+                c.receivable(client, uid).await?;
+                Self::stored_get(c.clone(), uid, timeout).await
+            }
+        }
+    }
+
+    /// `get` of a backend whose queues live in Redis.
+    async fn stored_get(
+        queues: Arc<dyn StoredQueues>,
+        uid: &EntityId,
+        timeout: Duration,
+    ) -> BResult<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match queues.receive(uid, deadline).await {
+            Ok(item) => item.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            Err(_) => Err(BackendError::ShuttingDown),
         }
     }
 
@@ -173,15 +213,30 @@ impl Store {
             }
             Store::Redis(r) => {
                 r.receivable(client, uid).await?;
-                Ok(ServerBody::RedisSse(Box::new(RedisSseStream::new(
-                    r.clone(),
-                    uid.clone(),
-                    timeout,
-                    peer,
-                    stop,
-                ))))
+                Ok(Self::stored_listen(r.clone(), uid, timeout, peer, stop))
+            }
+            Store::Cluster(c) => {
+                c.receivable(client, uid).await?;
+                Ok(Self::stored_listen(c.clone(), uid, timeout, peer, stop))
             }
         }
+    }
+
+    /// The listen stream of a backend whose queues live in Redis.
+    fn stored_listen(
+        queues: Arc<dyn StoredQueues>,
+        uid: &EntityId,
+        timeout: Duration,
+        peer: Option<PeerSocket>,
+        stop: ListenStop,
+    ) -> ServerBody {
+        ServerBody::RedisSse(Box::new(RedisSseStream::new(
+            queues,
+            uid.clone(),
+            timeout,
+            peer,
+            stop,
+        )))
     }
 
     pub(crate) async fn share_mailbox(
@@ -193,6 +248,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.share_mailbox(client, uid, group),
             Store::Redis(r) => r.share_mailbox(client, uid, group).await,
+            Store::Cluster(c) => c.share_mailbox(client, uid, group).await,
         }
     }
 
@@ -204,6 +260,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.get_mailbox_shares(client, uid),
             Store::Redis(r) => r.get_mailbox_shares(client, uid).await,
+            Store::Cluster(c) => c.get_mailbox_shares(client, uid).await,
         }
     }
 
@@ -216,6 +273,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.remove_mailbox_shares(client, uid, group),
             Store::Redis(r) => r.remove_mailbox_shares(client, uid, group).await,
+            Store::Cluster(c) => c.remove_mailbox_shares(client, uid, group).await,
         }
     }
 
@@ -224,23 +282,39 @@ impl Store {
         match self {
             Store::Memory(b) => Ok(b.mailbox_counts()),
             Store::Redis(r) => r.mailbox_counts().await,
+            Store::Cluster(c) => c.mailbox_counts().await,
         }
     }
 
-    /// academy-py's name of the backend kind.
+    /// The name of the backend kind (academy-py's, and ours for a
+    /// cluster).
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Store::Memory(_) => "python",
             Store::Redis(_) => "redis",
+            Store::Cluster(_) => "redis-cluster",
         }
     }
 
-    /// Whether the backend works (`GET /health`): `None` in memory, the
-    /// time of a Redis round trip, or why Redis does not answer.
-    pub(crate) async fn check_health(&self) -> BResult<Option<Duration>> {
+    /// Whether the backend works (`GET /health`), or why Redis does not
+    /// answer.
+    pub(crate) async fn check_health(&self) -> BResult<Health> {
         match self {
-            Store::Memory(_) => Ok(None),
-            Store::Redis(r) => r.ping().await.map(Some),
+            Store::Memory(_) => Ok(Health {
+                round_trip: None,
+                cluster: None,
+                whole: true,
+            }),
+            Store::Redis(r) => r.ping().await.map(|t| Health {
+                round_trip: Some(t),
+                cluster: None,
+                whole: true,
+            }),
+            Store::Cluster(c) => c.health().await.map(|(t, described, whole)| Health {
+                round_trip: Some(t),
+                cluster: Some(described),
+                whole,
+            }),
         }
     }
 
@@ -249,6 +323,7 @@ impl Store {
         match self {
             Store::Memory(b) => b.shutdown.is_set(),
             Store::Redis(r) => r.shutdown.is_set(),
+            Store::Cluster(c) => c.shutdown.is_set(),
         }
     }
 
@@ -257,14 +332,17 @@ impl Store {
         match self {
             Store::Memory(b) => b.begin_shutdown(),
             Store::Redis(r) => r.begin_shutdown(),
+            Store::Cluster(c) => c.begin_shutdown(),
         }
     }
 
     /// Waits for background work that must finish before the process may
     /// exit (receives that hold a message taken from Redis).
     pub(crate) async fn drained(&self) {
-        if let Store::Redis(r) = self {
-            r.drained().await;
+        match self {
+            Store::Memory(_) => {}
+            Store::Redis(r) => r.drained().await,
+            Store::Cluster(c) => c.drained().await,
         }
     }
 }

@@ -1,15 +1,18 @@
 //! What every mailbox backend shares: the errors the routes turn into HTTP
 //! answers, mailbox states, the client as a backend sees it, agent
-//! statistics, the server-wide shutdown signal, and Python's `repr()` (part
-//! of academy-py's error texts).
+//! statistics, the server-wide shutdown signal, what a listen stream needs
+//! of a backend whose queues live in Redis, and Python's `repr()` (part of
+//! academy-py's error texts).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::server::auth::ClientInfo;
+use crate::server::metrics::Metrics;
 use crate::wire::ids::EntityId;
 
 /// Errors of backend operations; the routes turn them into HTTP answers.
@@ -108,6 +111,28 @@ impl Shutdown {
         self.flag.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
+}
+
+/// What a receive hands to the request that wanted it.
+pub(crate) type Received = BResult<Vec<u8>>;
+
+/// A backend whose queues live outside this process (one Redis, or a
+/// Redis cluster): a receive runs as a background task that hands what it
+/// takes over a channel, and puts it back at the head of the queue when
+/// the channel's receiver has gone.
+pub(crate) trait StoredQueues: Send + Sync + 'static {
+    /// Waits until `deadline` for the next message of the mailbox (already
+    /// found receivable by the caller).
+    fn receive(self: Arc<Self>, uid: &EntityId, deadline: Instant) -> oneshot::Receiver<Received>;
+
+    /// Puts a message taken for a receiver that has gone back at the head
+    /// of its queue, in the background (a stopping server waits for it).
+    fn unpop_later(self: Arc<Self>, uid: &EntityId, item: Vec<u8>);
+
+    /// The server-wide shutdown signal.
+    fn shutdown_signal(&self) -> &Shutdown;
+
+    fn metrics(&self) -> Option<&Arc<Metrics>>;
 }
 
 /// Python's `repr()` of a str.

@@ -27,40 +27,29 @@
 //! other waiting receives on one of a fixed number of connections
 //! ([`crate::server::backend::redis_wait`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
 use crate::server::backend::model::{
-    AgentStats, BResult, BackendError, Client, MailboxStatus, Shutdown,
+    AgentStats, BResult, BackendError, Client, MailboxStatus, Received, Shutdown, StoredQueues,
+};
+use crate::server::backend::redis_calls::{
+    groups, owner_of, timed, unavailable, unexpected, values, word, TaskGuard, Tasks,
+    CONNECT_TIMEOUT, POP_RETRY, RESPONSE_TIMEOUT,
 };
 use crate::server::backend::redis_wait::{Lanes, Queues};
-pub(crate) use crate::server::backend::redis_wait::{Received, CLOSE_SENTINEL};
+use crate::server::backend::redis_wait::CLOSE_SENTINEL;
 use crate::server::config::RedisConfig;
 use crate::server::metrics::Metrics;
-use crate::server::throttle::Throttle;
 use crate::wire::ids::EntityId;
 use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
-
-/// academy-py appends this to the client id in `owner:{uid}`.
-const OWNER_SUFFIX: &str = "_";
-/// Pause between tries to put a message back after a Redis error.
-const POP_RETRY: Duration = Duration::from_millis(100);
-/// Commands other than blocking pops answer within this (Redis is local to
-/// the exchange; a stuck Redis becomes a 503 the client retries).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A round trip slower than this is logged as a warning (Redis is meant
-/// to be close to the exchange; one takes well under a millisecond there).
-pub(crate) const SLOW_REDIS: Duration = Duration::from_millis(100);
-static SLOW: Throttle = Throttle::new();
 
 /// Functions shared by the scripts. `permitted` is academy-py's
 /// `_has_permissions`: no owner, the owner, or a member of a shared group.
@@ -278,69 +267,6 @@ fn key(prefix: &str, uid: &EntityId) -> String {
     format!("{prefix}:{}", uid.uid)
 }
 
-fn owner_of(client: &Client) -> String {
-    format!("{}{OWNER_SUFFIX}", client.id)
-}
-
-/// The client's groups, sorted so that scripts see a stable argument list.
-fn groups(client: &Client) -> Vec<&str> {
-    let mut g: Vec<&str> = client.groups.iter().map(String::as_str).collect();
-    g.sort_unstable();
-    g
-}
-
-fn unavailable(e: redis::RedisError) -> BackendError {
-    BackendError::Unavailable(format!("Redis: {e}"))
-}
-
-fn unexpected(answer: &str) -> BackendError {
-    BackendError::Unavailable(format!("unexpected answer from Redis: {answer:?}"))
-}
-
-/// The word a script answers with, as a backend result.
-fn word(w: &str) -> BResult<()> {
-    match w {
-        "ok" => Ok(()),
-        "forbidden" => Err(BackendError::Forbidden),
-        "missing" => Err(BackendError::BadEntityId),
-        "terminated" => Err(BackendError::Terminated),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A script's list answer: a leading word ("ok" or an error word), then
-/// the values.
-fn values(answer: &[String]) -> BResult<&[String]> {
-    let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
-    word(status)?;
-    Ok(rest)
-}
-
-/// Counts the background receives still running, so that `stop` can wait
-/// for them (a receive that took a message must put it back or hand it on).
-#[derive(Default)]
-struct Tasks {
-    running: AtomicUsize,
-    idle: Notify,
-}
-
-pub(crate) struct TaskGuard(Arc<Tasks>);
-
-impl Tasks {
-    fn enter(self: &Arc<Self>) -> TaskGuard {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        TaskGuard(self.clone())
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     client: redis::Client,
@@ -414,22 +340,7 @@ impl RedisBackend {
         op: &'static str,
         round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> redis::RedisResult<T> {
-        let start = Instant::now();
-        let outcome = round_trip.await;
-        let took = start.elapsed();
-        if let Some(m) = &self.metrics {
-            m.redis(took, outcome.is_ok());
-        }
-        if took >= SLOW_REDIS {
-            if let Some(skipped) = SLOW.admit() {
-                tracing::warn!(
-                    "slow Redis: {op} took {:.0} ms (over {} ms; {skipped} more slow round trips since the last warning)",
-                    took.as_secs_f64() * 1000.0,
-                    SLOW_REDIS.as_millis()
-                );
-            }
-        }
-        outcome
+        timed(self.metrics.as_deref(), op, round_trip).await
     }
 
     /// Whether Redis answers (`GET /health`), with the round trip time.
@@ -893,11 +804,21 @@ impl RedisBackend {
         }
     }
 
-    /// [`RedisBackend::unpop`] in the background (tracked, so that `stop`
-    /// waits for it).
-    pub(crate) fn unpop_later(self: &Arc<Self>, uid: &EntityId, item: Vec<u8>) {
+    /// Ends waiting receives (within one pop slice).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Waits until no background receive is running.
+    pub(crate) async fn drained(&self) {
+        self.tasks.drained().await
+    }
+}
+
+impl StoredQueues for RedisBackend {
+    fn unpop_later(self: Arc<Self>, uid: &EntityId, item: Vec<u8>) {
         let guard = self.tasks.enter();
-        let me = self.clone();
+        let me = self;
         let uid = uid.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -909,15 +830,11 @@ impl RedisBackend {
     /// waiting is taken at once; otherwise the receive waits in a lane
     /// ([`Lanes`]). If the receiver is gone when a message is taken (the
     /// HTTP client disconnected), the message goes back to the queue.
-    pub(crate) fn receive(
-        self: &Arc<Self>,
-        uid: &EntityId,
-        deadline: Instant,
-    ) -> oneshot::Receiver<Received> {
+    fn receive(self: Arc<Self>, uid: &EntityId, deadline: Instant) -> oneshot::Receiver<Received> {
         let (tx, rx) = oneshot::channel();
-        let me = self.clone();
         let queue = key("queue", uid);
         let guard = self.tasks.enter();
+        let me = self;
         tokio::spawn(async move {
             let _guard = guard;
             if me.shutdown.is_set() {
@@ -944,22 +861,12 @@ impl RedisBackend {
         rx
     }
 
-    /// Ends waiting receives (within one pop slice).
-    pub(crate) fn begin_shutdown(&self) {
-        self.shutdown.trigger();
+    fn shutdown_signal(&self) -> &Shutdown {
+        &self.shutdown
     }
 
-    /// Waits until no background receive is running.
-    pub(crate) async fn drained(&self) {
-        loop {
-            let idle = self.tasks.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.tasks.running.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            idle.await;
-        }
+    fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 }
 

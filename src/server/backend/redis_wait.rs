@@ -22,13 +22,10 @@ use redis::AsyncConnectionConfig;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::server::backend::model::{BResult, BackendError, Shutdown};
+use crate::server::backend::model::{BackendError, Received, Shutdown};
 
 /// academy-py's queue sentinel, pushed at terminate to end a blocked get.
 pub(crate) const CLOSE_SENTINEL: &[u8] = b"<CLOSED>";
-
-/// What a receive hands to the request that wanted it.
-pub(crate) type Received = BResult<Vec<u8>>;
 
 /// What the lanes need of the Redis backend.
 pub(crate) trait Queues: Send + Sync + 'static {
