@@ -919,7 +919,10 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
  * academy_agent_serve_queue() and a listen (their queues get an
  * ACADEMY_EVENT_ENDED; academy_agent_serve() returns ACADEMY_ERR_CLOSED
  * after the requests in progress were answered with academy-py's
- * ActionCancelledError, sent before the client's connections close), and
+ * ActionCancelledError, sent before the client's connections close; a
+ * reply completed with ACADEMY_OK before, also one from an
+ * ACADEMY_EVENT_REQUEST event whose response was still going out in the
+ * background, reaches the exchange before close returns), and
  * fails calls waiting on it with
  * ACADEMY_ERR_CLOSED (an `_async` call's event then says CLOSED). A user
  * client also terminates its own mailbox (an agent's mailbox stays, so the
@@ -951,8 +954,9 @@ enum academy_status academy_client_unshare_mailbox(struct academy_client *client
  * Blocks: until the pending sends have ended, until the listen stream has
  * ended (at most `request_timeout_s` and a second), on a serving client
  * until serving has answered its requests in progress (at most
- * `request_timeout_s`), and for one round trip (user clients) or one per
- * unread message put back (agent clients).
+ * `request_timeout_s`), until the replies completed before have gone out
+ * (at most `request_timeout_s` and a second), and for one round trip
+ * (user clients) or one per unread message put back (agent clients).
  *
  * Thread-safety: thread-safe: calls on other threads wake with
  * ACADEMY_ERR_CLOSED.
@@ -1826,6 +1830,14 @@ void academy_event_free(struct academy_event *event);
  * no caller waits out its timeout. A reply given to an
  * academy_agent_serve() handler sends the response and waits for the
  * exchange.
+ *
+ * Every request gets exactly one answer: this reply, or the
+ * ActionCancelledError that ending serving (academy_agent_stop(),
+ * academy_client_close(), a shutdown request) sends for the requests left.
+ * A completion that returns ACADEMY_OK was the answer, and it goes out
+ * even if serving ends or the client closes right after (a close waits
+ * for it); one that comes after serving ended returns ACADEMY_ERR_CLOSED,
+ * its caller having been answered with ActionCancelledError.
  *
  * @param reply the reply, owned by the program until this call: freed here
  *        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status

@@ -600,6 +600,13 @@ impl Client {
             // before the client ends.
             control.wound_down(self.options().request_timeout).await;
         }
+        // Replies the program completed (academy_reply_ok returned OK) go
+        // out before the client ends, also those completed just before
+        // serving ended.
+        self.inner
+            .outbox
+            .replies_sent(self.options().request_timeout + Duration::from_secs(1))
+            .await;
         self.inner.shutdown();
         // An agent's messages that arrived and nobody took go back to its
         // mailbox for its next client.

@@ -105,7 +105,7 @@ impl Reply {
         if self.state.done.load(Ordering::Acquire) {
             return Err(already_answered());
         }
-        self.session.answer(&self.state, body)
+        self.session.answer(&self.state, body, Answerer::Program)
     }
 
     /// Answers `ActionCancelled` in the background unless answered
@@ -113,10 +113,10 @@ impl Reply {
     /// was dropped with a freed queue), so that its caller is not left
     /// waiting. Never blocks.
     pub fn abandon(self) {
-        if self.session.claim(&self.state).is_ok() {
-            let body = message::academy_error_body(ErrorCode::ActionCancelled, None);
-            respond_in_background(&self.session.client, &self.state.request, body);
-        }
+        let body = message::academy_error_body(ErrorCode::ActionCancelled, None);
+        let _ = self
+            .session
+            .answer_in_background(&self.state, body, Answerer::Program);
     }
 }
 
@@ -125,13 +125,24 @@ impl Reply {
 /// background rather than leaving it waiting.
 impl Drop for Reply {
     fn drop(&mut self) {
-        if self.state.done.load(Ordering::Acquire) || self.session.claim(&self.state).is_err() {
+        if self.state.done.load(Ordering::Acquire) {
             return;
         }
         let body =
             message::user_error_body("the agent's handler returned without answering this request");
-        respond_in_background(&self.session.client, &self.state.request, body);
+        let _ = self
+            .session
+            .answer_in_background(&self.state, body, Answerer::Program);
     }
+}
+
+/// Who answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answerer {
+    /// The program, through its reply.
+    Program,
+    /// The session itself: a cancel request, or the end of serving.
+    Session,
 }
 
 fn already_answered() -> Error {
@@ -173,15 +184,24 @@ impl Session {
     }
 
     /// Takes the right to answer an outstanding request (once, unless
-    /// [`settle`](Self::settle) gives it back).
-    fn claim(&self, state: &ReplyState) -> Result<()> {
+    /// [`settle`](Self::settle) gives it back), under the lock of
+    /// `outstanding` that [`end`](Self::end) takes too. Once the session
+    /// has ended only the session answers: the program's completion then
+    /// answers `Closed`, and the session answers the request with
+    /// `ActionCancelled`.
+    fn claim(
+        &self,
+        outstanding: &mut HashMap<Uuid, Arc<ReplyState>>,
+        state: &ReplyState,
+        by: Answerer,
+    ) -> Result<()> {
+        if by == Answerer::Program && self.ended.load(Ordering::Acquire) {
+            return Err(already_answered());
+        }
         if state.done.swap(true, Ordering::AcqRel) {
             return Err(already_answered());
         }
-        self.outstanding
-            .lock()
-            .unwrap()
-            .remove(&state.request.header.tag);
+        outstanding.remove(&state.request.header.tag);
         Ok(())
     }
 
@@ -208,26 +228,45 @@ impl Session {
 
     /// Sends the response to an outstanding request, once, from a thread
     /// outside the runtime (a handler's, the program's).
-    fn answer(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
-        self.claim(state)?;
+    fn answer(&self, state: &Arc<ReplyState>, body: Value, by: Answerer) -> Result<()> {
         match self.mode {
-            ReplyMode::Blocking => self.settle(state, respond(&self.client, &state.request, body)),
+            ReplyMode::Blocking => {
+                self.claim(&mut self.outstanding.lock().unwrap(), state, by)?;
+                self.settle(state, respond(&self.client, &state.request, body))
+            }
             ReplyMode::Background => {
-                respond_in_background(&self.client, &state.request, body);
+                self.answer_in_background(state, body, by)?;
                 self.settle(state, Ok(()))
             }
         }
     }
 
-    /// [`answer`](Self::answer) from a task on the runtime.
+    /// Claims a request and queues its answer in the client's outbox,
+    /// both under the lock that [`end`](Self::end) takes: once the session
+    /// has ended, every answer the program was told went out is in the
+    /// outbox, where a close waits for it. Never blocks.
+    fn answer_in_background(&self, state: &ReplyState, body: Value, by: Answerer) -> Result<()> {
+        let mut outstanding = self.outstanding.lock().unwrap();
+        self.claim(&mut outstanding, state, by)?;
+        respond_in_background(&self.client, &state.request, body);
+        Ok(())
+    }
+
+    /// [`answer`](Self::answer) by the session, from a task on the runtime.
     async fn answer_async(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
-        self.claim(state)?;
+        self.claim(
+            &mut self.outstanding.lock().unwrap(),
+            state,
+            Answerer::Session,
+        )?;
         let sent = respond_async(&self.client, &state.request, body).await;
         self.settle(state, sent)
     }
 
-    /// Marks the session ended (under the lock that [`settle`](Self::settle)
-    /// takes, so that no failed answer is made outstanding after it).
+    /// Marks the session ended, under the lock that claims and
+    /// [`settle`](Self::settle) take: no failed answer is made outstanding
+    /// after it, and every answer the program claimed before it has been
+    /// sent or queued in the client's outbox.
     fn end(&self) {
         let _outstanding = self.outstanding.lock().unwrap();
         self.ended.store(true, Ordering::Release);
@@ -242,7 +281,7 @@ impl Session {
     fn wind_down(&self) {
         self.end();
         for state in self.outstanding() {
-            let _ = self.answer(&state, cancelled());
+            let _ = self.answer(&state, cancelled(), Answerer::Session);
         }
     }
 

@@ -55,6 +55,14 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 /// academy_agent_serve() handler sends the response and waits for the
 /// exchange.
 ///
+/// Every request gets exactly one answer: this reply, or the
+/// ActionCancelledError that ending serving (academy_agent_stop(),
+/// academy_client_close(), a shutdown request) sends for the requests left.
+/// A completion that returns ACADEMY_OK was the answer, and it goes out
+/// even if serving ends or the client closes right after (a close waits
+/// for it); one that comes after serving ended returns ACADEMY_ERR_CLOSED,
+/// its caller having been answered with ActionCancelledError.
+///
 /// @param reply the reply, owned by the program until this call: freed here
 ///        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status
 ///        (a bad argument, or for a reply of academy_agent_serve() a
