@@ -16,16 +16,16 @@
 //! to handler threads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::client::listener::{OnFailure, Outgoing, ServeControl};
+use crate::client::listener::{OnFailure, Outgoing, Route, Routed, ServeControl};
+use crate::client::workers::{Permit, Workers};
 use crate::client::Client;
 use crate::error::{Error, Result, Status};
 use crate::runtime;
@@ -34,15 +34,21 @@ use crate::wire::message::{self, ActionCall, ErrorCode, Message};
 /// How long [`serve`] waits for handlers still running when it ends.
 const WORKER_JOIN_GRACE: Duration = Duration::from_secs(2);
 
-/// How a serving session's replies go out.
+/// How a serving session's replies go out. Either way most go out in the
+/// background on the library's runtime, pipelined with other sends: a
+/// thread that waited a round trip per reply would serve one request per
+/// round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplyMode {
-    /// The completing thread sends the response and waits for the
-    /// exchange ([`serve`]: handler threads may block).
-    Blocking,
-    /// The response goes out in the background on the library's runtime,
-    /// pipelined with other sends ([`crate::client::serve_queue`]: the
-    /// program's event loop must not wait a round trip per reply).
+    /// A response larger than every one the exchange accepted in this
+    /// session is sent by the completing thread, which waits for the
+    /// exchange, so that a result too large for it comes back to the
+    /// handler (whose reply stays open); the others go in the background
+    /// ([`serve`]: handler threads may block).
+    SizeChecked,
+    /// Every response goes in the background
+    /// ([`crate::client::serve_queue`]: the program's event loop must not
+    /// wait).
     Background,
 }
 
@@ -53,12 +59,16 @@ pub(crate) struct Session {
     outstanding: Mutex<HashMap<Uuid, Arc<ReplyState>>>,
     ended: AtomicBool,
     mode: ReplyMode,
+    /// The size of the largest response the exchange accepted in this
+    /// session (see [`ReplyMode::SizeChecked`]).
+    accepted: AtomicUsize,
 }
 
 struct ReplyState {
     request: Message,
     done: AtomicBool,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The handler thread's slot, held until the request is answered.
+    permit: Mutex<Option<Permit>>,
 }
 
 /// The answer to one action request. Complete it exactly once with
@@ -98,9 +108,22 @@ impl Reply {
         self.state.request.header.tag
     }
 
-    /// Answers once. A send that fails (the result too large for the
-    /// exchange, the exchange down) leaves the request open, so that the
-    /// handler can answer again, with an error say.
+    /// Gives the reply its handler thread's slot, held until the request
+    /// is answered. False (the slot freed) if it was answered already.
+    pub(crate) fn hold(&self, permit: Permit) -> bool {
+        let mut slot = self.state.permit.lock().unwrap();
+        *slot = Some(permit);
+        if self.is_answered() {
+            slot.take();
+            return false;
+        }
+        true
+    }
+
+    /// Answers once. A send that fails while the completer waits for it
+    /// (see [`ReplyMode`]: a result too large for the exchange) leaves the
+    /// request open, so that the handler can answer again, with an error
+    /// say.
     fn complete(&self, body: Value) -> Result<()> {
         if self.state.done.load(Ordering::Acquire) {
             return Err(already_answered());
@@ -158,20 +181,17 @@ impl Session {
             outstanding: Mutex::new(HashMap::new()),
             ended: AtomicBool::new(false),
             mode,
+            accepted: AtomicUsize::new(0),
         })
     }
 
     /// The reply to an action request handed to the program; it counts as
     /// outstanding until completed (or cancelled).
-    pub(crate) fn reply_for(
-        self: &Arc<Self>,
-        request: Message,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Reply {
+    pub(crate) fn reply_for(self: &Arc<Self>, request: Message) -> Reply {
         let state = Arc::new(ReplyState {
             request,
             done: AtomicBool::new(false),
-            permit: Mutex::new(permit),
+            permit: Mutex::new(None),
         });
         self.outstanding
             .lock()
@@ -218,7 +238,9 @@ impl Session {
         if self.ended.load(Ordering::Acquire) {
             drop(outstanding);
             state.permit.lock().unwrap().take();
-            respond_in_background(&self.client, &state.request, cancelled());
+            if let Ok(response) = state.request.response(cancelled()) {
+                respond_in_background(&self.client, &state.request, response.to_json());
+            }
         } else {
             state.done.store(false, Ordering::Release);
             outstanding.insert(state.request.header.tag, state.clone());
@@ -227,28 +249,39 @@ impl Session {
     }
 
     /// Sends the response to an outstanding request, once, from a thread
-    /// outside the runtime (a handler's, the program's).
+    /// outside the runtime (a handler's, the program's): in the background,
+    /// or waiting for the exchange (see [`ReplyMode`]).
     fn answer(&self, state: &Arc<ReplyState>, body: Value, by: Answerer) -> Result<()> {
-        match self.mode {
-            ReplyMode::Blocking => {
-                self.claim(&mut self.outstanding.lock().unwrap(), state, by)?;
-                self.settle(state, respond(&self.client, &state.request, body))
-            }
-            ReplyMode::Background => {
-                self.answer_in_background(state, body, by)?;
-                self.settle(state, Ok(()))
-            }
+        let response = state.request.response(body)?.to_json();
+        if self.mode == ReplyMode::Background
+            || response.len() <= self.accepted.load(Ordering::Acquire)
+        {
+            self.queue_answer(state, response, by)?;
+            return self.settle(state, Ok(()));
         }
+        self.claim(&mut self.outstanding.lock().unwrap(), state, by)?;
+        let size = response.len();
+        let sent = respond(&self.client, &response);
+        if sent.is_ok() {
+            self.accepted.fetch_max(size, Ordering::AcqRel);
+        }
+        self.settle(state, sent)
+    }
+
+    /// [`queue_answer`](Self::queue_answer) of `body`. Never blocks.
+    fn answer_in_background(&self, state: &ReplyState, body: Value, by: Answerer) -> Result<()> {
+        let response = state.request.response(body)?.to_json();
+        self.queue_answer(state, response, by)
     }
 
     /// Claims a request and queues its answer in the client's outbox,
     /// both under the lock that [`end`](Self::end) takes: once the session
     /// has ended, every answer the program was told went out is in the
     /// outbox, where a close waits for it. Never blocks.
-    fn answer_in_background(&self, state: &ReplyState, body: Value, by: Answerer) -> Result<()> {
+    fn queue_answer(&self, state: &ReplyState, response: String, by: Answerer) -> Result<()> {
         let mut outstanding = self.outstanding.lock().unwrap();
         self.claim(&mut outstanding, state, by)?;
-        respond_in_background(&self.client, &state.request, body);
+        respond_in_background(&self.client, &state.request, response);
         Ok(())
     }
 
@@ -356,31 +389,34 @@ async fn respond_async(client: &Client, request: &Message, body: Value) -> Resul
     }
 }
 
-/// Sends the response to `request` (blocking; never on runtime threads).
-fn respond(client: &Client, request: &Message, body: Value) -> Result<()> {
-    runtime::block_on(respond_async(client, request, body))?
+/// Sends a response (JSON) and waits for the exchange (blocking; never on
+/// runtime threads). A caller that went away is no error.
+fn respond(client: &Client, response: &str) -> Result<()> {
+    runtime::block_on(async {
+        match client.send_response_json(response).await {
+            Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
+            other => other,
+        }
+    })?
 }
 
-/// Starts sending the response to `request` on the library's runtime
-/// (pipelined with other background sends) and returns. A failure is not
-/// reported: the caller's call then times out, as when a response is lost.
-fn respond_in_background(client: &Client, request: &Message, body: Value) {
-    let Ok(response) = request.response(body) else {
-        return;
-    };
+/// Starts sending `response` (JSON) to `request` on the library's runtime
+/// (pipelined with other background sends) and returns. A failed send
+/// answers the caller with an error saying why (when that can be sent).
+fn respond_in_background(client: &Client, request: &Message, response: String) {
     let (Ok(()), Ok(handle)) = (client.check_process(), runtime::handle()) else {
         return;
     };
     client.inner.send_soon(
         &handle,
         Outgoing {
-            json: response.to_json(),
+            json: response,
             on_failure: OnFailure::AnswerError(Box::new(request.header.clone())),
         },
     );
 }
 
-/// One unit of work for a worker thread.
+/// One action request for a handler thread.
 struct Job {
     call: ActionCall,
     reply: Reply,
@@ -407,125 +443,115 @@ where
     }
 }
 
+/// [`serve`]: the listener hands each action request to the handler
+/// threads as it arrives ([`route`]), with no hop through this thread;
+/// this thread does the library's part ([`serve_loop`]).
 fn serve_with<H>(client: &Client, control: &Arc<ServeControl>, handler: H) -> Result<()>
 where
     H: Fn(ActionCall, Reply) + Send + Sync + 'static,
 {
-    let workers = client.options().max_concurrency;
-    let session = Session::new(client.clone(), ReplyMode::Blocking);
-    let permits = Arc::new(Semaphore::new(workers));
-    let (tx, rx) = mpsc::channel::<Job>();
-    let rx = Arc::new(Mutex::new(rx));
-    let handler = Arc::new(handler);
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    for n in 0..workers {
-        let rx = rx.clone();
-        let handler = handler.clone();
-        let done_tx = done_tx.clone();
-        thread::Builder::new()
-            .name(format!("academy-agent-{n}"))
-            .spawn(move || {
-                loop {
-                    let job = rx.lock().unwrap().recv();
-                    match job {
-                        // Answered (cancelled) before a worker was free.
-                        Ok(job) if job.reply.is_answered() => continue,
-                        Ok(job) => handler(job.call, job.reply),
-                        Err(_) => break,
-                    }
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error::internal(format!("cannot start a serving thread: {e}")))?;
-    }
-    drop(done_tx);
-
-    let outcome = dispatch(&session, control, &permits, &tx);
-
-    // Wind down: no new jobs, answer what is left, give handlers a moment.
-    drop(tx);
+    let session = Session::new(client.clone(), ReplyMode::SizeChecked);
+    let workers = Workers::start(
+        "academy-agent",
+        client.options().max_concurrency,
+        move |job: Job, permit| {
+            // Not if answered (cancelled) before a thread was free.
+            if job.reply.hold(permit) {
+                handler(job.call, job.reply)
+            }
+        },
+    )?;
+    let (work, inbox) = mpsc::unbounded_channel();
+    let jobs = workers.jobs();
+    let route = route(session.clone(), work, move |call, reply, _raw| {
+        jobs.push(Job { call, reply })
+    });
+    let outcome = match client.inner.set_route(route) {
+        Ok(()) => runtime::block_on(serve_loop(&session, control, inbox)).and_then(|o| o),
+        Err(e) => Err(e),
+    };
+    // No request reaches the handlers after this: the route is gone.
+    client.inner.clear_route();
     session.wind_down_after(&outcome);
+    workers.close();
     control.mark_wound_down();
-    let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
-    for _ in 0..workers {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            break; // a handler still runs; its thread ends when it returns
-        }
-    }
+    // The answers queued go out before serving returns (bounded).
+    let limit = client.options().request_timeout + Duration::from_secs(1);
+    let _ = runtime::block_on(client.inner.outbox.replies_sent(limit));
+    workers.join(WORKER_JOIN_GRACE);
     outcome
 }
 
-/// The receive loop of [`serve`].
-fn dispatch(
+/// What the serving loop is handed by the route.
+// Moved once per message; a Box would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    /// A request the library answers itself.
+    Library(Message),
+    /// The listener ended (the client closed, the mailbox went away).
+    Ended(Result<()>),
+}
+
+/// The route of a served client: each action request goes to `take` at
+/// once, with its reply and the message as received, on the listener's
+/// thread (it must not block); the rest goes to [`serve_loop`] through
+/// `work`.
+pub(crate) fn route<T>(session: Arc<Session>, work: mpsc::UnboundedSender<Work>, take: T) -> Route
+where
+    T: Fn(ActionCall, Reply, String) + Send + Sync + 'static,
+{
+    Route(Box::new(move |routed| match routed {
+        Routed::Message { raw, parsed } => match sort(raw, parsed) {
+            Sorted::Ignore => {}
+            Sorted::Action { call, request, raw } => take(call, session.reply_for(request), raw),
+            Sorted::Library(request) => {
+                let _ = work.send(Work::Library(request));
+            }
+        },
+        Routed::Ended(outcome) => {
+            let _ = work.send(Work::Ended(outcome));
+        }
+    }))
+}
+
+/// Does the library's part of serving until serving ends; returns why.
+pub(crate) async fn serve_loop(
     session: &Arc<Session>,
     control: &Arc<ServeControl>,
-    permits: &Arc<Semaphore>,
-    jobs: &mpsc::Sender<Job>,
+    mut inbox: mpsc::UnboundedReceiver<Work>,
 ) -> Result<()> {
     let client = &session.client;
     loop {
         if control.is_stopped() {
-            return Ok(());
+            return match client.is_closed() {
+                true => Err(Error::closed(format!(
+                    "the client of {} was closed",
+                    client.mailbox_id()
+                ))),
+                false => Ok(()),
+            };
         }
-        let received = runtime::block_on(async {
-            tokio::select! {
-                _ = control.wake.notified() => None,
-                m = client.recv(Some(Duration::from_millis(500))) => Some(m),
-            }
-        })?;
-        let raw = match received {
-            None => continue,
-            Some(Ok(raw)) => raw,
-            // The mailbox is gone, not ours, or the client closed: stop.
-            Some(Err(e)) if e.is_final() || e.status == Status::Closed => return Err(e),
-            // Anything else (a timeout, the exchange down or answering 5xx)
-            // is transient: the listener keeps reconnecting.
-            Some(Err(_)) => continue,
+        let work = tokio::select! {
+            _ = control.wake.notified() => continue,
+            work = inbox.recv() => work,
         };
-        let (call, request) = match runtime::block_on(triage(session, raw))?? {
-            Step::Continue => continue,
-            Step::Stop => return Ok(()),
-            Step::Action { call, request } => (call, request),
-        };
-        let permit = loop {
-            let permit = runtime::block_on(async {
-                tokio::select! {
-                    _ = control.wake.notified() => None,
-                    p = permits.clone().acquire_owned() => p.ok(),
-                }
-            })?;
-            if let Some(permit) = permit {
-                break permit;
-            }
-            if control.is_stopped() {
-                // Stopped while waiting: this one is answered too.
-                respond(client, &request, cancelled())?;
-                return Ok(());
-            }
-            if let Some(e) = client.ended() {
-                // The mailbox went away: the exchange answered this
-                // request, which never runs.
-                return Err(e);
-            }
-        };
-        let reply = session.reply_for(request, Some(permit));
-        if jobs.send(Job { call, reply }).is_err() {
-            return Err(Error::internal("the serving threads are gone"));
+        match work {
+            Some(Work::Library(request)) => match handle_library(session, request).await? {
+                Step::Stop => return Ok(()),
+                Step::Continue => {}
+            },
+            Some(Work::Ended(outcome)) => return outcome,
+            None => return Err(Error::internal("the serving route went away")),
         }
     }
 }
 
-/// What serving does next, after [`triage`] of one message.
-// Moved once per message; a Box would add an allocation to each.
-#[allow(clippy::large_enum_variant)]
+/// What serving does next, after [`handle_library`] of one request.
 pub(crate) enum Step {
-    /// Handled by the library (or ignored): take the next message.
+    /// Handled by the library: take the next message.
     Continue,
     /// A shutdown request was honoured: serving ends.
     Stop,
-    /// An action request for the program's handler.
-    Action { call: ActionCall, request: Message },
 }
 
 /// What a message from a served mailbox is for.
@@ -600,15 +626,6 @@ pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> 
         }
     }
     Ok(Step::Continue)
-}
-
-/// [`sort`], then [`handle_library`] for what is the library's.
-pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
-    match sort(raw, None) {
-        Sorted::Ignore => Ok(Step::Continue),
-        Sorted::Action { call, request, .. } => Ok(Step::Action { call, request }),
-        Sorted::Library(request) => handle_library(session, request).await,
-    }
 }
 
 /// A cancel request: the target, if it is still running, is answered with
