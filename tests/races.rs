@@ -271,7 +271,9 @@ unsafe extern "C" fn keep(
 #[test]
 fn a_reply_of_the_blocking_serve_completed_while_the_client_closes_reaches_its_caller_or_is_cancelled(
 ) {
-    const WORKERS: u64 = 200;
+    // As many as the queue tests hold: the replies, sent in the background,
+    // take about as long as theirs, and the close comes while they go on.
+    const WORKERS: u64 = HELD;
     for (name, url) in exchanges() {
         let options = format!(r#"{{"max_concurrency": {WORKERS}}}"#);
         let factory = Factory::new(&url, Some(&options)).unwrap();
