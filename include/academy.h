@@ -379,7 +379,7 @@ typedef struct academy_queue academy_queue;
  * The answer to one action request (opaque). Complete it once, with
  * academy_reply_ok() or academy_reply_error(), from any thread; a
  * completion that succeeds frees it, one whose response could not be sent
- * leaves it open for another try.
+ * while it waited (academy_reply_ok()) leaves it open for another try.
  * @ingroup serving
  */
 typedef struct academy_reply academy_reply;
@@ -1823,39 +1823,43 @@ void academy_event_free(struct academy_event *event);
 /**
  * Completes `reply` with the action's result.
  *
- * A reply from an ACADEMY_EVENT_REQUEST event returns at once and its
- * response goes out in the background; if that send fails (the result
- * too large for the exchange, say), the library answers the caller with
- * an error that says why (a Python caller raises AcademyRemoteError), so
- * no caller waits out its timeout. A reply given to an
- * academy_agent_serve() handler sends the response and waits for the
- * exchange.
+ * The response goes out in the background, pipelined with the client's
+ * other sends, and the call returns at once; if that send fails (the
+ * exchange down past the retries, say), the library answers the caller
+ * with an error that says why (a Python caller raises AcademyRemoteError),
+ * so no caller waits out its timeout. One exception, for a reply given to
+ * an academy_agent_serve() handler: a response larger than every one the
+ * exchange accepted from this serving so far (the first one, say) is sent
+ * while the call waits for the exchange, so that a result too large for
+ * it returns ACADEMY_ERR_MESSAGE_TOO_LARGE with the reply still open.
  *
  * Every request gets exactly one answer: this reply, or the
  * ActionCancelledError that ending serving (academy_agent_stop(),
  * academy_client_close(), a shutdown request) sends for the requests left.
  * A completion that returns ACADEMY_OK was the answer, and it goes out
- * even if serving ends or the client closes right after (a close waits
- * for it); one that comes after serving ended returns ACADEMY_ERR_CLOSED,
- * its caller having been answered with ActionCancelledError.
+ * even if serving ends or the client closes right after (a close, and
+ * academy_agent_serve() before it returns, wait for it); one that comes
+ * after serving ended returns ACADEMY_ERR_CLOSED, its caller having been
+ * answered with ActionCancelledError.
  *
  * @param reply the reply, owned by the program until this call: freed here
  *        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status
- *        (a bad argument, or for a reply of academy_agent_serve() a
- *        response that could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the
- *        transport errors) it stays open, and the program completes it
- *        again, e.g. with academy_reply_error(). Not NULL.
+ *        (a bad argument, or a response sent while the call waited that
+ *        could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the transport
+ *        errors) it stays open, and the program completes it again, e.g.
+ *        with academy_reply_error(). Not NULL.
  * @param result_json the result, any JSON value; NULL means `null`. Read
  *        during the call only.
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
  *         malformed `result_json` (the reply stays open);
  *         ACADEMY_ERR_CLOSED if the request was already answered (completed
  *         before, cancelled, or serving ended) or the reply is not a live
- *         reply; for a reply of academy_agent_serve(), the statuses of
- *         academy_client_send() when the response cannot be sent.
+ *         reply; for a response sent while the call waited (see above),
+ *         the statuses of academy_client_send() when it cannot be sent.
  *
- * Blocks: for one round trip with a reply of academy_agent_serve(); not at
- * all with a reply from an ACADEMY_EVENT_REQUEST event.
+ * Blocks: not with a reply from an ACADEMY_EVENT_REQUEST event; with a
+ * reply of academy_agent_serve(), for one round trip when the response is
+ * larger than every one accepted before in this serving, else not.
  *
  * Thread-safety: thread-safe: any thread may complete a reply; if two
  * threads complete one reply at once, one wins and the other gets
@@ -1892,8 +1896,10 @@ enum academy_status academy_reply_cancelled(struct academy_reply *reply, bool *o
  * Completes `reply` with an error; a Python caller raises
  * `AcademyRemoteError(message)`.
  *
- * Sends the response as academy_reply_ok() does: in the background for a
- * reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.
+ * Sends the response as academy_reply_ok() does: in the background, but
+ * for a response of an academy_agent_serve() handler larger than every one
+ * the exchange accepted from this serving so far, which the call waits
+ * for.
  *
  * @param reply the reply, owned by the program until this call: freed here
  *        on ACADEMY_OK and ACADEMY_ERR_CLOSED; after any other status it
@@ -1903,12 +1909,11 @@ enum academy_status academy_reply_cancelled(struct academy_reply *reply, bool *o
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
  *         invalid UTF-8 (the reply stays open); ACADEMY_ERR_CLOSED if the
  *         request was already answered (completed before, cancelled, or
- *         serving ended) or the reply is not a live reply; for a reply of
- *         academy_agent_serve(), the statuses of academy_client_send() when
- *         the response cannot be sent.
+ *         serving ended) or the reply is not a live reply; for a response
+ *         sent while the call waited, the statuses of academy_client_send()
+ *         when it cannot be sent.
  *
- * Blocks: for one round trip with a reply of academy_agent_serve(); not at
- * all with a reply from an ACADEMY_EVENT_REQUEST event.
+ * Blocks: as academy_reply_ok().
  *
  * Thread-safety: thread-safe, as academy_reply_ok().
  * @ingroup serving
@@ -1923,7 +1928,12 @@ enum academy_status academy_reply_error(struct academy_reply *reply, const char 
  * the request says `terminate: false`) and cancel requests, and calls
  * `handler` for each action request. Handlers run on up to `max_concurrency`
  * (a factory option) threads that the library starts, never on its
- * runtime's threads, so they may call any libacademy function.
+ * runtime's threads, so they may call any libacademy function. A request
+ * waits for a handler while `max_concurrency` requests are in progress (a
+ * request is in progress until its reply is completed, which may be after
+ * its handler returned). Replies go out in the background, pipelined (see
+ * academy_reply_ok()); this function returns after they have gone out
+ * (waiting at most the request timeout).
  *
  * Requests serialized with pickle are answered with an error that a Python
  * caller sees as an exception saying that only JSON is accepted; requests of
