@@ -88,6 +88,85 @@ if only == 'overhead':
     print('\n'.join(overhead_table()))
     sys.exit(0)
 
+def goal(text, ok):
+    return f'| {text} | {"met" if ok else "not met"} |'
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return ''
+
+
+def serving_section():
+    """Serving by handler threads (academy_agent_serve, Go's Serve) beside
+    serving from a queue (academy_agent_serve_queue, Go's ServeQueue), for
+    one echo handler: actions/s of each repetition, and the ratio of each
+    back-to-back pair."""
+    t = ['| exchange | binding | max_concurrency | serve actions/s (repetitions) | queue actions/s (repetitions) '
+         '| serve / queue, each pair | median of the pairs |',
+         '|---|---|---|---|---|---|---|']
+    g = ['| goal | result |', '|---|---|']
+    for exchange, ename in (('inproc', 'embedded, in the process'), ('embedded', 'academy-exchange, another process')):
+        for binding, bname in (('c', 'C API'), ('go', 'Go')):
+            for mc in (1, 8, 64):
+                serve = [r['actions_per_s'] for r in runs.get((exchange, binding, f'serve_mc{mc}'), [])]
+                queue = [r['actions_per_s'] for r in runs.get((exchange, binding, f'queue_mc{mc}'), [])]
+                if not serve and not queue:
+                    continue
+                pairs = [a / b for a, b in zip(serve, queue) if b]
+                paired = statistics.median(pairs) if pairs else None
+                t.append(f'| {ename} | {bname} | {mc} | {" / ".join(fmt(v) for v in serve)} '
+                         f'| {" / ".join(fmt(v) for v in queue)} | {" / ".join(f"{q:.2f}" for q in pairs)} '
+                         f'| {fmt(paired)} |')
+                if binding == 'c':
+                    g.append(goal(f'{ename}, max_concurrency {mc}: `academy_agent_serve` >= 0.8 x '
+                                  f'`academy_agent_serve_queue` (median of the pairs {fmt(paired)})',
+                                  paired is not None and paired >= 0.8))
+    return f"""<!-- serving: begin -->
+## Serving: handler threads beside a queue
+
+Measured {datetime.date.today()}, {reps} repetitions, through the C API as a
+C program calls it (`examples/bench.rs`, workload `serving`) and through
+the Go binding (`go/bench/serving`): a user keeps 1,000 actions in flight
+(C: one thread, `academy_client_action_async`; Go: 1,000 goroutines,
+`ActionAsync`) to an echo agent in the same process that replies at once,
+served either by handler threads (`academy_agent_serve`, Go's `Serve`: at
+most `max_concurrency` handlers at once) or from a queue
+(`academy_agent_serve_queue` polled by one thread; Go's `ServeQueue`, a
+goroutine per request, where `max_concurrency` does not apply). Each serve
+run is followed (or preceded, alternating) by its queue run, and the ratio
+is taken per pair. Exchanges: the embedded one started inside the process
+(`academy_exchange_spawn`) and `academy-exchange` as another process. Rerun
+with `BENCH_ONLY=serving bench/run` (this section only). Load of the
+machine at the end: {sh('cat /proc/loadavg')} ({sh('nproc')} cores, shared):
+compare within the run.
+
+{chr(10).join(t)}
+
+{chr(10).join(g)}
+<!-- serving: end -->"""
+
+
+def replace_section(name, section):
+    """Replaces the section between `<!-- name: begin -->` and `<!-- name:
+    end -->` of BENCHMARKS.md (or adds it before "Where the time goes")."""
+    old = open('BENCHMARKS.md').read()
+    begin, end = f'<!-- {name}: begin -->', f'<!-- {name}: end -->'
+    if begin in old:
+        old = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
+    else:
+        old = old.replace('\n## Where the time goes', f'\n{section}\n\n## Where the time goes', 1)
+    open('BENCHMARKS.md', 'w').write(old)
+
+
+if os.environ.get('BENCH_SECTION') == 'serving':
+    # A run of only the serving workloads: replace only its section.
+    replace_section('serving', serving_section())
+    sys.exit(0)
+
+
 import matplotlib  # noqa: E402
 
 matplotlib.use('Agg')
@@ -134,10 +213,6 @@ many = med('embedded', 'ours', 'clients10000', 'clients')
 many = f'{many:,.0f}' if many else '10,000'
 
 
-def goal(text, ok):
-    return f'| {text} | {"met" if ok else "not met"} |'
-
-
 g = ['| goal | result |', '|---|---|']
 o32 = med('python', 'ours', 'inflight32', 'msgs_per_s')
 g.append(goal(f'through academy-py\'s exchange, 32 in flight >= 90% of its ceiling ({fmt(o32)} of {fmt(ceiling_py)} msg/s)',
@@ -158,13 +233,6 @@ g.append(goal(f'embedded exchange: >= 50,000 msg/s with 32 in flight ({fmt(e32)}
               f'{reps_of("embedded", "ours", "inflight32", "msgs_per_s")})', e32 is not None and e32 >= 50000))
 g.append(goal(f'10,000 listening clients in one process < 300 MB RSS ({many} clients: {fmt(c10k)} MiB)',
               c10k is not None and many == '10,000' and c10k < 300))
-
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return ''
 
 
 ccpu = med('embedded', 'ours', 'inflight32', 'client_cpu_us_per_msg')
@@ -333,6 +401,8 @@ metrics and logging cost under 5%):
 
 {queues_section()}
 
+{serving_section()}
+
 ## Where the time goes
 
 {floor_text}
@@ -352,14 +422,7 @@ file and `bench/chart.png` from `bench/results.jsonl`.
 """
 if os.environ.get('BENCH_SECTION') == 'queues':
     # A run of only the queue workloads: replace only its section.
-    old = open('BENCHMARKS.md').read()
-    begin, end = '<!-- queues: begin -->', '<!-- queues: end -->'
-    section = queues_section()
-    if begin in old:
-        old = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
-    else:
-        old = old.replace('\n## Where the time goes', f'\n{section}\n\n## Where the time goes', 1)
-    open('BENCHMARKS.md', 'w').write(old)
+    replace_section('queues', queues_section())
     sys.exit(0)
 open('BENCHMARKS.md', 'w').write(doc)
 

@@ -26,6 +26,13 @@
 //!   IN_FLIGHT threads each calling `academy_client_action` (`threads`):
 //!   actions/s and the p50/p99 latency of an action under that load.
 //!   Through the C API, as a C program makes these calls.
+//! - `serving N IN_FLIGHT MAX_CONCURRENCY serve|queue`: actions to an
+//!   echo agent served in this process by `academy_agent_serve` (handler
+//!   threads, at most MAX_CONCURRENCY at once, replying at once: `serve`)
+//!   or from a queue polled by one thread (`academy_agent_serve_queue`:
+//!   `queue`), kept in flight from one thread as `actions ... queue` does:
+//!   actions/s, p50/p99. EXCHANGE `inproc`: an exchange started in this
+//!   process (`academy_exchange_spawn`).
 //! - `pending N`: the RSS that N `academy_client_action_async` calls add
 //!   while they wait (for an agent nobody serves).
 //! - `echo_agent` (HTTP exchanges only): registers a C agent whose `echo`
@@ -347,6 +354,7 @@ mod capi {
 
     use academy::ffi::academy_status::{self, ACADEMY_OK};
     use academy::ffi::client::*;
+    use academy::ffi::exchange::*;
     use academy::ffi::factory::*;
     use academy::ffi::queue::*;
     use academy::ffi::reply::*;
@@ -385,6 +393,12 @@ mod capi {
         /// A factory for `url`: an HTTP exchange's, or `redis://HOST:PORT/DB`
         /// and `hybrid://HOST:PORT/DB` as the other workloads take them.
         pub fn new(url: &str) -> R<Factory> {
+            Factory::with_options(url, None)
+        }
+
+        /// As [`new`](Self::new), with an HTTP exchange's factory options
+        /// (JSON; the Redis and hybrid exchanges' are the bench's own).
+        pub fn with_options(url: &str, options: Option<&str>) -> R<Factory> {
             let mut f = ptr::null_mut();
             let redis = |rest: &str| -> R<(String, String, String)> {
                 let (addr, db) = rest.split_once('/').unwrap_or((rest, "0"));
@@ -404,7 +418,9 @@ mod capi {
                 );
                 unsafe { academy_hybrid_factory_new(c(&o).as_ptr(), &mut f) }
             } else {
-                unsafe { academy_http_factory_new(c(url).as_ptr(), ptr::null(), &mut f) }
+                let options = options.map(c);
+                let options = options.as_ref().map_or(ptr::null(), |o| o.as_ptr());
+                unsafe { academy_http_factory_new(c(url).as_ptr(), options, &mut f) }
             };
             check(status)?;
             Ok(Factory(f))
@@ -483,6 +499,58 @@ mod capi {
             let result = c(&sum.to_string());
             check(unsafe { academy_reply_ok(event.reply, result.as_ptr()) })?;
             unsafe { academy_event_free(e) };
+        }
+    }
+
+    /// Answers an action with its arguments, at once.
+    unsafe extern "C" fn echo(
+        _: *mut std::ffi::c_void,
+        _: *const c_char,
+        args_json: *const c_char,
+        _: *const c_char,
+        reply: *mut academy_reply,
+    ) {
+        unsafe { academy_reply_ok(reply, args_json) };
+    }
+
+    /// Serves `agent` with `echo` on the library's handler threads
+    /// (`academy_agent_serve`). Returns when serving ends.
+    pub fn serve_echo(agent: &Client) -> R<()> {
+        check(unsafe { academy_agent_serve(agent.0, Some(echo), ptr::null_mut()) })
+    }
+
+    /// Serves `agent` from a queue polled by this thread, answering each
+    /// action with its arguments at once. Returns when serving ends.
+    pub fn serve_echo_queue(agent: &Client) -> R<()> {
+        let q = Queue::new()?;
+        check(unsafe { academy_agent_serve_queue(agent.0, q.0, 0) })?;
+        loop {
+            let mut e = ptr::null_mut();
+            check(unsafe { academy_queue_poll(q.0, -1.0, &mut e) })?;
+            let event = unsafe { &*e };
+            if event.kind == academy_event_kind::ACADEMY_EVENT_ENDED {
+                unsafe { academy_event_free(e) };
+                return Ok(());
+            }
+            check(unsafe { academy_reply_ok(event.reply, event.args_json) })?;
+            unsafe { academy_event_free(e) };
+        }
+    }
+
+    /// An exchange server in this process (`academy_exchange_spawn`).
+    pub struct Exchange(*mut academy_exchange);
+
+    impl Exchange {
+        pub fn spawn() -> R<Exchange> {
+            let mut x = ptr::null_mut();
+            check(unsafe { academy_exchange_spawn(c(r#"{"port": 0}"#).as_ptr(), &mut x) })?;
+            Ok(Exchange(x))
+        }
+
+        pub fn url(&self) -> R<String> {
+            let mut u = ptr::null_mut();
+            check(unsafe { academy_exchange_url(self.0, &mut u) })?;
+            Ok(take(u))
         }
     }
 
@@ -605,35 +673,8 @@ fn actions(url: &str, total: usize, in_flight: usize, through_queue: bool) -> R<
     let warmup = total.min(200);
     let (ms, seconds) = if through_queue {
         let q = capi::Queue::new()?;
-        let fd = q.fd()?;
-        let run = |n: usize| -> R<(Vec<f64>, f64)> {
-            let mut started_at = vec![Instant::now(); n];
-            let mut ms = Vec::with_capacity(n);
-            let (mut started, mut failed) = (0, None);
-            let start = Instant::now();
-            while ms.len() < n {
-                while started < n && started - ms.len() < in_flight {
-                    started_at[started] = Instant::now();
-                    capi::action_async(&user, &agent_id, &args, 30.0, &q, started as u64)?;
-                    started += 1;
-                }
-                if !capi::wait_readable(fd, 30_000) {
-                    return Err("no event for 30 s".into());
-                }
-                capi::drain(&q, |token, status| {
-                    if status != academy::ffi::academy_status::ACADEMY_OK {
-                        failed.get_or_insert(format!("action {token}: {status:?}"));
-                    }
-                    ms.push(started_at[token as usize].elapsed().as_secs_f64() * 1e3);
-                });
-            }
-            if let Some(f) = failed {
-                return Err(f.into());
-            }
-            Ok((ms, start.elapsed().as_secs_f64()))
-        };
-        run(warmup)?;
-        run(total)?
+        keep_in_flight(&user, &agent_id, &args, &q, in_flight, warmup)?;
+        keep_in_flight(&user, &agent_id, &args, &q, in_flight, total)?
     } else {
         let run = |n: usize| -> R<(Vec<f64>, f64)> {
             let start = Instant::now();
@@ -669,6 +710,90 @@ fn actions(url: &str, total: usize, in_flight: usize, through_queue: bool) -> R<
         json!({"actions_per_s": total as f64 / seconds, "p50_ms": percentile(&ms, 0.5),
               "p99_ms": percentile(&ms, 0.99), "n": total, "in_flight": in_flight,
               "callers": if through_queue { "one thread, queue" } else { "threads" }}),
+    )
+}
+
+/// Runs `n` `add` actions to `agent_id`, `in_flight` at a time, from this
+/// thread through `q` (`academy_client_action_async`): the latency of each
+/// in ms, and the seconds they took.
+fn keep_in_flight(
+    user: &capi::Client,
+    agent_id: &std::ffi::CString,
+    args: &std::ffi::CString,
+    q: &capi::Queue,
+    in_flight: usize,
+    n: usize,
+) -> R<(Vec<f64>, f64)> {
+    let fd = q.fd()?;
+    let mut started_at = vec![Instant::now(); n];
+    let mut ms = Vec::with_capacity(n);
+    let (mut started, mut failed) = (0, None);
+    let start = Instant::now();
+    while ms.len() < n {
+        while started < n && started - ms.len() < in_flight {
+            started_at[started] = Instant::now();
+            capi::action_async(user, agent_id, args, 30.0, q, started as u64)?;
+            started += 1;
+        }
+        if !capi::wait_readable(fd, 30_000) {
+            return Err("no event for 30 s".into());
+        }
+        capi::drain(q, |token, status| {
+            if status != academy::ffi::academy_status::ACADEMY_OK {
+                failed.get_or_insert(format!("action {token}: {status:?}"));
+            }
+            ms.push(started_at[token as usize].elapsed().as_secs_f64() * 1e3);
+        });
+    }
+    if let Some(f) = failed {
+        return Err(f.into());
+    }
+    Ok((ms, start.elapsed().as_secs_f64()))
+}
+
+/// Actions to an echo agent served in this process by handler threads
+/// (`academy_agent_serve`, `max_concurrency` of them) or from a queue
+/// polled by one thread (`academy_agent_serve_queue`), kept in flight from
+/// one thread through a queue (see the top). `url` `inproc` is an
+/// exchange started in this process (`academy_exchange_spawn`).
+fn serving(
+    url: &str,
+    total: usize,
+    in_flight: usize,
+    max_concurrency: usize,
+    threads: bool,
+) -> R<Value> {
+    let exchange = match url {
+        "inproc" => Some(capi::Exchange::spawn()?),
+        _ => None,
+    };
+    let url = exchange
+        .as_ref()
+        .map_or(Ok(url.to_owned()), capi::Exchange::url)?;
+    let options = format!(r#"{{"max_concurrency": {max_concurrency}}}"#);
+    let factory = capi::Factory::with_options(&url, Some(&options))?;
+    let user = factory.user()?;
+    let (agent, agent_id) = factory.agent(&user)?;
+    let agent = Arc::new(agent);
+    let served = {
+        let agent = agent.clone();
+        std::thread::spawn(move || match threads {
+            true => capi::serve_echo(&agent),
+            false => capi::serve_echo_queue(&agent),
+        })
+    };
+    let args = capi::c("[1, 2]");
+    let q = capi::Queue::new()?;
+    keep_in_flight(&user, &agent_id, &args, &q, in_flight, total.min(500))?;
+    let (mut ms, seconds) = keep_in_flight(&user, &agent_id, &args, &q, in_flight, total)?;
+    capi::stop(&agent);
+    served.join().map_err(|_| "the agent panicked")??;
+    ms.sort_by(f64::total_cmp);
+    Ok(
+        json!({"actions_per_s": total as f64 / seconds, "p50_ms": percentile(&ms, 0.5),
+              "p99_ms": percentile(&ms, 0.99), "n": total, "in_flight": in_flight,
+              "max_concurrency": max_concurrency,
+              "served_by": if threads { "academy_agent_serve" } else { "academy_agent_serve_queue" }}),
     )
 }
 
@@ -742,6 +867,16 @@ fn main() -> R<()> {
                 }
             };
             actions(url, n(3, 20000), n(4, 1000), through_queue)?
+        }
+        "serving" => {
+            let threads = match args.get(6).map(String::as_str) {
+                Some("serve") => true,
+                Some("queue") => false,
+                other => {
+                    return Err(format!("serving must be serve or queue, not {other:?}").into())
+                }
+            };
+            serving(url, n(3, 20000), n(4, 1000), n(5, 1), threads)?
         }
         "pending" => pending(url, n(3, 10000))?,
         "clients" => clients(url, n(3, 100))?,

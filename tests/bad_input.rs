@@ -707,3 +707,37 @@ unsafe extern "C" fn replies_twice(
     let second = academy_reply_ok(reply, one.as_ptr());
     SECOND_REPLY.store(second as i32, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// A freed handle stays dead however often its slot is reused: after
+/// 70,000 academy_queue_new / academy_queue_free cycles (more than a
+/// 16-bit generation counts) no new queue equals the freed one, and
+/// freeing the stale handle never frees the live queue.
+#[test]
+fn a_freed_handle_never_comes_back_however_often_its_slot_is_reused() {
+    use academy::ffi::queue::*;
+    let new = || {
+        let mut q = null_mut();
+        assert_eq!(unsafe { academy_queue_new(&mut q) }, ACADEMY_OK);
+        q
+    };
+    let stale = new();
+    unsafe { academy_queue_free(stale) };
+    for n in 0..70_000 {
+        let q = new();
+        assert_ne!(q, stale, "cycle {n}: a freed handle came back");
+        // The stale handle is not a live queue, and freeing it frees nothing.
+        let mut event = null_mut();
+        assert_eq!(
+            unsafe { academy_queue_poll(stale, 0.0, &mut event) },
+            ACADEMY_ERR_CLOSED,
+            "cycle {n}"
+        );
+        unsafe { academy_queue_free(stale) };
+        assert_eq!(
+            unsafe { academy_queue_poll(q, 0.0, &mut event) },
+            ACADEMY_ERR_TIMEOUT,
+            "cycle {n}: the live queue was freed through a stale handle"
+        );
+        unsafe { academy_queue_free(q) };
+    }
+}

@@ -291,15 +291,54 @@ const OUTBOX_SENDERS: usize = 256;
 /// [`OUTBOX_SENDERS`] tasks send them. Why not a task per message: 10,000
 /// calls started at once would then hold 10,000 tasks (about 1.5 KB each)
 /// until their requests were sent.
+///
+/// A close drops the requests still waiting (their calls end `Closed`) but
+/// not the replies: a reply whose completion returned OK goes out, and the
+/// close waits for it ([`Outbox::replies_sent`]).
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
+    /// Told when the last reply waiting or being sent has gone.
+    replies_gone: Notify,
 }
 
 #[derive(Debug, Default)]
 struct OutboxState {
     waiting: VecDeque<Outgoing>,
     senders: usize,
+    /// Replies waiting or being sent.
+    replies: usize,
+}
+
+impl Outbox {
+    /// One reply has gone (sent, or its failure answered).
+    fn reply_gone(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.replies -= 1;
+        if state.replies == 0 {
+            self.replies_gone.notify_waiters();
+        }
+    }
+
+    /// Waits (at most `limit`) until the replies queued before have gone.
+    pub(crate) async fn replies_sent(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let gone = self.replies_gone.notified();
+                tokio::pin!(gone);
+                gone.as_mut().enable();
+                if self.state.lock().unwrap().replies == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            tracing::debug!(
+                "replies still being sent after {limit:?}; they go on in the background"
+            );
+        }
+    }
 }
 
 /// A message waiting in the [`Outbox`], and who hears of its failure.
@@ -307,6 +346,13 @@ struct OutboxState {
 pub(crate) struct Outgoing {
     pub(crate) json: String,
     pub(crate) on_failure: OnFailure,
+}
+
+impl Outgoing {
+    /// Whether it answers a request (rather than being one).
+    fn is_reply(&self) -> bool {
+        matches!(self.on_failure, OnFailure::AnswerError(_))
+    }
 }
 
 /// What a failed background send does.
@@ -380,8 +426,14 @@ impl Inner {
             task.abort();
         }
         let closed = Error::closed(format!("the client of {} was closed", self.id));
-        // Requests of calls that end here now must not go out later.
-        self.outbox.state.lock().unwrap().waiting.clear();
+        // Requests of calls that end here now must not go out later;
+        // replies still go out.
+        self.outbox
+            .state
+            .lock()
+            .unwrap()
+            .waiting
+            .retain(Outgoing::is_reply);
         self.fail_pending(&closed);
         self.end_route(Err(closed));
         self.changed.notify_waiters();
@@ -460,6 +512,7 @@ impl Inner {
     pub(crate) fn send_soon(self: &Arc<Self>, handle: &tokio::runtime::Handle, outgoing: Outgoing) {
         let start = {
             let mut state = self.outbox.state.lock().unwrap();
+            state.replies += usize::from(outgoing.is_reply());
             state.waiting.push_back(outgoing);
             let start = state.senders < OUTBOX_SENDERS;
             state.senders += usize::from(start);
@@ -649,41 +702,54 @@ impl Inner {
     }
 }
 
-/// One sender of a client's [`Outbox`]: sends until it is empty.
+/// One sender of a client's [`Outbox`]: sends until it is empty. After a
+/// close, only replies.
 async fn send_outbox(inner: Arc<Inner>) {
     loop {
         let next = {
             let mut state = inner.outbox.state.lock().unwrap();
             match state.waiting.pop_front() {
-                Some(next) if !inner.closed.load(Ordering::Acquire) => next,
-                _ => {
-                    state.waiting.clear();
+                Some(next) => next,
+                None => {
                     state.senders -= 1;
                     return;
                 }
             }
         };
-        let Err(e) = inner.transport.send_background(&next.json).await else {
-            continue;
-        };
-        match next.on_failure {
-            OnFailure::EndCall(tag) => {
-                if let Some(Waiter::Async(call)) = inner.take_waiter(tag) {
-                    call.done.finish(Err(e));
-                }
+        let reply = next.is_reply();
+        if !reply && inner.closed.load(Ordering::Acquire) {
+            continue; // its call ends `Closed` with the client
+        }
+        send_one(&inner, next).await;
+        if reply {
+            inner.outbox.reply_gone();
+        }
+    }
+}
+
+/// Sends one message of the [`Outbox`]; a failure ends its call, or
+/// answers the request it replied to with an error.
+async fn send_one(inner: &Inner, next: Outgoing) {
+    let Err(e) = inner.transport.send_background(&next.json).await else {
+        return;
+    };
+    match next.on_failure {
+        OnFailure::EndCall(tag) => {
+            if let Some(Waiter::Async(call)) = inner.take_waiter(tag) {
+                call.done.finish(Err(e));
             }
-            // The caller went away: nobody to tell.
-            OnFailure::AnswerError(_)
-                if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => {}
-            OnFailure::AnswerError(request) => {
-                let why = format!("the agent's reply could not be sent: {}", e.message);
-                tracing::debug!(mailbox = %inner.id.uid, tag = %request.tag, "{why}");
-                let answer = Message {
-                    header: request.response_header(),
-                    body: message::user_error_body(&why),
-                };
-                let _ = inner.transport.send_background(&answer.to_json()).await;
-            }
+        }
+        // The caller went away: nobody to tell.
+        OnFailure::AnswerError(_)
+            if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => {}
+        OnFailure::AnswerError(request) => {
+            let why = format!("the agent's reply could not be sent: {}", e.message);
+            tracing::debug!(mailbox = %inner.id.uid, tag = %request.tag, "{why}");
+            let answer = Message {
+                header: request.response_header(),
+                body: message::user_error_body(&why),
+            };
+            let _ = inner.transport.send_background(&answer.to_json()).await;
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod queue;
 pub mod send_async;
 pub mod serve;
 pub mod serve_queue;
+mod workers;
 
 /// Builds clients of one exchange. Cheap to share between threads.
 #[derive(Debug, Clone)]
@@ -548,21 +549,17 @@ impl Client {
         }
     }
 
-    /// Why the listener stopped for good, if it did (the mailbox was
-    /// terminated, say).
-    pub(crate) fn ended(&self) -> Option<Error> {
-        match &*self.inner.state.lock().unwrap() {
-            ListenerState::Ended(e) => Some(e.clone()),
-            _ => None,
-        }
-    }
-
     /// Sends a serving session's response. Unlike [`send`](Self::send),
     /// allowed while [`close`](Self::close) winds the session down, so that
     /// the requests in progress are answered before the client ends.
     pub(crate) async fn send_response(&self, response: &Message) -> Result<()> {
+        self.send_response_json(&response.to_json()).await
+    }
+
+    /// [`send_response`](Self::send_response) of a response as JSON.
+    pub(crate) async fn send_response_json(&self, response: &str) -> Result<()> {
         self.check_process()?;
-        self.inner.transport.send(&response.to_json()).await
+        self.inner.transport.send(response).await
     }
 
     /// Ends a [`crate::client::serve::serve`] or
@@ -606,6 +603,13 @@ impl Client {
             // before the client ends.
             control.wound_down(self.options().request_timeout).await;
         }
+        // Replies the program completed (academy_reply_ok returned OK) go
+        // out before the client ends, also those completed just before
+        // serving ended.
+        self.inner
+            .outbox
+            .replies_sent(self.options().request_timeout + Duration::from_secs(1))
+            .await;
         self.inner.shutdown();
         // An agent's messages that arrived and nobody took go back to its
         // mailbox for its next client.

@@ -17,16 +17,16 @@
 //! to handler threads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::client::listener::{OnFailure, Outgoing, ServeControl};
+use crate::client::listener::{OnFailure, Outgoing, Route, Routed, ServeControl};
+use crate::client::workers::{Permit, Workers};
 use crate::client::Client;
 use crate::error::{Error, Result, Status};
 use crate::runtime;
@@ -36,15 +36,21 @@ use crate::wire::payload::Accepted;
 /// How long [`serve`] waits for handlers still running when it ends.
 const WORKER_JOIN_GRACE: Duration = Duration::from_secs(2);
 
-/// How a serving session's replies go out.
+/// How a serving session's replies go out. Either way most go out in the
+/// background on the library's runtime, pipelined with other sends: a
+/// thread that waited a round trip per reply would serve one request per
+/// round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplyMode {
-    /// The completing thread sends the response and waits for the
-    /// exchange ([`serve`]: handler threads may block).
-    Blocking,
-    /// The response goes out in the background on the library's runtime,
-    /// pipelined with other sends ([`crate::client::serve_queue`]: the
-    /// program's event loop must not wait a round trip per reply).
+    /// A response larger than every one the exchange accepted in this
+    /// session is sent by the completing thread, which waits for the
+    /// exchange, so that a result too large for it comes back to the
+    /// handler (whose reply stays open); the others go in the background
+    /// ([`serve`]: handler threads may block).
+    SizeChecked,
+    /// Every response goes in the background
+    /// ([`crate::client::serve_queue`]: the program's event loop must not
+    /// wait).
     Background,
 }
 
@@ -55,12 +61,16 @@ pub(crate) struct Session {
     outstanding: Mutex<HashMap<Uuid, Arc<ReplyState>>>,
     ended: AtomicBool,
     mode: ReplyMode,
+    /// The size of the largest response the exchange accepted in this
+    /// session (see [`ReplyMode::SizeChecked`]).
+    accepted: AtomicUsize,
 }
 
 struct ReplyState {
     request: Message,
     done: AtomicBool,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The handler thread's slot, held until the request is answered.
+    permit: Mutex<Option<Permit>>,
 }
 
 impl ReplyState {
@@ -84,17 +94,14 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
-    /// Answers with the action's result (the JSON form of a Python value),
-    /// written in the serialization the request asked for.
-    /// `InvalidArgument` (the request stays open) for a result with a `py/`
-    /// form that cannot be pickled.
+    /// Answers with the action's result (any JSON value).
     pub fn ok(&self, result: &Value) -> Result<()> {
         let answer = self.state.answer();
         self.complete(message::action_response_body(result, answer.result)?)
     }
 
     /// Answers with an error that a Python caller raises as
-    /// `AcademyRemoteError(message)`, whichever serialization carries it.
+    /// `AcademyRemoteError(message)`.
     pub fn error(&self, text: &str) -> Result<()> {
         self.complete(message::error_body(text, self.state.answer().exception))
     }
@@ -111,14 +118,27 @@ impl Reply {
         self.state.request.header.tag
     }
 
-    /// Answers once. A send that fails (the result too large for the
-    /// exchange, the exchange down) leaves the request open, so that the
-    /// handler can answer again, with an error say.
+    /// Gives the reply its handler thread's slot, held until the request
+    /// is answered. False (the slot freed) if it was answered already.
+    pub(crate) fn hold(&self, permit: Permit) -> bool {
+        let mut slot = self.state.permit.lock().unwrap();
+        *slot = Some(permit);
+        if self.is_answered() {
+            slot.take();
+            return false;
+        }
+        true
+    }
+
+    /// Answers once. A send that fails while the completer waits for it
+    /// (see [`ReplyMode`]: a result too large for the exchange) leaves the
+    /// request open, so that the handler can answer again, with an error
+    /// say.
     fn complete(&self, body: Value) -> Result<()> {
         if self.state.done.load(Ordering::Acquire) {
             return Err(already_answered());
         }
-        self.session.answer(&self.state, body)
+        self.session.answer(&self.state, body, Answerer::Program)
     }
 
     /// Answers `ActionCancelled` in the background unless answered
@@ -126,10 +146,10 @@ impl Reply {
     /// was dropped with a freed queue), so that its caller is not left
     /// waiting. Never blocks.
     pub fn abandon(self) {
-        if self.session.claim(&self.state).is_ok() {
-            let body = message::academy_error_body(ErrorCode::ActionCancelled, None);
-            respond_in_background(&self.session.client, &self.state.request, body);
-        }
+        let body = message::academy_error_body(ErrorCode::ActionCancelled, None);
+        let _ = self
+            .session
+            .answer_in_background(&self.state, body, Answerer::Program);
     }
 }
 
@@ -138,15 +158,27 @@ impl Reply {
 /// background rather than leaving it waiting.
 impl Drop for Reply {
     fn drop(&mut self) {
-        if self.state.done.load(Ordering::Acquire) || self.session.claim(&self.state).is_err() {
+        if self.state.done.load(Ordering::Acquire) {
             return;
         }
-        let body = message::error_body(
-            "the agent's handler returned without answering this request",
-            self.state.answer().exception,
-        );
-        respond_in_background(&self.session.client, &self.state.request, body);
+        let body =
+            message::error_body(
+                "the agent's handler returned without answering this request",
+                self.state.answer().exception,
+            );
+        let _ = self
+            .session
+            .answer_in_background(&self.state, body, Answerer::Program);
     }
+}
+
+/// Who answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answerer {
+    /// The program, through its reply.
+    Program,
+    /// The session itself: a cancel request, or the end of serving.
+    Session,
 }
 
 fn already_answered() -> Error {
@@ -162,20 +194,17 @@ impl Session {
             outstanding: Mutex::new(HashMap::new()),
             ended: AtomicBool::new(false),
             mode,
+            accepted: AtomicUsize::new(0),
         })
     }
 
     /// The reply to an action request handed to the program; it counts as
     /// outstanding until completed (or cancelled).
-    pub(crate) fn reply_for(
-        self: &Arc<Self>,
-        request: Message,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Reply {
+    pub(crate) fn reply_for(self: &Arc<Self>, request: Message) -> Reply {
         let state = Arc::new(ReplyState {
             request,
             done: AtomicBool::new(false),
-            permit: Mutex::new(permit),
+            permit: Mutex::new(None),
         });
         self.outstanding
             .lock()
@@ -188,15 +217,24 @@ impl Session {
     }
 
     /// Takes the right to answer an outstanding request (once, unless
-    /// [`settle`](Self::settle) gives it back).
-    fn claim(&self, state: &ReplyState) -> Result<()> {
+    /// [`settle`](Self::settle) gives it back), under the lock of
+    /// `outstanding` that [`end`](Self::end) takes too. Once the session
+    /// has ended only the session answers: the program's completion then
+    /// answers `Closed`, and the session answers the request with
+    /// `ActionCancelled`.
+    fn claim(
+        &self,
+        outstanding: &mut HashMap<Uuid, Arc<ReplyState>>,
+        state: &ReplyState,
+        by: Answerer,
+    ) -> Result<()> {
+        if by == Answerer::Program && self.ended.load(Ordering::Acquire) {
+            return Err(already_answered());
+        }
         if state.done.swap(true, Ordering::AcqRel) {
             return Err(already_answered());
         }
-        self.outstanding
-            .lock()
-            .unwrap()
-            .remove(&state.request.header.tag);
+        outstanding.remove(&state.request.header.tag);
         Ok(())
     }
 
@@ -213,7 +251,9 @@ impl Session {
         if self.ended.load(Ordering::Acquire) {
             drop(outstanding);
             state.permit.lock().unwrap().take();
-            respond_in_background(&self.client, &state.request, cancelled());
+            if let Ok(response) = state.request.response(cancelled()) {
+                respond_in_background(&self.client, &state.request, response.to_json());
+            }
         } else {
             state.done.store(false, Ordering::Release);
             outstanding.insert(state.request.header.tag, state.clone());
@@ -222,27 +262,57 @@ impl Session {
     }
 
     /// Sends the response to an outstanding request, once, from a thread
-    /// outside the runtime (a handler's, the program's).
-    fn answer(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
-        self.claim(state)?;
-        match self.mode {
-            ReplyMode::Blocking => self.settle(state, respond(&self.client, &state.request, body)),
-            ReplyMode::Background => {
-                respond_in_background(&self.client, &state.request, body);
-                self.settle(state, Ok(()))
-            }
+    /// outside the runtime (a handler's, the program's): in the background,
+    /// or waiting for the exchange (see [`ReplyMode`]).
+    fn answer(&self, state: &Arc<ReplyState>, body: Value, by: Answerer) -> Result<()> {
+        let response = state.request.response(body)?.to_json();
+        if self.mode == ReplyMode::Background
+            || response.len() <= self.accepted.load(Ordering::Acquire)
+        {
+            self.queue_answer(state, response, by)?;
+            return self.settle(state, Ok(()));
         }
+        self.claim(&mut self.outstanding.lock().unwrap(), state, by)?;
+        let size = response.len();
+        let sent = respond(&self.client, &response);
+        if sent.is_ok() {
+            self.accepted.fetch_max(size, Ordering::AcqRel);
+        }
+        self.settle(state, sent)
     }
 
-    /// [`answer`](Self::answer) from a task on the runtime.
+    /// [`queue_answer`](Self::queue_answer) of `body`. Never blocks.
+    fn answer_in_background(&self, state: &ReplyState, body: Value, by: Answerer) -> Result<()> {
+        let response = state.request.response(body)?.to_json();
+        self.queue_answer(state, response, by)
+    }
+
+    /// Claims a request and queues its answer in the client's outbox,
+    /// both under the lock that [`end`](Self::end) takes: once the session
+    /// has ended, every answer the program was told went out is in the
+    /// outbox, where a close waits for it. Never blocks.
+    fn queue_answer(&self, state: &ReplyState, response: String, by: Answerer) -> Result<()> {
+        let mut outstanding = self.outstanding.lock().unwrap();
+        self.claim(&mut outstanding, state, by)?;
+        respond_in_background(&self.client, &state.request, response);
+        Ok(())
+    }
+
+    /// [`answer`](Self::answer) by the session, from a task on the runtime.
     async fn answer_async(&self, state: &Arc<ReplyState>, body: Value) -> Result<()> {
-        self.claim(state)?;
+        self.claim(
+            &mut self.outstanding.lock().unwrap(),
+            state,
+            Answerer::Session,
+        )?;
         let sent = respond_async(&self.client, &state.request, body).await;
         self.settle(state, sent)
     }
 
-    /// Marks the session ended (under the lock that [`settle`](Self::settle)
-    /// takes, so that no failed answer is made outstanding after it).
+    /// Marks the session ended, under the lock that claims and
+    /// [`settle`](Self::settle) take: no failed answer is made outstanding
+    /// after it, and every answer the program claimed before it has been
+    /// sent or queued in the client's outbox.
     fn end(&self) {
         let _outstanding = self.outstanding.lock().unwrap();
         self.ended.store(true, Ordering::Release);
@@ -257,7 +327,7 @@ impl Session {
     fn wind_down(&self) {
         self.end();
         for state in self.outstanding() {
-            let _ = self.answer(&state, cancelled());
+            let _ = self.answer(&state, cancelled(), Answerer::Session);
         }
     }
 
@@ -332,31 +402,34 @@ async fn respond_async(client: &Client, request: &Message, body: Value) -> Resul
     }
 }
 
-/// Sends the response to `request` (blocking; never on runtime threads).
-fn respond(client: &Client, request: &Message, body: Value) -> Result<()> {
-    runtime::block_on(respond_async(client, request, body))?
+/// Sends a response (JSON) and waits for the exchange (blocking; never on
+/// runtime threads). A caller that went away is no error.
+fn respond(client: &Client, response: &str) -> Result<()> {
+    runtime::block_on(async {
+        match client.send_response_json(response).await {
+            Err(e) if matches!(e.status, Status::MailboxTerminated | Status::BadEntityId) => Ok(()),
+            other => other,
+        }
+    })?
 }
 
-/// Starts sending the response to `request` on the library's runtime
-/// (pipelined with other background sends) and returns. A failure is not
-/// reported: the caller's call then times out, as when a response is lost.
-fn respond_in_background(client: &Client, request: &Message, body: Value) {
-    let Ok(response) = request.response(body) else {
-        return;
-    };
+/// Starts sending `response` (JSON) to `request` on the library's runtime
+/// (pipelined with other background sends) and returns. A failed send
+/// answers the caller with an error saying why (when that can be sent).
+fn respond_in_background(client: &Client, request: &Message, response: String) {
     let (Ok(()), Ok(handle)) = (client.check_process(), runtime::handle()) else {
         return;
     };
     client.inner.send_soon(
         &handle,
         Outgoing {
-            json: response.to_json(),
+            json: response,
             on_failure: OnFailure::AnswerError(Box::new(request.header.clone())),
         },
     );
 }
 
-/// One unit of work for a worker thread.
+/// One action request for a handler thread.
 struct Job {
     call: ActionCall,
     reply: Reply,
@@ -383,125 +456,116 @@ where
     }
 }
 
+/// [`serve`]: the listener hands each action request to the handler
+/// threads as it arrives ([`route`]), with no hop through this thread;
+/// this thread does the library's part ([`serve_loop`]).
 fn serve_with<H>(client: &Client, control: &Arc<ServeControl>, handler: H) -> Result<()>
 where
     H: Fn(ActionCall, Reply) + Send + Sync + 'static,
 {
-    let workers = client.options().max_concurrency;
-    let session = Session::new(client.clone(), ReplyMode::Blocking);
-    let permits = Arc::new(Semaphore::new(workers));
-    let (tx, rx) = mpsc::channel::<Job>();
-    let rx = Arc::new(Mutex::new(rx));
-    let handler = Arc::new(handler);
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    for n in 0..workers {
-        let rx = rx.clone();
-        let handler = handler.clone();
-        let done_tx = done_tx.clone();
-        thread::Builder::new()
-            .name(format!("academy-agent-{n}"))
-            .spawn(move || {
-                loop {
-                    let job = rx.lock().unwrap().recv();
-                    match job {
-                        // Answered (cancelled) before a worker was free.
-                        Ok(job) if job.reply.is_answered() => continue,
-                        Ok(job) => handler(job.call, job.reply),
-                        Err(_) => break,
-                    }
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error::internal(format!("cannot start a serving thread: {e}")))?;
-    }
-    drop(done_tx);
-
-    let outcome = dispatch(&session, control, &permits, &tx);
-
-    // Wind down: no new jobs, answer what is left, give handlers a moment.
-    drop(tx);
+    let session = Session::new(client.clone(), ReplyMode::SizeChecked);
+    let workers = Workers::start(
+        "academy-agent",
+        client.options().max_concurrency,
+        move |job: Job, permit| {
+            // Not if answered (cancelled) before a thread was free.
+            if job.reply.hold(permit) {
+                handler(job.call, job.reply)
+            }
+        },
+    )?;
+    let (work, inbox) = mpsc::unbounded_channel();
+    let jobs = workers.jobs();
+    let route = route(session.clone(), work, move |call, reply, _raw| {
+        jobs.push(Job { call, reply })
+    });
+    let outcome = match client.inner.set_route(route) {
+        Ok(()) => runtime::block_on(serve_loop(&session, control, inbox)).and_then(|o| o),
+        Err(e) => Err(e),
+    };
+    // No request reaches the handlers after this: the route is gone.
+    client.inner.clear_route();
     session.wind_down_after(&outcome);
+    workers.close();
     control.mark_wound_down();
-    let deadline = std::time::Instant::now() + WORKER_JOIN_GRACE;
-    for _ in 0..workers {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            break; // a handler still runs; its thread ends when it returns
-        }
-    }
+    // The answers queued go out before serving returns (bounded).
+    let limit = client.options().request_timeout + Duration::from_secs(1);
+    let _ = runtime::block_on(client.inner.outbox.replies_sent(limit));
+    workers.join(WORKER_JOIN_GRACE);
     outcome
 }
 
-/// The receive loop of [`serve`].
-fn dispatch(
+/// What the serving loop is handed by the route.
+// Moved once per message; a Box would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    /// A request the library answers itself.
+    Library(Message),
+    /// The listener ended (the client closed, the mailbox went away).
+    Ended(Result<()>),
+}
+
+/// The route of a served client: each action request goes to `take` at
+/// once, with its reply and the message as received, on the listener's
+/// thread (it must not block); the rest goes to [`serve_loop`] through
+/// `work`.
+pub(crate) fn route<T>(session: Arc<Session>, work: mpsc::UnboundedSender<Work>, take: T) -> Route
+where
+    T: Fn(ActionCall, Reply, String) + Send + Sync + 'static,
+{
+    let accepted = session.client.options().allowed_deserializers;
+    Route(Box::new(move |routed| match routed {
+        Routed::Message { raw, parsed } => match sort(raw, parsed, accepted) {
+            Sorted::Ignore => {}
+            Sorted::Action { call, request, raw } => take(call, session.reply_for(request), raw),
+            Sorted::Library(request) => {
+                let _ = work.send(Work::Library(request));
+            }
+        },
+        Routed::Ended(outcome) => {
+            let _ = work.send(Work::Ended(outcome));
+        }
+    }))
+}
+
+/// Does the library's part of serving until serving ends; returns why.
+pub(crate) async fn serve_loop(
     session: &Arc<Session>,
     control: &Arc<ServeControl>,
-    permits: &Arc<Semaphore>,
-    jobs: &mpsc::Sender<Job>,
+    mut inbox: mpsc::UnboundedReceiver<Work>,
 ) -> Result<()> {
     let client = &session.client;
     loop {
         if control.is_stopped() {
-            return Ok(());
+            return match client.is_closed() {
+                true => Err(Error::closed(format!(
+                    "the client of {} was closed",
+                    client.mailbox_id()
+                ))),
+                false => Ok(()),
+            };
         }
-        let received = runtime::block_on(async {
-            tokio::select! {
-                _ = control.wake.notified() => None,
-                m = client.recv(Some(Duration::from_millis(500))) => Some(m),
-            }
-        })?;
-        let raw = match received {
-            None => continue,
-            Some(Ok(raw)) => raw,
-            // The mailbox is gone, not ours, or the client closed: stop.
-            Some(Err(e)) if e.is_final() || e.status == Status::Closed => return Err(e),
-            // Anything else (a timeout, the exchange down or answering 5xx)
-            // is transient: the listener keeps reconnecting.
-            Some(Err(_)) => continue,
+        let work = tokio::select! {
+            _ = control.wake.notified() => continue,
+            work = inbox.recv() => work,
         };
-        let (call, request) = match runtime::block_on(triage(session, raw))?? {
-            Step::Continue => continue,
-            Step::Stop => return Ok(()),
-            Step::Action { call, request } => (call, request),
-        };
-        let permit = loop {
-            let permit = runtime::block_on(async {
-                tokio::select! {
-                    _ = control.wake.notified() => None,
-                    p = permits.clone().acquire_owned() => p.ok(),
-                }
-            })?;
-            if let Some(permit) = permit {
-                break permit;
-            }
-            if control.is_stopped() {
-                // Stopped while waiting: this one is answered too.
-                respond(client, &request, cancelled())?;
-                return Ok(());
-            }
-            if let Some(e) = client.ended() {
-                // The mailbox went away: the exchange answered this
-                // request, which never runs.
-                return Err(e);
-            }
-        };
-        let reply = session.reply_for(request, Some(permit));
-        if jobs.send(Job { call, reply }).is_err() {
-            return Err(Error::internal("the serving threads are gone"));
+        match work {
+            Some(Work::Library(request)) => match handle_library(session, request).await? {
+                Step::Stop => return Ok(()),
+                Step::Continue => {}
+            },
+            Some(Work::Ended(outcome)) => return outcome,
+            None => return Err(Error::internal("the serving route went away")),
         }
     }
 }
 
-/// What serving does next, after [`triage`] of one message.
-// Moved once per message; a Box would add an allocation to each.
-#[allow(clippy::large_enum_variant)]
+/// What serving does next, after [`handle_library`] of one request.
 pub(crate) enum Step {
-    /// Handled by the library (or ignored): take the next message.
+    /// Handled by the library: take the next message.
     Continue,
     /// A shutdown request was honoured: serving ends.
     Stop,
-    /// An action request for the program's handler.
-    Action { call: ActionCall, request: Message },
 }
 
 /// What a message from a served mailbox is for.
@@ -519,8 +583,7 @@ pub(crate) enum Sorted {
 }
 
 /// Sorts one message from the mailbox (`parsed`: the message, if the
-/// caller parsed it already); action requests are decoded (from JSON or
-/// pickle) if in a serialization `accepted` allows. Never blocks.
+/// caller parsed it already). Never blocks.
 pub(crate) fn sort(raw: String, parsed: Option<Message>, accepted: Accepted) -> Sorted {
     let Some(request) = parsed.or_else(|| Message::from_json(&raw).ok()) else {
         return Sorted::Ignore;
@@ -575,15 +638,6 @@ pub(crate) async fn handle_library(session: &Arc<Session>, request: Message) -> 
         }
     }
     Ok(Step::Continue)
-}
-
-/// [`sort`], then [`handle_library`] for what is the library's.
-pub(crate) async fn triage(session: &Arc<Session>, raw: String) -> Result<Step> {
-    match sort(raw, None, session.client.options().allowed_deserializers) {
-        Sorted::Ignore => Ok(Step::Continue),
-        Sorted::Action { call, request, .. } => Ok(Step::Action { call, request }),
-        Sorted::Library(request) => handle_library(session, request).await,
-    }
 }
 
 /// A cancel request: the target, if it is still running, is answered with

@@ -22,27 +22,13 @@
 //! `max_concurrency` does not apply: every action request becomes an event
 //! at once, and the program decides how many it works on.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc;
 
-use crate::client::listener::{Route, Routed, ServeControl};
 use crate::client::queue::{Event, EventBody, Queue, ServedRequest};
-use crate::client::serve::{handle_library, sort, ReplyMode, Session, Sorted, Step};
+use crate::client::serve::{route, serve_loop, ReplyMode, Session};
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime;
-use crate::wire::message::Message;
-
-/// What the serving task is handed by the route.
-// Moved once per message; a Box would add an allocation to each.
-#[allow(clippy::large_enum_variant)]
-enum Work {
-    /// A request the library answers itself.
-    Library(Message),
-    /// The listener ended (the client closed, the mailbox went away).
-    Ended(Result<()>),
-}
 
 /// Serves the agent of `client` into `queue` (events with `token`) and
 /// returns. `InvalidArgument` if the client is serving or listening
@@ -53,7 +39,17 @@ pub fn serve_queue(client: &Client, queue: &Queue, token: u64) -> Result<()> {
     let control = client.begin_serving()?;
     let session = Session::new(client.clone(), ReplyMode::Background);
     let (work, inbox) = mpsc::unbounded_channel();
-    let route = route(session.clone(), queue.clone(), token, work);
+    let to_queue = queue.clone();
+    let route = route(session.clone(), work, move |call, reply, raw| {
+        if call.action.contains('\0') {
+            let _ = reply.error("the action name contains a NUL character, which C cannot receive");
+            return;
+        }
+        to_queue.post(Event {
+            token,
+            body: EventBody::Request(ServedRequest::new(raw, call, reply)),
+        });
+    });
     if let Err(e) = client.inner.set_route(route) {
         client.end_serving();
         return Err(e);
@@ -71,70 +67,4 @@ pub fn serve_queue(client: &Client, queue: &Queue, token: u64) -> Result<()> {
         });
     });
     Ok(())
-}
-
-/// The route of a served client: action requests become events here, on
-/// the listener's thread; the rest goes to the serving task.
-fn route(
-    session: Arc<Session>,
-    queue: Queue,
-    token: u64,
-    work: mpsc::UnboundedSender<Work>,
-) -> Route {
-    let accepted = session.client.options().allowed_deserializers;
-    Route(Box::new(move |routed| match routed {
-        Routed::Message { raw, parsed } => match sort(raw, parsed, accepted) {
-            Sorted::Ignore => {}
-            Sorted::Action { call, request, raw } => {
-                let reply = session.reply_for(request, None);
-                if call.action.contains('\0') {
-                    let _ = reply
-                        .error("the action name contains a NUL character, which C cannot receive");
-                    return;
-                }
-                queue.post(Event {
-                    token,
-                    body: EventBody::Request(ServedRequest::new(raw, call, reply)),
-                });
-            }
-            Sorted::Library(request) => {
-                let _ = work.send(Work::Library(request));
-            }
-        },
-        Routed::Ended(outcome) => {
-            let _ = work.send(Work::Ended(outcome));
-        }
-    }))
-}
-
-/// Does the library's part until serving ends; returns why.
-async fn serve_loop(
-    session: &Arc<Session>,
-    control: &Arc<ServeControl>,
-    mut inbox: mpsc::UnboundedReceiver<Work>,
-) -> Result<()> {
-    let client = &session.client;
-    loop {
-        if control.is_stopped() {
-            return match client.is_closed() {
-                true => Err(Error::closed(format!(
-                    "the client of {} was closed",
-                    client.mailbox_id()
-                ))),
-                false => Ok(()),
-            };
-        }
-        let work = tokio::select! {
-            _ = control.wake.notified() => continue,
-            work = inbox.recv() => work,
-        };
-        match work {
-            Some(Work::Library(request)) => match handle_library(session, request).await? {
-                Step::Stop => return Ok(()),
-                Step::Continue | Step::Action { .. } => {}
-            },
-            Some(Work::Ended(outcome)) => return outcome,
-            None => return Err(Error::internal("the serving route went away")),
-        }
-    }
 }

@@ -668,7 +668,10 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 /// academy_agent_serve_queue() and a listen (their queues get an
 /// ACADEMY_EVENT_ENDED; academy_agent_serve() returns ACADEMY_ERR_CLOSED
 /// after the requests in progress were answered with academy-py's
-/// ActionCancelledError, sent before the client's connections close), and
+/// ActionCancelledError, sent before the client's connections close; a
+/// reply completed with ACADEMY_OK before, also one from an
+/// ACADEMY_EVENT_REQUEST event whose response was still going out in the
+/// background, reaches the exchange before close returns), and
 /// fails calls waiting on it with
 /// ACADEMY_ERR_CLOSED (an `_async` call's event then says CLOSED). A user
 /// client also terminates its own mailbox (an agent's mailbox stays, so the
@@ -700,8 +703,9 @@ pub unsafe extern "C" fn academy_client_unshare_mailbox(
 /// Blocks: until the pending sends have ended, until the listen stream has
 /// ended (at most `request_timeout_s` and a second), on a serving client
 /// until serving has answered its requests in progress (at most
-/// `request_timeout_s`), and for one round trip (user clients) or one per
-/// unread message put back (agent clients).
+/// `request_timeout_s`), until the replies completed before have gone out
+/// (at most `request_timeout_s` and a second), and for one round trip
+/// (user clients) or one per unread message put back (agent clients).
 ///
 /// Thread-safety: thread-safe: calls on other threads wake with
 /// ACADEMY_ERR_CLOSED.

@@ -19,12 +19,19 @@
 //! of nanoseconds against the microseconds of the cheapest call that talks
 //! to an exchange.
 //!
-//! Tokens are `generation << 48 | (index + 1) << 4 | type`: never NULL, never
-//! taken for a handle of another type, and never
-//! an address a program could own (user-space addresses are below 2^47), so
-//! Go's and Julia's garbage collectors treat them as foreign pointers. A
-//! slot's generation has 16 bits: a stale handle could be mistaken for a
-//! live one only after its slot was reused 65,535 more times.
+//! Tokens are `generation << 36 | (index + 1) << 4 | type`: never NULL,
+//! never taken for a handle of another type, and never an address a
+//! program could own (generations start at 2^11, so every token is at
+//! least 2^47, and user-space addresses are below 2^47), so Go's and
+//! Julia's garbage collectors treat them as foreign pointers. Up to 2^32 - 1
+//! handles of one type may be live at once.
+//!
+//! A stale handle must never match a live one, however long the process
+//! runs: a slot's generation (28 bits) goes up by one each time the slot
+//! is freed, and a slot whose generation reached the last value is retired,
+//! never handed out again, instead of wrapping around. A slot serves about
+//! 268 million handles one after another; retiring one costs the 16 bytes
+//! of its entry.
 //!
 //! # fork()
 //!
@@ -58,7 +65,7 @@ pub(crate) trait Handle: Send + Sync + Sized + 'static {
 
 /// One slot of a [`Registry`].
 struct Slot<T> {
-    generation: u16,
+    generation: u32,
     /// The process that made the handle.
     pid: u32,
     value: Option<Arc<T>>,
@@ -76,20 +83,25 @@ pub(crate) struct Registry<T> {
     _type: PhantomData<T>,
 }
 
-const INDEX_BITS: u32 = 44;
+const INDEX_BITS: u32 = 32;
 const INDEX_SHIFT: u32 = 4;
-const GENERATION_SHIFT: u32 = 48;
+const GENERATION_SHIFT: u32 = INDEX_SHIFT + INDEX_BITS;
+/// A new slot's generation: the smallest that puts a token above every
+/// user-space address (2^47).
+const FIRST_GENERATION: u32 = 1 << (47 - GENERATION_SHIFT);
+/// The last generation a slot may have; then it is retired.
+const LAST_GENERATION: u32 = (1 << (usize::BITS - GENERATION_SHIFT)) - 1;
 
-fn token(tag: usize, index: usize, generation: u16) -> usize {
+fn token(tag: usize, index: usize, generation: u32) -> usize {
     ((generation as usize) << GENERATION_SHIFT) | ((index + 1) << INDEX_SHIFT) | tag
 }
 
 /// The slot index and generation of a token of type `tag`, if it is one.
-fn untoken(tag: usize, token: usize) -> Option<(usize, u16)> {
+fn untoken(tag: usize, token: usize) -> Option<(usize, u32)> {
     let low = token & ((1 << INDEX_SHIFT) - 1);
     let index = (token >> INDEX_SHIFT) & ((1 << INDEX_BITS) - 1);
-    let generation = (token >> GENERATION_SHIFT) as u16;
-    (low == tag && index > 0 && generation > 0).then(|| (index - 1, generation))
+    let generation = (token >> GENERATION_SHIFT) as u32;
+    (low == tag && index > 0 && generation >= FIRST_GENERATION).then(|| (index - 1, generation))
 }
 
 // Tokens need 64-bit pointers.
@@ -117,6 +129,15 @@ impl<T> Registry<T> {
         self.slots.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets the generation of the slot of a live handle (for tests: a slot
+    /// near its last generation without freeing it 2^28 times).
+    #[cfg(test)]
+    fn set_generation(&self, token: usize, tag: usize, generation: u32) -> usize {
+        let (index, _) = untoken(tag, token).expect("a token");
+        self.write().slots[index].generation = generation;
+        self::token(tag, index, generation)
+    }
+
     /// How many handles of this type are live (for tests).
     #[cfg(test)]
     fn live(&self) -> usize {
@@ -141,8 +162,14 @@ pub(crate) fn new_handle<T: Handle>(value: T) -> *mut T {
             index
         }
         None => {
+            // Beyond 2^32 - 1 live handles of one type a token has no room.
+            assert!(
+                slots.slots.len() < (1 << INDEX_BITS) - 1,
+                "more than 2^32 - 1 live {} handles",
+                T::NAME
+            );
             slots.slots.push(Slot {
-                generation: 1,
+                generation: FIRST_GENERATION,
                 pid,
                 value,
             });
@@ -198,8 +225,11 @@ pub(crate) fn take<T: Handle>(ptr: *const T) -> Option<Arc<T>> {
         .filter(|s| s.generation == generation && s.value.is_some())?;
     let value = slot.value.take();
     let made_here = slot.pid == current_pid();
-    slot.generation = slot.generation.checked_add(1).unwrap_or(1);
-    slots.free.push(index);
+    // Retired rather than wrapped: its old handles stay dead for good.
+    if slot.generation < LAST_GENERATION {
+        slot.generation += 1;
+        slots.free.push(index);
+    }
     drop(slots);
     if made_here {
         value
@@ -361,14 +391,59 @@ mod tests {
 
     #[test]
     fn tokens_are_not_addresses() {
-        let t = token(3, 0, 1);
-        assert!(t >= 1 << 48 && t & 0xf == 3);
-        assert_eq!(untoken(3, t), Some((0, 1)));
+        let t = token(3, 0, FIRST_GENERATION);
+        assert!(t >= 1 << 47 && t & 0xf == 3);
+        assert_eq!(untoken(3, t), Some((0, FIRST_GENERATION)));
         assert_eq!(untoken(4, t), None, "another type");
-        let big = token(3, 123_456, u16::MAX);
-        assert_eq!(untoken(3, big), Some((123_456, u16::MAX)));
+        let big = token(3, u32::MAX as usize - 1, LAST_GENERATION);
+        assert_eq!(
+            untoken(3, big),
+            Some((u32::MAX as usize - 1, LAST_GENERATION))
+        );
         assert_eq!(untoken(3, 0), None);
         assert_eq!(untoken(0, 0x7fff_1234_5670), None, "a real address");
+        assert_eq!(untoken(0, 0x7fff_ffff_fff0), None, "the top address");
+        assert!(LAST_GENERATION - FIRST_GENERATION > 1 << 27);
+    }
+
+    #[derive(Debug)]
+    struct Cycled(u32);
+    static CYCLED: Registry<Cycled> = Registry::new();
+    impl Handle for Cycled {
+        const NAME: &'static str = "cycled";
+        const TAG: usize = 13;
+        fn registry() -> &'static Registry<Self> {
+            &CYCLED
+        }
+    }
+
+    /// A slot at its last generation is retired when freed, never handed
+    /// out again with a generation that wrapped around: a stale handle of
+    /// it stays dead, and freeing that stale handle frees nothing.
+    #[test]
+    fn a_slot_is_retired_at_its_last_generation_instead_of_wrapping() {
+        let first = new_handle(Cycled(0));
+        let token = CYCLED.set_generation(first as usize, Cycled::TAG, LAST_GENERATION - 2);
+        let mut stale = Vec::new();
+        let mut handle = token as *mut Cycled;
+        for n in 1..=5 {
+            assert!(take(handle).is_some());
+            stale.push(handle);
+            handle = new_handle(Cycled(n));
+            for old in &stale {
+                assert_ne!(*old, handle, "a stale handle came back");
+                assert!(take(*old).is_none(), "a stale handle freed a live one");
+            }
+            assert_eq!(get(handle, "h").unwrap().0, n);
+        }
+        // Three generations were left: the slot gave its last, then was
+        // retired and new handles went to a new slot.
+        let (index_now, generation_now) = untoken(Cycled::TAG, handle as usize).unwrap();
+        let (index_then, _) = untoken(Cycled::TAG, token).unwrap();
+        assert_ne!(index_now, index_then);
+        assert!(generation_now < LAST_GENERATION - 2);
+        take(handle);
+        assert_eq!(CYCLED.live(), 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::wire::message::parse_json;
 /// The answer to one action request (opaque). Complete it once, with
 /// academy_reply_ok() or academy_reply_error(), from any thread; a
 /// completion that succeeds frees it, one whose response could not be sent
-/// leaves it open for another try.
+/// while it waited (academy_reply_ok()) leaves it open for another try.
 /// @ingroup serving
 pub struct academy_reply {
     pub(crate) reply: Reply,
@@ -32,9 +32,9 @@ impl Handle for academy_reply {
 /// Completes a reply. A completed reply leaves the registry (a second
 /// completion answers CLOSED instead of touching freed memory), and so
 /// does one that can no longer be completed (CLOSED: answered already, or
-/// its client closed). A reply whose answer could not be sent (the result
-/// too large, the exchange down) stays open, so that the handler can
-/// complete it again, with an error say.
+/// its client closed). A reply whose answer could not be sent while the
+/// completion waited for it (the result too large) stays open, so that the
+/// handler can complete it again, with an error say.
 fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>) -> Result<()> {
     let open = handle::get(reply, "reply")?;
     let outcome = answer(&open.reply);
@@ -53,20 +53,31 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 /// as the tuple (1, 2), academy_ndarray_write()'s form as a numpy array); as
 /// JSON text (forms and all) to a caller that asked for JSON.
 ///
-/// A reply from an ACADEMY_EVENT_REQUEST event returns at once and its
-/// response goes out in the background; if that send fails (the result
-/// too large for the exchange, say), the library answers the caller with
-/// an error that says why (a Python caller raises AcademyRemoteError), so
-/// no caller waits out its timeout. A reply given to an
-/// academy_agent_serve() handler sends the response and waits for the
-/// exchange.
+/// The response goes out in the background, pipelined with the client's
+/// other sends, and the call returns at once; if that send fails (the
+/// exchange down past the retries, say), the library answers the caller
+/// with an error that says why (a Python caller raises AcademyRemoteError),
+/// so no caller waits out its timeout. One exception, for a reply given to
+/// an academy_agent_serve() handler: a response larger than every one the
+/// exchange accepted from this serving so far (the first one, say) is sent
+/// while the call waits for the exchange, so that a result too large for
+/// it returns ACADEMY_ERR_MESSAGE_TOO_LARGE with the reply still open.
+///
+/// Every request gets exactly one answer: this reply, or the
+/// ActionCancelledError that ending serving (academy_agent_stop(),
+/// academy_client_close(), a shutdown request) sends for the requests left.
+/// A completion that returns ACADEMY_OK was the answer, and it goes out
+/// even if serving ends or the client closes right after (a close, and
+/// academy_agent_serve() before it returns, wait for it); one that comes
+/// after serving ended returns ACADEMY_ERR_CLOSED, its caller having been
+/// answered with ActionCancelledError.
 ///
 /// @param reply the reply, owned by the program until this call: freed here
 ///        on ACADEMY_OK and ACADEMY_ERR_CLOSED. After any other status
-///        (a bad argument, or for a reply of academy_agent_serve() a
-///        response that could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the
-///        transport errors) it stays open, and the program completes it
-///        again, e.g. with academy_reply_error(). Not NULL.
+///        (a bad argument, or a response sent while the call waited that
+///        could not be sent: MESSAGE_TOO_LARGE, TIMEOUT, the transport
+///        errors) it stays open, and the program completes it again, e.g.
+///        with academy_reply_error(). Not NULL.
 /// @param result_json the result, any JSON value; NULL means `null`. Read
 ///        during the call only.
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply`,
@@ -74,11 +85,12 @@ fn complete(reply: *mut academy_reply, answer: impl FnOnce(&Reply) -> Result<()>
 ///         pickled when the caller asked for pickle (the reply stays open);
 ///         ACADEMY_ERR_CLOSED if the request was already answered (completed
 ///         before, cancelled, or serving ended) or the reply is not a live
-///         reply; for a reply of academy_agent_serve(), the statuses of
-///         academy_client_send() when the response cannot be sent.
+///         reply; for a response sent while the call waited (see above),
+///         the statuses of academy_client_send() when it cannot be sent.
 ///
-/// Blocks: for one round trip with a reply of academy_agent_serve(); not at
-/// all with a reply from an ACADEMY_EVENT_REQUEST event.
+/// Blocks: not with a reply from an ACADEMY_EVENT_REQUEST event; with a
+/// reply of academy_agent_serve(), for one round trip when the response is
+/// larger than every one accepted before in this serving, else not.
 ///
 /// Thread-safety: thread-safe: any thread may complete a reply; if two
 /// threads complete one reply at once, one wins and the other gets
@@ -136,8 +148,10 @@ pub unsafe extern "C" fn academy_reply_cancelled(
 /// `AcademyRemoteError(message)`, whether it asked for the exception as JSON
 /// or as pickle.
 ///
-/// Sends the response as academy_reply_ok() does: in the background for a
-/// reply from an ACADEMY_EVENT_REQUEST event, else waiting for the exchange.
+/// Sends the response as academy_reply_ok() does: in the background, but
+/// for a response of an academy_agent_serve() handler larger than every one
+/// the exchange accepted from this serving so far, which the call waits
+/// for.
 ///
 /// @param reply the reply, owned by the program until this call: freed here
 ///        on ACADEMY_OK and ACADEMY_ERR_CLOSED; after any other status it
@@ -147,12 +161,11 @@ pub unsafe extern "C" fn academy_reply_cancelled(
 /// @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument or
 ///         invalid UTF-8 (the reply stays open); ACADEMY_ERR_CLOSED if the
 ///         request was already answered (completed before, cancelled, or
-///         serving ended) or the reply is not a live reply; for a reply of
-///         academy_agent_serve(), the statuses of academy_client_send() when
-///         the response cannot be sent.
+///         serving ended) or the reply is not a live reply; for a response
+///         sent while the call waited, the statuses of academy_client_send()
+///         when it cannot be sent.
 ///
-/// Blocks: for one round trip with a reply of academy_agent_serve(); not at
-/// all with a reply from an ACADEMY_EVENT_REQUEST event.
+/// Blocks: as academy_reply_ok().
 ///
 /// Thread-safety: thread-safe, as academy_reply_ok().
 /// @ingroup serving

@@ -82,7 +82,12 @@ fn call_handler(
 /// the request says `terminate: false`) and cancel requests, and calls
 /// `handler` for each action request. Handlers run on up to `max_concurrency`
 /// (a factory option) threads that the library starts, never on its
-/// runtime's threads, so they may call any libacademy function.
+/// runtime's threads, so they may call any libacademy function. A request
+/// waits for a handler while `max_concurrency` requests are in progress (a
+/// request is in progress until its reply is completed, which may be after
+/// its handler returned). Replies go out in the background, pipelined (see
+/// academy_reply_ok()); this function returns after they have gone out
+/// (waiting at most the request timeout).
 ///
 /// Requests come in JSON or in pickle (academy-py's default): the handler
 /// sees the same JSON form of the arguments either way (a tuple as
