@@ -91,9 +91,13 @@
  *   ASCII character costs 1 byte, `"` and `\` 4, `é` 7, an emoji (a
  *   surrogate pair, `\\ud83d\\ude00`) 14, exactly as academy-py counts.
  *   An action call with one string argument is that argument's cost plus
- *   490 bytes (a one-letter action name, ids without names): under the
- *   default limit, an ASCII string argument of up to 523,798 characters,
- *   or 37,414 emoji. Past the limit a send answers
+ *   496 bytes (a one-letter action name, ids without names): under the
+ *   default limit, an ASCII string argument of up to 523,792 characters,
+ *   or 37,413 emoji. Arguments with a `py/` form, and results asked for
+ *   as pickle (every call's, and a default Python caller's), travel as
+ *   base64 of a pickle instead: 4 bytes per 3 of pickle, about 1.34 bytes
+ *   per byte of a numpy array's data (so an array of up to about 380 KiB
+ *   fits under the default limit). Past the limit a send answers
  *   ACADEMY_ERR_MESSAGE_TOO_LARGE.
  * - Time: a call's `timeout_s` bounds the wait for its answer once the
  *   request is sent. Sending is bounded on its own by `retries` tries of
@@ -109,6 +113,15 @@
  * fork(): after fork(), handles made before it answer ACADEMY_ERR_CLOSED
  * in the child, and freeing them there only forgets them; new factories
  * and clients made in the child work.
+ *
+ * Python values: academy-py pickles action arguments and results by
+ * default. Handlers and callers see every value in its JSON form: plain
+ * JSON where JSON has it, `{"py/tuple": [...]}`, `{"py/bytes": "AP9h"}`,
+ * `{"py/ndarray": {...}}`, `{"py/object": "module:Class", "state": ...}`
+ * and the other forms the README lists (section Python values) where it
+ * has not; arrays and bytes are read and written as typed buffers
+ * (academy_ndarray_read(), academy_bytes_write(), ...). Pickles are read
+ * as data, never run.
  *
  * Completion queues (::academy_queue) let one thread keep any number of
  * calls in flight and serve agents from its own event loop: `_async`
@@ -150,6 +163,10 @@
  *
  * @defgroup messages Messages and ids
  * @brief Making and decoding Academy messages and ids, with no network.
+ *
+ * @defgroup pyvalues Python values
+ * @brief Python values that JSON lacks (numpy arrays, bytes, tuples, ...)
+ * in their JSON forms, and arrays and bytes as typed buffers.
  *
  * @defgroup exchange Embedded exchange
  * @brief An exchange server inside this process.
@@ -348,6 +365,13 @@ typedef enum academy_status {
 } academy_status;
 
 /**
+ * The serializations an agent reads requests in (academy-py's
+ * `allowed_deserializers`); a request in another is refused with
+ * `DeserializationMethodProhibitedError`, as academy-py refuses it.
+ */
+typedef struct Accepted Accepted;
+
+/**
  * A client bound to one mailbox (opaque). Thread-safe: any number of threads
  * may use one client at once.
  * @ingroup client
@@ -408,6 +432,54 @@ typedef void (*academy_log_fn)(void *user_data,
                                const char *message);
 
 /**
+ * A numpy array as a typed buffer (read-only; the library allocates it,
+ * the program frees it with academy_ndarray_free()).
+ *
+ * Its elements are in this machine's byte order whatever order they
+ * travelled in, and laid out as `order` says.
+ * @ingroup pyvalues
+ */
+typedef struct academy_ndarray {
+  /**
+   * numpy's `dtype.str` in this machine's byte order: "<f8", "<i4",
+   * "|b1", "|u1", "<c16", ... (NUL-terminated).
+   */
+  const char *dtype;
+  /**
+   * 'b' bool, 'i' signed integer, 'u' unsigned integer, 'f' float,
+   * 'c' complex (two floats of itemsize / 2 bytes: real, imaginary).
+   */
+  char kind;
+  /**
+   * Bytes per element.
+   */
+  size_t itemsize;
+  /**
+   * The number of dimensions; 0 for a 0-d array (one element).
+   */
+  size_t ndim;
+  /**
+   * `ndim` sizes; NULL when `ndim` is 0.
+   */
+  const size_t *shape;
+  /**
+   * 'C' (row-major: the last index varies fastest) or 'F' (column-major:
+   * the first index varies fastest): how `data` is laid out.
+   */
+  char order;
+  /**
+   * `nbytes` bytes of elements, aligned for any of these element types
+   * (16 bytes). Never NULL (not to be read when `nbytes` is 0). The
+   * program may write into it (it is the program's copy).
+   */
+  void *data;
+  /**
+   * product(shape) * itemsize.
+   */
+  size_t nbytes;
+} academy_ndarray;
+
+/**
  * One event (read-only). The library allocates it and owns its strings;
  * the program frees it, strings and all, with `academy_event_free`.
  * Fields may be added at the end in later versions.
@@ -466,9 +538,10 @@ typedef struct academy_event {
 
 /**
  * An action handler: called for each action request with the action name,
- * its positional arguments (a JSON array) and keyword arguments (a JSON
- * object). The strings belong to the library and are valid only during the
- * call. The handler completes `reply` exactly once, during the call or later
+ * its positional arguments (a JSON array of the argument tuple's items) and
+ * keyword arguments (a JSON object), in the JSON forms of Python values
+ * whether the caller sent JSON or pickle (see the "Python values" group).
+ * The strings belong to the library and are valid only during the call. The handler completes `reply` exactly once, during the call or later
  * from any thread, with `academy_reply_ok` or `academy_reply_error`. It runs
  * on threads the library starts for serving, never on the library's runtime
  * threads, so it may call any libacademy function.
@@ -479,6 +552,11 @@ typedef void (*academy_action_fn)(void *user_data,
                                   const char *args_json,
                                   const char *kwargs_json,
                                   struct academy_reply *reply);
+
+/**
+ * An object's index in [`Graph::nodes`].
+ */
+typedef uint32_t Id;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1015,8 +1093,16 @@ enum academy_status academy_client_request(struct academy_client *client,
                                            char **out_response_json);
 
 /**
- * Calls the action `action` of the agent `agent_id_json` with JSON
- * serialization and waits for its result.
+ * Calls the action `action` of the agent `agent_id_json` and waits for its
+ * result.
+ *
+ * The arguments go as JSON when they hold no `py/` form and as pickle when
+ * they do (the factory option `request_serialization` can force either;
+ * academy_action_request_body_as() forces one per call), so a Python agent
+ * receives tuples, bytes, numpy arrays, dataclasses (`py/object`) as such.
+ * The result is asked for as pickle and arrives in its JSON form, whatever
+ * picklable value the action returned (see the README, section Python values);
+ * an exception is asked for as JSON, which keeps its traceback.
  *
  * @param client the client; stays owned by the caller. Not NULL.
  * @param agent_id_json the agent's id (JSON). Not NULL.
@@ -1025,14 +1111,17 @@ enum academy_status academy_client_request(struct academy_client *client,
  * @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
  * @param timeout_s how long to wait for the result, in seconds; < 0:
  *        forever. Not NaN.
- * @param[out] out_result_json receives the result as JSON on success;
+ * @param[out] out_result_json receives the result's JSON form on success;
  *        the caller frees it with academy_string_free(). Not NULL.
  * @return ACADEMY_OK; ACADEMY_ERR_REMOTE when the action raised (the remote
- *         traceback is in academy_last_error()); ACADEMY_ERR_TIMEOUT;
- *         ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone);
- *         ACADEMY_ERR_PROTOCOL (the agent cannot read JSON or speaks another
- *         protocol); ACADEMY_ERR_INVALID_ARGUMENT for NULL or malformed
- *         arguments or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
+ *         traceback is in academy_last_error()), also when the agent refuses
+ *         the arguments' serialization (a JSON-only Python agent given a
+ *         pickle says DeserializationMethodProhibitedError);
+ *         ACADEMY_ERR_TIMEOUT; ACADEMY_ERR_MAILBOX_TERMINATED (the agent is
+ *         gone); ACADEMY_ERR_PROTOCOL (a result that cannot be read, or an
+ *         agent that speaks another protocol); ACADEMY_ERR_INVALID_ARGUMENT
+ *         for NULL or malformed arguments (a `py/` form that cannot be
+ *         pickled) or a NaN timeout; ACADEMY_ERR_CLOSED for a closed or freed client, or one made before fork() (in the child); the transport errors.
  *
  * Blocks: up to `timeout_s`.
  *
@@ -1139,15 +1228,17 @@ enum academy_status academy_client_request_async(struct academy_client *client,
 /**
  * Starts academy_client_action() without waiting.
  *
- * Calls the action `action` of the agent `agent_id_json` (JSON
- * serialization) and returns at once. When the call ends, one
- * ACADEMY_EVENT_CALL event with `token` comes to `queue`: status ACADEMY_OK
- * with the result JSON in `json`, or the failure with its text in `error`:
+ * Calls the action `action` of the agent `agent_id_json` (arguments and
+ * result written as academy_client_action() writes them) and returns at
+ * once. When the call ends, one ACADEMY_EVENT_CALL event with `token` comes
+ * to `queue`: status ACADEMY_OK with the result's JSON form in `json`, or
+ * the failure with its text in `error`:
  * ACADEMY_ERR_REMOTE when the action raised (the remote traceback),
  * ACADEMY_ERR_TIMEOUT after `timeout_s`, ACADEMY_ERR_CLOSED if the client is
  * closed first, ACADEMY_ERR_MAILBOX_TERMINATED (the agent is gone),
- * ACADEMY_ERR_PROTOCOL, the transport errors. No limit on calls in flight
- * but memory (see academy_client_request_async()).
+ * ACADEMY_ERR_PROTOCOL (a result that cannot be read), the transport
+ * errors. No limit on calls in flight but memory (see
+ * academy_client_request_async()).
  *
  * @param client the client; stays owned by the caller. Not NULL.
  * @param agent_id_json the agent's id (JSON); read during the call only. Not
@@ -1163,7 +1254,8 @@ enum academy_status academy_client_request_async(struct academy_client *client,
  *        its event.
  * @return ACADEMY_OK (the call started); any other status means it was not
  *         started and no event will come: ACADEMY_ERR_INVALID_ARGUMENT (NULL
- *         or malformed arguments, a NaN timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
+ *         or malformed arguments, a `py/` form that cannot be pickled, a NaN
+ *         timeout); ACADEMY_ERR_CLOSED (a closed or freed client, a freed queue, or a handle made before fork(), in the child).
  *
  * Blocks: no.
  *
@@ -1342,8 +1434,11 @@ void academy_exchange_free(struct academy_exchange *exchange);
  * `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
  * `connect_timeout_s`, `retries`, `initial_retry_backoff_s`,
  * `heartbeat_interval_s`, `max_concurrency`, `globus_token_url`,
- * `busy_poll_us`, `max_in_flight` and `resend_unacknowledged`; the README's
- * "Factory options" table says what each does and its default.
+ * `busy_poll_us`, `max_in_flight`, `resend_unacknowledged`,
+ * `allowed_deserializers` (the serializations a served agent reads,
+ * `["json", "pickle"]`) and `request_serialization` (how calls write
+ * arguments: `"auto"`, `"json"` or `"pickle"`); the README's "Factory
+ * options" table says what each does and its default.
  *
  * @param url the exchange's URL; read during the call only. Not NULL.
  * @param options_json the options, or NULL for the defaults; copied, so the
@@ -1385,7 +1480,8 @@ enum academy_status academy_http_factory_new(const char *url,
  * `connect_timeout_s` (30), `retries` (1: how many times a command that
  * could not reach Redis is tried again, after `initial_retry_backoff_s`
  * (1.0), doubling), `heartbeat_interval_s` (30), `max_concurrency` (1),
- * `max_in_flight` (64) and `busy_poll_us` (200), as for
+ * `max_in_flight` (64), `busy_poll_us` (200), `allowed_deserializers`
+ * (`["json", "pickle"]`) and `request_serialization` (`"auto"`), as for
  * academy_http_factory_new(). The HTTP-only options (`auth_method`,
  * `additional_headers`, `ssl_verify`, `ca_file`, `globus_token_url`) and
  * unknown keys are errors.
@@ -1625,8 +1721,16 @@ enum academy_status academy_message_response(const char *request_json,
                                              char **out_message_json);
 
 /**
- * Makes the body of an action request with JSON serialization, as a Python
- * `Handle` sends it.
+ * Makes the body of an action request, as a Python `Handle` sends it.
+ *
+ * The arguments are written as JSON when they hold no `py/` form, and as
+ * pickle when they do (a pickle is the only way a Python agent receives a
+ * tuple, bytes, a set, a numpy array, a dataclass, ...): the positional
+ * arguments as a tuple of their items. The body asks for the result as
+ * pickle (any picklable Python result arrives; academy_message_result()
+ * decodes it to its JSON form) and for an exception as JSON (which keeps
+ * the remote traceback's text). academy_action_request_body_as() chooses
+ * the arguments' serialization.
  *
  * @param action the action's name. Not NULL.
  * @param args_json the positional arguments, a JSON array; NULL means `[]`.
@@ -1634,7 +1738,8 @@ enum academy_status academy_message_response(const char *request_json,
  * @param[out] out_body_json receives the body JSON on success;
  *        the caller frees it with academy_string_free(). Not NULL.
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `action` or
- *         `out_body_json`, invalid UTF-8 or malformed JSON.
+ *         `out_body_json`, invalid UTF-8, malformed JSON, or a `py/` form
+ *         that cannot be pickled (e.g. `{"py/tuple": 5}`).
  *
  * Blocks: no.
  *
@@ -1647,10 +1752,44 @@ enum academy_status academy_action_request_body(const char *action,
                                                 char **out_body_json);
 
 /**
+ * Makes the body of an action request whose arguments are written in the
+ * serialization named, for a call that forces one.
+ *
+ * As academy_action_request_body(), which is this with `serialization`
+ * "auto". Send the body with academy_client_request() or
+ * academy_client_request_async() and decode the response with
+ * academy_message_result(): a call with a serialization of its own,
+ * whatever the factory's `request_serialization` says.
+ *
+ * @param action the action's name. Not NULL.
+ * @param args_json the positional arguments, a JSON array; NULL means `[]`.
+ * @param kwargs_json the keyword arguments, a JSON object; NULL means `{}`.
+ * @param serialization "auto" (JSON unless the arguments hold a `py/` form,
+ *        then pickle), "json" (always; a `py/` form arrives in Python as a
+ *        dict) or "pickle" (always); NULL means "auto".
+ * @param[out] out_body_json receives the body JSON on success;
+ *        the caller frees it with academy_string_free(). Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `action` or
+ *         `out_body_json`, invalid UTF-8, malformed JSON, an unknown
+ *         `serialization`, or a `py/` form that cannot be pickled.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state).
+ * @ingroup messages
+ */
+enum academy_status academy_action_request_body_as(const char *action,
+                                                   const char *args_json,
+                                                   const char *kwargs_json,
+                                                   const char *serialization,
+                                                   char **out_body_json);
+
+/**
  * Decodes the response message `response_json`.
  *
- * The result of an action response as JSON, or `null` for a success
- * response.
+ * The result of an action response in its JSON form (decoded from JSON or
+ * from pickle: a tuple arrives as `{"py/tuple": [...]}`, a numpy array as
+ * `{"py/ndarray": {...}}`, ...), or `null` for a success response.
  *
  * @param response_json the response message (JSON). Not NULL.
  * @param[out] out_result_json receives the result JSON on success;
@@ -1660,8 +1799,10 @@ enum academy_status academy_action_request_body(const char *action,
  *         error responses that say the call was cancelled or refused;
  *         ACADEMY_ERR_MAILBOX_TERMINATED for an academy error response
  *         saying the mailbox was terminated; ACADEMY_ERR_PROTOCOL for other
- *         academy error responses, a result that is not JSON-serialized,
- *         or a body that is no response; ACADEMY_ERR_INVALID_ARGUMENT for a
+ *         academy error responses, a result that cannot be read (a
+ *         serialization other than JSON and pickle, a pickle that is
+ *         malformed or holds what this library does not read), or a body
+ *         that is no response; ACADEMY_ERR_INVALID_ARGUMENT for a
  *         NULL argument or JSON that is not a message.
  *
  * Blocks: no.
@@ -1704,6 +1845,171 @@ enum academy_status academy_user_id_new(const char *name, char **out_id_json);
  * @ingroup messages
  */
 enum academy_status academy_agent_id_new(const char *name, char **out_id_json);
+
+/**
+ * Finds the value at a JSON pointer inside JSON text.
+ *
+ * For example the first positional argument of a handler's `args_json` is
+ * at "/0", and key "b" of key "a" of a result at "/a/b".
+ *
+ * @param json the JSON text (Python's NaN and Infinity are read too). Not
+ *        NULL.
+ * @param pointer an RFC 6901 JSON pointer: "" is the whole text, "/0" the
+ *        first item of an array, "/a/b" key "b" of key "a" ("~1" stands for
+ *        '/' and "~0" for '~' in a key); NULL means "".
+ * @param[out] out_json receives the value's JSON text on success; the caller
+ *        frees it with academy_string_free(). Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument,
+ *         malformed JSON, a malformed pointer, or nothing at the pointer.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state).
+ * @ingroup pyvalues
+ */
+enum academy_status academy_json_get(const char *json, const char *pointer, char **out_json);
+
+/**
+ * Reads a numpy array, in its JSON form `{"py/ndarray": {...}}`, as a typed
+ * buffer.
+ *
+ * The form is what a handler sees for a numpy array argument and what a
+ * call returns for a numpy array result. The elements are copied into the
+ * new ::academy_ndarray, swapped into this machine's byte order if they
+ * travelled in the other.
+ *
+ * @param json JSON text that holds the form. Not NULL.
+ * @param pointer where the form is in `json`, as an RFC 6901 JSON pointer
+ *        (see academy_json_get()), e.g. "/0" for a handler's first
+ *        positional argument; NULL or "" for the whole text.
+ * @param[out] out_array receives the array on success; the program frees it
+ *        with academy_ndarray_free(). Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument,
+ *         malformed JSON or pointer, nothing at the pointer, a value that is
+ *         not the py/ndarray form, a dtype that is not bool, integer,
+ *         unsigned integer, float or complex (the text names the dtype,
+ *         e.g. "<U5" for strings or "<M8[ns]" for datetimes), or data whose
+ *         length does not match the dtype and shape.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state).
+ * @ingroup pyvalues
+ */
+enum academy_status academy_ndarray_read(const char *json,
+                                         const char *pointer,
+                                         struct academy_ndarray **out_array);
+
+/**
+ * Frees an array from academy_ndarray_read(), with its dtype, shape and
+ * data.
+ *
+ * @param array the array, owned by the program and given up here; NULL is
+ *        a no-op. Freeing an array twice is undefined behaviour (arrays are
+ *        plain memory, not checked handles).
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe: from any thread, once, and not while another
+ * thread still reads the array.
+ * @ingroup pyvalues
+ */
+void academy_ndarray_free(struct academy_ndarray *array);
+
+/**
+ * Writes the JSON form of a numpy array, `{"py/ndarray": {...}}`, to pass as
+ * an argument or return as a result (a Python peer receives a
+ * numpy.ndarray, in numpy 1.x and 2.x).
+ *
+ * @param dtype numpy's `dtype.str` of the elements: "<f8", "<i4", "|u1",
+ *        "|b1", "<c16", ...; "=f8" and "f8" mean this machine's byte order;
+ *        ">f8" says `data` holds big-endian numbers (they are not swapped).
+ *        Only bool, integer, unsigned integer, float and complex dtypes.
+ *        Not NULL.
+ * @param ndim the number of dimensions; 0 for a 0-d array (one element).
+ * @param shape `ndim` sizes; may be NULL when `ndim` is 0.
+ * @param order 'C' (row-major) or 'F' (column-major): how `data` is laid
+ *        out.
+ * @param data product(shape) * itemsize bytes of elements, copied; only
+ *        read. May be NULL when that product is 0.
+ * @param[out] out_json receives the JSON form on success; the caller frees
+ *        it with academy_string_free(). Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument
+ *         (`shape` with `ndim` > 0, `data` with elements), a dtype that is
+ *         not of those kinds (the text names it), an `order` other than 'C'
+ *         or 'F', or a shape whose size does not fit in memory.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state); `data` must not change
+ * during the call.
+ * @ingroup pyvalues
+ */
+enum academy_status academy_ndarray_write(const char *dtype,
+                                          size_t ndim,
+                                          const size_t *shape,
+                                          char order,
+                                          const void *data,
+                                          char **out_json);
+
+/**
+ * Reads Python `bytes` or `bytearray`, in their JSON forms
+ * `{"py/bytes": "AP9h"}` / `{"py/bytearray": "AP9h"}` (base64), as bytes.
+ *
+ * @param json JSON text that holds the form. Not NULL.
+ * @param pointer where the form is in `json`, as an RFC 6901 JSON pointer
+ *        (see academy_json_get()); NULL or "" for the whole text.
+ * @param[out] out_data receives the bytes on success; the program frees
+ *        them with academy_bytes_free(). Never NULL on success, also for no
+ *        bytes. Not NULL.
+ * @param[out] out_len receives the number of bytes on success. Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL argument,
+ *         malformed JSON or pointer, nothing at the pointer, or a value that
+ *         is neither form (or whose data is not base64).
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state).
+ * @ingroup pyvalues
+ */
+enum academy_status academy_bytes_read(const char *json,
+                                       const char *pointer,
+                                       uint8_t **out_data,
+                                       size_t *out_len);
+
+/**
+ * Frees bytes from academy_bytes_read().
+ *
+ * @param data the bytes, owned by the program and given up here; NULL is a
+ *        no-op. Freeing them twice is undefined behaviour.
+ * @param len the length academy_bytes_read() gave with them.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe: from any thread, once.
+ * @ingroup pyvalues
+ */
+void academy_bytes_free(uint8_t *data, size_t len);
+
+/**
+ * Writes the JSON form of Python `bytes`, `{"py/bytes": "AP9h"}` (base64), to
+ * pass as an argument or return as a result (a Python peer receives
+ * `bytes`).
+ *
+ * @param data `len` bytes, copied; only read. May be NULL when `len` is 0.
+ * @param len the number of bytes.
+ * @param[out] out_json receives the JSON form on success; the caller frees
+ *        it with academy_string_free(). Not NULL.
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out_json`, or
+ *         a NULL `data` with `len` > 0.
+ *
+ * Blocks: no.
+ *
+ * Thread-safety: thread-safe (no shared state); `data` must not change
+ * during the call.
+ * @ingroup pyvalues
+ */
+enum academy_status academy_bytes_write(const void *data, size_t len, char **out_json);
 
 /**
  * Makes a completion queue.
@@ -1823,6 +2129,12 @@ void academy_event_free(struct academy_event *event);
 /**
  * Completes `reply` with the action's result.
  *
+ * The result, the JSON form of a Python value, goes back in the
+ * serialization the request asked for: as pickle for academy-py's default
+ * Handle, so a `py/` form arrives as its Python value (`{"py/tuple": [1, 2]}`
+ * as the tuple (1, 2), academy_ndarray_write()'s form as a numpy array); as
+ * JSON text (forms and all) to a caller that asked for JSON.
+ *
  * The response goes out in the background, pipelined with the client's
  * other sends, and the call returns at once; if that send fails (the
  * exchange down past the retries, say), the library answers the caller
@@ -1850,8 +2162,9 @@ void academy_event_free(struct academy_event *event);
  *        with academy_reply_error(). Not NULL.
  * @param result_json the result, any JSON value; NULL means `null`. Read
  *        during the call only.
- * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply` or
- *         malformed `result_json` (the reply stays open);
+ * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `reply`,
+ *         malformed `result_json`, or a `py/` form in it that cannot be
+ *         pickled when the caller asked for pickle (the reply stays open);
  *         ACADEMY_ERR_CLOSED if the request was already answered (completed
  *         before, cancelled, or serving ended) or the reply is not a live
  *         reply; for a response sent while the call waited (see above),
@@ -1894,7 +2207,8 @@ enum academy_status academy_reply_cancelled(struct academy_reply *reply, bool *o
 
 /**
  * Completes `reply` with an error; a Python caller raises
- * `AcademyRemoteError(message)`.
+ * `AcademyRemoteError(message)`, whether it asked for the exception as JSON
+ * or as pickle.
  *
  * Sends the response as academy_reply_ok() does: in the background, but
  * for a response of an academy_agent_serve() handler larger than every one
@@ -1935,11 +2249,22 @@ enum academy_status academy_reply_error(struct academy_reply *reply, const char 
  * academy_reply_ok()); this function returns after they have gone out
  * (waiting at most the request timeout).
  *
- * Requests serialized with pickle are answered with an error that a Python
- * caller sees as an exception saying that only JSON is accepted; requests of
- * another protocol major version get academy-py's INCOMPATIBLE_PROTOCOL
- * error. When serving ends, requests whose reply was not completed are
- * answered with ActionCancelledError, so no caller waits forever.
+ * Requests come in JSON or in pickle (academy-py's default): the handler
+ * sees the same JSON form of the arguments either way (a tuple as
+ * `{"py/tuple": [...]}`, a numpy array as `{"py/ndarray": {...}}`, ...;
+ * pickles are read as data, never run). The result goes back in the
+ * serialization the request asks for (`result_serialization`, else the
+ * arguments'), an error in `exception_serialization` (else the result's);
+ * a Python caller raises `AcademyRemoteError(message)` for
+ * academy_reply_error() either way. The factory option
+ * `allowed_deserializers` restricts what the agent reads: a request in
+ * another serialization is answered with academy-py's
+ * DeserializationMethodProhibitedError, and one that cannot be read (a
+ * malformed or hostile pickle) with an error saying why; serving goes on.
+ * Requests of another protocol major version get academy-py's
+ * INCOMPATIBLE_PROTOCOL error. When serving ends, requests whose reply was
+ * not completed are answered with ActionCancelledError, so no caller waits
+ * forever.
  *
  * @param client the agent's client (from academy_agent_client_new()); stays
  *        owned by the caller. Not NULL.
@@ -1980,7 +2305,8 @@ enum academy_status academy_agent_serve(struct academy_client *client,
  *
  * The library answers pings, honours shutdown requests (terminating the
  * mailbox unless the request says `terminate: false`) and cancel requests,
- * and answers requests it cannot read, exactly as academy_agent_serve() does,
+ * reads JSON and pickle requests (as `allowed_deserializers` allows) and
+ * answers those it cannot read, exactly as academy_agent_serve() does,
  * on its own threads; no program code runs there. Each action request
  * becomes an ACADEMY_EVENT_REQUEST event with `token` on `queue`, with
  * `action`, `args_json`, `kwargs_json`, the request message in `json`, and a
