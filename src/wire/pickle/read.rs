@@ -658,40 +658,16 @@ impl<'a> Machine<'a> {
                     let target = self.top()?;
                     self.open_call(target, "BUILD")?.state = Some(state);
                 }
-                PUT => {
-                    let line = self.line()?;
-                    let key = std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| self.error("PUT: not a memo index"))?;
-                    self.put(key)?;
-                }
-                BINPUT => {
-                    let key = self.byte()? as u64;
-                    self.put(key)?;
-                }
-                LONG_BINPUT => {
-                    let key = self.u32()? as u64;
+                PUT | BINPUT | LONG_BINPUT => {
+                    let key = self.memo_key(op)?;
                     self.put(key)?;
                 }
                 MEMOIZE => {
                     let key = self.memo.len() as u64;
                     self.put(key)?;
                 }
-                GET => {
-                    let line = self.line()?;
-                    let key = std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| self.error("GET: not a memo index"))?;
-                    self.get(key)?;
-                }
-                BINGET => {
-                    let key = self.byte()? as u64;
-                    self.get(key)?;
-                }
-                LONG_BINGET => {
-                    let key = self.u32()? as u64;
+                GET | BINGET | LONG_BINGET => {
+                    let key = self.memo_key(op)?;
                     self.get(key)?;
                 }
                 PERSID | BINPERSID => {
@@ -706,6 +682,24 @@ impl<'a> Machine<'a> {
                     return Err(self.error("out-of-band buffers are not supported"));
                 }
                 other => return Err(self.error(format_args!("unknown opcode 0x{other:02x}"))),
+            }
+        }
+    }
+
+    /// The memo index of a `PUT` or `GET` (text, one byte or four).
+    fn memo_key(&mut self, op: u8) -> Result<u64> {
+        match op {
+            BINPUT | BINGET => Ok(self.byte()? as u64),
+            LONG_BINPUT | LONG_BINGET => Ok(self.u32()? as u64),
+            _ => {
+                let line = self.line()?;
+                std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        let name = if op == PUT { "PUT" } else { "GET" };
+                        self.error(format_args!("{name}: not a memo index"))
+                    })
             }
         }
     }

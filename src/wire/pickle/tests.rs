@@ -352,11 +352,21 @@ fn limits_bound_depth_and_size() {
         max_output_bytes: 1 << 20,
     };
     assert!(to_json_form(p, &tight).is_err());
+    // What the memo shares counts when it is copied, not before.
     let small = Limits {
         max_depth: 100,
-        max_output_bytes: 8,
+        max_output_bytes: 18,
     };
-    assert!(to_json_form(b"\x80\x04\x8c\x10abcdefghijklmnop.", &small).is_err());
+    assert!(to_json_form(b"\x80\x04\x8c\x10abcdefghijklmnop.", &small).is_ok());
+    let twice = b"\x80\x04\x8c\x10abcdefghijklmnop\x94h\x00\x86.";
+    assert!(to_json_form(twice, &small).is_err());
+    // A big pickle without sharing fits its default limits, even where
+    // its JSON form is many times its size: 100,000 empty tuples.
+    let mut p = b"\x80\x04](".to_vec();
+    p.extend(std::iter::repeat_n(b')', 100_000));
+    p.extend(b"e.");
+    let v = decode(&p);
+    assert_eq!(v.as_array().map(Vec::len), Some(100_000));
 }
 
 #[test]
