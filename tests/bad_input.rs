@@ -35,6 +35,19 @@ macro_rules! case {
     };
 }
 
+/// C strings that live until the end of a test (no leak for valgrind).
+#[derive(Default)]
+struct Strings(std::cell::RefCell<Vec<std::ffi::CString>>);
+
+impl Strings {
+    fn keep(&self, text: &str) -> *const c_char {
+        let owned = c(text);
+        let p = owned.as_ptr();
+        self.0.borrow_mut().push(owned);
+        p
+    }
+}
+
 const BAD_UTF8: &[u8] = b"\xff\xfe\0";
 fn bad_utf8() -> *const c_char {
     BAD_UTF8.as_ptr() as *const c_char
@@ -62,14 +75,8 @@ fn run(cases: Vec<Case<'_>>) -> usize {
 
 #[test]
 fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
-    // The strings live until the end of the test (no leak for valgrind).
-    let arena = std::cell::RefCell::new(Vec::new());
-    let s = |t: &str| {
-        let owned = c(t);
-        let p = owned.as_ptr();
-        arena.borrow_mut().push(owned);
-        p
-    };
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
     let id = s(r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":null,"role":"user"}"#);
     let ping = s(r#"{"kind":"ping-request"}"#);
     let mut out: *mut c_char = null_mut();
@@ -412,13 +419,8 @@ fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
 /// and results that cannot be read.
 #[test]
 fn bad_python_values_without_a_network() {
-    let arena = std::cell::RefCell::new(Vec::new());
-    let s = |t: &str| {
-        let owned = c(t);
-        let p = owned.as_ptr();
-        arena.borrow_mut().push(owned);
-        p
-    };
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
     let mut out: *mut c_char = null_mut();
     let o = &mut out as *mut *mut c_char;
     let mut array: *mut academy_ndarray = null_mut();
@@ -499,12 +501,26 @@ fn bad_python_values_without_a_network() {
         case!(
             "ndarray_write unknown dtype",
             ACADEMY_ERR_INVALID_ARGUMENT,
-            academy_ndarray_write(s("<U5"), 2, shape.as_ptr(), b'C' as c_char, data.as_ptr().cast(), o)
+            academy_ndarray_write(
+                s("<U5"),
+                2,
+                shape.as_ptr(),
+                b'C' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
         ),
         case!(
             "ndarray_write bad order",
             ACADEMY_ERR_INVALID_ARGUMENT,
-            academy_ndarray_write(s("<f8"), 2, shape.as_ptr(), b'X' as c_char, data.as_ptr().cast(), o)
+            academy_ndarray_write(
+                s("<f8"),
+                2,
+                shape.as_ptr(),
+                b'X' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
         ),
         case!(
             "ndarray_write NULL shape",
@@ -519,7 +535,14 @@ fn bad_python_values_without_a_network() {
         case!(
             "ndarray_write a shape past memory",
             ACADEMY_ERR_INVALID_ARGUMENT,
-            academy_ndarray_write(s("<f8"), 2, huge_shape.as_ptr(), b'F' as c_char, data.as_ptr().cast(), o)
+            academy_ndarray_write(
+                s("<f8"),
+                2,
+                huge_shape.as_ptr(),
+                b'F' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
         ),
         case!(
             "bytes_read not bytes",
@@ -569,14 +592,8 @@ fn bad_input_to_a_live_client_and_use_after_close() {
     let factory = Factory::new(&url, None).unwrap();
     let user = factory.user(None).unwrap();
     let cl = user.0;
-    // The strings live until the end of the test (no leak for valgrind).
-    let arena = std::cell::RefCell::new(Vec::new());
-    let s = |t: &str| {
-        let owned = c(t);
-        let p = owned.as_ptr();
-        arena.borrow_mut().push(owned);
-        p
-    };
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
     let mut out: *mut c_char = null_mut();
     let o = &mut out as *mut *mut c_char;
     let wrong_id = s(r#"{"uid":"1","role":"agent"}"#);
