@@ -12,6 +12,7 @@ use academy::ffi::client::*;
 use academy::ffi::exchange::*;
 use academy::ffi::factory::*;
 use academy::ffi::messages::*;
+use academy::ffi::pyvalue::*;
 use academy::ffi::reply::*;
 use academy::ffi::serve::*;
 use academy::ffi::*;
@@ -32,6 +33,19 @@ macro_rules! case {
             call: Box::new(move || unsafe { $call }),
         }
     };
+}
+
+/// C strings that live until the end of a test (no leak for valgrind).
+#[derive(Default)]
+struct Strings(std::cell::RefCell<Vec<std::ffi::CString>>);
+
+impl Strings {
+    fn keep(&self, text: &str) -> *const c_char {
+        let owned = c(text);
+        let p = owned.as_ptr();
+        self.0.borrow_mut().push(owned);
+        p
+    }
 }
 
 const BAD_UTF8: &[u8] = b"\xff\xfe\0";
@@ -61,14 +75,8 @@ fn run(cases: Vec<Case<'_>>) -> usize {
 
 #[test]
 fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
-    // The strings live until the end of the test (no leak for valgrind).
-    let arena = std::cell::RefCell::new(Vec::new());
-    let s = |t: &str| {
-        let owned = c(t);
-        let p = owned.as_ptr();
-        arena.borrow_mut().push(owned);
-        p
-    };
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
     let id = s(r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":null,"role":"user"}"#);
     let ping = s(r#"{"kind":"ping-request"}"#);
     let mut out: *mut c_char = null_mut();
@@ -407,20 +415,185 @@ fn null_pointers_bad_utf8_and_bad_json_without_a_network() {
     }
 }
 
+/// Python values: the typed buffers, JSON pointers, forced serializations
+/// and results that cannot be read.
+#[test]
+fn bad_python_values_without_a_network() {
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
+    let mut out: *mut c_char = null_mut();
+    let o = &mut out as *mut *mut c_char;
+    let mut array: *mut academy_ndarray = null_mut();
+    let a = &mut array as *mut *mut academy_ndarray;
+    let mut bytes: *mut u8 = null_mut();
+    let b = &mut bytes as *mut *mut u8;
+    let mut len = 0usize;
+    let l = &mut len as *mut usize;
+    let shape = [2usize, 3];
+    let huge_shape = [usize::MAX, 2];
+    let data = [0u8; 48];
+    let form = |dtype: &str, shape: &str, data: &str| {
+        s(&format!(
+            r#"{{"py/ndarray": {{"dtype": "{dtype}", "shape": {shape}, "order": "C", "data": "{data}"}}}}"#
+        ))
+    };
+    let bad_pickle_result = s(&message(
+        r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a507","name":null,"role":"agent"}"#,
+        r#"{"uid":"80b78938-3bd9-4a0e-85ec-e2cb02f3a508","name":null,"role":"user"}"#,
+        r#"{"result": ["__serialized__", "gASVAAAA"], "serialization": "pickle", "kind": "action-response"}"#,
+    ));
+    let n = run(vec![
+        case!(
+            "json_get NULL json",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_json_get(null(), s(""), o)
+        ),
+        case!(
+            "json_get malformed JSON",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_json_get(s("[1,"), s(""), o)
+        ),
+        case!(
+            "json_get malformed pointer",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_json_get(s("[1]"), s("0"), o)
+        ),
+        case!(
+            "json_get nothing there",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_json_get(s("[1]"), s("/1"), o)
+        ),
+        case!(
+            "json_get NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_json_get(s("[1]"), s(""), null_mut())
+        ),
+        case!(
+            "ndarray_read not an array",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(s(r#"{"py/tuple": []}"#), null(), a)
+        ),
+        case!(
+            "ndarray_read unicode dtype",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(form("<U1", "[1]", "YQAAAA=="), null(), a)
+        ),
+        case!(
+            "ndarray_read data too short",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(form("<f8", "[2]", "AAAAAAAAAAA="), null(), a)
+        ),
+        case!(
+            "ndarray_read a shape past memory",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(form("<f8", "[18446744073709551615, 4]", ""), null(), a)
+        ),
+        case!(
+            "ndarray_read data not base64",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(form("|u1", "[1]", "!!!!"), null(), a)
+        ),
+        case!(
+            "ndarray_read NULL out",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_read(form("|u1", "[0]", ""), null(), null_mut())
+        ),
+        case!(
+            "ndarray_write unknown dtype",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_write(
+                s("<U5"),
+                2,
+                shape.as_ptr(),
+                b'C' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
+        ),
+        case!(
+            "ndarray_write bad order",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_write(
+                s("<f8"),
+                2,
+                shape.as_ptr(),
+                b'X' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
+        ),
+        case!(
+            "ndarray_write NULL shape",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_write(s("<f8"), 2, null(), b'C' as c_char, data.as_ptr().cast(), o)
+        ),
+        case!(
+            "ndarray_write NULL data",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_write(s("<f8"), 2, shape.as_ptr(), b'C' as c_char, null(), o)
+        ),
+        case!(
+            "ndarray_write a shape past memory",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_ndarray_write(
+                s("<f8"),
+                2,
+                huge_shape.as_ptr(),
+                b'F' as c_char,
+                data.as_ptr().cast(),
+                o
+            )
+        ),
+        case!(
+            "bytes_read not bytes",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_bytes_read(s(r#"{"py/bytes": 5}"#), null(), b, l)
+        ),
+        case!(
+            "bytes_read NULL len",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_bytes_read(s(r#"{"py/bytes": ""}"#), null(), b, null_mut())
+        ),
+        case!(
+            "bytes_write NULL data",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_bytes_write(null(), 3, o)
+        ),
+        case!(
+            "action body unknown serialization",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body_as(s("a"), null(), null(), s("yaml"), o)
+        ),
+        case!(
+            "action body a py/ form that cannot be pickled",
+            ACADEMY_ERR_INVALID_ARGUMENT,
+            academy_action_request_body_as(s("a"), s(r#"[{"py/tuple": 5}]"#), null(), null(), o)
+        ),
+        case!(
+            "message_result a bad pickle",
+            ACADEMY_ERR_PROTOCOL,
+            academy_message_result(bad_pickle_result, o)
+        ),
+    ]);
+    assert!(
+        out.is_null() && array.is_null() && bytes.is_null(),
+        "outputs are written only on success"
+    );
+    eprintln!("{n} bad Python values");
+    unsafe {
+        academy_ndarray_free(null_mut());
+        academy_bytes_free(null_mut(), 0);
+    }
+}
+
 #[test]
 fn bad_input_to_a_live_client_and_use_after_close() {
     let url = exchanges()[0].1.clone();
     let factory = Factory::new(&url, None).unwrap();
     let user = factory.user(None).unwrap();
     let cl = user.0;
-    // The strings live until the end of the test (no leak for valgrind).
-    let arena = std::cell::RefCell::new(Vec::new());
-    let s = |t: &str| {
-        let owned = c(t);
-        let p = owned.as_ptr();
-        arena.borrow_mut().push(owned);
-        p
-    };
+    let strings = Strings::default();
+    let s = |t: &str| strings.keep(t);
     let mut out: *mut c_char = null_mut();
     let o = &mut out as *mut *mut c_char;
     let wrong_id = s(r#"{"uid":"1","role":"agent"}"#);

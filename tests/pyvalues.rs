@@ -4,7 +4,8 @@
 //! venvs of ACADEMY_TEST_PYTHON_NUMPY1 and ACADEMY_TEST_PYTHON_NUMPY2):
 //!
 //! - a Python user with a default `Handle` calls a C echo agent with every
-//!   value of tests/py/pyvalues_values.py and gets each back, equal and of
+//!   value of tests/py/pickle_values.py (the pickle codec's test values:
+//!   every row of the JSON forms' table) and gets each back, equal and of
 //!   the same type;
 //! - a C user calls a Python agent launched by academy's `Manager` that
 //!   returns each of them, sees their JSON forms (arrays through
@@ -243,7 +244,7 @@ fn python_users_with_default_handles_get_every_value_back_from_a_c_agent() {
                 }
             };
             assert!(failed.is_empty(), "{}: {failed:#?}", ex.name);
-            assert!(count >= 45, "{count} values");
+            assert!(count >= 120, "{count} values");
             assert_eq!(ok, count, "{}: every value comes back", ex.name);
             assert_eq!(rest, "kwargs True");
             assert_eq!(py.line(), "fail AcademyRemoteError it broke");
@@ -278,68 +279,83 @@ fn a_c_agent_that_accepts_only_json_refuses_pickle_as_academy_py_does() {
 
 // ---- C calls Python ----
 
-/// The JSON forms a C user sees for the values of pyvalues_values.py
-/// whose form is spelled out in full.
+/// The JSON forms a C user sees for some of the values of
+/// tests/py/pickle_values.py, spelled out in full.
 fn expected_forms() -> Vec<(&'static str, Value)> {
     vec![
-        ("int", json!(5)),
-        ("int64 min", parse("-9223372036854775808")),
-        ("uint64 max", parse("18446744073709551615")),
-        ("big int", parse("1267650600228229401496703205376")),
+        ("int_small", json!(7)),
+        ("int_minus_64", parse("-9223372036854775808")),
+        ("int_big", parse("1267650600228229401496703217721")),
         ("float", json!(1.5)),
-        ("nan", parse("NaN")),
-        ("-inf", parse("-Infinity")),
-        ("-0.0", parse("-0.0")),
-        ("str", json!("hé😀")),
-        ("bytes", json!({"py/bytes": "AP9hYg=="})),
-        ("empty bytes", json!({"py/bytes": ""})),
-        ("bytearray", json!({"py/bytearray": "YWI="})),
-        ("tuple", json!({"py/tuple": [1, "a"]})),
-        ("empty tuple", json!({"py/tuple": []})),
+        ("float_nan", parse("NaN")),
+        ("float_minus_inf", parse("-Infinity")),
+        ("float_minus_zero", parse("-0.0")),
         (
-            "nested tuple",
-            json!({"py/tuple": [{"py/tuple": [1, {"py/tuple": [2, {"py/tuple": []}]}]}]}),
+            "str_unicode",
+            json!("h\u{e9}llo w\u{f6}rld \u{2713} \u{1F600} \u{4e2d}\u{6587}"),
+        ),
+        ("bytes", json!({"py/bytes": "AAH+/yBhYmM="})),
+        ("bytes_empty", json!({"py/bytes": ""})),
+        ("bytearray", json!({"py/bytearray": "AP94eXo="})),
+        ("tuple_empty", json!({"py/tuple": []})),
+        (
+            "tuple_nested",
+            json!({"py/tuple": [1, {"py/tuple": [2, {"py/tuple": [3, {"py/tuple": []}]}]}, "x"]}),
         ),
         ("set", json!({"py/set": [1, 2, 3]})),
-        ("empty set", json!({"py/set": []})),
-        ("frozenset", json!({"py/frozenset": ["a"]})),
-        ("dict int keys", json!({"py/dict": [[1, "a"], [2, "b"]]})),
+        ("frozenset_empty", json!({"py/frozenset": []})),
         (
-            "dict tuple keys",
-            json!({"py/dict": [[{"py/tuple": [1, 2]}, "x"]]}),
-        ),
-        ("dict py/ key", json!({"py/dict": [["py/x", 1]]})),
-        ("complex", json!({"py/complex": [1.0, 2.0]})),
-        ("None", json!(null)),
-        ("bool", json!(true)),
-        ("list", json!([1, [2.5, "x"], {"k": null}])),
-        (
-            "dataclass",
-            json!({"py/object": "pyvalues_values:Point", "state": {"x": 1, "y": 2.5}}),
+            "dict_int_keys",
+            json!({"py/dict": [[1, "one"], [2, "two"]]}),
         ),
         (
-            "frozen dataclass",
-            json!({"py/object": "pyvalues_values:Frozen",
-                   "state": {"name": "a", "tags": {"py/tuple": [1, 2]}}}),
+            "dict_tuple_keys",
+            json!({"py/dict": [[{"py/tuple": [1, 2]}, "pair"], [{"py/tuple": []}, "empty"]]}),
+        ),
+        (
+            "dict_py_key",
+            json!({"py/dict": [["py/tuple", [1]], ["plain", 2]]}),
+        ),
+        ("complex", json!({"py/complex": [1.5, -2.0]})),
+        ("none", json!(null)),
+        ("true", json!(true)),
+        ("list", json!([1, "a", null, 2.5])),
+        (
+            "point",
+            json!({"py/object": "pickle_values:Point", "state": {"x": 1, "y": 2.5}}),
+        ),
+        (
+            "frozen",
+            json!({"py/object": "pickle_values:Frozen",
+                   "state": {"name": "f", "tags": {"py/tuple": [1, 2]}}}),
         ),
         (
             "enum",
-            json!({"py/reduce": {"callable": "pyvalues_values:Color", "args": [2]}}),
+            json!({"py/reduce": {"callable": "pickle_values:Color", "args": [1]}}),
         ),
         (
-            "Decimal",
-            json!({"py/reduce": {"callable": "decimal:Decimal", "args": ["1.10"]}}),
+            "decimal",
+            json!({"py/reduce": {"callable": "decimal:Decimal", "args": ["3.14159265358979323846"]}}),
         ),
+        ("class", json!({"py/global": "pickle_values:Point"})),
         (
-            "float64 scalar",
+            "np_scalar_f8",
             json!({"py/npscalar": {"dtype": "<f8", "value": 1.5}}),
         ),
         (
-            "int32 scalar",
+            "np_scalar_i4",
             json!({"py/npscalar": {"dtype": "<i4", "value": -3}}),
         ),
     ]
 }
+
+/// Values that an academy-py 1.0.0 agent cannot return at all, whoever
+/// calls it: `np_shared` is a list of two numpy arrays, and academy-py's
+/// `ActionResponse` asks whether a two-item list's first item equals
+/// "__serialized__" before it serializes it, which a numpy array answers
+/// with an array (ValueError): the agent's runtime raises while sending and
+/// no answer comes. (A C agent returns it; see the Python users' test.)
+const ACADEMY_PY_CANNOT_RETURN: [&str; 1] = ["np_shared"];
 
 /// An array read with academy_ndarray_read from `json`: (dtype, kind,
 /// shape, order, data).
@@ -388,51 +404,78 @@ fn i64s(data: &[u8], size: usize) -> Vec<i64> {
         .collect()
 }
 
-/// The arrays of pyvalues_values.py as a C program reads them.
+fn f32s(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4)
+        .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// The arrays of tests/py/pickle_values.py as a C program reads them.
 fn check_arrays(get: &dyn Fn(&str) -> String) {
-    let (dtype, kind, shape, order, data) = read_array(&get("f8 2x3")).unwrap();
+    let (dtype, kind, shape, order, data) = read_array(&get("np_f8")).unwrap();
     assert_eq!(
         (dtype.as_str(), kind, shape, order),
-        ("<f8", 'f', vec![2, 3], 'C')
+        ("<f8", 'f', vec![3, 4], 'C')
     );
-    assert_eq!(f64s(&data), [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]);
-    let (dtype, _, shape, order, data) = read_array(&get("i4 F order")).unwrap();
-    assert_eq!((dtype.as_str(), shape, order), ("<i4", vec![2, 3], 'F'));
-    assert_eq!(i64s(&data, 4), [0, 3, 1, 4, 2, 5], "column-major");
-    let (dtype, kind, _, _, data) = read_array(&get("u1")).unwrap();
-    assert_eq!((dtype.as_str(), kind, data), ("|u1", 'u', vec![0, 7, 255]));
-    let (dtype, kind, _, _, data) = read_array(&get("bool array")).unwrap();
-    assert_eq!((dtype.as_str(), kind, data), ("|b1", 'b', vec![1, 0, 1]));
-    let (dtype, kind, _, _, data) = read_array(&get("c16")).unwrap();
-    assert_eq!((dtype.as_str(), kind), ("<c16", 'c'));
-    assert_eq!(f64s(&data), [1.0, 2.0, 0.0, -0.5]);
-    let (_, _, shape, _, data) = read_array(&get("i8 3-d")).unwrap();
-    assert_eq!(shape, [2, 3, 4]);
-    assert_eq!(i64s(&data, 8), (-12..12).collect::<Vec<_>>());
-    let (dtype, _, _, _, data) = read_array(&get("f4")).unwrap();
-    assert_eq!(dtype, "<f4");
     assert_eq!(
-        data,
-        [0.25f32.to_ne_bytes(), (-1.0f32).to_ne_bytes()].concat()
+        f64s(&data),
+        (0..12).map(|i| i as f64 / 3.0).collect::<Vec<_>>()
     );
-    let (_, _, shape, _, data) = read_array(&get("0-d")).unwrap();
-    assert_eq!((shape, f64s(&data)), (vec![], vec![3.5]));
-    let (_, _, shape, _, data) = read_array(&get("empty array")).unwrap();
-    assert_eq!((shape, data.len()), (vec![0, 3], 0));
+    let (dtype, _, shape, order, data) = read_array(&get("np_fortran")).unwrap();
+    assert_eq!((dtype.as_str(), shape, order), ("<i8", vec![3, 4], 'F'));
+    assert_eq!(
+        i64s(&data, 8),
+        [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11],
+        "column-major"
+    );
+    let (dtype, kind, _, _, data) = read_array(&get("np_u1")).unwrap();
+    assert_eq!((dtype.as_str(), kind, data), ("|u1", 'u', vec![0, 255]));
+    let (dtype, kind, _, _, data) = read_array(&get("np_bool")).unwrap();
+    assert_eq!((dtype.as_str(), kind, data), ("|b1", 'b', vec![1, 0, 1]));
+    let (dtype, kind, shape, _, data) = read_array(&get("np_c16")).unwrap();
+    assert_eq!((dtype.as_str(), kind, shape), ("<c16", 'c', vec![2, 1]));
+    assert_eq!(f64s(&data), [1.0, 2.0, 3.0, -4.0]);
+    let (dtype, _, shape, _, data) = read_array(&get("np_i4")).unwrap();
+    assert_eq!((dtype.as_str(), shape), ("<i4", vec![10]));
+    assert_eq!(i64s(&data, 4), (-5..5).collect::<Vec<_>>());
+    let (dtype, _, _, _, data) = read_array(&get("np_f4")).unwrap();
+    assert_eq!(dtype, "<f4");
+    let linspace = [
+        0.0,
+        0.1666666716337204,
+        0.3333333432674408,
+        0.5,
+        0.6666666865348816,
+        0.8333333134651184,
+        1.0,
+    ];
+    assert_eq!(f32s(&data), linspace.map(|x: f64| x as f32));
+    let (_, _, shape, _, data) = read_array(&get("np_0d")).unwrap();
+    assert_eq!((shape, f64s(&data)), (vec![], vec![2.5]));
+    let (_, _, shape, _, data) = read_array(&get("np_empty_2d")).unwrap();
+    assert_eq!((shape, data.len()), (vec![2, 0], 0));
     // Big-endian on the wire, this machine's order in C.
-    assert_eq!(parse(&get(">f8"))["py/ndarray"]["dtype"], ">f8");
-    let (dtype, _, _, _, data) = read_array(&get(">f8")).unwrap();
-    assert_eq!((dtype.as_str(), f64s(&data)), ("<f8", vec![0.0, 1.0, 2.0]));
+    assert_eq!(
+        parse(&get("np_big_endian_f8"))["py/ndarray"]["dtype"],
+        ">f8"
+    );
+    let (dtype, _, _, _, data) = read_array(&get("np_big_endian_f8")).unwrap();
+    assert_eq!(
+        (dtype.as_str(), f64s(&data)),
+        ("<f8", vec![0.0, 1.0, 2.0, 3.0])
+    );
     // Arrays with no typed buffer, refused by their dtype's name.
     for (name, dtype) in [
-        ("str array", "\"<U2\""),
-        ("datetime64 array", "\"<M8[ns]\""),
+        ("np_str", "\"<U3\""),
+        ("np_datetime", "\"<M8[D]\""),
+        ("np_object", "\"|O8\""),
+        ("np_structured", "\"|V12\""),
     ] {
         let refused = expect_err(read_array(&get(name)), ACADEMY_ERR_INVALID_ARGUMENT);
         assert!(refused.contains(dtype), "{name}: {refused}");
     }
     // Not an array at all.
-    let refused = expect_err(read_array(&get("tuple")), ACADEMY_ERR_INVALID_ARGUMENT);
+    let refused = expect_err(read_array(&get("tuple_one")), ACADEMY_ERR_INVALID_ARGUMENT);
     assert!(refused.contains("py/ndarray"), "{refused}");
 }
 
@@ -443,19 +486,22 @@ fn c_user_checks(user: &Client, agent: &str) {
         user.action(agent, action, Some(&args.to_string()), None, 60.0)
     };
     let names: Vec<String> = serde_json::from_str(&call("names", &json!([])).unwrap()).unwrap();
-    assert!(names.len() >= 45, "{names:?}");
+    assert!(names.len() >= 120, "{names:?}");
     let get = |name: &str| call("value", &json!([name])).unwrap();
     for (name, want) in expected_forms() {
         assert_eq!(parse(&get(name)), want, "{name}");
     }
-    let datetime = parse(&get("datetime"));
+    let datetime = parse(&get("datetime_tz"));
     assert_eq!(
         datetime["py/reduce"]["callable"], "datetime:datetime",
         "{datetime}"
     );
     check_arrays(&get);
     // Every value goes back to Python as what it was.
-    for name in &names {
+    for name in names
+        .iter()
+        .filter(|n| !ACADEMY_PY_CANNOT_RETURN.contains(&n.as_str()))
+    {
         let form = parse(&get(name));
         // (Not json!: it would reparse the NaN it holds as a number.)
         let args = Value::Array(vec![json!(name), form]);
@@ -502,8 +548,8 @@ fn c_user_checks(user: &Client, agent: &str) {
         "ndarray |b1 [] C True"
     );
     assert_eq!(
-        describe(r#"{"py/object": "pyvalues_values:Point", "state": {"x": 1, "y": 2.5}}"#),
-        "pyvalues_values.Point Point(x=1, y=2.5)"
+        describe(r#"{"py/object": "pickle_values:Point", "state": {"x": 1, "y": 2.5}}"#),
+        "pickle_values.Point Point(x=1, y=2.5)"
     );
     assert_eq!(describe(r#"{"py/set": [1]}"#), "builtins.set {1}");
     // Plain JSON stays plain: a list is a list.

@@ -120,12 +120,7 @@ impl Client {
         timeout: Option<Duration>,
         done: impl FnOnce(Result<Value>) + Send + 'static,
     ) -> Result<()> {
-        let body = message::action_request_body(
-            action,
-            args,
-            kwargs,
-            self.options().request_serialization,
-        )?;
+        let body = self.action_body(action, args, kwargs)?;
         self.request_with(agent, body, timeout, move |response| {
             done(response.and_then(|m| message::response_result(&m)))
         })

@@ -440,14 +440,16 @@ impl Client {
         kwargs: &Value,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        let body = message::action_request_body(
-            action,
-            args,
-            kwargs,
-            self.options().request_serialization,
-        )?;
+        let body = self.action_body(action, args, kwargs)?;
         let response = self.request(agent, body, timeout).await?;
         message::response_result(&response)
+    }
+
+    /// The body of an action request, its arguments written as the
+    /// factory's `request_serialization` says.
+    fn action_body(&self, action: &str, args: &Value, kwargs: &Value) -> Result<Value> {
+        let mode = self.options().request_serialization;
+        message::action_request_body(action, args, kwargs, mode)
     }
 
     /// Pings an agent; returns the round-trip time.

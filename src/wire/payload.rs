@@ -9,7 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result, Status};
 use crate::wire::pickle::{self, Limits};
@@ -149,7 +149,10 @@ pub fn decode(text: &str, serialization: Serialization, what: &str) -> Result<Va
 pub fn encode_args(args: &Value, serialization: Serialization) -> Result<String> {
     match (serialization, args) {
         (Serialization::Pickle, Value::Array(items)) => {
-            encode(&json!({ "py/tuple": items }), serialization)
+            // Built by hand: json! would reparse the numbers it holds (and
+            // fail on Python's NaN and Infinity).
+            let tuple = Map::from_iter([("py/tuple".to_owned(), Value::Array(items.clone()))]);
+            encode(&Value::Object(tuple), serialization)
         }
         (_, Value::Array(_)) => encode(args, serialization),
         _ => Err(Error::invalid("action arguments must be a JSON array")),
@@ -317,6 +320,17 @@ mod tests {
         let exception = encode_exception(REMOTE_ERROR, "boom\n", Serialization::Json).unwrap();
         let e = decode_exception(&exception, Serialization::Json);
         assert_eq!((e.status, e.message.as_str()), (Status::Remote, "boom"));
+    }
+
+    #[test]
+    fn pickled_arguments_keep_pythons_non_finite_floats() {
+        let args = pyjson::loads("[NaN, -Infinity, 1e400, {\"py/tuple\": [NaN]}]").unwrap();
+        let text = encode_args(&args, Serialization::Pickle).unwrap();
+        let back = decode_args(&text, Serialization::Pickle).unwrap();
+        assert_eq!(
+            pyjson::dumps(&back),
+            "[NaN, -Infinity, Infinity, {\"py/tuple\": [NaN]}]"
+        );
     }
 
     #[test]

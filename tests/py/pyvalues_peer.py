@@ -5,7 +5,7 @@ Usage: pyvalues_peer.py MODE EXCHANGE [ARGS...]
   EXCHANGE is "http,URL", "redis,PORT" or "hybrid,PORT,NAMESPACE".
 
   user AGENT_JSON   call a C echo agent through a default Handle with every
-                    value of pyvalues_values.py: one line per value ("ok NAME"
+                    value of pickle_values.py: one line per value ("ok NAME"
                     or "FAIL NAME ..."), then the error and kwargs checks,
                     "done"; then ask the agent to shut down.
   agent             launch the Values agent with academy's Manager; print its
@@ -20,11 +20,13 @@ Usage: pyvalues_peer.py MODE EXCHANGE [ARGS...]
 import asyncio
 import sys
 
+import interop_agent
 import numpy as np
 from parent_watch import exit_when_parent_goes
-from pyvalues_values import as_pickle_returns, same, values
+from pickle_corpus import same
+from pickle_values import all_values as values
 
-from academy.agent import Agent, action
+from academy.agent import action
 from academy.exception import AcademyRemoteError
 from academy.exchange import HybridExchangeFactory, RedisExchangeFactory
 from academy.exchange.cloud.client import HttpExchangeFactory
@@ -60,8 +62,9 @@ def describe(x) -> str:
     return f'{type(x).__module__}.{type(x).__qualname__} {x!r}'
 
 
-class Values(Agent):
-    """Returns each value of pyvalues_values.py, and says what it received."""
+class Values(interop_agent.Calc):
+    """The calculator (add, echo, fail), and each value of pickle_values.py,
+    and what it received."""
 
     @action
     async def names(self):
@@ -73,24 +76,12 @@ class Values(Agent):
 
     @action
     async def same_as(self, name, x):
-        want = as_pickle_returns(values()[name])
+        want = values()[name]
         return True if same(x, want) else f'got {describe(x)}, want {describe(want)}'
 
     @action
     async def describe(self, x):
         return describe(x)
-
-    @action
-    async def add(self, a, b):
-        return a + b
-
-    @action
-    async def echo(self, x):
-        return x
-
-    @action
-    async def fail(self):
-        raise ValueError('boom')
 
 
 async def run_user(spec: str, agent_json: str) -> int:
@@ -103,7 +94,7 @@ async def run_user(spec: str, agent_json: str) -> int:
             except Exception as e:  # noqa: BLE001
                 out('FAIL', name, 'raised', type(e).__name__, e)
                 continue
-            if same(got, as_pickle_returns(value)):
+            if same(got, value):
                 out('ok', name)
             else:
                 out('FAIL', name, 'sent', describe(value), 'got', describe(got))
