@@ -7,7 +7,7 @@
 //!
 //! | layer | what it holds |
 //! |---|---|
-//! | [`error`], [`logging`], [`fork`], [`runtime`] | the error type, where the library's log goes, fork tracking, the one tokio runtime |
+//! | [`error`], [`redact`], [`logging`], [`fork`], [`runtime`] | the error type, what error texts may show (never credentials), where the library's log goes, fork tracking, the one tokio runtime |
 //! | [`wire`] | ids, messages, Python-compatible JSON, the SSE parser: bytes and values, no I/O |
 //! | [`options`] | the factory options |
 //! | [`transport`] | the one request path to an exchange (retries, auth, errors) and its HTTP/1.1 client |
@@ -21,6 +21,7 @@ pub mod error;
 pub mod fork;
 pub mod logging;
 pub mod panics;
+pub mod redact;
 pub mod runtime;
 pub mod wire;
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::wire::payload::{Accepted, RequestSerialization, Serialization};
+use crate::redact;
 
 /// Headers that `additional_headers` may not set: the library writes them
 /// itself (they frame or route the request; a second copy would make it
@@ -258,8 +259,10 @@ pub enum AuthMethod {
     Globus,
 }
 
-/// Options of an HTTP exchange factory, with academy-py's defaults.
-#[derive(Debug, Clone)]
+/// Options of an HTTP exchange factory, with academy-py's defaults. Its
+/// `Debug` shows the names of `additional_headers`, never their values
+/// (they may carry credentials).
+#[derive(Clone)]
 pub struct FactoryOptions {
     pub auth_method: AuthMethod,
     pub additional_headers: BTreeMap<String, String>,
@@ -305,6 +308,30 @@ pub struct FactoryOptions {
     pub allowed_deserializers: Accepted,
     /// How calls write action arguments.
     pub request_serialization: RequestSerialization,
+}
+
+impl std::fmt::Debug for FactoryOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&String> = self.additional_headers.keys().collect();
+        f.debug_struct("FactoryOptions")
+            .field("auth_method", &self.auth_method)
+            .field("additional_headers (names)", &headers)
+            .field("ssl_verify", &self.ssl_verify)
+            .field("ca_file", &self.ca_file)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retries", &self.retries)
+            .field("initial_retry_backoff", &self.initial_retry_backoff)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("globus_token_url", &redact::url(&self.globus_token_url))
+            .field("busy_poll", &self.busy_poll)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("resend_unacknowledged", &self.resend_unacknowledged)
+            .field("allowed_deserializers", &self.allowed_deserializers)
+            .field("request_serialization", &self.request_serialization)
+            .finish()
+    }
 }
 
 impl Default for FactoryOptions {
@@ -366,6 +393,28 @@ struct RawOptions {
     allowed_deserializers: Option<Vec<String>>,
     #[serde(default)]
     request_serialization: Option<String>,
+}
+
+/// Checks the shape of `additional_headers` (an object of strings, or
+/// null). Header values carry credentials: an error names the header and
+/// the type found, never a value.
+fn check_headers(headers: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    match headers {
+        Value::Null => Ok(()),
+        Value::Object(map) => match map.iter().find(|(_, v)| !v.is_string()) {
+            None => Ok(()),
+            Some((name, v)) => Err(Error::invalid(format!(
+                "option additional_headers: the value of header {} must be a string, not {}",
+                crate::error::clip(name),
+                redact::json_type(v)
+            ))),
+        },
+        other => Err(Error::invalid(format!(
+            "option additional_headers must be an object of strings (header name: value), not {}",
+            redact::json_type(other)
+        ))),
+    }
 }
 
 /// A count option: 1 to 4096, or the default.
@@ -446,8 +495,15 @@ impl FactoryOptions {
         if !value.is_object() {
             return Err(Error::invalid("options_json must be a JSON object"));
         }
-        let raw: RawOptions = serde_json::from_value(value)
-            .map_err(|e| Error::invalid(format!("bad factory option: {e}")))?;
+        if let Some(headers) = value.get("additional_headers") {
+            check_headers(headers)?;
+        }
+        let raw: RawOptions = serde_json::from_value(value).map_err(|e| {
+            Error::invalid(format!(
+                "bad factory option: {}",
+                redact::parser_message(&e.to_string())
+            ))
+        })?;
         let d = Self::default();
         let auth_method = match raw.auth_method.as_deref() {
             None => AuthMethod::None,

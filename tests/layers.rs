@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// those of a lower rank, never a sibling of the same rank.
 const RANKS: &[(&str, u32)] = &[
     ("error", 0),
+    ("redact", 0),
     ("logging", 1),
     ("fork", 1),
     ("panics", 1),

@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(untoken(3, 0), None);
         assert_eq!(untoken(0, 0x7fff_1234_5670), None, "a real address");
         assert_eq!(untoken(0, 0x7fff_ffff_fff0), None, "the top address");
-        assert!(LAST_GENERATION - FIRST_GENERATION > 1 << 27);
+        const { assert!(LAST_GENERATION - FIRST_GENERATION > 1 << 27) };
     }
 
     #[derive(Debug)]

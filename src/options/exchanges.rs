@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::options::FactoryOptions;
+use crate::redact;
 use crate::wire::base32;
 
 /// Common options that only the HTTP exchange has.
@@ -20,8 +21,9 @@ const HTTP_ONLY: [&str; 6] = [
 ];
 
 /// Where Redis is and how to log in (`redis.asyncio.Redis(host, port,
-/// **kwargs)` of academy-py, with the kwargs we support).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// **kwargs)` of academy-py, with the kwargs we support). Its `Debug` never
+/// shows the login.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisServer {
     pub hostname: String,
     pub port: u16,
@@ -30,14 +32,25 @@ pub struct RedisServer {
     pub password: Option<String>,
 }
 
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("at", &self.describe())
+            .field("username", &self.username.as_ref().map(|_| "…"))
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
 impl RedisServer {
     /// `redis://host:port` (and `/db` when not 0), for messages; never the
-    /// password.
+    /// login (not even one written into the host name as `user:pw@host`).
     pub fn describe(&self) -> String {
-        let host = if self.hostname.contains(':') {
-            format!("[{}]", self.hostname)
+        let hostname = redact::url(&self.hostname);
+        let host = if hostname.contains(':') {
+            format!("[{hostname}]")
         } else {
-            self.hostname.clone()
+            hostname
         };
         match self.db {
             0 => format!("redis://{host}:{}", self.port),
@@ -88,12 +101,15 @@ fn string(map: &mut Map<String, Value>, key: &str, default: &str) -> Result<Stri
     }
 }
 
-fn optional_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>> {
+/// A string or null under `key`; an error names the key (`what`) and the
+/// type found, never the value (it may be a password).
+fn optional_string(map: &mut Map<String, Value>, key: &str, what: &str) -> Result<Option<String>> {
     match map.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(Error::invalid(format!(
-            "option {key} must be a string or null, got {other}"
+            "option {what} must be a string or null, not {}",
+            redact::json_type(&other)
         ))),
     }
 }
@@ -113,29 +129,36 @@ fn port(value: Option<Value>, what: &str, default: u16) -> Result<u16> {
 /// database number, user name and password.
 type Login = (i64, Option<String>, Option<String>);
 
+/// Parses the Redis connection arguments under `key`. They hold the login,
+/// so an error names the key and the type found, never a value.
 fn redis_kwargs(value: Option<Value>, key: &str) -> Result<Login> {
     let mut kwargs = match value {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
         Some(other) => {
             return Err(Error::invalid(format!(
-                "option {key} must be an object of Redis connection arguments, got {other}"
+                "option {key} must be an object of Redis connection arguments (db, username, password), not {}",
+                redact::json_type(&other)
             )))
         }
     };
     let db = match kwargs.remove("db") {
         None | Some(Value::Null) => 0,
         Some(v) => v.as_i64().filter(|d| *d >= 0).ok_or_else(|| {
-            Error::invalid(format!("{key}.db must be a database number, got {v}"))
+            Error::invalid(format!(
+                "option {key}.db must be a database number (an integer, 0 or more), not {}",
+                match v {
+                    Value::Number(_) => "this number",
+                    ref other => redact::json_type(other),
+                }
+            ))
         })?,
     };
-    let username = optional_string(&mut kwargs, "username")
-        .map_err(|e| Error::invalid(format!("{key}: {}", e.message)))?;
-    let password = optional_string(&mut kwargs, "password")
-        .map_err(|e| Error::invalid(format!("{key}: {}", e.message)))?;
+    let username = optional_string(&mut kwargs, "username", &format!("{key}.username"))?;
+    let password = optional_string(&mut kwargs, "password", &format!("{key}.password"))?;
     if let Some(other) = kwargs.keys().next() {
         return Err(Error::invalid(format!(
-            "{key}.{other} is not supported (supported: db, username, password)"
+            "option {key}.{other} is not supported (supported: db, username, password)"
         )));
     }
     Ok((db, username, password))
@@ -188,7 +211,7 @@ impl HybridOptions {
         let hostname = string(&mut map, "redis_host", "localhost")?;
         let redis_port = port(map.remove("redis_port"), "option redis_port", 6379)?;
         let login = redis_kwargs(map.remove("redis_kwargs"), "redis_kwargs")?;
-        let interface = optional_string(&mut map, "interface")?;
+        let interface = optional_string(&mut map, "interface", "interface")?;
         let namespace = match map.remove("namespace") {
             None => "default".to_owned(),
             // academy-py: None gives a random namespace.

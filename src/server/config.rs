@@ -99,7 +99,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::error::{clip, Error, Result, Status};
+use crate::error::{Error, Result, Status};
+use crate::redact;
 use crate::server::auth::{Authenticator, ClientInfo, TokenAuthenticator};
 
 /// The largest `message_size_limit_kb`: 1 GiB.
@@ -385,6 +386,77 @@ impl Default for ServerConfig {
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(Status::InvalidArgument, msg)
+}
+
+/// A TOML error by line, column and key, without the line itself nor the
+/// values the parser quotes: the file holds passwords and tokens.
+fn toml_error(text: &str, e: &toml::de::Error) -> Error {
+    let at = e.span().map(|span| {
+        let before = up_to(text, span.start);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = before.matches('\n').count() + 1;
+        let column = before[line_start..].chars().count() + 1;
+        let line_text = text[line_start..].lines().next().unwrap_or("");
+        let key = (!among_tokens(before))
+            .then(|| toml_key(line_text))
+            .flatten()
+            .map(|k| format!(" (key {k})"))
+            .unwrap_or_default();
+        format!(" at line {line}, column {column}{key}")
+    });
+    let mut message = redact::parser_message(e.message().trim());
+    let near_tokens = e
+        .span()
+        .is_some_and(|span| among_tokens(up_to(text, span.end)))
+        || message.contains("tokens");
+    if near_tokens {
+        // The keys of [auth.kwargs.tokens] are tokens.
+        message = message.split('`').step_by(2).collect::<Vec<_>>().join("…");
+    }
+    invalid(format!("TOML error{}: {message}", at.unwrap_or_default()))
+}
+
+/// `text` up to byte `end` (or the character boundary before it).
+fn up_to(text: &str, end: usize) -> &str {
+    let mut end = end.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Whether TOML text that ends with `before` is inside `[auth.kwargs…]`,
+/// whose keys may be tokens.
+fn among_tokens(before: &str) -> bool {
+    before
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('['))
+        .is_some_and(|header| {
+            let path: String = header.chars().filter(|c| !" \t[\"'".contains(*c)).collect();
+            path.starts_with("auth.kwargs")
+        })
+}
+
+/// The key a `key = value` line sets (its last dotted part), to name in
+/// an error; `None` for a line that sets none.
+fn toml_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let last = key.trim().rsplit('.').next()?.trim();
+    let bare = !last.is_empty()
+        && last
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    bare.then_some(last)
+}
+
+/// A serde message about the config, without the values it quotes.
+fn parser_error(what: &str, e: &serde_json::Error) -> Error {
+    invalid(format!(
+        "{what}: {}",
+        redact::parser_message(&e.to_string())
+    ))
 }
 
 /// A pydantic `int` in lax mode: an integer, or a float without fraction.
@@ -825,8 +897,7 @@ impl AuthSection {
                         tokens: BTreeMap::new(),
                     }
                 } else {
-                    serde_json::from_value(kwargs)
-                        .map_err(|e| invalid(format!("auth.kwargs: {e}")))?
+                    serde_json::from_value(kwargs).map_err(|e| parser_error("auth.kwargs", &e))?
                 };
                 let mut tokens = HashMap::new();
                 for (token, entry) in kwargs.tokens {
@@ -889,7 +960,7 @@ impl ServerConfig {
 
     /// Parses TOML text as academy-py's `ExchangeServingConfig`.
     pub fn from_toml_str(text: &str) -> Result<ServerConfig> {
-        let options: Options = toml::from_str(text).map_err(|e| invalid(format!("{e}")))?;
+        let options: Options = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         options.apply(ServerConfig::default())
     }
 
@@ -916,12 +987,13 @@ impl ServerConfig {
             serde_json::Value::Null => return Ok(defaults),
             // From a `Value`, so that only an object is taken (serde would
             // also fill a struct from an array, by position).
-            serde_json::Value::Object(_) => serde_json::from_value(value)
-                .map_err(|e| invalid(format!("exchange options: {e}")))?,
+            serde_json::Value::Object(_) => {
+                serde_json::from_value(value).map_err(|e| parser_error("exchange options", &e))?
+            }
             other => {
                 return Err(invalid(format!(
-                    "exchange options must be a JSON object, got {}",
-                    clip(&other.to_string())
+                    "exchange options must be a JSON object, not {}",
+                    redact::json_type(&other)
                 )))
             }
         };
@@ -1037,7 +1109,7 @@ groups = ["g"]
                 "[backend]\nkind = \"redis\"\nmailbox_expiration_d = 0",
                 "mailbox_expiration_d",
             ),
-            ("[backend]\nkind = \"mongo\"", "mongo"),
+            ("[backend]\nkind = \"mongo\"", "(key kind): unknown variant"),
             (
                 "[backend]\nkind = \"python\"\nhostname = \"h\"",
                 "backend.hostname",
