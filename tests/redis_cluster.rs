@@ -126,7 +126,10 @@ fn python_and_c_peers_call_each_other_through_two_exchanges_on_a_cluster() {
     // The keys of a mailbox share its slot, on the master that serves it.
     let uid = uid_of(&agent_id);
     let slot = cluster
-        .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", &format!("mailbox:{{{uid}}}")])
+        .cli(
+            cluster.nodes[0].port,
+            &["CLUSTER", "KEYSLOT", &format!("mailbox:{{{uid}}}")],
+        )
         .parse::<u16>()
         .unwrap();
     assert_eq!(slot, slot_of_uid(&uid));
@@ -290,7 +293,10 @@ fn requests_in_flight_statistics_repeats_and_sharing() {
     let note = message(&bob.id(), &mailbox, r#"{"kind": "success-response"}"#);
     expect_err(bob.send(&note), ACADEMY_ERR_FORBIDDEN);
     alice.share(&mailbox, "team").unwrap();
-    assert_eq!(json(&alice.shared_groups(&mailbox).unwrap()), json(r#"["team"]"#));
+    assert_eq!(
+        json(&alice.shared_groups(&mailbox).unwrap()),
+        json(r#"["team"]"#)
+    );
     bob.send(&note).unwrap();
     assert_eq!(alice.recv(10.0).unwrap(), note);
     expect_err(eve.send(&note), ACADEMY_ERR_FORBIDDEN);
@@ -312,7 +318,11 @@ fn requests_in_flight_statistics_repeats_and_sharing() {
         requester.send(&sent).unwrap();
         let got = agent.recv(10.0).unwrap();
         assert_eq!(got, sent);
-        let mut response = json(&message(&agent_id, &requester.id(), r#"{"kind": "success-response"}"#));
+        let mut response = json(&message(
+            &agent_id,
+            &requester.id(),
+            r#"{"kind": "success-response"}"#,
+        ));
         response["header"]["tag"] = json(&got)["header"]["tag"].clone();
         agent.send(&response.to_string()).unwrap();
         let back = json(&requester.recv(10.0).unwrap());
@@ -330,13 +340,20 @@ fn requests_in_flight_statistics_repeats_and_sharing() {
     requester.send(&pending).unwrap();
     assert_eq!(agent.recv(10.0).unwrap(), pending);
     let stats = json(&alice.agent_stats(&agent_id).unwrap());
-    assert_eq!((stats["incoming"].as_u64(), stats["in_progress"].as_u64()), (Some(4), Some(1)), "{stats}");
+    assert_eq!(
+        (stats["incoming"].as_u64(), stats["in_progress"].as_u64()),
+        (Some(4), Some(1)),
+        "{stats}"
+    );
     alice.terminate(&agent_id).unwrap();
     let answer = json(&requester.recv(10.0).unwrap());
     assert_eq!(answer["header"]["tag"], json(&pending)["header"]["tag"]);
     assert_eq!(answer["body"]["kind"], "academy-error-response", "{answer}");
     expect_err(agent.recv(5.0), ACADEMY_ERR_MAILBOX_TERMINATED);
-    expect_err(requester.heartbeat_status(&agent_id), ACADEMY_ERR_MAILBOX_TERMINATED);
+    expect_err(
+        requester.heartbeat_status(&agent_id),
+        ACADEMY_ERR_MAILBOX_TERMINATED,
+    );
 }
 
 #[test]
@@ -425,7 +442,11 @@ impl Traffic {
                 std::thread::sleep(every);
             }
             // The last message: the receiver stops at it.
-            let end = message(&sender.id(), &dest_s, r#"{"kind": "success-response", "end": true}"#);
+            let end = message(
+                &sender.id(),
+                &dest_s,
+                r#"{"kind": "success-response", "end": true}"#,
+            );
             while sender.send(&end).is_err() {
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -602,9 +623,19 @@ fn a_failover_with_replica_durability_loses_no_accepted_message() {
     let f = failover_under_traffic("replica");
     let c = &f.victim;
     assert!(c.accepted > 100, "too few messages accepted: {c:?}");
-    assert!(c.lost.is_empty(), "lost {} of {}: {:?}", c.lost.len(), c.accepted, c.lost);
+    assert!(
+        c.lost.is_empty(),
+        "lost {} of {}: {:?}",
+        c.lost.len(),
+        c.accepted,
+        c.lost
+    );
     assert!(c.duplicated.is_empty(), "duplicated: {:?}", c.duplicated);
-    assert!(f.promoted < FAILOVER_BOUND, "promoted after {:?}", f.promoted);
+    assert!(
+        f.promoted < FAILOVER_BOUND,
+        "promoted after {:?}",
+        f.promoted
+    );
     // With durability = "replica" the shard takes writes once it has a
     // replica in sync again (here the killed node, started again right
     // after the promotion), within a second (WAIT's timeout).
@@ -622,7 +653,11 @@ fn a_failover_with_master_durability_is_served_again_within_the_bound() {
     let f = failover_under_traffic("master");
     let (accepted, lost, dup) = (f.victim.accepted, &f.victim.lost, &f.victim.duplicated);
     assert!(accepted > 100, "too few messages accepted: {accepted}");
-    assert!(f.served < FAILOVER_BOUND, "served again after {:?}", f.served);
+    assert!(
+        f.served < FAILOVER_BOUND,
+        "served again after {:?}",
+        f.served
+    );
     // What the master had not passed to its replica when it died is lost
     // (and a message taken but not yet replicated as taken is handed out
     // again): counted, and bounded by what was in flight.
@@ -631,7 +666,10 @@ fn a_failover_with_master_durability_is_served_again_within_the_bound() {
         lost.len(),
         dup.len()
     );
-    assert!(lost.len() + dup.len() <= 10, "lost {lost:?}, duplicated {dup:?}");
+    assert!(
+        lost.len() + dup.len() <= 10,
+        "lost {lost:?}, duplicated {dup:?}"
+    );
 }
 
 #[test]
@@ -708,7 +746,9 @@ fn resharding_while_calls_and_messages_flow_loses_and_fails_nothing() {
         .map(|url| {
             let (_, m) = http(url, "GET", "/metrics", "").unwrap();
             m.lines()
-                .filter(|l| l.starts_with("academy_redis_cluster_redirections_total{kind=\"moved\"}"))
+                .filter(|l| {
+                    l.starts_with("academy_redis_cluster_redirections_total{kind=\"moved\"}")
+                })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum::<u64>()
         })
@@ -756,7 +796,11 @@ fn a_shard_that_stays_down_fails_its_mailboxes_clearly_and_the_rest_work() {
         err.message.contains("is down and no replica of it is left"),
         "{err:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     let err = sender.status(&on_dead).unwrap_err();
     assert!(err.message.contains("is down"), "{err:?}");
     let err = get_message(&b.url, &on_dead, 1.0).unwrap_err();
@@ -809,7 +853,11 @@ fn the_packaged_cluster_config_runs_three_exchanges_on_six_nodes() {
             .collect();
         let config = packaged
             .replacen("\nport = 8700\n", &format!("\nport = {port}\n"), 1)
-            .replacen("metrics_port = 9700\n", &format!("metrics_port = {metrics_port}\n"), 1)
+            .replacen(
+                "metrics_port = 9700\n",
+                &format!("metrics_port = {metrics_port}\n"),
+                1,
+            )
             .replacen(seeds, &format!("nodes = [{}]", nodes.join(", ")), 1)
             .replacen("host = \"0.0.0.0\"", "host = \"127.0.0.1\"", 1);
         let credentials = temp_dir("cluster-credentials");
@@ -818,7 +866,10 @@ fn the_packaged_cluster_config_runs_three_exchanges_on_six_nodes() {
         assert_eq!(words.next(), Some("/usr/local/bin/academy-exchange"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_academy-exchange"));
         for w in words {
-            cmd.arg(w.replace("${CREDENTIALS_DIRECTORY}", &credentials.display().to_string()));
+            cmd.arg(w.replace(
+                "${CREDENTIALS_DIRECTORY}",
+                &credentials.display().to_string(),
+            ));
         }
         cmd.env("CREDENTIALS_DIRECTORY", &credentials)
             .stdout(std::process::Stdio::null());

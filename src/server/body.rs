@@ -347,7 +347,11 @@ impl RedisSseStream {
             }
             return self.life.end();
         }
-        if stopped || self.life.server_stopping(self.backend.shutdown_signal(), cx) {
+        if stopped
+            || self
+                .life
+                .server_stopping(self.backend.shutdown_signal(), cx)
+        {
             // Dropping the receive makes it put back what it takes.
             self.receiving = None;
             return self.life.end();

@@ -850,9 +850,7 @@ impl BackendSection {
                 .rsplit_once(':')
                 .is_some_and(|(host, p)| !host.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
             if !ok {
-                return Err(invalid(format!(
-                    "backend.nodes: {node:?} is not host:port"
-                )));
+                return Err(invalid(format!("backend.nodes: {node:?} is not host:port")));
             }
         }
         let mut c = RedisClusterConfig::new(nodes);
@@ -868,7 +866,9 @@ impl BackendSection {
         };
         if let Some(t) = self.durability_timeout_ms {
             c.durability_timeout =
-                Duration::from_millis(ranged("backend.durability_timeout_ms", t, 1..=60_000)? as u64);
+                Duration::from_millis(
+                    ranged("backend.durability_timeout_ms", t, 1..=60_000)? as u64
+                );
         }
         if let Some(k) = self.kwargs {
             if k.db.is_some_and(|db| db.0 != 0) {
@@ -1215,18 +1215,45 @@ groups = ["g"]
             Some(Durability::Replica)
         );
         for (bad, says) in [
-            ("[backend]\nkind = \"redis-cluster\"", "at least one seed node"),
-            ("[backend]\nkind = \"redis-cluster\"\nnodes = []", "at least one seed node"),
+            (
+                "[backend]\nkind = \"redis-cluster\"",
+                "at least one seed node",
+            ),
+            (
+                "[backend]\nkind = \"redis-cluster\"\nnodes = []",
+                "at least one seed node",
+            ),
             ("[backend]\nnodes = [\"nohost\"]", "not host:port"),
             ("[backend]\nnodes = [\"h:0\"]", "not host:port"),
             ("[backend]\nnodes = [\":7000\"]", "not host:port"),
-            ("[backend]\nnodes = [\"h:1\"]\nhostname = \"h\"", "backend.hostname"),
-            ("[backend]\nnodes = [\"h:1\"]\nport = 1", "nodes = [\"host:port\""),
-            ("[backend]\nkind = \"redis\"\nnodes = [\"h:1\"]", "backend.nodes"),
-            ("[backend]\nkind = \"python\"\ndurability = \"replica\"", "backend.durability"),
-            ("[backend]\nnodes = [\"h:1\"]\ndurability = \"all\"", "\"all\""),
-            ("[backend]\nnodes = [\"h:1\"]\ndurability_timeout_ms = 0", "durability_timeout_ms"),
-            ("[backend]\nnodes = [\"h:1\"]\n[backend.kwargs]\ndb = 2", "only database 0"),
+            (
+                "[backend]\nnodes = [\"h:1\"]\nhostname = \"h\"",
+                "backend.hostname",
+            ),
+            (
+                "[backend]\nnodes = [\"h:1\"]\nport = 1",
+                "nodes = [\"host:port\"",
+            ),
+            (
+                "[backend]\nkind = \"redis\"\nnodes = [\"h:1\"]",
+                "backend.nodes",
+            ),
+            (
+                "[backend]\nkind = \"python\"\ndurability = \"replica\"",
+                "backend.durability",
+            ),
+            (
+                "[backend]\nnodes = [\"h:1\"]\ndurability = \"all\"",
+                "\"all\"",
+            ),
+            (
+                "[backend]\nnodes = [\"h:1\"]\ndurability_timeout_ms = 0",
+                "durability_timeout_ms",
+            ),
+            (
+                "[backend]\nnodes = [\"h:1\"]\n[backend.kwargs]\ndb = 2",
+                "only database 0",
+            ),
             ("[backend]\nkind = \"cluster\"", "cluster"),
         ] {
             let e = ServerConfig::from_toml_str(bad).unwrap_err();

@@ -53,8 +53,8 @@ pub use auth::{AuthError, Authenticator, ClientInfo, NullAuthenticator, TokenAut
 pub use config::{AuthConfig, Durability, RedisClusterConfig, RedisConfig, ServerConfig};
 
 use crate::error::{Error, Result, Status};
-use backend::memory::Backend;
 use backend::cluster::ClusterBackend;
+use backend::memory::Backend;
 use backend::redis::RedisBackend;
 use backend::Store;
 use metrics::Metrics;
@@ -214,9 +214,9 @@ impl ExchangeServer {
             (Some(redis), _) => Store::Redis(Arc::new(
                 RedisBackend::connect(redis, limit_kb, metrics.clone()).await?,
             )),
-            (None, Some(cluster)) => Store::Cluster(
-                ClusterBackend::connect(cluster, limit_kb, metrics.clone()).await?,
-            ),
+            (None, Some(cluster)) => {
+                Store::Cluster(ClusterBackend::connect(cluster, limit_kb, metrics.clone()).await?)
+            }
             (None, None) => Store::Memory(Arc::new(Backend::new(limit_kb, metrics.clone()))),
         };
         let limit = store.limit();

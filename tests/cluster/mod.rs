@@ -339,7 +339,11 @@ pub fn raw_mailbox(url: &str, wanted: impl Fn(u16) -> bool) -> String {
 
 /// A long poll `GET /message` of academy-py's protocol: the message JSON,
 /// `None` on timeout, or the error (status and text).
-pub fn get_message(url: &str, mailbox_json: &str, timeout_s: f64) -> Result<Option<String>, String> {
+pub fn get_message(
+    url: &str,
+    mailbox_json: &str,
+    timeout_s: f64,
+) -> Result<Option<String>, String> {
     // academy-py's wire: the id travels as a JSON string.
     let body = serde_json::json!({ "mailbox": mailbox_json, "timeout": timeout_s }).to_string();
     match http(url, "GET", "/message", &body) {

@@ -44,8 +44,8 @@ use crate::server::backend::redis_calls::{
     groups, owner_of, timed, unavailable, unexpected, values, word, TaskGuard, Tasks,
     CONNECT_TIMEOUT, POP_RETRY, RESPONSE_TIMEOUT,
 };
-use crate::server::backend::redis_wait::{Lanes, Queues};
 use crate::server::backend::redis_wait::CLOSE_SENTINEL;
+use crate::server::backend::redis_wait::{Lanes, Queues};
 use crate::server::config::RedisConfig;
 use crate::server::metrics::Metrics;
 use crate::wire::ids::EntityId;
@@ -596,6 +596,8 @@ impl RedisBackend {
         let mut conn = self.conn();
         let keys = self.scan("agent:*").await?;
         let mut candidates: Vec<String> = Vec::new();
+        // SCAN may return a key twice; a set keeps this linear.
+        let mut seen = std::collections::HashSet::new();
         for batch in keys.chunks(1000) {
             let mros: Vec<Option<String>> = self
                 .timed("MGET", redis::cmd("MGET").arg(batch).query_async(&mut conn))
@@ -606,7 +608,7 @@ impl RedisBackend {
                 let hit = mro.split(',').next() == Some(agent)
                     || (allow_subclasses && mro.split(',').any(|c| c == agent));
                 if let (true, Some(uid)) = (hit, k.strip_prefix("agent:")) {
-                    if !candidates.iter().any(|c| c == uid) {
+                    if seen.insert(uid) {
                         candidates.push(uid.to_owned());
                     }
                 }

@@ -374,8 +374,9 @@ mod tests {
 
     #[test]
     fn the_shards_of_a_class_index_have_tags_of_their_own() {
-        let tags: std::collections::HashSet<String> =
-            (0..AGENT_SHARDS).map(|n| agent_shard("m.Agent", n)).collect();
+        let tags: std::collections::HashSet<String> = (0..AGENT_SHARDS)
+            .map(|n| agent_shard("m.Agent", n))
+            .collect();
         assert_eq!(tags.len(), AGENT_SHARDS as usize);
         let uid = Uuid::new_v4();
         assert!(tags.contains(&agent_index("m.Agent", &uid)));

@@ -18,10 +18,13 @@
 //! no replica left fails at once with an error that says so
 //! ([`topology`]).
 //!
-//! Durability: with [`Durability::Replica`] every write is followed, on the
-//! same connection, by `WAIT 1`; a write no replica acknowledges in time
-//! is answered 503 (it may still be on the master; sent again, a message
-//! is dropped as a repeat, [`layout`]'s `seen:{uid}`).
+//! Durability: with [`Durability::Replica`] every write that matters (a
+//! mailbox created, terminated or shared, a message queued or taken, an
+//! index entry) is followed, on the same connection, by `WAIT 1`;
+//! expirations pushed back, heartbeats and statistics are not. A write no
+//! replica acknowledges in time is answered 503 (it may still be on the
+//! master; sent again, a message is dropped as a repeat, [`layout`]'s
+//! `seen:{uid}`).
 
 mod counted;
 pub(crate) mod layout;
@@ -159,8 +162,9 @@ fn connect_error(nodes: &[String]) -> impl Fn(redis::RedisError) -> Error + '_ {
     }
 }
 
-/// Runs `f` on every item, at most `limit` at once; the answers in order.
-async fn each<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+/// Runs `f` on every item, at most `limit` at once; the answers in order
+/// (an error for one whose task was lost).
+async fn each<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<BResult<R>>
 where
     T: Send + 'static,
     R: Send + 'static,
@@ -183,7 +187,11 @@ where
             out[j] = Some(r);
         }
     }
-    out.into_iter().flatten().collect()
+    out.into_iter()
+        .map(|r| {
+            r.ok_or_else(|| BackendError::Unavailable("a Redis round trip was lost".to_owned()))
+        })
+        .collect()
 }
 
 impl ClusterBackend {
@@ -304,24 +312,25 @@ impl ClusterBackend {
     /// Why the mailbox cannot be served now (its node is down with no
     /// replica left to take over), if so.
     fn down(&self, uid: &Uuid) -> Option<String> {
-        let slot = slot_of_tag(&uid.to_string());
-        self.topology.latest()?.unservable(slot)
+        self.topology.down(slot_of_tag(&uid.to_string()))
     }
 
-    /// Runs a script on one mailbox's slot; a write waits for a replica
-    /// with [`Durability::Replica`].
+    /// Runs a script on one mailbox's slot; `durable`: a write that, with
+    /// [`Durability::Replica`], is acknowledged only once a replica has it
+    /// (not so for what a failover may lose harmlessly: expirations pushed
+    /// back, heartbeats, statistics).
     async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
         uid: &Uuid,
         call: Call<'_>,
-        write: bool,
+        durable: bool,
     ) -> BResult<T> {
         if let Some(why) = self.down(uid) {
             return Err(BackendError::Unavailable(why));
         }
         self.handle
-            .call(op, &call, write)
+            .call(op, &call, durable)
             .await
             .map_err(|f| match f {
                 Failure::Redis(e) => self.failed(uid, e),
@@ -349,7 +358,7 @@ impl ClusterBackend {
         keys: &[fn(&Uuid) -> String],
         client: &Client,
         args: &[String],
-        write: bool,
+        durable: bool,
     ) -> BResult<T> {
         let mut call = Call::new(script);
         for key in keys {
@@ -360,7 +369,7 @@ impl ClusterBackend {
             call = call.arg(arg);
         }
         call = call.arg(groups(client));
-        self.run(op, &uid.uid, call, write).await
+        self.run(op, &uid.uid, call, durable).await
     }
 
     /// The nodes as one of them sees them now.
@@ -503,7 +512,10 @@ impl ClusterBackend {
             .await?;
         match answer.as_str() {
             "gravestone" => Ok(()),
-            "ok" => self.index(&uid.uid, agent.as_deref().unwrap_or(&[]), true).await,
+            "ok" => {
+                self.index(&uid.uid, agent.as_deref().unwrap_or(&[]), true)
+                    .await
+            }
             other => word(other),
         }
     }
@@ -515,7 +527,8 @@ impl ClusterBackend {
             .filter(|c| !c.is_empty())
             .map(|class| {
                 let mut cmd = redis::cmd(if add { "SADD" } else { "SREM" });
-                cmd.arg(layout::agent_index(class, uid)).arg(uid.to_string());
+                cmd.arg(layout::agent_index(class, uid))
+                    .arg(uid.to_string());
                 cmd
             })
             .collect();
@@ -525,7 +538,9 @@ impl ClusterBackend {
             async move { handle.write("index", cmd).await }
         })
         .await;
-        outcomes.into_iter().collect()
+        outcomes
+            .into_iter()
+            .try_for_each(|outcome| outcome.and_then(|written| written))
     }
 
     /// Terminates a mailbox and answers the requests in flight to it with
@@ -557,7 +572,10 @@ impl ClusterBackend {
         let classes: Vec<String> = mro.split(',').map(str::to_owned).collect();
         if let Err(e) = self.index(&uid.uid, &classes, false).await {
             // Discovery skips (and removes) entries of terminated agents.
-            tracing::debug!("Redis Cluster: index clean-up of {} cut short: {e:?}", uid.uid);
+            tracing::debug!(
+                "Redis Cluster: index clean-up of {} cut short: {e:?}",
+                uid.uid
+            );
         }
         for header in headers {
             let Ok(header) = serde_json::from_str::<Header>(header) else {
@@ -583,7 +601,7 @@ impl ClusterBackend {
                 &[layout::mailbox],
                 client,
                 &[self.gravestone_s.to_string()],
-                true,
+                false,
             )
             .await?;
         word(&answer)
@@ -672,7 +690,7 @@ impl ClusterBackend {
         .await;
         let mut candidates: Vec<Uuid> = Vec::new();
         for shard in members {
-            for uid in shard? {
+            for uid in shard?? {
                 if let Ok(uid) = Uuid::parse_str(&uid) {
                     candidates.push(uid);
                 }
@@ -703,7 +721,7 @@ impl ClusterBackend {
         let mut found = Vec::new();
         let mut gone = Vec::new();
         for (uid, check) in candidates.into_iter().zip(checks) {
-            match check?.as_str() {
+            match check??.as_str() {
                 "yes" => found.push(uid),
                 "gone" => gone.push(uid),
                 _ => {}
@@ -734,7 +752,7 @@ impl ClusterBackend {
                 &[layout::mailbox, layout::queue],
                 client,
                 &[self.gravestone_s.to_string(), self.mailbox_s.to_string()],
-                true,
+                false,
             )
             .await?;
         word(&answer)
@@ -823,14 +841,17 @@ impl ClusterBackend {
         let counted = if request && fresh {
             let mut cmd = redis::cmd("HINCRBY");
             cmd.arg(layout::mailbox(&src)).arg("outgoing").arg(1);
-            self.handle.write("count", cmd).await
+            self.handle
+                .command::<redis::Value>("count", cmd, false)
+                .await
+                .map(|_| ())
         } else if !request && client.is_some() {
             // Also for a repeat: the first try may have stopped before it.
             let call = Call::new(&self.scripts.answered)
                 .key(layout::mailbox(&src))
                 .key(layout::pending(&src))
                 .arg(h.tag.to_string());
-            self.run::<String>("answered", &src, call, true)
+            self.run::<String>("answered", &src, call, false)
                 .await
                 .map(|_| ())
         } else {
@@ -992,16 +1013,17 @@ impl Failure {
 }
 
 impl Handle {
-    /// A script; a write waits for a replica with [`Durability::Replica`].
+    /// A script; a durable write waits for a replica with
+    /// [`Durability::Replica`].
     async fn call<T: FromRedisValue>(
         &self,
         op: &'static str,
         call: &Call<'_>,
-        write: bool,
+        durable: bool,
     ) -> std::result::Result<T, Failure> {
-        match self.once(op, call.command(true), write).await {
+        match self.once(op, call.command(true), durable).await {
             Err(Failure::Redis(e)) if e.kind() == redis::ServerErrorKind::NoScript.into() => {
-                self.once(op, call.command(false), write).await
+                self.once(op, call.command(false), durable).await
             }
             other => other,
         }
@@ -1013,11 +1035,11 @@ impl Handle {
         &self,
         op: &'static str,
         cmd: Cmd,
-        write: bool,
+        durable: bool,
     ) -> std::result::Result<T, Failure> {
         let metrics = self.metrics.as_deref();
         let mut conn = self.conn.clone();
-        if !(write && self.durability == Durability::Replica) {
+        if !(durable && self.durability == Durability::Replica) {
             return timed(metrics, op, cmd.query_async(&mut conn))
                 .await
                 .map_err(Failure::Redis);
@@ -1044,12 +1066,14 @@ impl Handle {
         &self,
         op: &'static str,
         cmd: Cmd,
-        write: bool,
+        durable: bool,
     ) -> BResult<T> {
-        self.once(op, cmd, write).await.map_err(Failure::into_error)
+        self.once(op, cmd, durable)
+            .await
+            .map_err(Failure::into_error)
     }
 
-    /// A single-key write that is not a script (index entries, counters).
+    /// A single-key write that is not a script (index entries), durable.
     async fn write(&self, op: &'static str, cmd: Cmd) -> BResult<()> {
         self.command::<redis::Value>(op, cmd, true)
             .await

@@ -130,27 +130,42 @@ impl Snapshot {
         owners
     }
 
-    /// Why no node can serve `slot`, if none can: its master is down and
-    /// has no replica left to take over, or no master has it.
-    pub(crate) fn unservable(&self, slot: u16) -> Option<String> {
-        let Some(master) = self
-            .masters()
-            .find(|m| m.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
-        else {
-            return Some(format!("no Redis Cluster node serves slot {slot}"));
-        };
-        if master.state != NodeState::Failed {
-            return None;
+    /// The slot ranges no node can serve, each with why: its master is
+    /// down and has no replica left to take over, or no master has it.
+    pub(crate) fn unservable(&self) -> Vec<(u16, u16, String)> {
+        let mut out = Vec::new();
+        for master in self.masters().filter(|m| m.state == NodeState::Failed) {
+            let standby = self.nodes.iter().any(|n| {
+                n.master_id.as_deref() == Some(master.id.as_str()) && n.state == NodeState::Ok
+            });
+            if !standby {
+                for (a, b) in &master.slots {
+                    out.push((
+                        *a,
+                        *b,
+                        format!(
+                            "the Redis Cluster node serving slots {a}-{b} ({}) is down and no replica of it is left to take over",
+                            master.address
+                        ),
+                    ));
+                }
+            }
         }
-        let standby = self.nodes.iter().any(|n| {
-            n.master_id.as_deref() == Some(master.id.as_str()) && n.state == NodeState::Ok
-        });
-        (!standby).then(|| {
-            format!(
-                "the Redis Cluster node serving slot {slot} ({}) is down and no replica of it is left to take over",
-                master.address
-            )
-        })
+        let mut owned: Vec<(u16, u16)> = self.masters().flat_map(|m| m.slots.clone()).collect();
+        owned.sort_unstable();
+        let mut next: u32 = 0;
+        for (a, b) in owned.into_iter().chain([(SLOTS, SLOTS)]) {
+            if u32::from(a) > next {
+                let (from, to) = (next as u16, a - 1);
+                out.push((
+                    from,
+                    to,
+                    format!("no Redis Cluster node serves slots {from}-{to}"),
+                ));
+            }
+            next = next.max(u32::from(b) + 1);
+        }
+        out
     }
 
     /// For `GET /health`.
@@ -176,10 +191,14 @@ impl Snapshot {
     }
 }
 
-/// The latest snapshot, the failovers seen, and when the slots moved.
+/// The latest snapshot, the slots that cannot be served, and the
+/// failovers seen.
 #[derive(Default)]
 pub(crate) struct Topology {
     latest: Mutex<Option<Snapshot>>,
+    /// [`Snapshot::unservable`] of the latest snapshot (looked up on every
+    /// request, so kept apart and small).
+    dead: Mutex<Vec<(u16, u16, String)>>,
     failovers: AtomicU64,
 }
 
@@ -187,6 +206,7 @@ impl Topology {
     /// Takes in a new snapshot: counts the replicas that became masters
     /// (failovers) and says whether any slot changed master.
     pub(crate) fn update(&self, snapshot: Snapshot) -> bool {
+        *self.dead.lock().unwrap_or_else(|p| p.into_inner()) = snapshot.unservable();
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         let Some(before) = latest.as_ref() else {
             *latest = Some(snapshot);
@@ -218,6 +238,16 @@ impl Topology {
             .clone()
     }
 
+    /// Why `slot` cannot be served now (and will not be soon), if so.
+    pub(crate) fn down(&self, slot: u16) -> Option<String> {
+        self.dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(a, b, _)| (*a..=*b).contains(&slot))
+            .map(|(_, _, why)| format!("{why} (slot {slot})"))
+    }
+
     pub(crate) fn failovers(&self) -> u64 {
         self.failovers.load(Ordering::Relaxed)
     }
@@ -245,7 +275,7 @@ b3 127.0.0.1:7006@17006 slave a3 0 0 3 connected
         assert_eq!(s.nodes[1].slots, vec![(5461, 10922)]);
         assert_eq!(s.nodes[3].master_id.as_deref(), Some("a1"));
         assert_eq!(s.nodes[0].address, "127.0.0.1:7001");
-        assert_eq!(s.unservable(7000), None);
+        assert!(s.unservable().is_empty());
     }
 
     #[test]
@@ -253,21 +283,42 @@ b3 127.0.0.1:7006@17006 slave a3 0 0 3 connected
         let topology = Topology::default();
         assert!(!topology.update(Snapshot::parse(NODES)));
         let failed = NODES
-            .replace("a2 127.0.0.1:7002@17002 master", "a2 127.0.0.1:7002@17002 master,fail")
-            .replace("b2 127.0.0.1:7005@17005 slave a2", "b2 127.0.0.1:7005@17005 slave,fail a2");
+            .replace(
+                "a2 127.0.0.1:7002@17002 master",
+                "a2 127.0.0.1:7002@17002 master,fail",
+            )
+            .replace(
+                "b2 127.0.0.1:7005@17005 slave a2",
+                "b2 127.0.0.1:7005@17005 slave,fail a2",
+            );
         let s = Snapshot::parse(&failed);
         assert_eq!(s.slots_served(), 16384 - 5462);
-        let why = s.unservable(6000).unwrap();
-        assert!(why.contains("127.0.0.1:7002") && why.contains("6000"), "{why}");
-        assert_eq!(s.unservable(1), None);
         assert!(!topology.update(s));
+        let why = topology.down(6000).unwrap();
+        assert!(
+            why.contains("127.0.0.1:7002") && why.contains("6000"),
+            "{why}"
+        );
+        assert_eq!(topology.down(1), None);
         let promoted = NODES
-            .replace("a2 127.0.0.1:7002@17002 master", "a2 127.0.0.1:7002@17002 slave,fail b2")
+            .replace(
+                "a2 127.0.0.1:7002@17002 master",
+                "a2 127.0.0.1:7002@17002 slave,fail b2",
+            )
             .replace(
                 "b2 127.0.0.1:7005@17005 slave a2 0 0 2 connected",
                 "b2 127.0.0.1:7005@17005 master - 0 0 7 connected 5461-10922",
             );
         assert!(topology.update(Snapshot::parse(&promoted)));
         assert_eq!(topology.failovers(), 1);
+        assert_eq!(topology.down(6000), None);
+    }
+
+    #[test]
+    fn slots_no_master_has_cannot_be_served() {
+        let s = Snapshot::parse(&NODES.replace(" 10923-16383", " 10923-16000"));
+        let dead = s.unservable();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!((dead[0].0, dead[0].1), (16001, 16383));
     }
 }

@@ -12,7 +12,9 @@
 //! message for the oldest receive waiting on that mailbox.
 //!
 //! Nothing waits for an announcement that may never come: a receive takes
-//! once when it starts and once more when its subscription is confirmed; a
+//! once when it starts (unless a take found the queue empty since the
+//! subscription was confirmed, and nothing was announced since) and once
+//! more when its subscription is confirmed; a
 //! node that moves a slot away ends the subscriptions of its channels
 //! (each is subscribed again, where the slot lives now, then the mailbox is
 //! taken from); when the slots change master ([`Waits::slots_moved`])
@@ -58,7 +60,11 @@ const TAKE_RETRY: Duration = Duration::from_secs(1);
 pub(crate) trait Takes: Send + Sync + 'static {
     /// Takes the next message of the mailbox for `taker`; the same taker
     /// asking again before its next take gets the same message.
-    fn take(&self, uid: &Uuid, taker: &str) -> impl Future<Output = BResult<Option<Vec<u8>>>> + Send;
+    fn take(
+        &self,
+        uid: &Uuid,
+        taker: &str,
+    ) -> impl Future<Output = BResult<Option<Vec<u8>>>> + Send;
     /// Puts a message back at the head of its queue.
     fn put_back(&self, uid: &Uuid, item: Vec<u8>) -> impl Future<Output = ()> + Send;
     /// Why the mailbox cannot be served now and will not be soon (its node
@@ -89,6 +95,9 @@ struct Watch {
     /// while it ran.
     taking: bool,
     again: bool,
+    /// A take found the queue empty while subscribed, and nothing was
+    /// announced since: a new receive need not take first.
+    known_empty: bool,
     last_take: Instant,
     /// Since when nobody waits (for [`LINGER`]).
     idle_since: Option<Instant>,
@@ -101,6 +110,7 @@ impl Watch {
             subscription: Subscription::None,
             taking: false,
             again: false,
+            known_empty: false,
             last_take: Instant::now(),
             idle_since: None,
         }
@@ -210,7 +220,7 @@ impl Waits {
         deadline: Instant,
     ) {
         let taker = self.new_taker();
-        let subscribe = {
+        let (subscribe, take) = {
             let mut watches = lock(&self.watches);
             let watch = watches.entry(uid).or_insert_with(Watch::new);
             watch.waiters.push_back(Waiter {
@@ -220,19 +230,24 @@ impl Waits {
             });
             watch.idle_since = None;
             let subscribe = watch.subscription == Subscription::None;
-            if subscribe {
-                watch.subscription = Subscription::Asked;
-            }
-            subscribe
+            let known_empty = watch.known_empty && watch.subscription == Subscription::Confirmed;
+            (subscribe, !known_empty)
         };
         if subscribe {
             self.subscribe(backend, uid);
         }
-        self.take_for(backend, uid);
+        if take {
+            self.take_for(backend, uid);
+        }
     }
 
     /// Subscribes to the mailbox's channel in the background, then takes.
     fn subscribe<B: Takes>(self: &Arc<Self>, backend: &Arc<B>, uid: Uuid) {
+        if let Some(watch) = lock(&self.watches).get_mut(&uid) {
+            // Until confirmed, nothing is known of what was queued.
+            watch.subscription = Subscription::Asked;
+            watch.known_empty = false;
+        }
         let (waits, backend) = (self.clone(), backend.clone());
         tokio::spawn(async move {
             let mut conn = waits.subscriber.clone();
@@ -249,13 +264,14 @@ impl Waits {
     }
 
     /// Starts a take loop for the mailbox, or tells the running one to go
-    /// round again.
+    /// round again (something may have been queued).
     fn take_for<B: Takes>(self: &Arc<Self>, backend: &Arc<B>, uid: Uuid) {
         {
             let mut watches = lock(&self.watches);
             let Some(watch) = watches.get_mut(&uid) else {
                 return;
             };
+            watch.known_empty = false;
             if watch.taking {
                 watch.again = true;
                 return;
@@ -300,7 +316,7 @@ enum Next {
 /// nobody waits.
 async fn take_loop<B: Takes>(waits: Arc<Waits>, backend: Arc<B>, uid: Uuid) {
     loop {
-        let taker = {
+        let (taker, subscribed) = {
             let mut watches = lock(&waits.watches);
             let Some(watch) = watches.get_mut(&uid) else {
                 return;
@@ -312,11 +328,14 @@ async fn take_loop<B: Takes>(waits: Arc<Waits>, backend: Arc<B>, uid: Uuid) {
             };
             watch.again = false;
             watch.last_take = Instant::now();
-            first.taker.clone()
+            (
+                first.taker.clone(),
+                watch.subscription == Subscription::Confirmed,
+            )
         };
         let busy = backend.busy();
         let taken = backend.take(&uid, &taker).await;
-        let next = after_take(&waits, backend.as_ref(), uid, taken);
+        let next = after_take(&waits, backend.as_ref(), uid, taken, subscribed);
         match next {
             Next::Stop => return,
             Next::Again => {}
@@ -333,6 +352,7 @@ fn after_take<B: Takes>(
     backend: &B,
     uid: Uuid,
     taken: BResult<Option<Vec<u8>>>,
+    subscribed: bool,
 ) -> Next {
     let mut watches = lock(&waits.watches);
     let Some(watch) = watches.get_mut(&uid) else {
@@ -356,7 +376,11 @@ fn after_take<B: Takes>(
             None => Next::Again,
         },
         Ok(None) if watch.again => Next::Again,
-        Ok(None) => stop(watch),
+        Ok(None) => {
+            // Empty, and any message queued from now on is announced.
+            watch.known_empty = subscribed;
+            stop(watch)
+        }
         Err(e) => {
             if let Some(why) = backend.unservable(&uid) {
                 watch.answer_all(|| Err(BackendError::Unavailable(why.clone())));
@@ -399,7 +423,6 @@ async fn tick<B: Takes>(backend: Weak<B>, waits_of: fn(&B) -> &Arc<Waits>) {
                     return true;
                 }
                 if watch.subscription == Subscription::None {
-                    watch.subscription = Subscription::Asked;
                     subscribe.push(*uid);
                 } else if now - watch.last_take >= SAFETY_TAKE {
                     take.push(*uid);
