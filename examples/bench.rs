@@ -622,7 +622,7 @@ mod capi {
 
     /// A C echo agent's handler: `echo` answers its first argument as it
     /// came (any JSON form: a numpy array's goes back as the same array).
-    unsafe extern "C" fn echo(
+    unsafe extern "C" fn echo_first(
         _: *mut std::ffi::c_void,
         _action: *const c_char,
         args: *const c_char,
@@ -653,7 +653,7 @@ mod capi {
         println!("{}", id.to_string_lossy());
         use std::io::Write;
         std::io::stdout().flush().map_err(|e| e.to_string())?;
-        check(unsafe { academy_agent_serve(agent.0, Some(echo), ptr::null_mut()) })
+        check(unsafe { academy_agent_serve(agent.0, Some(echo_first), ptr::null_mut()) })
     }
 }
 

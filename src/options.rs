@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::wire::payload::{Accepted, RequestSerialization, Serialization};
 use crate::redact;
+use crate::wire::payload::{Accepted, RequestSerialization, Serialization};
 
 /// Headers that `additional_headers` may not set: the library writes them
 /// itself (they frame or route the request; a second copy would make it

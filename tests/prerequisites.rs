@@ -25,7 +25,10 @@ fn listed_packages() -> Vec<String> {
 #[test]
 fn the_readme_names_exactly_the_packages_the_test_command_installs() {
     let packages = listed_packages();
-    assert!(packages.len() >= 10, "too few packages listed: {packages:?}");
+    assert!(
+        packages.len() >= 10,
+        "too few packages listed: {packages:?}"
+    );
     let readme = read("README.md");
     let start = readme
         .find("<!-- test-packages -->")
@@ -59,7 +62,10 @@ fn the_test_command_asks_dpkg_for_packages_not_for_commands() {
         );
     }
     // What the MPI test compiles against, checked as a file.
-    assert!(script.contains("mpi\\.h"), "scripts/test.sh must check for mpi.h as a file");
+    assert!(
+        script.contains("mpi\\.h"),
+        "scripts/test.sh must check for mpi.h as a file"
+    );
 }
 
 #[test]
@@ -76,5 +82,8 @@ fn every_listed_package_is_installed_when_the_suite_runs() {
             String::from_utf8_lossy(&out.stdout) != "install ok installed"
         })
         .collect();
-    assert!(missing.is_empty(), "not installed: {missing:?} (run the tests with make test)");
+    assert!(
+        missing.is_empty(),
+        "not installed: {missing:?} (run the tests with make test)"
+    );
 }

@@ -161,11 +161,10 @@ impl Drop for Reply {
         if self.state.done.load(Ordering::Acquire) {
             return;
         }
-        let body =
-            message::error_body(
-                "the agent's handler returned without answering this request",
-                self.state.answer().exception,
-            );
+        let body = message::error_body(
+            "the agent's handler returned without answering this request",
+            self.state.answer().exception,
+        );
         let _ = self
             .session
             .answer_in_background(&self.state, body, Answerer::Program);

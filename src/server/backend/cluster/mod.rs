@@ -350,6 +350,7 @@ impl ClusterBackend {
     /// Runs a per-mailbox script: KEYS are the mailbox's keys made by
     /// `keys`, ARGV the client's owner value, `args`, then its groups (the
     /// shape every such script shares).
+    #[allow(clippy::too_many_arguments)] // the script's keys, arguments and error mapping, as its callers name them
     async fn mailbox_script<T: FromRedisValue>(
         &self,
         op: &'static str,
