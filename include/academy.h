@@ -1052,7 +1052,9 @@ enum academy_status academy_client_close(struct academy_client *client);
  * @param client the client, owned by the caller and given up here; NULL, or
  *        a client already freed, is a no-op.
  *
- * Blocks: as academy_client_close(), if the client was not closed.
+ * Blocks: as academy_client_close(), if the client was not closed; from
+ * inside the log callback not at all (the close goes on in the
+ * background).
  *
  * Thread-safety: thread-safe: a thread still inside a call on the client
  * (for example academy_client_recv() or academy_agent_serve()) wakes with
@@ -1417,7 +1419,8 @@ enum academy_status academy_exchange_stop(struct academy_exchange *exchange);
  * @param exchange the server, owned by the caller and given up here; NULL,
  *        or a server already freed, is a no-op.
  *
- * Blocks: until the server has stopped.
+ * Blocks: until the server has stopped; from inside the log callback not
+ * at all (the server stops in the background).
  *
  * Thread-safety: thread-safe.
  * @ingroup exchange
@@ -1431,6 +1434,13 @@ void academy_exchange_free(struct academy_exchange *exchange);
  * `http://host:port` or `https://…`. Proxies come from `HTTPS_PROXY`,
  * `HTTP_PROXY` and `NO_PROXY`, as for the Python client. The exchange is not
  * contacted: the first client does that.
+ *
+ * A URL with `user:password@` (percent-encoded) sends them with every
+ * request as `Authorization: Basic`, byte for byte as academy-py (aiohttp)
+ * does, and never in the URL itself. An `Authorization` header in
+ * `additional_headers`, or `auth_method: "globus"`, wins over it (academy-py
+ * refuses those combinations: every request raises ValueError). Error texts
+ * and log lines show URLs without their `user:password@`.
  *
  * `options_json` is a JSON object with any of `auth_method`,
  * `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
@@ -1644,10 +1654,24 @@ const char *academy_status_name(int status);
  * usable from any thread. It must return quickly: it holds up the library
  * thread that logged (network I/O of every client, or the embedded
  * exchange). To write to a slow place, queue the line and write it from a
- * thread of your own. It must not call blocking libacademy functions (they
- * return ACADEMY_ERR_INVALID_ARGUMENT there) nor academy_set_log_callback()
- * (ACADEMY_ERR_INVALID_ARGUMENT); lines the library logs while the callback
- * runs on that thread are dropped.
+ * thread of your own. Lines the library logs while the callback runs on
+ * that thread are dropped.
+ *
+ * From inside the callback, every call that waits returns
+ * ACADEMY_ERR_INVALID_ARGUMENT without waiting: each whose "Blocks:" says
+ * it may wait (the calls that make a round trip to the exchange,
+ * academy_client_recv(), academy_client_request(), academy_client_action(),
+ * academy_client_ping(), academy_client_flush(), academy_client_close(),
+ * academy_queue_poll() with a timeout other than 0, academy_agent_serve(),
+ * academy_reply_ok() and academy_reply_error() of an academy_agent_serve()
+ * reply (which stays open), academy_client_send_async() when all its send
+ * slots are taken, academy_exchange_spawn(), academy_exchange_stop()), and
+ * academy_set_log_callback(). academy_client_free() and
+ * academy_exchange_free() do not wait there: the close goes on in the
+ * background. Calls that never wait may be made: the `_async` calls,
+ * academy_queue_poll() with timeout 0, completing a queue-served reply,
+ * academy_agent_stop(), the message helpers, the getters and the other
+ * frees.
  *
  * @param callback the function to call, or NULL to stop logging to a
  *        callback.
@@ -2289,7 +2313,8 @@ enum academy_status academy_reply_error(struct academy_reply *reply, const char 
  *         ACADEMY_ERR_CLOSED after academy_client_close() (also from another
  *         thread, or academy_client_free(); the requests in progress are
  *         answered with ActionCancelledError first), for a freed client, or for one
- *         made before fork() (in the child).
+ *         made before fork() (in the child); ACADEMY_ERR_INVALID_ARGUMENT
+ *         from inside the log callback.
  *
  * Blocks: until serving ends (a shutdown request, academy_agent_stop(),
  * academy_client_close(), or the mailbox goes away); no timeout.

@@ -64,6 +64,13 @@ thread_local! {
     static IN_SINK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this thread is running the log sink (the program's log
+/// callback): a call that waits is refused there (see
+/// [`crate::runtime::may_wait`]).
+pub fn in_sink() -> bool {
+    IN_SINK.with(Cell::get)
+}
+
 fn level_code(level: LevelFilter) -> u8 {
     match level.into_level() {
         None => 0,

@@ -90,21 +90,21 @@ impl Slot {
     fn get(&self) -> Result<&'static Runtime> {
         let mut guard = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let pid = current_pid();
-        match &*guard {
-            Some(owned) if owned.pid == pid => Ok(owned.runtime),
-            other => {
-                if let Some(parent) = other {
-                    tracing::debug!(
-                        runtime = self.name,
-                        "fork detected: process {pid} is a child of {}; its runtime's threads did not come along, starting a fresh one",
-                        parent.pid
-                    );
-                }
-                let runtime = self.build()?;
-                *guard = Some(Owned { pid, runtime });
-                Ok(runtime)
-            }
+        let parent = match &*guard {
+            Some(owned) if owned.pid == pid => return Ok(owned.runtime),
+            other => other.as_ref().map(|o| o.pid),
+        };
+        let runtime = self.build()?;
+        *guard = Some(Owned { pid, runtime });
+        drop(guard);
+        // Logged after the lock: the log callback may call the library.
+        if let Some(parent) = parent {
+            tracing::debug!(
+                runtime = self.name,
+                "fork detected: process {pid} is a child of {parent}; its runtime's threads did not come along, started a fresh one"
+            );
         }
+        Ok(runtime)
     }
 }
 
@@ -144,9 +144,25 @@ pub fn on_blocked_caller() -> bool {
     BLOCKED_CALLER.with(Cell::get)
 }
 
+/// `InvalidArgument` on a thread that may not wait in the library: one
+/// running the program's log callback, which holds up the thread that
+/// logged (a runtime thread whose work the wait may need, the embedded
+/// exchange's, or the program's own inside another call). Every call that
+/// waits asks this first.
+pub fn may_wait() -> Result<()> {
+    if crate::logging::in_sink() {
+        return Err(Error::invalid(
+            "a libacademy call that waits cannot be made from inside the log callback \
+             (it would hold up the thread that logged); queue the work and do it on a thread of your own",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a future to completion on the runtime from a thread outside it
 /// (every blocking C call does this on the caller's thread).
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    may_wait()?;
     if Handle::try_current().is_ok() {
         return Err(Error::invalid(
             "a blocking libacademy call was made from inside the library's own runtime",

@@ -674,6 +674,8 @@ impl Inner {
         let before = inbox.len();
         inbox.retain(|raw| !Message::from_json(raw).is_ok_and(|m| m.is_request()));
         let dropped = before - inbox.len();
+        // Logged after the lock: the log callback may call the library.
+        drop(inbox);
         if dropped > 0 {
             tracing::debug!(mailbox = %self.id.uid, dropped, "dropped the requests queued for a terminated mailbox");
         }

@@ -191,10 +191,13 @@ impl Queue {
     /// only take what is there (it would stall the thread that posts).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<Event> {
         self.shared.bound.check("queue")?;
-        if timeout != Some(Duration::ZERO) && runtime::on_library_thread() {
-            return Err(Error::invalid(
-                "a library thread (a callback) cannot wait on a queue; poll it with timeout 0",
-            ));
+        if timeout != Some(Duration::ZERO) {
+            runtime::may_wait()?;
+            if runtime::on_library_thread() {
+                return Err(Error::invalid(
+                    "a library thread (a callback) cannot wait on a queue; poll it with timeout 0",
+                ));
+            }
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut state = self.lock();

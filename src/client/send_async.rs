@@ -102,14 +102,15 @@ impl InFlight {
         let slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(TryAcquireError::Closed) => return Err(slots_closed()),
-            Err(TryAcquireError::NoPermits) if runtime::on_library_thread() => {
-                // Waiting here would stall the thread that frees slots.
-                return Err(Error::invalid(format!(
-                    "all {} send slots are taken, and a library thread (a callback) cannot wait for one",
-                    self.max
-                )));
-            }
             Err(TryAcquireError::NoPermits) => {
+                runtime::may_wait()?;
+                if runtime::on_library_thread() {
+                    // Waiting here would stall the thread that frees slots.
+                    return Err(Error::invalid(format!(
+                        "all {} send slots are taken, and a library thread (a callback) cannot wait for one",
+                        self.max
+                    )));
+                }
                 runtime::block_on(self.slots.clone().acquire_owned())?
                     .map_err(|_| slots_closed())?
             }

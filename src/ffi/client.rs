@@ -724,7 +724,9 @@ pub unsafe extern "C" fn academy_client_close(client: *mut academy_client) -> ac
 /// @param client the client, owned by the caller and given up here; NULL, or
 ///        a client already freed, is a no-op.
 ///
-/// Blocks: as academy_client_close(), if the client was not closed.
+/// Blocks: as academy_client_close(), if the client was not closed; from
+/// inside the log callback not at all (the close goes on in the
+/// background).
 ///
 /// Thread-safety: thread-safe: a thread still inside a call on the client
 /// (for example academy_client_recv() or academy_agent_serve()) wakes with
@@ -736,7 +738,14 @@ pub unsafe extern "C" fn academy_client_free(client: *mut academy_client) {
         // Out of the registry first: calls made from now on answer CLOSED.
         // Calls still running hold their own reference; closing wakes them.
         if let Some(owned) = handle::take(client) {
-            let _ = block(owned.client.close());
+            if runtime::may_wait().is_ok() {
+                let _ = block(owned.client.close());
+            } else if let Ok(handle) = runtime::handle() {
+                // From the log callback, which may not wait.
+                handle.spawn(async move {
+                    let _ = owned.client.close().await;
+                });
+            }
         }
     })
 }

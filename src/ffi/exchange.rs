@@ -138,7 +138,8 @@ pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) 
 /// @param exchange the server, owned by the caller and given up here; NULL,
 ///        or a server already freed, is a no-op.
 ///
-/// Blocks: until the server has stopped.
+/// Blocks: until the server has stopped; from inside the log callback not
+/// at all (the server stops in the background).
 ///
 /// Thread-safety: thread-safe.
 /// @ingroup exchange
@@ -146,7 +147,14 @@ pub unsafe extern "C" fn academy_exchange_stop(exchange: *mut academy_exchange) 
 pub unsafe extern "C" fn academy_exchange_free(exchange: *mut academy_exchange) {
     boundary_or((), || {
         if let Some(owned) = handle::take(exchange) {
-            let _ = block(owned.server.stop());
+            if runtime::may_wait().is_ok() {
+                let _ = block(owned.server.stop());
+            } else if let Ok(handle) = runtime::handle() {
+                // From the log callback, which may not wait.
+                handle.spawn(async move {
+                    let _ = owned.server.stop().await;
+                });
+            }
         }
     })
 }

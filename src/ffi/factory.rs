@@ -39,6 +39,13 @@ pub(crate) fn factory_arg(factory: *const academy_factory) -> crate::error::Resu
 /// `HTTP_PROXY` and `NO_PROXY`, as for the Python client. The exchange is not
 /// contacted: the first client does that.
 ///
+/// A URL with `user:password@` (percent-encoded) sends them with every
+/// request as `Authorization: Basic`, byte for byte as academy-py (aiohttp)
+/// does, and never in the URL itself. An `Authorization` header in
+/// `additional_headers`, or `auth_method: "globus"`, wins over it (academy-py
+/// refuses those combinations: every request raises ValueError). Error texts
+/// and log lines show URLs without their `user:password@`.
+///
 /// `options_json` is a JSON object with any of `auth_method`,
 /// `additional_headers`, `ssl_verify`, `ca_file`, `request_timeout_s`,
 /// `connect_timeout_s`, `retries`, `initial_retry_backoff_s`,

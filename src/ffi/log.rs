@@ -96,10 +96,24 @@ fn c_level(level: Level) -> academy_log_level {
 /// usable from any thread. It must return quickly: it holds up the library
 /// thread that logged (network I/O of every client, or the embedded
 /// exchange). To write to a slow place, queue the line and write it from a
-/// thread of your own. It must not call blocking libacademy functions (they
-/// return ACADEMY_ERR_INVALID_ARGUMENT there) nor academy_set_log_callback()
-/// (ACADEMY_ERR_INVALID_ARGUMENT); lines the library logs while the callback
-/// runs on that thread are dropped.
+/// thread of your own. Lines the library logs while the callback runs on
+/// that thread are dropped.
+///
+/// From inside the callback, every call that waits returns
+/// ACADEMY_ERR_INVALID_ARGUMENT without waiting: each whose "Blocks:" says
+/// it may wait (the calls that make a round trip to the exchange,
+/// academy_client_recv(), academy_client_request(), academy_client_action(),
+/// academy_client_ping(), academy_client_flush(), academy_client_close(),
+/// academy_queue_poll() with a timeout other than 0, academy_agent_serve(),
+/// academy_reply_ok() and academy_reply_error() of an academy_agent_serve()
+/// reply (which stays open), academy_client_send_async() when all its send
+/// slots are taken, academy_exchange_spawn(), academy_exchange_stop()), and
+/// academy_set_log_callback(). academy_client_free() and
+/// academy_exchange_free() do not wait there: the close goes on in the
+/// background. Calls that never wait may be made: the `_async` calls,
+/// academy_queue_poll() with timeout 0, completing a queue-served reply,
+/// academy_agent_stop(), the message helpers, the getters and the other
+/// frees.
 ///
 /// @param callback the function to call, or NULL to stop logging to a
 ///        callback.

@@ -10,6 +10,7 @@ use super::{academy_status, boundary};
 use crate::client::serve::{self as agent, Reply};
 use crate::client::serve_queue;
 use crate::error::Error;
+use crate::runtime;
 use crate::wire::message::ActionCall;
 
 /// An action handler: called for each action request with the action name,
@@ -127,7 +128,8 @@ fn call_handler(
 ///         ACADEMY_ERR_CLOSED after academy_client_close() (also from another
 ///         thread, or academy_client_free(); the requests in progress are
 ///         answered with ActionCancelledError first), for a freed client, or for one
-///         made before fork() (in the child).
+///         made before fork() (in the child); ACADEMY_ERR_INVALID_ARGUMENT
+///         from inside the log callback.
 ///
 /// Blocks: until serving ends (a shutdown request, academy_agent_stop(),
 /// academy_client_close(), or the mailbox goes away); no timeout.
@@ -141,6 +143,7 @@ pub unsafe extern "C" fn academy_agent_serve(
     user_data: *mut c_void,
 ) -> academy_status {
     boundary(|| {
+        runtime::may_wait()?;
         let client = client_arg(client)?;
         let handler = handler.ok_or_else(|| Error::invalid("handler must not be NULL"))?;
         let user_data = UserData(user_data);

@@ -19,6 +19,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
 
 use crate::error::{Error, Result, Status};
+use crate::redact;
 
 pub const CLIENT_ID_ENV: &str = "ACADEMY_GLOBUS_CLIENT_ID";
 pub const CLIENT_SECRET_ENV: &str = "ACADEMY_GLOBUS_CLIENT_SECRET";
@@ -90,7 +91,11 @@ pub async fn globus_token(http: &reqwest::Client, token_url: &str) -> Result<Tok
         .map_err(|e| {
             Error::new(
                 Status::Connection,
-                format!("the Globus token endpoint {token_url} could not be reached: {e}"),
+                format!(
+                    "the Globus token endpoint {} could not be reached: {}",
+                    redact::url(token_url),
+                    redact::url(&e.to_string())
+                ),
             )
         })?;
     let code = response.status().as_u16();

@@ -27,10 +27,12 @@ use uuid::Uuid;
 
 use crate::error::{clip, Error, Result, Status};
 use crate::options::{AuthMethod, FactoryOptions};
+use crate::redact;
 use crate::runtime;
 use crate::transport::auth;
 use crate::transport::http1;
 use crate::transport::mailbox::MailboxStatus;
+use crate::transport::url_login;
 use crate::wire::headers::DEDUP_HEADER;
 use crate::wire::ids::EntityId;
 use crate::wire::message::ACADEMY_COMPAT_VERSION;
@@ -216,8 +218,10 @@ fn header_map(headers: &std::collections::BTreeMap<String, String>) -> Result<He
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| Error::invalid(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(v)
+        let mut value = HeaderValue::from_str(v)
             .map_err(|_| Error::invalid(format!("invalid value for header {k:?}")))?;
+        // Any of them may carry a credential: never shown by Debug.
+        value.set_sensitive(true);
         map.insert(name, value);
     }
     Ok(map)
@@ -241,9 +245,12 @@ fn describe(err: &reqwest::Error) -> String {
 impl HttpTransport {
     /// A transport to the exchange at `url` (`http://` or `https://`).
     pub fn new(url: &str, options: FactoryOptions) -> Result<Self> {
-        let base = url.trim_end_matches('/').to_owned();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| Error::invalid(format!("bad exchange URL {}: {e}", clip(url))))?;
+        let mut parsed = reqwest::Url::parse(url.trim_end_matches('/')).map_err(|e| {
+            Error::invalid(format!("bad exchange URL {}: {e}", clip(&redact::url(url))))
+        })?;
+        // Sent as a header (as aiohttp does), never printed.
+        let url_login = url_login::take(&mut parsed)?;
+        let base = parsed.as_str().trim_end_matches('/').to_owned();
         let https = match parsed.scheme() {
             "http" => false,
             "https" => true,
@@ -261,6 +268,17 @@ impl HttpTransport {
         );
         let additional = header_map(&options.additional_headers)?;
         defaults.extend(additional);
+        // An Authorization of additional_headers, or Globus tokens, win
+        // over the URL's (academy-py refuses the combination: aiohttp
+        // raises ValueError on every request).
+        let explicit = options
+            .additional_headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("authorization"))
+            || options.auth_method == AuthMethod::Globus;
+        if let Some(login) = url_login.filter(|_| !explicit) {
+            defaults.insert(reqwest::header::AUTHORIZATION, login);
+        }
         let fixed_headers: Vec<(String, String)> = defaults
             .iter()
             .map(|(k, v)| {
@@ -333,6 +351,7 @@ impl HttpTransport {
         self.lacks_heartbeats.load(Ordering::Relaxed)
     }
 
+    /// The exchange's URL, without any `user:password@` it was given with.
     pub fn url(&self) -> &str {
         &self.base
     }

@@ -39,6 +39,7 @@ pub mod peer;
 pub mod redis;
 pub mod redis_keys;
 pub mod redis_store;
+pub mod url_login;
 
 pub use http::HttpTransport;
 pub use hybrid::HybridTransport;

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{Error, Result, Status};
+use crate::redact;
 use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Received, Shutdown, StoredQueues,
 };
@@ -295,11 +296,15 @@ impl RedisBackend {
         if let Some(p) = &config.password {
             settings = settings.set_password(p);
         }
-        let where_ = format!("{}:{}", config.hostname, config.port);
+        // Never a login, not even one written into the host name.
+        let where_ = redact::url(&format!("{}:{}", config.hostname, config.port));
         let connect_error = |e: redis::RedisError| {
             Error::new(
                 Status::Connection,
-                format!("exchange cannot use Redis at {where_}: {e}"),
+                format!(
+                    "exchange cannot use Redis at {where_}: {}",
+                    redact::url(&e.to_string())
+                ),
             )
         };
         let info = ConnectionAddr::Tcp(config.hostname.clone(), config.port)

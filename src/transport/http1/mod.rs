@@ -232,8 +232,8 @@ fn poll_until_readable(stream: &TcpStream, until: Instant) {
     }
 }
 
-/// Keep-alive connections to one `http://` exchange.
-#[derive(Debug)]
+/// Keep-alive connections to one `http://` exchange. Its `Debug` leaves
+/// out the header lines (they may carry credentials).
 pub struct Pool {
     connector: Connector,
     /// The fixed header lines of every request (`Host:`, the factory's
@@ -260,6 +260,14 @@ fn proxied_by(url: &reqwest::Url, matcher: &hyper_util::client::proxy::matcher::
     match url.as_str().parse::<hyper::Uri>() {
         Ok(uri) => matcher.intercept(&uri).is_some(),
         Err(_) => true,
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("connector", &self.connector)
+            .finish_non_exhaustive()
     }
 }
 
