@@ -75,7 +75,7 @@ struct CallParts {
 impl CallParts {
     fn of(g: &Graph, call: &Call) -> Self {
         CallParts {
-            callable: g.global(call.callable).is_none(),
+            callable: callable_is_value(g, call),
             args: call.args.len(),
             kwargs: call.kwargs.is_some(),
             listitems: call.listitems.len(),
@@ -184,7 +184,7 @@ impl<'g, 'a> Walk<'g, 'a> {
             }
             let Some(frame) = stack.pop() else { continue };
             self.open[frame.node as usize] = false;
-            let (value, height) = self.finish(frame);
+            let (value, height) = self.finish(frame)?;
             if height > self.limits.max_depth {
                 return Err(self.too_deep());
             }
@@ -377,19 +377,26 @@ impl<'g, 'a> Walk<'g, 'a> {
 
     /// Builds a container from its finished parts: the value and its
     /// nesting.
-    fn finish(&self, frame: Frame<'g>) -> (Value, usize) {
+    fn finish(&self, frame: Frame<'g>) -> Result<(Value, usize)> {
         let Frame {
             kind,
             values,
             height,
             ..
         } = frame;
-        match kind {
+        Ok(match kind {
             Kind::List => (Value::Array(values), height),
             Kind::Seq(form) => (one(form, Value::Array(values)), height),
             Kind::Dict => dict(values, height),
-            Kind::Call(call) => (self.call_form(call, values), height),
-        }
+            Kind::Call(call) => {
+                if callable_is_value(self.g, call) {
+                    callable_form(values.first()).map_err(|e| {
+                        self.error(format_args!("{e} (the call at byte {})", call.at))
+                    })?;
+                }
+                (self.call_form(call, values), height)
+            }
+        })
     }
 
     fn call_form(&self, call: &Call, values: Vec<Value>) -> Value {
@@ -436,6 +443,27 @@ impl<'g, 'a> Walk<'g, 'a> {
             Some(key) => one(key, Value::Object(m)),
             None => Value::Object(m),
         }
+    }
+}
+
+/// Whether a call's callable (or class) is a value of the pickle rather
+/// than a global.
+fn callable_is_value(g: &Graph, call: &Call) -> bool {
+    g.global(call.callable).is_none()
+}
+
+/// A callable that is not a global is what another call made (a bound
+/// method, a partial, an instance): bytes, a set or an array cannot be
+/// called, and a string would read as a global's name.
+fn callable_form(v: Option<&Value>) -> std::result::Result<(), String> {
+    match v {
+        Some(Value::Object(m)) if m.contains_key("py/reduce") || m.contains_key("py/object") => {
+            Ok(())
+        }
+        other => Err(format!(
+            "a call of {}, which is not callable",
+            other.map_or_else(String::new, |v| v.to_string().chars().take(60).collect())
+        )),
     }
 }
 

@@ -269,42 +269,48 @@ impl<'a> Machine<'a> {
     /// newer opcodes they mean.
     fn call(&mut self, callable: Id, args: Vec<Id>) -> Result<()> {
         let g = &self.graph;
-        let node = match g.global(callable) {
-            // A nested class in protocols 0 to 3: getattr(Outer, "Inner").
-            Some(f) if f.is("builtins", "getattr") && args.len() == 2 => {
-                match (g.global(args[0]), g.str(args[1])) {
-                    (Some(outer), Some(attr)) => Some(Node::Global(Box::new(Name {
-                        module: outer.module.clone(),
-                        qualname: format!("{}.{attr}", outer.qualname),
-                    }))),
-                    _ => None,
+        let node =
+            match g.global(callable) {
+                // A nested class in protocols 0 to 3: getattr(Outer, "Inner").
+                Some(f) if f.is("builtins", "getattr") && args.len() == 2 => {
+                    match (g.global(args[0]), g.str(args[1])) {
+                        (Some(outer), Some(attr)) => Some(Node::Global(Box::new(Name {
+                            module: outer.module.clone(),
+                            qualname: format!("{}.{attr}", outer.qualname),
+                        }))),
+                        _ => None,
+                    }
                 }
-            }
-            // NEWOBJ's spelling as a call.
-            Some(f) if f.is("copyreg", "__newobj__") && !args.is_empty() => Some(new_object(
-                args[0],
-                args[1..].to_vec(),
-                Vec::new(),
-                Vec::new(),
-            )),
-            // Protocols 0 and 1: copyreg._reconstructor(cls, base, state).
-            Some(f) if f.is("copyreg", "_reconstructor") && args.len() == 3 => {
-                let base = g.global(args[1]);
-                match (base, g.get(args[2])) {
-                    (Some(b), Node::None) if b.is("builtins", "object") => {
-                        Some(new_object(args[0], Vec::new(), Vec::new(), Vec::new()))
+                // NEWOBJ's spelling as a call.
+                Some(f) if f.is("copyreg", "__newobj__") && !args.is_empty() => Some(new_object(
+                    args[0],
+                    args[1..].to_vec(),
+                    Vec::new(),
+                    Vec::new(),
+                    self.at,
+                )),
+                // Protocols 0 and 1: copyreg._reconstructor(cls, base, state).
+                Some(f) if f.is("copyreg", "_reconstructor") && args.len() == 3 => {
+                    let base = g.global(args[1]);
+                    match (base, g.get(args[2])) {
+                        (Some(b), Node::None) if b.is("builtins", "object") => Some(new_object(
+                            args[0],
+                            Vec::new(),
+                            Vec::new(),
+                            Vec::new(),
+                            self.at,
+                        )),
+                        (Some(b), Node::List(items)) if b.is("builtins", "list") => Some(
+                            new_object(args[0], Vec::new(), items.clone(), Vec::new(), self.at),
+                        ),
+                        (Some(b), Node::Dict(pairs)) if b.is("builtins", "dict") => Some(
+                            new_object(args[0], Vec::new(), Vec::new(), pairs.clone(), self.at),
+                        ),
+                        _ => None,
                     }
-                    (Some(b), Node::List(items)) if b.is("builtins", "list") => {
-                        Some(new_object(args[0], Vec::new(), items.clone(), Vec::new()))
-                    }
-                    (Some(b), Node::Dict(pairs)) if b.is("builtins", "dict") => {
-                        Some(new_object(args[0], Vec::new(), Vec::new(), pairs.clone()))
-                    }
-                    _ => None,
                 }
-            }
-            _ => None,
-        };
+                _ => None,
+            };
         let node = node.unwrap_or_else(|| {
             Node::Call(Box::new(Call {
                 made: Made::Call,
@@ -314,6 +320,7 @@ impl<'a> Machine<'a> {
                 listitems: Vec::new(),
                 dictitems: Vec::new(),
                 state: None,
+                at: self.at,
             }))
         });
         self.push(node)
@@ -324,7 +331,7 @@ impl<'a> Machine<'a> {
     /// the class is called.
     fn instantiate(&mut self, cls: Id, args: Vec<Id>) -> Result<()> {
         if args.is_empty() {
-            self.push(new_object(cls, args, Vec::new(), Vec::new()))
+            self.push(new_object(cls, args, Vec::new(), Vec::new(), self.at))
         } else {
             self.call(cls, args)
         }
@@ -621,7 +628,7 @@ impl<'a> Machine<'a> {
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let args = self.tuple_items(args, "NEWOBJ")?;
-                    self.push(new_object(cls, args, Vec::new(), Vec::new()))?;
+                    self.push(new_object(cls, args, Vec::new(), Vec::new(), self.at))?;
                 }
                 NEWOBJ_EX => {
                     let kwargs = self.pop()?;
@@ -631,7 +638,7 @@ impl<'a> Machine<'a> {
                     if !matches!(self.graph.get(kwargs), Node::Dict(_)) {
                         return Err(self.error("NEWOBJ_EX needs a dict of keyword arguments"));
                     }
-                    let mut node = new_object(cls, args, Vec::new(), Vec::new());
+                    let mut node = new_object(cls, args, Vec::new(), Vec::new(), self.at);
                     if let Node::Call(call) = &mut node {
                         call.kwargs = Some(kwargs);
                     }
@@ -725,6 +732,7 @@ fn new_object<'a>(
     args: Vec<Id>,
     listitems: Vec<Id>,
     dictitems: Vec<(Id, Id)>,
+    at: usize,
 ) -> Node<'a> {
     Node::Call(Box::new(Call {
         made: Made::New,
@@ -734,6 +742,7 @@ fn new_object<'a>(
         listitems,
         dictitems,
         state: None,
+        at,
     }))
 }
 

@@ -255,6 +255,9 @@ fn malformed_pickles_are_errors() {
         (b"", "truncated"),
         (b"N0\x93.", "stack underflow"),
         (b"cm\nC\n)\x81}b}b.", "after its BUILD"),
+        (b"\x8c\x01a)R.", "not callable"),
+        (b"K\x01)\x81.", "not callable"),
+        (b"C\x01a)R)R.", "not callable"),
     ] {
         let e = decode_err(p);
         assert!(e.contains(why), "{p:?}: {e}");

@@ -507,10 +507,10 @@ impl Writer {
         self.out.push(STACK_GLOBAL);
     }
 
-    /// `"module:QualName"`.
+    /// `"module:QualName"` (split at the first colon).
     fn name(&mut self, name: &str) -> Result<()> {
         match name.split_once(':') {
-            Some((m, q)) if !m.is_empty() && !q.is_empty() => {
+            Some((m, q)) => {
                 self.global(m, q);
                 Ok(())
             }
