@@ -5,7 +5,8 @@
 # Targets: sse_parser message options (parsers), http_answer (the client's
 # HTTP/1.1 answer reader), pipeline (background sends fed arbitrary server
 # bytes), server_request (the exchange's routes and bodies), peer_frames
-# (what hybrid peers send to a client's TCP port).
+# (what hybrid peers send to a client's TCP port), pickle (pickled action
+# arguments and results, decoded and re-encoded).
 #
 # Needs the nightly toolchain and cargo-fuzz (installed here if missing).
 # New inputs that reach new code are added to fuzz/corpus/<target>/ (then
@@ -19,7 +20,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(sse_parser message options http_answer pipeline server_request peer_frames)
+    targets=(sse_parser message options http_answer pipeline server_request peer_frames pickle)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -68,6 +68,18 @@ pub fn message(data: &[u8]) {
     let _ = crate::client::parse_registration(text, "http");
 }
 
+/// Pickles: decoding never panics, and what decodes encodes, and our
+/// pickle decodes to the same JSON form.
+pub fn pickle(data: &[u8]) {
+    use crate::wire::pickle::{from_json_form, to_json_form, Limits};
+    let Ok(form) = to_json_form(data, &Limits::for_size(data.len())) else {
+        return;
+    };
+    let again = from_json_form(&form).expect("a decoded JSON form encodes");
+    let back = to_json_form(&again, &Limits::for_size(again.len())).expect("our pickle decodes");
+    assert_eq!(back, form, "decode(encode(form)) == form");
+}
+
 /// Factory options and embedded-exchange options: an error or a value,
 /// never a panic.
 pub fn options(data: &[u8]) {

@@ -35,6 +35,7 @@ fn the_corpus_and_past_crashes_stay_fixed() {
         ("pipeline", academy::fuzzing::pipeline),
         ("server_request", academy::fuzzing::server_request),
         ("peer_frames", academy::fuzzing::peer_frames),
+        ("pickle", academy::fuzzing::pickle),
     ] {
         total += replay(&root.join("corpus").join(target), run);
         total += replay(&root.join("regressions").join(target), run);

@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
-use super::graph::{Call, Graph, Id, Made, Node};
+use super::graph::{Call, Graph, Id, Made, Node, TRUE_ID};
 use super::numpy;
 use super::text::Int;
 use super::Limits;
@@ -21,6 +21,8 @@ pub fn build(graph: &Graph, top: Id, limits: &Limits) -> Result<Value> {
         limits,
         budget: limits.max_output_bytes,
         open: vec![false; graph.nodes.len()],
+        seen: vec![false; graph.nodes.len()],
+        copying: false,
     };
     walk.run(top)
 }
@@ -28,11 +30,15 @@ pub fn build(graph: &Graph, top: Id, limits: &Limits) -> Result<Value> {
 struct Walk<'g, 'a> {
     g: &'g Graph<'a>,
     limits: &'g Limits,
-    /// Bytes of JSON text the form may still take.
+    /// Bytes of JSON text that copies of shared objects may still take.
     budget: usize,
     /// The objects being built (on the walk's stack): meeting one again
     /// means it contains itself.
     open: Vec<bool>,
+    /// The objects met before: meeting one again makes a copy.
+    seen: Vec<bool>,
+    /// Whether the object being read is such a copy.
+    copying: bool,
 }
 
 /// A container whose parts are being built.
@@ -69,7 +75,7 @@ struct CallParts {
 impl CallParts {
     fn of(g: &Graph, call: &Call) -> Self {
         CallParts {
-            callable: g.global(call.callable).is_none(),
+            callable: callable_is_value(g, call),
             args: call.args.len(),
             kwargs: call.kwargs.is_some(),
             listitems: call.listitems.len(),
@@ -90,7 +96,20 @@ impl<'g, 'a> Walk<'g, 'a> {
         Error::protocol(format!("pickle: {what}"))
     }
 
+    /// Counts the JSON text of the object being read against the limit
+    /// when it is a copy (the first time, the pickle's own bytes pay for
+    /// it: every object costs at least one).
     fn charge(&mut self, bytes: usize) -> Result<()> {
+        if self.copying {
+            self.charge_always(bytes)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Counts bytes against the limit: for data that a form takes from an
+    /// object inside it, which may be shared without the walk seeing it.
+    fn charge_always(&mut self, bytes: usize) -> Result<()> {
         match self.budget.checked_sub(bytes) {
             Some(left) => {
                 self.budget = left;
@@ -165,7 +184,7 @@ impl<'g, 'a> Walk<'g, 'a> {
             }
             let Some(frame) = stack.pop() else { continue };
             self.open[frame.node as usize] = false;
-            let (value, height) = self.finish(frame);
+            let (value, height) = self.finish(frame)?;
             if height > self.limits.max_depth {
                 return Err(self.too_deep());
             }
@@ -194,6 +213,8 @@ impl<'g, 'a> Walk<'g, 'a> {
     /// What one object is: a finished leaf, or a container to fill.
     fn step(&mut self, id: Id) -> Result<Step<'g>> {
         let g: &'g Graph<'a> = self.g;
+        // None, False and True are shared by every pickle without cost.
+        self.copying = std::mem::replace(&mut self.seen[id as usize], true) && id > TRUE_ID;
         let leaf = |v: Value, h: usize| Ok(Step::Leaf(v, h));
         match g.get(id) {
             Node::None => {
@@ -205,7 +226,7 @@ impl<'g, 'a> Walk<'g, 'a> {
                 leaf(Value::Bool(*b), 0)
             }
             Node::Int(Int::Small(v)) => {
-                self.charge(22)?;
+                self.charge(24)?;
                 leaf(Value::from(*v), 0)
             }
             Node::Int(Int::Big(text)) => {
@@ -271,12 +292,18 @@ impl<'g, 'a> Walk<'g, 'a> {
         Ok(Step::Leaf(one(form, Value::String(base64(data))), 1))
     }
 
+    /// Bytes a call's form holds (from an object inside the call).
+    fn payload_leaf(&mut self, form: &str, data: &[u8]) -> Result<Step<'g>> {
+        self.charge_always(data.len().div_ceil(3) * 4 + 20)?;
+        Ok(Step::Leaf(one(form, Value::String(base64(data))), 1))
+    }
+
     /// A call: one of the forms of a known call, or the general
     /// `py/object` / `py/reduce`.
     fn call_step(&mut self, id: Id, call: &'g Call) -> Result<Step<'g>> {
         let g: &'g Graph<'a> = self.g;
         if let Some(a) = numpy::array(g, id) {
-            self.charge(a.data.len().div_ceil(3) * 4 + 80 + a.shape.len() * 22)?;
+            self.charge_always(a.data.len().div_ceil(3) * 4 + 80 + a.shape.len() * 22)?;
             let mut m = Map::new();
             m.insert("dtype".into(), a.dtype.str().into());
             m.insert(
@@ -295,14 +322,14 @@ impl<'g, 'a> Walk<'g, 'a> {
             return Ok(Step::Leaf(one("py/npscalar", Value::Object(m)), 3));
         }
         if let Some(b) = numpy::bytes_of(g, id) {
-            return self.bytes_leaf("py/bytes", &b);
+            return self.payload_leaf("py/bytes", &b);
         }
         if let Some(args) = g.bare_call_of(id, "builtins", "bytearray") {
             match args {
-                [] => return self.bytes_leaf("py/bytearray", b""),
+                [] => return self.payload_leaf("py/bytearray", b""),
                 [b] => {
                     if let Some(b) = numpy::bytes_of(g, *b) {
-                        return self.bytes_leaf("py/bytearray", &b);
+                        return self.payload_leaf("py/bytearray", &b);
                     }
                 }
                 _ => {}
@@ -350,19 +377,26 @@ impl<'g, 'a> Walk<'g, 'a> {
 
     /// Builds a container from its finished parts: the value and its
     /// nesting.
-    fn finish(&self, frame: Frame<'g>) -> (Value, usize) {
+    fn finish(&self, frame: Frame<'g>) -> Result<(Value, usize)> {
         let Frame {
             kind,
             values,
             height,
             ..
         } = frame;
-        match kind {
+        Ok(match kind {
             Kind::List => (Value::Array(values), height),
             Kind::Seq(form) => (one(form, Value::Array(values)), height),
             Kind::Dict => dict(values, height),
-            Kind::Call(call) => (self.call_form(call, values), height),
-        }
+            Kind::Call(call) => {
+                if callable_is_value(self.g, call) {
+                    callable_form(values.first()).map_err(|e| {
+                        self.error(format_args!("{e} (the call at byte {})", call.at))
+                    })?;
+                }
+                (self.call_form(call, values), height)
+            }
+        })
     }
 
     fn call_form(&self, call: &Call, values: Vec<Value>) -> Value {
@@ -409,6 +443,27 @@ impl<'g, 'a> Walk<'g, 'a> {
             Some(key) => one(key, Value::Object(m)),
             None => Value::Object(m),
         }
+    }
+}
+
+/// Whether a call's callable (or class) is a value of the pickle rather
+/// than a global.
+fn callable_is_value(g: &Graph, call: &Call) -> bool {
+    g.global(call.callable).is_none()
+}
+
+/// A callable that is not a global is what another call made (a bound
+/// method, a partial, an instance): bytes, a set or an array cannot be
+/// called, and a string would read as a global's name.
+fn callable_form(v: Option<&Value>) -> std::result::Result<(), String> {
+    match v {
+        Some(Value::Object(m)) if m.contains_key("py/reduce") || m.contains_key("py/object") => {
+            Ok(())
+        }
+        other => Err(format!(
+            "a call of {}, which is not callable",
+            other.map_or_else(String::new, |v| v.to_string().chars().take(60).collect())
+        )),
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Call {
     pub dictitems: Vec<(Id, Id)>,
     /// The state given to `__setstate__` (`BUILD`).
     pub state: Option<Id>,
+    /// Where the opcode that made it is (for errors).
+    pub at: usize,
 }
 
 impl Call {

@@ -28,10 +28,15 @@ use crate::error::Result;
 /// pickle's size, whatever the pickle claims.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// The most nesting of containers in the value.
+    /// The most nesting of JSON arrays and objects in the value's JSON
+    /// form (a tuple is two: `{"py/tuple": [...]}`). It also bounds the
+    /// stack that dropping the value takes.
     pub max_depth: usize,
-    /// The most bytes of JSON form that shared references (the memo) may
-    /// expand into; a value larger than this is an error.
+    /// The most bytes of JSON text that shared references (the memo) may
+    /// expand into: an object met a second time is copied, and its copy
+    /// counts (as do the data of arrays and bytes read from inside a
+    /// call, which may be shared unseen). Objects met once are paid for
+    /// by the pickle's own bytes. A value over this is an error.
     pub max_output_bytes: usize,
 }
 

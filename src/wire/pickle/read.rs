@@ -269,42 +269,48 @@ impl<'a> Machine<'a> {
     /// newer opcodes they mean.
     fn call(&mut self, callable: Id, args: Vec<Id>) -> Result<()> {
         let g = &self.graph;
-        let node = match g.global(callable) {
-            // A nested class in protocols 0 to 3: getattr(Outer, "Inner").
-            Some(f) if f.is("builtins", "getattr") && args.len() == 2 => {
-                match (g.global(args[0]), g.str(args[1])) {
-                    (Some(outer), Some(attr)) => Some(Node::Global(Box::new(Name {
-                        module: outer.module.clone(),
-                        qualname: format!("{}.{attr}", outer.qualname),
-                    }))),
-                    _ => None,
+        let node =
+            match g.global(callable) {
+                // A nested class in protocols 0 to 3: getattr(Outer, "Inner").
+                Some(f) if f.is("builtins", "getattr") && args.len() == 2 => {
+                    match (g.global(args[0]), g.str(args[1])) {
+                        (Some(outer), Some(attr)) => Some(Node::Global(Box::new(Name {
+                            module: outer.module.clone(),
+                            qualname: format!("{}.{attr}", outer.qualname),
+                        }))),
+                        _ => None,
+                    }
                 }
-            }
-            // NEWOBJ's spelling as a call.
-            Some(f) if f.is("copyreg", "__newobj__") && !args.is_empty() => Some(new_object(
-                args[0],
-                args[1..].to_vec(),
-                Vec::new(),
-                Vec::new(),
-            )),
-            // Protocols 0 and 1: copyreg._reconstructor(cls, base, state).
-            Some(f) if f.is("copyreg", "_reconstructor") && args.len() == 3 => {
-                let base = g.global(args[1]);
-                match (base, g.get(args[2])) {
-                    (Some(b), Node::None) if b.is("builtins", "object") => {
-                        Some(new_object(args[0], Vec::new(), Vec::new(), Vec::new()))
+                // NEWOBJ's spelling as a call.
+                Some(f) if f.is("copyreg", "__newobj__") && !args.is_empty() => Some(new_object(
+                    args[0],
+                    args[1..].to_vec(),
+                    Vec::new(),
+                    Vec::new(),
+                    self.at,
+                )),
+                // Protocols 0 and 1: copyreg._reconstructor(cls, base, state).
+                Some(f) if f.is("copyreg", "_reconstructor") && args.len() == 3 => {
+                    let base = g.global(args[1]);
+                    match (base, g.get(args[2])) {
+                        (Some(b), Node::None) if b.is("builtins", "object") => Some(new_object(
+                            args[0],
+                            Vec::new(),
+                            Vec::new(),
+                            Vec::new(),
+                            self.at,
+                        )),
+                        (Some(b), Node::List(items)) if b.is("builtins", "list") => Some(
+                            new_object(args[0], Vec::new(), items.clone(), Vec::new(), self.at),
+                        ),
+                        (Some(b), Node::Dict(pairs)) if b.is("builtins", "dict") => Some(
+                            new_object(args[0], Vec::new(), Vec::new(), pairs.clone(), self.at),
+                        ),
+                        _ => None,
                     }
-                    (Some(b), Node::List(items)) if b.is("builtins", "list") => {
-                        Some(new_object(args[0], Vec::new(), items.clone(), Vec::new()))
-                    }
-                    (Some(b), Node::Dict(pairs)) if b.is("builtins", "dict") => {
-                        Some(new_object(args[0], Vec::new(), Vec::new(), pairs.clone()))
-                    }
-                    _ => None,
                 }
-            }
-            _ => None,
-        };
+                _ => None,
+            };
         let node = node.unwrap_or_else(|| {
             Node::Call(Box::new(Call {
                 made: Made::Call,
@@ -314,6 +320,7 @@ impl<'a> Machine<'a> {
                 listitems: Vec::new(),
                 dictitems: Vec::new(),
                 state: None,
+                at: self.at,
             }))
         });
         self.push(node)
@@ -324,7 +331,7 @@ impl<'a> Machine<'a> {
     /// the class is called.
     fn instantiate(&mut self, cls: Id, args: Vec<Id>) -> Result<()> {
         if args.is_empty() {
-            self.push(new_object(cls, args, Vec::new(), Vec::new()))
+            self.push(new_object(cls, args, Vec::new(), Vec::new(), self.at))
         } else {
             self.call(cls, args)
         }
@@ -621,7 +628,7 @@ impl<'a> Machine<'a> {
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let args = self.tuple_items(args, "NEWOBJ")?;
-                    self.push(new_object(cls, args, Vec::new(), Vec::new()))?;
+                    self.push(new_object(cls, args, Vec::new(), Vec::new(), self.at))?;
                 }
                 NEWOBJ_EX => {
                     let kwargs = self.pop()?;
@@ -631,7 +638,7 @@ impl<'a> Machine<'a> {
                     if !matches!(self.graph.get(kwargs), Node::Dict(_)) {
                         return Err(self.error("NEWOBJ_EX needs a dict of keyword arguments"));
                     }
-                    let mut node = new_object(cls, args, Vec::new(), Vec::new());
+                    let mut node = new_object(cls, args, Vec::new(), Vec::new(), self.at);
                     if let Node::Call(call) = &mut node {
                         call.kwargs = Some(kwargs);
                     }
@@ -658,40 +665,16 @@ impl<'a> Machine<'a> {
                     let target = self.top()?;
                     self.open_call(target, "BUILD")?.state = Some(state);
                 }
-                PUT => {
-                    let line = self.line()?;
-                    let key = std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| self.error("PUT: not a memo index"))?;
-                    self.put(key)?;
-                }
-                BINPUT => {
-                    let key = self.byte()? as u64;
-                    self.put(key)?;
-                }
-                LONG_BINPUT => {
-                    let key = self.u32()? as u64;
+                PUT | BINPUT | LONG_BINPUT => {
+                    let key = self.memo_key(op)?;
                     self.put(key)?;
                 }
                 MEMOIZE => {
                     let key = self.memo.len() as u64;
                     self.put(key)?;
                 }
-                GET => {
-                    let line = self.line()?;
-                    let key = std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| self.error("GET: not a memo index"))?;
-                    self.get(key)?;
-                }
-                BINGET => {
-                    let key = self.byte()? as u64;
-                    self.get(key)?;
-                }
-                LONG_BINGET => {
-                    let key = self.u32()? as u64;
+                GET | BINGET | LONG_BINGET => {
+                    let key = self.memo_key(op)?;
                     self.get(key)?;
                 }
                 PERSID | BINPERSID => {
@@ -706,6 +689,24 @@ impl<'a> Machine<'a> {
                     return Err(self.error("out-of-band buffers are not supported"));
                 }
                 other => return Err(self.error(format_args!("unknown opcode 0x{other:02x}"))),
+            }
+        }
+    }
+
+    /// The memo index of a `PUT` or `GET` (text, one byte or four).
+    fn memo_key(&mut self, op: u8) -> Result<u64> {
+        match op {
+            BINPUT | BINGET => Ok(self.byte()? as u64),
+            LONG_BINPUT | LONG_BINGET => Ok(self.u32()? as u64),
+            _ => {
+                let line = self.line()?;
+                std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        let name = if op == PUT { "PUT" } else { "GET" };
+                        self.error(format_args!("{name}: not a memo index"))
+                    })
             }
         }
     }
@@ -731,6 +732,7 @@ fn new_object<'a>(
     args: Vec<Id>,
     listitems: Vec<Id>,
     dictitems: Vec<(Id, Id)>,
+    at: usize,
 ) -> Node<'a> {
     Node::Call(Box::new(Call {
         made: Made::New,
@@ -740,6 +742,7 @@ fn new_object<'a>(
         listitems,
         dictitems,
         state: None,
+        at,
     }))
 }
 

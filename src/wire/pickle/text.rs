@@ -233,6 +233,10 @@ pub fn int_from_le(bytes: &[u8]) -> Int {
             limbs.pop();
         }
     }
+    if chunks.is_empty() {
+        // Zero, written with more bytes than it needs.
+        return Int::Small(0);
+    }
     let mut text = String::with_capacity(chunks.len() * 9 + 1);
     if negative {
         text.push('-');
@@ -357,6 +361,8 @@ mod tests {
             assert_eq!(int_to_le(text).unwrap(), bytes, "{text}");
             assert_eq!(big(bytes), text, "{text}");
         }
+        assert_eq!(big(&[0; 12]), "0");
+        assert_eq!(big(&[0xff; 12]), "-1");
         let huge = format!("-{}", "9".repeat(100));
         assert_eq!(big(&int_to_le(&huge).unwrap()), huge);
         assert!(int_to_le(&"9".repeat(MAX_INT_DIGITS + 1)).is_none());

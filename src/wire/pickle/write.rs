@@ -462,27 +462,24 @@ impl Writer {
     }
 
     fn str(&mut self, s: &str) {
-        let n = s.len();
-        if n < 256 {
-            self.out.extend([SHORT_BINUNICODE, n as u8]);
-        } else if let Ok(n) = u32::try_from(n) {
-            self.out.push(BINUNICODE);
-            self.out.extend(n.to_le_bytes());
-        } else {
-            self.out.push(BINUNICODE8);
-            self.out.extend((n as u64).to_le_bytes());
-        }
+        self.head([SHORT_BINUNICODE, BINUNICODE, BINUNICODE8], s.len());
         self.out.extend(s.as_bytes());
     }
 
     fn bytes_head(&mut self, n: usize) {
-        if n < 256 {
-            self.out.extend([SHORT_BINBYTES, n as u8]);
+        self.head([SHORT_BINBYTES, BINBYTES, BINBYTES8], n);
+    }
+
+    /// The opcode and length of `n` bytes of data: the opcode for a one,
+    /// four or eight byte length (`ops`), the shortest that holds `n`.
+    fn head(&mut self, ops: [u8; 3], n: usize) {
+        if let Ok(short) = u8::try_from(n) {
+            self.out.extend([ops[0], short]);
         } else if let Ok(n) = u32::try_from(n) {
-            self.out.push(BINBYTES);
+            self.out.push(ops[1]);
             self.out.extend(n.to_le_bytes());
         } else {
-            self.out.push(BINBYTES8);
+            self.out.push(ops[2]);
             self.out.extend((n as u64).to_le_bytes());
         }
     }
@@ -510,10 +507,10 @@ impl Writer {
         self.out.push(STACK_GLOBAL);
     }
 
-    /// `"module:QualName"`.
+    /// `"module:QualName"` (split at the first colon).
     fn name(&mut self, name: &str) -> Result<()> {
         match name.split_once(':') {
-            Some((m, q)) if !m.is_empty() && !q.is_empty() => {
+            Some((m, q)) => {
                 self.global(m, q);
                 Ok(())
             }
