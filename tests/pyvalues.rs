@@ -357,9 +357,12 @@ fn expected_forms() -> Vec<(&'static str, Value)> {
 /// no answer comes. (A C agent returns it; see the Python users' test.)
 const ACADEMY_PY_CANNOT_RETURN: [&str; 1] = ["np_shared"];
 
-/// An array read with academy_ndarray_read from `json`: (dtype, kind,
-/// shape, order, data).
-fn read_array(json: &str) -> R<(String, char, Vec<usize>, char, Vec<u8>)> {
+/// An array as academy_ndarray_read gives it: (dtype, kind, shape, order,
+/// data).
+type Array = (String, char, Vec<usize>, char, Vec<u8>);
+
+/// An array read with academy_ndarray_read from `json`.
+fn read_array(json: &str) -> R<Array> {
     let j = c(json);
     let mut a = null_mut();
     check(unsafe { academy_ndarray_read(j.as_ptr(), ptr::null(), &mut a) })?;
