@@ -636,13 +636,6 @@ fn request_as(serialization: &str, args: &str) -> String {
     take_string(out)
 }
 
-fn result_of(response: &str) -> R<String> {
-    let r = c(response);
-    let mut out = null_mut();
-    check(unsafe { academy_message_result(r.as_ptr(), &mut out) })?;
-    Ok(take_string(out))
-}
-
 #[test]
 fn a_json_only_python_agent_answers_plain_calls_and_refuses_pickle_clearly() {
     for ex in all_exchanges() {
@@ -781,21 +774,12 @@ fn the_array_agent_example_serves_numpy_users_with_academy_pys_defaults() {
     );
     let exchange = OurExchange::start("");
     for numpy in [1, 2] {
-        let mut agent = std::process::Command::new(&example)
-            .arg(&exchange.url)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut id = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(agent.stdout.take().unwrap()),
-            &mut id,
-        )
-        .unwrap();
+        let (mut agent, id) =
+            spawn_with_first_line(std::process::Command::new(&example).arg(&exchange.url));
         let mut py = PyPeer::start_with(
             &python_numpy(numpy),
             "call_array_agent.py",
-            &[&exchange.url, id.trim()],
+            &[&exchange.url, &id],
         );
         let mut lines = Vec::new();
         loop {
