@@ -9,7 +9,8 @@
 //! ints, floats, str, lists, None, bool) as academy-py's kwargs might be,
 //! also without its floats.
 //! Each case runs REPS times (default 20) after one warm-up; the median
-//! and the best are printed.
+//! and the best are printed, and beside them serde_json parsing the JSON
+//! form's text (in MB/s of its text) as a yardstick of the machine.
 
 use std::time::Instant;
 
@@ -50,21 +51,30 @@ fn run(name: &str, pickle: &[u8], reps: usize) {
         to_json_form(&written, &limits).expect("decodes again"),
         form
     );
-    let mb = pickle.len() as f64 / 1e6;
     let decode = time(reps, || drop(to_json_form(pickle, &limits).unwrap()));
     let encode = time(reps, || drop(from_json_form(&form).unwrap()));
     let both = time(reps, || {
         let v = to_json_form(pickle, &limits).unwrap();
         drop(from_json_form(&v).unwrap());
     });
-    let rate = |(median, best): (f64, f64)| format!("{:7.0} {:7.0}", mb / median, mb / best);
+    // What this machine does with the same value as JSON text, for scale.
+    let text = form.to_string();
+    let json = time(reps, || drop(serde_json::from_str::<Value>(&text).unwrap()));
+    let rate = |t| text_rate(pickle.len(), t);
     println!(
-        "{name:32} {:>9} bytes  decode {}  encode {}  round trip {}",
+        "{name:30} {:>8} B  decode {}  encode {}  round trip {}  | serde_json parses its form at {}",
         pickle.len(),
         rate(decode),
         rate(encode),
-        rate(both)
+        rate(both),
+        text_rate(text.len(), json),
     );
+}
+
+/// MB/s of `bytes` for (median, best) seconds.
+fn text_rate(bytes: usize, (median, best): (f64, f64)) -> String {
+    let mb = bytes as f64 / 1e6;
+    format!("{:6.0} {:6.0}", mb / median, mb / best)
 }
 
 /// (median, best) seconds of `reps` runs after a warm-up.
