@@ -5,10 +5,13 @@ Usage: bench_python.py WORKLOAD EXCHANGE [ARGS]   (prints one JSON object)
 Two workloads of their own, with academy-py's defaults (pickle):
   echo_agent URL: launches a Python agent whose `echo` returns its argument
       (academy's Manager, in this process), prints its id, runs until shut down.
-  arrays URL C_AGENT_JSON PY_AGENT_JSON N IN_FLIGHT: a default Handle sends a
-      256 KiB float64 numpy array to each echo agent (examples/bench.rs
-      echo_agent in C, and the one above) N times, IN_FLIGHT at once under
-      asyncio.gather; calls/s of each, the agents taken in turn.
+  arrays URL C_AGENT_JSON PY_AGENT_JSON N IN_FLIGHT [C_PID PY_PID]: a default
+      Handle sends a 256 KiB float64 numpy array to each echo agent
+      (examples/bench.rs echo_agent in C, and the one above) N times,
+      IN_FLIGHT at once under asyncio.gather; calls/s of each, the agents
+      taken in turn; with the agents' process ids, also the CPU time each
+      agent spent per call (which a busy machine does not blur as it blurs
+      calls/s).
 
 EXCHANGE is an HTTP exchange's URL, redis://HOST:PORT/DB (RedisExchangeFactory)
 or hybrid://HOST:PORT/DB (HybridExchangeFactory, namespace "bench").
@@ -16,6 +19,7 @@ or hybrid://HOST:PORT/DB (HybridExchangeFactory, namespace "bench").
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -211,7 +215,16 @@ async def echo_agent(url):
     return None
 
 
-async def arrays(url, c_json, py_json, n, in_flight):
+def process_cpu_s(pid):
+    """CPU seconds a process's threads have run (schedstat: nanoseconds)."""
+    total = 0
+    for task in os.listdir(f'/proc/{pid}/task'):
+        with open(f'/proc/{pid}/task/{task}/schedstat') as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+async def arrays(url, c_json, py_json, n, in_flight, pids=None):
     import numpy as np
 
     array = np.random.default_rng(1).random(32768)  # 256 KiB of float64
@@ -234,11 +247,16 @@ async def arrays(url, c_json, py_json, n, in_flight):
             return total / (time.perf_counter() - start)
 
         result = {'c': [], 'python': [], 'n': n, 'in_flight': in_flight, 'bytes': array.nbytes}
+        if pids:
+            result.update({'c_cpu_ms': [], 'python_cpu_ms': []})
         # Each agent in turn, three times, so that both see the same machine.
         for _ in range(3):
             for name, h in handles.items():
                 await calls_per_s(h, max(in_flight, n // 10))  # warm up
+                before = process_cpu_s(pids[name]) if pids else 0
                 result[name].append(await calls_per_s(h, n))
+                if pids:
+                    result[f'{name}_cpu_ms'].append((process_cpu_s(pids[name]) - before) * 1e3 / n)
         return result
 
 
@@ -248,8 +266,9 @@ async def main():
         await echo_agent(url)
         return
     if workload == 'arrays':
-        c_json, py_json, n, in_flight = rest
-        print(json.dumps(await arrays(url, c_json, py_json, int(n), int(in_flight))), flush=True)
+        c_json, py_json, n, in_flight, *pids = rest
+        pids = dict(zip(('c', 'python'), pids)) if pids else None
+        print(json.dumps(await arrays(url, c_json, py_json, int(n), int(in_flight), pids)), flush=True)
         return
     nums = [int(x) for x in rest]
     if workload in ('ping', 'action'):

@@ -61,6 +61,30 @@ for exchange, exchange_name in EXCHANGES:
             f'({", ".join(fmt(v) for v in py)}) | {statistics.median(ratios):.2f}x'
             f'{f" ({failed} run(s) failed)" if failed > 0 else ""} |'
         )
+lines += [
+    '',
+    'The CPU time each agent process spends per call (its threads\' run time,',
+    'from /proc; a busy machine blurs it less than calls/s). The C agent\'s is',
+    'libacademy reading the pickle and the JSON form, the handler, and writing',
+    'the answer\'s pickle; the Python agent\'s is academy-py\'s runtime and',
+    'pickle. Each cell: the median per call, then every sample.',
+    '',
+    '| exchange | in flight | C agent CPU ms/call | Python agent CPU ms/call | C / Python |',
+    '|---|---|---|---|---|',
+]
+for exchange, exchange_name in EXCHANGES:
+    for workload, in_flight in WORKLOADS:
+        results = [r for r in runs.get((exchange, workload), []) if 'c_cpu_ms' in r]
+        c = [v for r in results for v in r['c_cpu_ms']]
+        py = [v for r in results for v in r['python_cpu_ms']]
+        if not c or not py:
+            lines.append(f'| {exchange_name} | {in_flight} | n/a | n/a | n/a |')
+            continue
+        lines.append(
+            f'| {exchange_name} | {in_flight} | **{statistics.median(c):.2f}** '
+            f'({", ".join(f"{v:.2f}" for v in c)}) | **{statistics.median(py):.2f}** '
+            f'({", ".join(f"{v:.2f}" for v in py)}) | {statistics.median(c) / statistics.median(py):.2f}x |'
+        )
 lines.append('')
 with open('BENCHMARKS-arrays.md', 'w') as f:
     f.write('\n'.join(lines))

@@ -520,11 +520,14 @@ typedef struct academy_event {
    */
   const char *action;
   /**
-   * REQUEST: the positional arguments (a JSON array); else NULL.
+   * REQUEST: the positional arguments (a JSON array of the argument
+   * tuple's items, in the JSON forms of Python values, whether they came
+   * as JSON or pickle); else NULL.
    */
   const char *args_json;
   /**
-   * REQUEST: the keyword arguments (a JSON object); else NULL.
+   * REQUEST: the keyword arguments (a JSON object, in the same forms);
+   * else NULL.
    */
   const char *kwargs_json;
   /**
@@ -617,7 +620,9 @@ enum academy_status academy_user_client_new(const struct academy_factory *factor
  *
  * The client listens and sends heartbeats in the background; it answers
  * nothing by itself: academy_client_recv() returns every message, or
- * academy_agent_serve() serves them.
+ * academy_agent_serve() serves them. Served, it reads action requests in
+ * JSON and in pickle (academy-py's default), or only in those the
+ * factory's `allowed_deserializers` names.
  *
  * @param factory the exchange's factory; only read, stays owned by the
  *        caller. Not NULL.

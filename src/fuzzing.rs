@@ -29,7 +29,8 @@ pub fn sse(data: &[u8]) {
     }
 }
 
-/// Messages, ids, registrations and results: never a panic, and whatever
+/// Messages, ids, registrations and results (pickled ones too, and the
+/// typed buffers of a result): never a panic, and whatever
 /// parses re-serializes to something that parses to the same.
 pub fn message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -39,7 +40,11 @@ pub fn message(data: &[u8]) {
         let again = crate::wire::message::Message::from_json(&message.to_json())
             .expect("our own output parses");
         assert_eq!(again.to_json(), message.to_json());
-        let _ = crate::wire::message::response_result(&message);
+        if let Ok(result) = crate::wire::message::response_result(&message) {
+            // A result's typed buffers, as a C caller reads them.
+            let _ = crate::wire::pyvalue::NdArray::from_form(&result).map(|a| a.into_native());
+            let _ = crate::wire::pyvalue::bytes_from_form(&result);
+        }
         let _ = crate::wire::message::decode_action_request(
             &message.body,
             crate::wire::payload::Accepted::ALL,

@@ -583,6 +583,31 @@ fn bad_python_values_without_a_network() {
     unsafe {
         academy_ndarray_free(null_mut());
         academy_bytes_free(null_mut(), 0);
+        // And the good path, so that valgrind sees what a read allocates
+        // freed by its free function.
+        let f8 = s("<f8");
+        let d = data.as_ptr().cast();
+        check(academy_ndarray_write(
+            f8,
+            2,
+            shape.as_ptr(),
+            b'F' as c_char,
+            d,
+            o,
+        ))
+        .unwrap();
+        check(academy_ndarray_read(out, s(""), a)).unwrap();
+        assert_eq!(
+            ((*array).ndim, (*array).nbytes, (*array).order),
+            (2, 48, b'F' as c_char)
+        );
+        academy_ndarray_free(array);
+        academy_string_free(out);
+        check(academy_bytes_write(d, 5, o)).unwrap();
+        check(academy_bytes_read(out, null(), b, l)).unwrap();
+        assert_eq!(std::slice::from_raw_parts(bytes, len), &data[..5]);
+        academy_bytes_free(bytes, len);
+        academy_string_free(out);
     }
 }
 

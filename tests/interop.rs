@@ -305,13 +305,6 @@ fn action_body(action: &str) -> String {
     take_string(out)
 }
 
-fn result_of(response: &str) -> Result<String, Failure> {
-    let r = c(response);
-    let mut out = null_mut();
-    check(unsafe { academy_message_result(r.as_ptr(), &mut out) })?;
-    Ok(take_string(out))
-}
-
 #[test]
 fn cancel_stop_and_protocol_answers_of_a_served_c_agent() {
     for (name, url) in exchanges() {

@@ -357,12 +357,12 @@ fn expected_forms() -> Vec<(&'static str, Value)> {
 /// no answer comes. (A C agent returns it; see the Python users' test.)
 const ACADEMY_PY_CANNOT_RETURN: [&str; 1] = ["np_shared"];
 
-/// An array read with academy_ndarray_read from `json`: (dtype, kind,
-/// shape, order, data).
-/// An array as academy_ndarray_read gives it: dtype, kind, shape, order, data.
-type ArrayParts = (String, char, Vec<usize>, char, Vec<u8>);
+/// An array as academy_ndarray_read gives it: (dtype, kind, shape, order,
+/// data).
+type Array = (String, char, Vec<usize>, char, Vec<u8>);
 
-fn read_array(json: &str) -> R<ArrayParts> {
+/// An array read with academy_ndarray_read from `json`.
+fn read_array(json: &str) -> R<Array> {
     let j = c(json);
     let mut a = null_mut();
     check(unsafe { academy_ndarray_read(j.as_ptr(), ptr::null(), &mut a) })?;
@@ -636,13 +636,6 @@ fn request_as(serialization: &str, args: &str) -> String {
     take_string(out)
 }
 
-fn result_of(response: &str) -> R<String> {
-    let r = c(response);
-    let mut out = null_mut();
-    check(unsafe { academy_message_result(r.as_ptr(), &mut out) })?;
-    Ok(take_string(out))
-}
-
 #[test]
 fn a_json_only_python_agent_answers_plain_calls_and_refuses_pickle_clearly() {
     for ex in all_exchanges() {
@@ -781,21 +774,12 @@ fn the_array_agent_example_serves_numpy_users_with_academy_pys_defaults() {
     );
     let exchange = OurExchange::start("");
     for numpy in [1, 2] {
-        let mut agent = std::process::Command::new(&example)
-            .arg(&exchange.url)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut id = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(agent.stdout.take().unwrap()),
-            &mut id,
-        )
-        .unwrap();
+        let (mut agent, id) =
+            spawn_with_first_line(std::process::Command::new(&example).arg(&exchange.url));
         let mut py = PyPeer::start_with(
             &python_numpy(numpy),
             "call_array_agent.py",
-            &[&exchange.url, id.trim()],
+            &[&exchange.url, &id],
         );
         let mut lines = Vec::new();
         loop {

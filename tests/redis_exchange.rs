@@ -8,7 +8,7 @@
 mod common;
 
 use std::ffi::{c_char, CStr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::ptr::{self, null_mut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -581,18 +581,7 @@ fn spawn_calculator(setup: &Setup, registration: Option<&str>) -> (std::process:
     if let Some(r) = registration {
         cmd.arg(r);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (child, line.trim().to_owned())
+    spawn_with_first_line(&mut cmd)
 }
 
 /// A hybrid peer killed while a C user sends to it: every send still

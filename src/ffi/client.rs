@@ -129,7 +129,9 @@ pub unsafe extern "C" fn academy_user_client_new(
 ///
 /// The client listens and sends heartbeats in the background; it answers
 /// nothing by itself: academy_client_recv() returns every message, or
-/// academy_agent_serve() serves them.
+/// academy_agent_serve() serves them. Served, it reads action requests in
+/// JSON and in pickle (academy-py's default), or only in those the
+/// factory's `allowed_deserializers` names.
 ///
 /// @param factory the exchange's factory; only read, stays owned by the
 ///        caller. Not NULL.

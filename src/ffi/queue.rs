@@ -72,9 +72,12 @@ pub struct academy_event {
     pub rtt_s: f64,
     /// REQUEST: the action's name; else NULL.
     pub action: *const c_char,
-    /// REQUEST: the positional arguments (a JSON array); else NULL.
+    /// REQUEST: the positional arguments (a JSON array of the argument
+    /// tuple's items, in the JSON forms of Python values, whether they came
+    /// as JSON or pickle); else NULL.
     pub args_json: *const c_char,
-    /// REQUEST: the keyword arguments (a JSON object); else NULL.
+    /// REQUEST: the keyword arguments (a JSON object, in the same forms);
+    /// else NULL.
     pub kwargs_json: *const c_char,
     /// REQUEST: complete it exactly once with `academy_reply_ok` or
     /// `academy_reply_error`, then or later, from any thread. It belongs to

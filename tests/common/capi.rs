@@ -289,3 +289,9 @@ pub fn message(src: &str, dest: &str, body: &str) -> String {
     })
     .unwrap()
 }
+
+/// The result of a response message, decoded by `academy_message_result`.
+pub fn result_of(response: &str) -> R<String> {
+    let r = c(response);
+    out_string(|o| unsafe { academy::ffi::messages::academy_message_result(r.as_ptr(), o) })
+}

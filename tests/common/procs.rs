@@ -94,6 +94,21 @@ pub fn spawn_guarded(mut cmd: Command) -> ChildGuard {
     )
 }
 
+/// Starts `cmd` with its stdout piped and returns it with the first line
+/// it prints (an agent's id, say), trimmed.
+pub fn spawn_with_first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_owned())
+}
+
 /// A self-signed certificate for `localhost` and 127.0.0.1 (not a CA, as
 /// webpki wants of a server certificate), made with the openssl command:
 /// (certificate, key) PEM files in `dir`.

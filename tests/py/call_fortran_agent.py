@@ -16,7 +16,6 @@ from academy.exception import AcademyRemoteError
 from academy.exchange.cloud.client import HttpExchangeFactory
 from academy.handle import Handle
 from academy.identifier import AgentId
-from academy.serialize import SerializationStrategy
 
 
 def out(*parts) -> None:
@@ -27,7 +26,7 @@ async def main(url: str, agent_json: str) -> int:
     factory = HttpExchangeFactory(url)
     async with await factory.create_user_client() as client:
         aid = AgentId.model_validate_json(agent_json)
-        handle = Handle(aid, request_serializer=SerializationStrategy.JSON)
+        handle = Handle(aid)
         out('add', await handle.add(2, 3.5))
         out('echo', json.dumps(await handle.echo({'k': [1, 'x', None, 1.5]}), sort_keys=True))
         try:
