@@ -1253,8 +1253,10 @@ enum academy_status academy_client_listen(struct academy_client *client,
  * `body_read_timeout_s` and `backend`: absent for mailboxes in memory, or
  * `{"kind": "redis", "hostname": "localhost", "port": 6379}` (the keys of
  * academy-py's `[backend]` TOML table) to keep them in Redis, shared with
- * every other exchange process on that Redis. Its log lines go where the
- * library's do (academy_set_log_callback(), `ACADEMY_LOG`).
+ * every other exchange process on that Redis, or
+ * `{"kind": "redis-cluster", "nodes": ["host:port", ...]}` to keep them in
+ * a Redis Cluster (README, "Scaling out: past one Redis"). Its log lines
+ * go where the library's do (academy_set_log_callback(), `ACADEMY_LOG`).
  *
  * @param options_json the options, or NULL for the defaults; read during the
  *        call only.
@@ -1263,7 +1265,7 @@ enum academy_status academy_client_listen(struct academy_client *client,
  *        frees it with academy_exchange_free(). Not NULL.
  * @return ACADEMY_OK; ACADEMY_ERR_INVALID_ARGUMENT for a NULL `out` or bad
  *         options; ACADEMY_ERR_CONNECTION when the address cannot be bound
- *         or Redis cannot be reached.
+ *         or Redis (or every seed node of the cluster) cannot be reached.
  *
  * Blocks: until the server listens (with a Redis backend, until Redis
  * answered).
