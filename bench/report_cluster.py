@@ -29,8 +29,12 @@ SAFETY_TAKE_S = 30            # a waiting mailbox is taken from this often anywa
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
 runs = defaultdict(list)
+failed = defaultdict(list)
 for r in rows:
-    runs[(r['setup'], r['workload'])].append(r)
+    if 'failed' in r:
+        failed[(r['setup'], r['workload'])].append(r['failed'])
+    else:
+        runs[(r['setup'], r['workload'])].append(r)
 
 
 def fmt(v, digits=0):
@@ -119,6 +123,10 @@ for setup, label in SETUPS.items():
     out.append(f'| {label} | {fmt(m)} | {" / ".join(fmt(v) for v in mv)} | {fmt(a)} | '
                f'{" / ".join(fmt(v) for v in av)} | {fmt(p50, 2)} |')
 
+lost_runs = [f'{SETUPS[k[0]]} {k[1]}: {why}' for k, whys in failed.items() if k[1] != 'discover'
+             for why in whys]
+if lost_runs:
+    out += ['', 'Failed repetitions (not in the medians): ' + '; '.join(lost_runs) + '.']
 out += ['', 'What Redis did per message and per action (INFO commandstats and INFO cpu, before and after '
         'each run; "commands" counts those run inside scripts too; EVALSHA counts round trips that ran a '
         'script; the exchange processes\' CPU from /proc):', '',
@@ -149,7 +157,7 @@ out += ['', 'A mailbox\'s traffic stays on the master of its slot: the load spre
         'of that workload).']
 
 disc = {s: runs.get((s, 'discover'), []) for s in ('redis', 'cluster')}
-if any(disc.values()):
+if any(disc.values()) or failed:
     out += ['', '### Discovery among many mailboxes', '',
             'Agent mailboxes registered through the HTTP API (`bench/discover.py`, 64 requests in '
             'flight): 1% of class `bench_d.Rare`, the rest `bench_d.Common`, both subclasses of '
@@ -160,6 +168,8 @@ if any(disc.values()):
             'Base, with subclasses |', '|---|---:|---:|---:|---:|---:|---:|']
     for setup, rs in disc.items():
         if not rs:
+            for why in failed.get((setup, 'discover'), []):
+                out.append(f'| {SETUPS[setup]} | | | | failed: {why} | | |')
             continue
         r = rs[-1]
         res = r['result']
