@@ -29,8 +29,12 @@ SAFETY_TAKE_S = 30            # a waiting mailbox is taken from this often anywa
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
 runs = defaultdict(list)
+failed = defaultdict(list)
 for r in rows:
-    runs[(r['setup'], r['workload'])].append(r)
+    if 'failed' in r:
+        failed[(r['setup'], r['workload'])].append(r['failed'])
+    else:
+        runs[(r['setup'], r['workload'])].append(r)
 
 
 def fmt(v, digits=0):
@@ -50,15 +54,31 @@ def units(r):
     return res.get('n') or res.get('mailboxes') or 1
 
 
+def idle_rates(setup):
+    """CPU seconds per second each node, and the exchanges, spend with no
+    workload (the cluster bus, timers, topology reads)."""
+    rs = runs.get((setup, 'idle'), [])
+    if not rs:
+        return {}, 0.0
+    r = rs[-1]
+    dt = r['after']['t'] - r['before']['t']
+    nodes = {p: max(0.0, (a['cpu_s'] - r['before']['nodes'][p]['cpu_s']) / dt)
+             for p, a in r['after']['nodes'].items()}
+    ex = (r['after']['exchanges_cpu_ns'] - r['before']['exchanges_cpu_ns']) / 1e9 / dt
+    return nodes, max(0.0, ex)
+
+
 def deltas(r):
     """Per node: (role, commands, EVALSHA, CPU s, memory bytes) during the
-    run."""
+    run; the CPU less what the node spends idle."""
+    idle, _ = idle_rates(r['setup'])
+    dt = r['after']['t'] - r['before']['t']
     out = {}
     for port, after in r['after']['nodes'].items():
         before = r['before']['nodes'][port]
+        cpu = max(0.0, after['cpu_s'] - before['cpu_s'] - idle.get(port, 0.0) * dt)
         out[port] = (after['role'], after['calls'] - before['calls'],
-                     after['evalsha'] - before['evalsha'],
-                     after['cpu_s'] - before['cpu_s'], after['memory'] - before['memory'])
+                     after['evalsha'] - before['evalsha'], cpu, after['memory'] - before['memory'])
     return out
 
 
@@ -74,8 +94,12 @@ def per_unit(setup, workload, role, field):
 
 
 def exchange_us(setup, workload):
-    values = [(r['after']['exchanges_cpu_ns'] - r['before']['exchanges_cpu_ns']) / 1e3 / units(r)
-              for r in runs.get((setup, workload), [])]
+    _, idle = idle_rates(setup)
+    values = []
+    for r in runs.get((setup, workload), []):
+        dt = r['after']['t'] - r['before']['t']
+        ns = r['after']['exchanges_cpu_ns'] - r['before']['exchanges_cpu_ns'] - idle * dt * 1e9
+        values.append(max(0.0, ns) / 1e3 / units(r))
     return statistics.median(values) if values else None
 
 
@@ -119,9 +143,22 @@ for setup, label in SETUPS.items():
     out.append(f'| {label} | {fmt(m)} | {" / ".join(fmt(v) for v in mv)} | {fmt(a)} | '
                f'{" / ".join(fmt(v) for v in av)} | {fmt(p50, 2)} |')
 
+lost_runs = [f'{SETUPS[k[0]]} {k[1]}: {why}' for k, whys in failed.items() if k[1] != 'discover'
+             for why in whys]
+if lost_runs:
+    out += ['', 'Failed repetitions (not in the medians): ' + '; '.join(lost_runs) + '.']
+idle_text = []
+for setup, label in SETUPS.items():
+    nodes, ex = idle_rates(setup)
+    if nodes:
+        idle_text.append(f'{label} {sum(nodes.values()) * 100:.1f}% of a core over its nodes, '
+                         f'{ex * 100:.1f}% for its two exchange processes')
 out += ['', 'What Redis did per message and per action (INFO commandstats and INFO cpu, before and after '
         'each run; "commands" counts those run inside scripts too; EVALSHA counts round trips that ran a '
-        'script; the exchange processes\' CPU from /proc):', '',
+        'script; the exchange processes\' CPU from /proc). CPU is what the workload added: each node\'s '
+        'and each setup\'s exchanges\' rate with no workload (measured for 5 s first: '
+        + '; '.join(idle_text) + ') is subtracted. All three setups\' exchanges stay up throughout, so the '
+        'cluster\'s idle figure includes four exchange processes reading its topology every second.', '',
         '| setup | workload | EVALSHA (masters) | commands (masters) | commands (replicas) | '
         'Redis CPU µs (masters) | Redis CPU µs (replicas) | exchanges\' CPU µs |',
         '|---|---|---:|---:|---:|---:|---:|---:|']
@@ -149,7 +186,7 @@ out += ['', 'A mailbox\'s traffic stays on the master of its slot: the load spre
         'of that workload).']
 
 disc = {s: runs.get((s, 'discover'), []) for s in ('redis', 'cluster')}
-if any(disc.values()):
+if any(disc.values()) or failed:
     out += ['', '### Discovery among many mailboxes', '',
             'Agent mailboxes registered through the HTTP API (`bench/discover.py`, 64 requests in '
             'flight): 1% of class `bench_d.Rare`, the rest `bench_d.Common`, both subclasses of '
@@ -160,6 +197,8 @@ if any(disc.values()):
             'Base, with subclasses |', '|---|---:|---:|---:|---:|---:|---:|']
     for setup, rs in disc.items():
         if not rs:
+            for why in failed.get((setup, 'discover'), []):
+                out.append(f'| {SETUPS[setup]} | | | | failed: {why} | | |')
             continue
         r = rs[-1]
         res = r['result']

@@ -381,4 +381,33 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
     }
+
+    #[test]
+    fn a_cluster_backend_adds_its_metrics() {
+        let plain = Metrics::new(&[], 1).encode(None);
+        assert!(!plain.contains("redis_cluster"), "{plain}");
+        let m = Metrics::new(&[], 1).with_cluster();
+        m.cluster_topology(&[("master", "ok", 3), ("replica", "fail", 1)], 16000);
+        m.cluster_failovers(1);
+        m.cluster_redirections("moved", 4);
+        m.cluster_redirections("moved", 1);
+        m.cluster_unreplicated();
+        m.cluster_waits(7, 5);
+        let text = m.encode(None);
+        for line in [
+            "academy_redis_cluster_nodes{role=\"master\",state=\"ok\"} 3",
+            "academy_redis_cluster_nodes{role=\"replica\",state=\"fail\"} 1",
+            "academy_redis_cluster_slots_served 16000",
+            "academy_redis_cluster_failovers_total 1",
+            "academy_redis_cluster_redirections_total{kind=\"moved\"} 5",
+            "academy_redis_cluster_unreplicated_total 1",
+            "academy_redis_cluster_waiting_receives 7",
+            "academy_redis_cluster_subscriptions 5",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A node gone from the cluster leaves the gauge.
+        m.cluster_topology(&[("master", "ok", 3)], 16384);
+        assert!(!m.encode(None).contains("state=\"fail\""));
+    }
 }

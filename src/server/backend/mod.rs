@@ -245,11 +245,7 @@ impl Store {
         uid: &EntityId,
         group: &str,
     ) -> BResult<()> {
-        match self {
-            Store::Memory(b) => b.share_mailbox(client, uid, group),
-            Store::Redis(r) => r.share_mailbox(client, uid, group).await,
-            Store::Cluster(c) => c.share_mailbox(client, uid, group).await,
-        }
+        self.shares(client, uid, "add", group).await.map(|_| ())
     }
 
     pub(crate) async fn get_mailbox_shares(
@@ -257,23 +253,41 @@ impl Store {
         client: &Client,
         uid: &EntityId,
     ) -> BResult<Vec<String>> {
-        match self {
-            Store::Memory(b) => b.get_mailbox_shares(client, uid),
-            Store::Redis(r) => r.get_mailbox_shares(client, uid).await,
-            Store::Cluster(c) => c.get_mailbox_shares(client, uid).await,
-        }
+        self.shares(client, uid, "list", "").await
     }
 
+    /// Removing a group the mailbox is not shared with is a no-op in Redis
+    /// (as academy-py's `RedisBackend`), and no group only checks the
+    /// mailbox there.
     pub(crate) async fn remove_mailbox_shares(
         &self,
         client: &Client,
         uid: &EntityId,
         group: Option<&str>,
     ) -> BResult<()> {
-        match self {
-            Store::Memory(b) => b.remove_mailbox_shares(client, uid, group),
-            Store::Redis(r) => r.remove_mailbox_shares(client, uid, group).await,
-            Store::Cluster(c) => c.remove_mailbox_shares(client, uid, group).await,
+        match (self, group) {
+            (Store::Memory(b), None) => b.remove_mailbox_shares(client, uid, None),
+            (_, Some(g)) => self.shares(client, uid, "remove", g).await.map(|_| ()),
+            (_, None) => self.shares(client, uid, "list", "").await.map(|_| ()),
+        }
+    }
+
+    /// A share operation (`op`: add, list or remove): the groups, for list.
+    async fn shares(
+        &self,
+        client: &Client,
+        uid: &EntityId,
+        op: &str,
+        group: &str,
+    ) -> BResult<Vec<String>> {
+        match (self, op) {
+            (Store::Memory(b), "add") => b.share_mailbox(client, uid, group).map(|()| Vec::new()),
+            (Store::Memory(b), "remove") => b
+                .remove_mailbox_shares(client, uid, Some(group))
+                .map(|()| Vec::new()),
+            (Store::Memory(b), _) => b.get_mailbox_shares(client, uid),
+            (Store::Redis(r), _) => r.shares_call(client, uid, op, group).await,
+            (Store::Cluster(c), _) => c.shares_call(client, uid, op, group).await,
         }
     }
 

@@ -42,15 +42,16 @@ use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Received, Shutdown, StoredQueues,
 };
 use crate::server::backend::redis_calls::{
-    groups, owner_of, timed, unavailable, unexpected, values, word, TaskGuard, Tasks,
-    CONNECT_TIMEOUT, POP_RETRY, RESPONSE_TIMEOUT,
+    agent_stats, groups, heartbeat_age, mailbox_status, owner_of, terminated_answers, timed,
+    unavailable, values, within_limit, word, TaskGuard, Tasks, CONNECT_TIMEOUT, POP_RETRY,
+    RESPONSE_TIMEOUT,
 };
 use crate::server::backend::redis_wait::CLOSE_SENTINEL;
 use crate::server::backend::redis_wait::{Lanes, Queues};
 use crate::server::config::RedisConfig;
 use crate::server::metrics::Metrics;
 use crate::wire::ids::EntityId;
-use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
+use crate::wire::message::Message;
 
 /// Functions shared by the scripts. `permitted` is academy-py's
 /// `_has_permissions`: no owner, the owner, or a member of a shared group.
@@ -430,12 +431,7 @@ impl RedisBackend {
                 &[],
             )
             .await?;
-        match answer.as_str() {
-            "MISSING" => Ok(MailboxStatus::Missing),
-            "ACTIVE" => Ok(MailboxStatus::Active),
-            "TERMINATED" => Ok(MailboxStatus::Terminated),
-            other => word(other).and(Err(unexpected(other))),
-        }
+        mailbox_status(&answer)
     }
 
     pub(crate) async fn create_mailbox(
@@ -475,16 +471,7 @@ impl RedisBackend {
                 &[self.gravestone_s.to_string(), uid.uid.to_string()],
             )
             .await?;
-        for header in values(&answer)? {
-            let Ok(header) = serde_json::from_str::<Header>(header) else {
-                continue;
-            };
-            let response = Message {
-                header: header.response_header(),
-                body: academy_error_body(ErrorCode::MailboxTerminated, Some(&header.dest)),
-            };
-            // As the in-memory backend: delivered as the server, failures
-            // (an unknown or terminated requester) ignored.
+        for response in terminated_answers(values(&answer)?) {
             let _ = self.put_message(&response, None).await;
         }
         Ok(())
@@ -521,20 +508,7 @@ impl RedisBackend {
                 &[],
             )
             .await?;
-        let [hb, secs, micros] = values(&answer)? else {
-            return Err(unexpected(&answer.join(" ")));
-        };
-        if hb.is_empty() {
-            return Ok(None);
-        }
-        let parse = |s: &str| s.parse::<f64>().ok();
-        match (parse(hb), parse(secs), parse(micros)) {
-            (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
-            _ => Err(BackendError::Unavailable(format!(
-                "heartbeat record of {} is not a number: {hb:?}",
-                uid.uid
-            ))),
-        }
+        heartbeat_age(&answer, uid)
     }
 
     /// academy-py's counters; the requests in flight are counted as
@@ -552,17 +526,9 @@ impl RedisBackend {
                 &[],
             )
             .await?;
-        let counts: Vec<u64> = values(&answer)?
-            .iter()
-            .map(|n| n.parse().map_err(|_| unexpected(n)))
-            .collect::<BResult<_>>()?;
-        let [queued, completed, outgoing] = counts[..] else {
-            return Err(unexpected(&answer.join(" ")));
-        };
+        values(&answer)?;
         let pending = self.scan(&format!("request:{}:*", uid.uid)).await?.len() as u64;
-        Ok(AgentStats::from_counts(
-            queued, pending, completed, outgoing,
-        ))
+        agent_stats(&answer, Some(pending))
     }
 
     /// Every key matching `pattern` (SCAN, in batches).
@@ -664,12 +630,7 @@ impl RedisBackend {
     pub(crate) async fn requeue(&self, client: &Client, message: &Message) -> BResult<()> {
         self.receivable(client, &message.header.dest).await?;
         let text = message.to_json();
-        if text.len() > self.limit {
-            return Err(BackendError::TooLarge {
-                size: text.len(),
-                limit: self.limit,
-            });
-        }
+        within_limit(&text, self.limit)?;
         let mut push = redis::cmd("LPUSH");
         push.arg(key("queue", &message.header.dest)).arg(text);
         self.timed("LPUSH", push.query_async::<()>(&mut self.conn()))
@@ -732,8 +693,9 @@ impl RedisBackend {
         word(&answer)
     }
 
-    /// KEYS active owner share; the share scripts' common call.
-    async fn shares_call(
+    /// KEYS active owner share; the share scripts' common call (`op`: add,
+    /// list or remove).
+    pub(crate) async fn shares_call(
         &self,
         client: &Client,
         uid: &EntityId,
@@ -756,39 +718,6 @@ impl RedisBackend {
             )
             .await?;
         Ok(values(&answer)?.to_vec())
-    }
-
-    pub(crate) async fn share_mailbox(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-        group: &str,
-    ) -> BResult<()> {
-        self.shares_call(client, uid, "add", group)
-            .await
-            .map(|_| ())
-    }
-
-    pub(crate) async fn get_mailbox_shares(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-    ) -> BResult<Vec<String>> {
-        self.shares_call(client, uid, "list", "").await
-    }
-
-    /// Removing a group the mailbox is not shared with is a no-op (as
-    /// academy-py's `RedisBackend`).
-    pub(crate) async fn remove_mailbox_shares(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-        group: Option<&str>,
-    ) -> BResult<()> {
-        match group {
-            Some(g) => self.shares_call(client, uid, "remove", g).await.map(|_| ()),
-            None => self.get_mailbox_shares(client, uid).await.map(|_| ()),
-        }
     }
 
     /// Puts a message taken for a receiver that has gone back at the head

@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::backend::model::{BResult, BackendError, Client};
+use crate::server::backend::model::{AgentStats, BResult, BackendError, Client, MailboxStatus};
 use crate::server::metrics::Metrics;
 use crate::server::throttle::Throttle;
+use crate::wire::ids::EntityId;
+use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
 
 /// academy-py appends this to the client id in its owner record.
 const OWNER_SUFFIX: &str = "_";
@@ -41,7 +43,9 @@ pub(crate) async fn timed<T>(
     }
     if took >= SLOW_REDIS {
         if let Some(skipped) = SLOW.admit() {
+            // Under the name it has always had in the log (filters name it).
             tracing::warn!(
+                target: "academy::server::backend::redis",
                 "slow Redis: {op} took {:.0} ms (over {} ms; {skipped} more slow round trips since the last warning)",
                 took.as_secs_f64() * 1000.0,
                 SLOW_REDIS.as_millis()
@@ -88,6 +92,78 @@ pub(crate) fn values(answer: &[String]) -> BResult<&[String]> {
     let (status, rest) = answer.split_first().ok_or_else(|| unexpected(""))?;
     word(status)?;
     Ok(rest)
+}
+
+/// A check script's answer as a mailbox status.
+pub(crate) fn mailbox_status(answer: &str) -> BResult<MailboxStatus> {
+    match answer {
+        "MISSING" => Ok(MailboxStatus::Missing),
+        "ACTIVE" => Ok(MailboxStatus::Active),
+        "TERMINATED" => Ok(MailboxStatus::Terminated),
+        other => word(other).and(Err(unexpected(other))),
+    }
+}
+
+/// Seconds since the last heartbeat of `uid` (by Redis' clock), or None,
+/// from a heartbeat script's answer: {status, heartbeat or '', now
+/// seconds, now microseconds}.
+pub(crate) fn heartbeat_age(answer: &[String], uid: &EntityId) -> BResult<Option<f64>> {
+    let [hb, secs, micros] = values(answer)? else {
+        return Err(unexpected(&answer.join(" ")));
+    };
+    if hb.is_empty() {
+        return Ok(None);
+    }
+    let parse = |s: &str| s.parse::<f64>().ok();
+    match (parse(hb), parse(secs), parse(micros)) {
+        (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
+        _ => Err(BackendError::Unavailable(format!(
+            "heartbeat record of {} is not a number: {hb:?}",
+            uid.uid
+        ))),
+    }
+}
+
+/// academy-py's statistics from a statistics script's answer: {status,
+/// queued, completed, outgoing} and the requests in flight, from the
+/// answer or counted apart (`pending`).
+pub(crate) fn agent_stats(answer: &[String], pending: Option<u64>) -> BResult<AgentStats> {
+    let counts: Vec<u64> = values(answer)?
+        .iter()
+        .map(|n| n.parse().map_err(|_| unexpected(n)))
+        .collect::<BResult<_>>()?;
+    match (counts.as_slice(), pending) {
+        (&[queued, completed, outgoing], Some(pending))
+        | (&[queued, completed, outgoing, pending], None) => Ok(AgentStats::from_counts(
+            queued, pending, completed, outgoing,
+        )),
+        _ => Err(unexpected(&answer.join(" "))),
+    }
+}
+
+/// The `MAILBOX_TERMINATED` answers to the requests in flight whose
+/// headers (JSON) a terminate script returned, to be delivered as the
+/// server (as the in-memory backend does; failures ignored).
+pub(crate) fn terminated_answers(headers: &[String]) -> Vec<Message> {
+    headers
+        .iter()
+        .filter_map(|h| serde_json::from_str::<Header>(h).ok())
+        .map(|header| Message {
+            header: header.response_header(),
+            body: academy_error_body(ErrorCode::MailboxTerminated, Some(&header.dest)),
+        })
+        .collect()
+}
+
+/// A message's JSON, if within the limit.
+pub(crate) fn within_limit(text: &str, limit: usize) -> BResult<()> {
+    if text.len() > limit {
+        return Err(BackendError::TooLarge {
+            size: text.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Counts the background work still running (receives that took a

@@ -298,11 +298,12 @@ end
 return 'no'
 "#;
 
-/// A script and its text (sent with `EVAL` to a node that does not have
-/// it yet).
+/// A script, its text (sent with `EVAL` to a node that does not have it
+/// yet), and its name in logs.
 pub(crate) struct Lua {
     pub(crate) script: Script,
     pub(crate) code: String,
+    pub(crate) name: &'static str,
 }
 
 pub(crate) struct Scripts {
@@ -323,27 +324,28 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn new() -> Scripts {
-        let s = |body: &str| {
+        let s = |name: &'static str, body: &str| {
             let code = format!("{PRELUDE}{body}");
             Lua {
                 script: Script::new(&code),
                 code,
+                name,
             }
         };
         Scripts {
-            check: s(CHECK),
-            create: s(CREATE),
-            terminate: s(TERMINATE),
-            heartbeat: s(HEARTBEAT),
-            heartbeat_status: s(HEARTBEAT_STATUS),
-            stats: s(STATS),
-            recv_check: s(RECV_CHECK),
-            put: s(PUT),
-            answered: s(ANSWERED),
-            pop: s(POP),
-            push_front: s(PUSH_FRONT),
-            shares: s(SHARES),
-            discover_check: s(DISCOVER_CHECK),
+            check: s("check", CHECK),
+            create: s("create", CREATE),
+            terminate: s("terminate", TERMINATE),
+            heartbeat: s("heartbeat", HEARTBEAT),
+            heartbeat_status: s("heartbeat_status", HEARTBEAT_STATUS),
+            stats: s("stats", STATS),
+            recv_check: s("recv_check", RECV_CHECK),
+            put: s("put", PUT),
+            answered: s("answered", ANSWERED),
+            pop: s("pop", POP),
+            push_front: s("push_front", PUSH_FRONT),
+            shares: s("shares", SHARES),
+            discover_check: s("discover_check", DISCOVER_CHECK),
         }
     }
 }

@@ -56,13 +56,14 @@ use crate::server::backend::model::{
     AgentStats, BResult, BackendError, Client, MailboxStatus, Received, Shutdown, StoredQueues,
 };
 use crate::server::backend::redis_calls::{
-    groups, owner_of, timed, unavailable, unexpected, values, word, TaskGuard, Tasks,
-    CONNECT_TIMEOUT, POP_RETRY, RESPONSE_TIMEOUT,
+    agent_stats, groups, heartbeat_age, mailbox_status, owner_of, terminated_answers, timed,
+    unavailable, unexpected, values, within_limit, word, TaskGuard, Tasks, CONNECT_TIMEOUT,
+    POP_RETRY, RESPONSE_TIMEOUT,
 };
 use crate::server::config::{Durability, RedisClusterConfig};
 use crate::server::metrics::Metrics;
 use crate::wire::ids::EntityId;
-use crate::wire::message::{academy_error_body, ErrorCode, Header, Message};
+use crate::wire::message::Message;
 
 /// The longest a request waits for the cluster (a failover, a moving
 /// slot) before it is answered 503; under the clients' default request
@@ -321,7 +322,6 @@ impl ClusterBackend {
     /// back, heartbeats, statistics).
     async fn run<T: FromRedisValue>(
         &self,
-        op: &'static str,
         uid: &Uuid,
         call: Call<'_>,
         durable: bool,
@@ -329,13 +329,10 @@ impl ClusterBackend {
         if let Some(why) = self.down(uid) {
             return Err(BackendError::Unavailable(why));
         }
-        self.handle
-            .call(op, &call, durable)
-            .await
-            .map_err(|f| match f {
-                Failure::Redis(e) => self.failed(uid, e),
-                other => other.into_error(),
-            })
+        self.handle.call(&call, durable).await.map_err(|f| match f {
+            Failure::Redis(e) => self.failed(uid, e),
+            other => other.into_error(),
+        })
     }
 
     /// A failed round trip as a backend error, naming the node when it is
@@ -353,7 +350,6 @@ impl ClusterBackend {
     #[allow(clippy::too_many_arguments)] // the script's keys, arguments and error mapping, as its callers name them
     async fn mailbox_script<T: FromRedisValue>(
         &self,
-        op: &'static str,
         script: &Lua,
         uid: &EntityId,
         keys: &[fn(&Uuid) -> String],
@@ -370,7 +366,7 @@ impl ClusterBackend {
             call = call.arg(arg);
         }
         call = call.arg(groups(client));
-        self.run(op, &uid.uid, call, durable).await
+        self.run(&uid.uid, call, durable).await
     }
 
     /// The nodes as one of them sees them now.
@@ -470,7 +466,6 @@ impl ClusterBackend {
     ) -> BResult<MailboxStatus> {
         let answer: String = self
             .mailbox_script(
-                "check",
                 &self.scripts.check,
                 uid,
                 &[layout::mailbox],
@@ -479,12 +474,7 @@ impl ClusterBackend {
                 false,
             )
             .await?;
-        match answer.as_str() {
-            "MISSING" => Ok(MailboxStatus::Missing),
-            "ACTIVE" => Ok(MailboxStatus::Active),
-            "TERMINATED" => Ok(MailboxStatus::Terminated),
-            other => word(other).and(Err(unexpected(other))),
-        }
+        mailbox_status(&answer)
     }
 
     /// Creates (or registers again) a mailbox; an agent's is added to the
@@ -498,7 +488,6 @@ impl ClusterBackend {
         let mro = agent.as_ref().map(|a| a.join(","));
         let answer: String = self
             .mailbox_script(
-                "create",
                 &self.scripts.create,
                 uid,
                 &[layout::mailbox],
@@ -549,7 +538,6 @@ impl ClusterBackend {
     pub(crate) async fn terminate(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: Vec<String> = self
             .mailbox_script(
-                "terminate",
                 &self.scripts.terminate,
                 uid,
                 &[
@@ -578,16 +566,7 @@ impl ClusterBackend {
                 uid.uid
             );
         }
-        for header in headers {
-            let Ok(header) = serde_json::from_str::<Header>(header) else {
-                continue;
-            };
-            let response = Message {
-                header: header.response_header(),
-                body: academy_error_body(ErrorCode::MailboxTerminated, Some(&header.dest)),
-            };
-            // As the in-memory backend: delivered as the server, failures
-            // (an unknown or terminated requester) ignored.
+        for response in terminated_answers(headers) {
             let _ = self.put_message(&response, None).await;
         }
         Ok(())
@@ -596,7 +575,6 @@ impl ClusterBackend {
     pub(crate) async fn update_heartbeat(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
             .mailbox_script(
-                "heartbeat",
                 &self.scripts.heartbeat,
                 uid,
                 &[layout::mailbox],
@@ -617,7 +595,6 @@ impl ClusterBackend {
     ) -> BResult<Option<f64>> {
         let answer: Vec<String> = self
             .mailbox_script(
-                "heartbeat_status",
                 &self.scripts.heartbeat_status,
                 uid,
                 &[layout::mailbox],
@@ -626,26 +603,12 @@ impl ClusterBackend {
                 false,
             )
             .await?;
-        let [hb, secs, micros] = values(&answer)? else {
-            return Err(unexpected(&answer.join(" ")));
-        };
-        if hb.is_empty() {
-            return Ok(None);
-        }
-        let parse = |s: &str| s.parse::<f64>().ok();
-        match (parse(hb), parse(secs), parse(micros)) {
-            (Some(hb), Some(s), Some(us)) => Ok(Some(s + us / 1e6 - hb)),
-            _ => Err(BackendError::Unavailable(format!(
-                "heartbeat record of {} is not a number: {hb:?}",
-                uid.uid
-            ))),
-        }
+        heartbeat_age(&answer, uid)
     }
 
     pub(crate) async fn agent_stats(&self, client: &Client, uid: &EntityId) -> BResult<AgentStats> {
         let answer: Vec<String> = self
             .mailbox_script(
-                "stats",
                 &self.scripts.stats,
                 uid,
                 &[layout::mailbox, layout::queue, layout::pending],
@@ -654,16 +617,7 @@ impl ClusterBackend {
                 false,
             )
             .await?;
-        let counts: Vec<u64> = values(&answer)?
-            .iter()
-            .map(|n| n.parse().map_err(|_| unexpected(n)))
-            .collect::<BResult<_>>()?;
-        let [queued, completed, outgoing, pending] = counts[..] else {
-            return Err(unexpected(&answer.join(" ")));
-        };
-        Ok(AgentStats::from_counts(
-            queued, pending, completed, outgoing,
-        ))
+        agent_stats(&answer, None)
     }
 
     /// Agents whose MRO starts with (or, with subclasses, contains)
@@ -713,7 +667,7 @@ impl ClusterBackend {
                     .arg(if allow_subclasses { "1" } else { "0" })
                     .arg(groups);
                 handle
-                    .call::<String>("discover", &call, false)
+                    .call::<String>(&call, false)
                     .await
                     .map_err(Failure::into_error)
             }
@@ -747,7 +701,6 @@ impl ClusterBackend {
     pub(crate) async fn receivable(&self, client: &Client, uid: &EntityId) -> BResult<()> {
         let answer: String = self
             .mailbox_script(
-                "recv_check",
                 &self.scripts.recv_check,
                 uid,
                 &[layout::mailbox, layout::queue],
@@ -768,12 +721,7 @@ impl ClusterBackend {
     pub(crate) async fn requeue(&self, client: &Client, message: &Message) -> BResult<()> {
         self.receivable(client, &message.header.dest).await?;
         let text = message.to_json();
-        if text.len() > self.limit {
-            return Err(BackendError::TooLarge {
-                size: text.len(),
-                limit: self.limit,
-            });
-        }
+        within_limit(&text, self.limit)?;
         let answer: String = self
             .push_front(&message.header.dest.uid, text.into_bytes(), true)
             .await?;
@@ -787,7 +735,7 @@ impl ClusterBackend {
             .arg(item)
             .arg(layout::wake_channel(uid))
             .arg(if check { "1" } else { "0" });
-        self.run("push_front", uid, call, true).await
+        self.run(uid, call, true).await
     }
 
     /// Queues a message in its receiver's slot (permission, status, size,
@@ -827,7 +775,7 @@ impl ClusterBackend {
             .arg(layout::wake_channel(&dest))
             .arg(now_ms())
             .arg(groups);
-        let answer: String = self.run("put", &dest, call, true).await?;
+        let answer: String = self.run(&dest, call, true).await?;
         if answer == "too_large" {
             return Err(BackendError::TooLarge {
                 size: text.len(),
@@ -852,9 +800,7 @@ impl ClusterBackend {
                 .key(layout::mailbox(&src))
                 .key(layout::pending(&src))
                 .arg(h.tag.to_string());
-            self.run::<String>("answered", &src, call, false)
-                .await
-                .map(|_| ())
+            self.run::<String>(&src, call, false).await.map(|_| ())
         } else {
             Ok(())
         };
@@ -869,8 +815,9 @@ impl ClusterBackend {
         Ok(())
     }
 
-    /// KEYS mailbox; the share scripts' common call.
-    async fn shares_call(
+    /// KEYS mailbox; the share scripts' common call (`op`: add, list or
+    /// remove).
+    pub(crate) async fn shares_call(
         &self,
         client: &Client,
         uid: &EntityId,
@@ -888,41 +835,8 @@ impl ClusterBackend {
             .arg(op)
             .arg(group)
             .arg(member);
-        let answer: Vec<String> = self.run("shares", &uid.uid, call, op != "list").await?;
+        let answer: Vec<String> = self.run(&uid.uid, call, op != "list").await?;
         Ok(values(&answer)?.to_vec())
-    }
-
-    pub(crate) async fn share_mailbox(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-        group: &str,
-    ) -> BResult<()> {
-        self.shares_call(client, uid, "add", group)
-            .await
-            .map(|_| ())
-    }
-
-    pub(crate) async fn get_mailbox_shares(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-    ) -> BResult<Vec<String>> {
-        self.shares_call(client, uid, "list", "").await
-    }
-
-    /// Removing a group the mailbox is not shared with is a no-op (as
-    /// academy-py's `RedisBackend`).
-    pub(crate) async fn remove_mailbox_shares(
-        &self,
-        client: &Client,
-        uid: &EntityId,
-        group: Option<&str>,
-    ) -> BResult<()> {
-        match group {
-            Some(g) => self.shares_call(client, uid, "remove", g).await.map(|_| ()),
-            None => self.get_mailbox_shares(client, uid).await.map(|_| ()),
-        }
     }
 
     /// Puts a message taken for a receiver that has gone back at the head
@@ -1018,10 +932,10 @@ impl Handle {
     /// [`Durability::Replica`].
     async fn call<T: FromRedisValue>(
         &self,
-        op: &'static str,
         call: &Call<'_>,
         durable: bool,
     ) -> std::result::Result<T, Failure> {
+        let op = call.script.name;
         match self.once(op, call.command(true), durable).await {
             Err(Failure::Redis(e)) if e.kind() == redis::ServerErrorKind::NoScript.into() => {
                 self.once(op, call.command(false), durable).await
@@ -1104,7 +1018,7 @@ impl Takes for ClusterBackend {
             .key(layout::popped(uid))
             .arg(taker)
             .arg(layout::POPPED_TTL_S);
-        self.run("take", uid, call, true).await
+        self.run(uid, call, true).await
     }
 
     async fn put_back(&self, uid: &Uuid, item: Vec<u8>) {

@@ -26,7 +26,8 @@
 //! moving slot neither loses a message nor hands it out twice. A message
 //! taken for a receive that has gone goes back to the head of its queue.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -46,6 +47,9 @@ use crate::server::backend::redis_wait::CLOSE_SENTINEL;
 
 /// How often waiting receives are checked for their deadlines.
 const TICK: Duration = Duration::from_millis(100);
+/// How often every mailbox watched is looked at (receives gone, failed
+/// subscriptions, safety takes, subscriptions to drop): in ticks.
+const SWEEP_TICKS: u32 = 10;
 /// A waiting mailbox is taken from at least this often, announcement or
 /// not.
 pub(crate) const SAFETY_TAKE: Duration = Duration::from_secs(30);
@@ -101,6 +105,9 @@ struct Watch {
     last_take: Instant,
     /// Since when nobody waits (for [`LINGER`]).
     idle_since: Option<Instant>,
+    /// When the tick looks at this mailbox's deadlines next (it has an
+    /// entry in [`Waits::deadlines`] for then).
+    next_check: Option<Instant>,
 }
 
 impl Watch {
@@ -113,7 +120,13 @@ impl Watch {
             known_empty: false,
             last_take: Instant::now(),
             idle_since: None,
+            next_check: None,
         }
+    }
+
+    /// The earliest deadline of the receives still waiting.
+    fn earliest(&self) -> Option<Instant> {
+        self.waiters.iter().map(|w| w.deadline).min()
     }
 
     /// Answers the receives whose time is up and forgets those that have
@@ -160,6 +173,9 @@ impl Watch {
 pub(crate) struct Waits {
     subscriber: ClusterConnection<Counted>,
     watches: Mutex<HashMap<Uuid, Watch>>,
+    /// When each waiting receive's time is up (so that a tick answers
+    /// those without looking at every mailbox).
+    deadlines: Mutex<BinaryHeap<Reverse<(Instant, Uuid)>>>,
     /// Names this process's takers.
     process: Uuid,
     next_taker: AtomicU64,
@@ -184,6 +200,7 @@ impl Waits {
         Arc::new(Waits {
             subscriber,
             watches: Mutex::new(HashMap::new()),
+            deadlines: Mutex::new(BinaryHeap::new()),
             process: Uuid::new_v4(),
             next_taker: AtomicU64::new(0),
         })
@@ -199,6 +216,14 @@ impl Waits {
     ) {
         tokio::spawn(read_pushes(backend.clone(), waits_of, pushes));
         tokio::spawn(tick(backend, waits_of));
+    }
+
+    /// Has the tick look at the mailbox's deadlines at `at`.
+    fn check_at(&self, at: Instant, uid: Uuid) {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Reverse((at, uid)));
     }
 
     /// A name for the takes of one receive.
@@ -228,6 +253,10 @@ impl Waits {
                 deadline,
                 taker,
             });
+            if watch.next_check.is_none_or(|at| deadline < at) {
+                watch.next_check = Some(deadline);
+                self.check_at(deadline, uid);
+            }
             watch.idle_since = None;
             let subscribe = watch.subscription == Subscription::None;
             let known_empty = watch.known_empty && watch.subscription == Subscription::Confirmed;
@@ -392,11 +421,12 @@ fn after_take<B: Takes>(
     }
 }
 
-/// Answers the receives whose time is up, takes for mailboxes not taken
-/// from lately, subscribes where a subscription failed, and drops
+/// Answers the receives whose time is up (every tick), and every
+/// [`SWEEP_TICKS`] forgets receives that have gone, takes for mailboxes not
+/// taken from lately, subscribes where a subscription failed, and drops
 /// subscriptions nobody has used for a while.
 async fn tick<B: Takes>(backend: Weak<B>, waits_of: fn(&B) -> &Arc<Waits>) {
-    loop {
+    for n in 1u32.. {
         tokio::time::sleep(TICK).await;
         let Some(backend) = backend.upgrade() else {
             return;
@@ -409,41 +439,71 @@ async fn tick<B: Takes>(backend: Weak<B>, waits_of: fn(&B) -> &Arc<Waits>) {
             }
             return;
         }
-        let (mut take, mut subscribe, mut leave) = (Vec::new(), Vec::new(), Vec::new());
+        let due: Vec<Uuid> = {
+            let mut deadlines = waits.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+            let mut due = Vec::new();
+            while deadlines.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse((_, uid))) = deadlines.pop() {
+                    due.push(uid);
+                }
+            }
+            due
+        };
         {
             let mut watches = lock(&waits.watches);
-            watches.retain(|uid, watch| {
+            for uid in due {
+                let Some(watch) = watches.get_mut(&uid) else {
+                    continue;
+                };
+                if watch.next_check.is_some_and(|at| at > now) {
+                    continue; // An earlier entry, since moved on.
+                }
                 watch.prune(now);
-                if watch.waiters.is_empty() {
-                    let idle = watch.idle_since.is_some_and(|t| now - t >= LINGER);
-                    if idle && !watch.taking {
-                        leave.push(*uid);
-                        return false;
-                    }
-                    return true;
+                watch.next_check = watch.earliest();
+                if let Some(at) = watch.next_check {
+                    waits.check_at(at, uid);
                 }
-                if watch.subscription == Subscription::None {
-                    subscribe.push(*uid);
-                } else if now - watch.last_take >= SAFETY_TAKE {
-                    take.push(*uid);
-                }
-                true
-            });
+            }
         }
-        for uid in subscribe {
-            waits.subscribe(&backend, uid);
+        if n % SWEEP_TICKS == 0 {
+            sweep(&waits, &backend, now);
         }
-        for uid in take {
-            waits.take_for(&backend, uid);
+    }
+}
+
+/// [`tick`]'s look at every mailbox watched.
+fn sweep<B: Takes>(waits: &Arc<Waits>, backend: &Arc<B>, now: Instant) {
+    let (mut take, mut subscribe, mut leave) = (Vec::new(), Vec::new(), Vec::new());
+    lock(&waits.watches).retain(|uid, watch| {
+        watch.prune(now);
+        if watch.waiters.is_empty() {
+            let idle = watch.idle_since.is_some_and(|t| now - t >= LINGER);
+            if idle && !watch.taking {
+                leave.push(*uid);
+                return false;
+            }
+            return true;
         }
-        if !leave.is_empty() {
-            let mut conn = waits.subscriber.clone();
-            tokio::spawn(async move {
-                for uid in leave {
-                    let _ = conn.sunsubscribe(layout::wake_channel(&uid)).await;
-                }
-            });
+        if watch.subscription == Subscription::None {
+            subscribe.push(*uid);
+        } else if now - watch.last_take >= SAFETY_TAKE {
+            take.push(*uid);
         }
+        true
+    });
+    for uid in subscribe {
+        waits.subscribe(backend, uid);
+    }
+    for uid in take {
+        waits.take_for(backend, uid);
+    }
+    if !leave.is_empty() {
+        let mut conn = waits.subscriber.clone();
+        tokio::spawn(async move {
+            for uid in leave {
+                let _ = conn.sunsubscribe(layout::wake_channel(&uid)).await;
+            }
+        });
     }
 }
 
