@@ -17,11 +17,12 @@ keep=(openssl)
 log_dir="${BARE_CHECK_LOG_DIR:-/tmp/bare-check.$$}"
 mkdir -p "$log_dir"
 
-mapfile -t packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$repo/scripts/test-packages.txt" | awk '{print $1}')
+source "$repo/scripts/packages.sh"
+mapfile -t packages < <(test_packages "$repo")
 purge=()
 for package in "${packages[@]}"; do
     [[ " ${keep[*]} " == *" $package "* ]] && continue
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' && purge+=("$package")
+    is_installed "$package" && purge+=("$package")
 done
 echo "== purging: ${purge[*]:-(nothing installed)}"
 if ((${#purge[@]})); then
@@ -29,7 +30,7 @@ if ((${#purge[@]})); then
 fi
 DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -qq >>"$log_dir/purge.log"
 for package in "${purge[@]}"; do
-    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    if is_installed "$package"; then
         echo "still installed after the purge: $package" >&2
         exit 1
     fi

@@ -48,11 +48,11 @@ done
 
 # Debian packages the tests use (scripts/test-packages.txt): each one is
 # asked of dpkg by name, and all that are missing come in one apt-get.
-mapfile -t packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/test-packages.txt | awk '{print $1}')
+source scripts/packages.sh
+mapfile -t packages < <(test_packages .)
 missing=()
 for package in "${packages[@]}"; do
-    status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
-    [[ "$status" == "install ok installed" ]] || missing+=("$package")
+    is_installed "$package" || missing+=("$package")
 done
 if ((${#missing[@]})); then
     echo "== installing from Debian: ${missing[*]}"

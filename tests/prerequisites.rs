@@ -50,7 +50,13 @@ fn the_readme_names_exactly_the_packages_the_test_command_installs() {
 
 #[test]
 fn the_test_command_asks_dpkg_for_packages_not_for_commands() {
-    let script = read("scripts/test.sh");
+    // test.sh with the helpers it sources (scripts/packages.sh).
+    let test_sh = read("scripts/test.sh");
+    assert!(
+        test_sh.contains("source scripts/packages.sh"),
+        "scripts/test.sh must source scripts/packages.sh"
+    );
+    let script = test_sh + &read("scripts/packages.sh");
     assert!(
         script.contains("scripts/test-packages.txt") && script.contains("dpkg-query -W"),
         "scripts/test.sh must read scripts/test-packages.txt and ask dpkg-query for each package"
